@@ -1,0 +1,623 @@
+/* Configuration parsing with inih. The global section is described by cfg_options[]
+ * (name, type, default, reloadable, bounds); the inih handler only looks keys up there.
+ * A custom line reader counts lines so that every error names FILE:LINE. */
+#include "cfg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+struct parse_ctx {
+	struct cfg *cfg;
+	const char *name;	/* file name for messages */
+	const char *dir;	/* directory of the config file, for relative paths */
+	const char *pos;	/* reader position in the text */
+	int lineno;
+	bool seen[64];		/* options set, to report duplicates */
+	char section[64];	/* current section, tracked for long lines */
+};
+
+static void cfg_error(struct cfg *cfg, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int cfg_ini_handler(void *user, const char *section, const char *key, const char *value);
+static char *cfg_ini_reader(char *str, int num, void *stream);
+static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const char *value);
+static void parse_db(struct parse_ctx *ctx, const char *name, const char *value);
+static void apply_defaults(struct cfg *cfg);
+
+static const char *const pool_mode_names[] = { "session", "transaction", "statement", NULL };
+static const char *const auth_type_names[] = { "trust", "plain", "md5", "scram-sha-256", "peer", NULL };
+static const char *const sslmode_names[] = { "disable", "require", "verify-ca", "verify-full", NULL };
+
+#define OPT(n, t, d, r, lo, hi, nm) { #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) }
+const struct cfg_opt cfg_options[] = {
+	OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0, NULL),
+	OPT(listen_port, CFG_INT, "6432", false, 1, 65535, NULL),
+	OPT(unix_socket_dir, CFG_STR, "/tmp", false, 0, 0, NULL),
+	OPT(unix_socket_mode, CFG_INT, "0777", false, 0, 0777, NULL),
+	OPT(auth_type, CFG_ENUM, "md5", true, 0, 0, auth_type_names),
+	OPT(auth_file, CFG_STR, "", true, 0, 0, NULL),
+	OPT(admin_users, CFG_STR, "", true, 0, 0, NULL),
+	OPT(stats_users, CFG_STR, "", true, 0, 0, NULL),
+	OPT(pool_mode, CFG_ENUM, "session", true, 0, 0, pool_mode_names),
+	OPT(default_pool_size, CFG_INT, "20", true, 1, 10000, NULL),
+	OPT(min_pool_size, CFG_INT, "0", true, 0, 10000, NULL),
+	OPT(max_client_conn, CFG_INT, "100", true, 1, 1000000, NULL),
+	OPT(server_tls_sslmode, CFG_ENUM, "verify-full", true, 0, 0, sslmode_names),
+	OPT(server_tls_ca_file, CFG_STR, "", true, 0, 0, NULL),
+	OPT(server_reset_query, CFG_STR, "DISCARD ALL", true, 0, 0, NULL),
+	OPT(server_connect_timeout, CFG_TIME, "15", true, 0.01, 3600, NULL),
+	OPT(server_login_retry, CFG_TIME, "15", true, 0, 3600, NULL),
+	OPT(query_wait_timeout, CFG_TIME, "120", true, 0, 86400, NULL),
+	OPT(server_idle_timeout, CFG_TIME, "600", true, 0, 86400 * 365, NULL),
+	OPT(server_lifetime, CFG_TIME, "3600", true, 0, 86400 * 365, NULL),
+	OPT(client_login_timeout, CFG_TIME, "60", true, 0, 86400, NULL),
+	OPT(tcp_keepalive, CFG_BOOL, "1", true, 0, 0, NULL),
+	OPT(logfile, CFG_STR, "", true, 0, 0, NULL),
+	OPT(pidfile, CFG_STR, "", false, 0, 0, NULL),
+	OPT(verbose, CFG_INT, "0", true, 0, 5, NULL),
+};
+#undef OPT
+const size_t cfg_noptions = sizeof(cfg_options) / sizeof(cfg_options[0]);
+
+static void cfg_error(struct cfg *cfg, const char *file, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cfg->errors = xrealloc(cfg->errors, (cfg->nerrors + 1) * sizeof(char *));
+	cfg->errors[cfg->nerrors++] = xasprintf("%s:%d: %s", file, line, msg);
+}
+
+const struct cfg_opt *cfg_find_opt(const char *name)
+{
+	for (size_t i = 0; i < cfg_noptions; i++)
+		if (strcasecmp(cfg_options[i].name, name) == 0)
+			return &cfg_options[i];
+	return NULL;
+}
+
+const char *cfg_enum_name(const struct cfg_opt *opt, int value)
+{
+	for (int i = 0; opt->names[i]; i++)
+		if (i == value)
+			return opt->names[i];
+	return "?";
+}
+
+/* Seconds with an optional unit: 15, 0.5, 500ms, 2s, 1min, 1h, 1d. */
+static int parse_time(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno || !isfinite(v))
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		;
+	else if (strcmp(end, "ms") == 0)
+		v /= 1000;
+	else if (strcmp(end, "min") == 0)
+		v *= 60;
+	else if (strcmp(end, "h") == 0)
+		v *= 3600;
+	else if (strcmp(end, "d") == 0)
+		v *= 86400;
+	else
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_int(const char *s, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 0);
+	if (end == s || *end || errno)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "1") || !strcasecmp(s, "on") || !strcasecmp(s, "yes") || !strcasecmp(s, "true"))
+		*out = true;
+	else if (!strcmp(s, "0") || !strcasecmp(s, "off") || !strcasecmp(s, "no") || !strcasecmp(s, "false"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_enum(const char *const *names, const char *s)
+{
+	for (int i = 0; names[i]; i++)
+		if (strcasecmp(names[i], s) == 0)
+			return i;
+	return -1;
+}
+
+static char *enum_list(const char *const *names)
+{
+	char buf[256] = "";
+
+	for (int i = 0; names[i]; i++) {
+		if (i)
+			strncat(buf, ", ", sizeof(buf) - strlen(buf) - 1);
+		strncat(buf, names[i], sizeof(buf) - strlen(buf) - 1);
+	}
+	return xstrdup(buf);
+}
+
+/* Stores value into the cfg field; 0, or -1 after recording an error. */
+static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const char *value)
+{
+	char *field = (char *)ctx->cfg + opt->offset;
+	long iv;
+	double tv;
+	bool bv;
+	int ev;
+
+	switch (opt->type) {
+	case CFG_STR:
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	case CFG_INT:
+		if (parse_int(value, &iv) < 0) {
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not an integer", opt->name, value);
+			return -1;
+		}
+		if (iv < opt->min || iv > opt->max) {
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: %ld is out of range (%.0f to %.0f)",
+				  opt->name, iv, opt->min, opt->max);
+			return -1;
+		}
+		*(int *)field = (int)iv;
+		return 0;
+	case CFG_TIME:
+		if (parse_time(value, &tv) < 0) {
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno,
+				  "%s: \"%s\" is not a duration (seconds, or a number with ms, s, min, h, d)",
+				  opt->name, value);
+			return -1;
+		}
+		if (tv < opt->min || tv > opt->max) {
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: %g s is out of range (%g to %g s)",
+				  opt->name, tv, opt->min, opt->max);
+			return -1;
+		}
+		*(double *)field = tv;
+		return 0;
+	case CFG_BOOL:
+		if (parse_bool(value, &bv) < 0) {
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not a boolean (0/1, on/off)",
+				  opt->name, value);
+			return -1;
+		}
+		*(bool *)field = bv;
+		return 0;
+	case CFG_ENUM:
+		ev = parse_enum(opt->names, value);
+		if (ev < 0) {
+			char *l = enum_list(opt->names);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not one of: %s", opt->name, value, l);
+			free(l);
+			return -1;
+		}
+		*(int *)field = ev;
+		return 0;
+	}
+	return -1;
+}
+
+static int cfg_ini_handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse_ctx *ctx = user;
+
+	if (strcasecmp(section, "cratebouncer") == 0 || strcasecmp(section, "pgbouncer") == 0) {
+		const struct cfg_opt *opt = cfg_find_opt(key);
+		if (!opt) {
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown option \"%s\" in [%s]", key, section);
+			return 1;
+		}
+		size_t idx = (size_t)(opt - cfg_options);
+		if (ctx->seen[idx])
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s is set twice", opt->name);
+		ctx->seen[idx] = true;
+		set_option(ctx, opt, value);
+	} else if (strcasecmp(section, "databases") == 0) {
+		parse_db(ctx, key, value);
+	} else {
+		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown section [%s]", section);
+	}
+	return 1;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static void handle_long_line(struct parse_ctx *ctx, const char *line, size_t len)
+{
+	char *copy = xmalloc(len + 1), *eq;
+
+	memcpy(copy, line, len);
+	copy[len] = '\0';
+	eq = strchr(copy, '=');
+	if (!eq || copy[0] == '[' || isspace((unsigned char)copy[0]))
+		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"key = value\"");
+	else if (copy[0] != ';' && copy[0] != '#') {
+		*eq = '\0';
+		cfg_ini_handler(ctx, ctx->section, trim(copy), trim(eq + 1));
+	}
+	free(copy);
+}
+
+/* Feeds inih one line at a time so that ctx->lineno is the line being handled.
+ * Lines inih would reject silently are reported here. */
+static char *cfg_ini_reader(char *str, int num, void *stream)
+{
+	struct parse_ctx *ctx = stream;
+	const char *p = ctx->pos, *nl;
+	size_t len;
+
+	if (!p || !*p)
+		return NULL;
+	nl = strchr(p, '\n');
+	len = nl ? (size_t)(nl - p + 1) : strlen(p);
+	ctx->pos = p + len;
+	ctx->lineno++;
+	if (len >= (size_t)num) {
+		/* inih's line buffer is fixed (200 bytes in Debian's build): long key=value
+		 * lines, such as a [databases] entry with paths, are handed over here. */
+		handle_long_line(ctx, p, len);
+		strcpy(str, ";\n");
+		return str;
+	}
+	memcpy(str, p, len);
+	str[len] = '\0';
+	if (str[0] == '[') {
+		size_t n = strcspn(str + 1, "]\r\n");
+		snprintf(ctx->section, sizeof(ctx->section), "%.*s", (int)n, str + 1);
+	}
+
+	/* a non-empty line that is neither comment, section, continuation nor key=value */
+	const char *s = str;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	bool blank = *s == '\0' || *s == '\n' || *s == '\r';
+	if (!blank && s == str && *s != ';' && *s != '#' && *s != '[' && !strchr(s, '=')) {
+		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"key = value\"");
+		strcpy(str, ";\n");
+	}
+	return str;
+}
+
+/* libpq-style "key=value key='quoted value'" into the next token; NULL at the end. */
+static const char *next_kv(const char *p, char *key, size_t keysz, char *val, size_t valsz,
+			   const char **err)
+{
+	size_t n = 0;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!*p)
+		return NULL;
+	while (*p && *p != '=' && !isspace((unsigned char)*p)) {
+		if (n + 1 < keysz)
+			key[n++] = *p;
+		p++;
+	}
+	key[n] = '\0';
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p != '=') {
+		*err = "expected key=value";
+		return NULL;
+	}
+	p++;
+	while (isspace((unsigned char)*p))
+		p++;
+	n = 0;
+	if (*p == '\'') {
+		p++;
+		for (;;) {
+			if (!*p) {
+				*err = "unterminated quoted value";
+				return NULL;
+			}
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '\'') {
+				p++;
+				break;
+			}
+			if (n + 1 < valsz)
+				val[n++] = *p;
+			p++;
+		}
+	} else {
+		while (*p && !isspace((unsigned char)*p)) {
+			if (n + 1 < valsz)
+				val[n++] = *p;
+			p++;
+		}
+	}
+	val[n] = '\0';
+	return p;
+}
+
+static char *resolve_path(const struct parse_ctx *ctx, const char *path)
+{
+	if (path[0] == '/' || !ctx->dir)
+		return xstrdup(path);
+	return xasprintf("%s/%s", ctx->dir, path);
+}
+
+static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	struct cfg *cfg = ctx->cfg;
+	struct cfg_db db = { .port = 5432, .pool_size = -1, .min_pool_size = -1, .pool_mode = -1,
+			     .sslmode = -1 };
+	char key[64], val[1024];
+	const char *p = value, *err = NULL;
+	char *password_file = NULL;
+	long iv;
+	bool ok = true;
+
+	for (size_t i = 0; i < cfg->ndbs; i++)
+		if (strcmp(cfg->dbs[i].name, name) == 0) {
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\" is defined twice", name);
+			return;
+		}
+
+	while (ok && (p = next_kv(p, key, sizeof(key), val, sizeof(val), &err))) {
+		char **sfield = NULL;
+		if (!strcmp(key, "host"))
+			sfield = &db.host;
+		else if (!strcmp(key, "dbname"))
+			sfield = &db.dbname;
+		else if (!strcmp(key, "user"))
+			sfield = &db.user;
+		else if (!strcmp(key, "password"))
+			sfield = &db.password;
+		else if (!strcmp(key, "password_file"))
+			sfield = &password_file;
+		else if (!strcmp(key, "sslrootcert"))
+			sfield = &db.sslrootcert;
+		if (sfield) {
+			free(*sfield);
+			*sfield = xstrdup(val);
+			continue;
+		}
+		if (!strcmp(key, "port") || !strcmp(key, "pool_size") || !strcmp(key, "min_pool_size")) {
+			long lo = !strcmp(key, "port") ? 1 : 0, hi = !strcmp(key, "port") ? 65535 : 10000;
+			if (parse_int(val, &iv) < 0 || iv < lo || iv > hi) {
+				cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" must be an integer from %ld to %ld",
+					  name, key, val, lo, hi);
+				ok = false;
+			} else if (key[0] == 'p' && key[1] == 'o' && key[2] == 'r')
+				db.port = (int)iv;
+			else if (key[0] == 'p')
+				db.pool_size = (int)iv;
+			else
+				db.min_pool_size = (int)iv;
+		} else if (!strcmp(key, "pool_mode") || !strcmp(key, "sslmode")) {
+			const char *const *names = key[0] == 'p' ? pool_mode_names : sslmode_names;
+			int ev = parse_enum(names, val);
+			if (ev < 0) {
+				char *l = enum_list(names);
+				cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" is not one of: %s",
+					  name, key, val, l);
+				free(l);
+				ok = false;
+			} else if (key[0] == 'p')
+				db.pool_mode = ev;
+			else
+				db.sslmode = ev;
+		} else {
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": unknown parameter \"%s\"", name, key);
+			ok = false;
+		}
+	}
+	if (err) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s", name, err);
+		ok = false;
+	}
+	if (ok && !db.host) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": host= is required", name);
+		ok = false;
+	}
+	if (ok && db.password && password_file) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": give password= or password_file=, not both", name);
+		ok = false;
+	}
+	if (ok && password_file) {
+		char *path = resolve_path(ctx, password_file), *why = NULL;
+		db.password = read_secret_file(path, &why);
+		if (!db.password) {
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s", name, path, why);
+			ok = false;
+		}
+		free(why);
+		free(path);
+	}
+	free(password_file);
+	if (!ok) {
+		free(db.host);
+		free(db.dbname);
+		free(db.user);
+		free(db.password);
+		free(db.sslrootcert);
+		return;
+	}
+	db.name = xstrdup(name);
+	cfg->dbs = xrealloc(cfg->dbs, (cfg->ndbs + 1) * sizeof(*cfg->dbs));
+	cfg->dbs[cfg->ndbs++] = db;
+}
+
+static void apply_defaults(struct cfg *cfg)
+{
+	struct parse_ctx ctx = { .cfg = cfg, .name = "(default)" };
+
+	for (size_t i = 0; i < cfg_noptions; i++)
+		if (set_option(&ctx, &cfg_options[i], cfg_options[i].def) < 0)
+			fatal("bad built-in default for %s", cfg_options[i].name);
+}
+
+static struct cfg *parse_with_dir(const char *text, const char *name, const char *dir)
+{
+	struct cfg *cfg = xcalloc(1, sizeof(*cfg));
+	struct parse_ctx ctx = { .cfg = cfg, .name = name, .dir = dir, .pos = text };
+	int rc;
+
+	apply_defaults(cfg);
+	rc = ini_parse_stream(cfg_ini_reader, &ctx, cfg_ini_handler, &ctx);
+	if (rc > 0 && cfg->nerrors == 0)
+		cfg_error(cfg, name, rc, "syntax error");
+	if ((cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
+	     cfg->auth_type == AUTH_SCRAM) && !*cfg->auth_file)
+		cfg_error(cfg, name, 0, "auth_type %s needs auth_file", auth_type_names[cfg->auth_type]);
+	if (cfg->pool_mode != POOL_SESSION)
+		cfg_error(cfg, name, 0, "pool_mode %s is not implemented yet; use session",
+			  pool_mode_names[cfg->pool_mode]);
+	for (size_t i = 0; i < cfg->ndbs; i++)
+		if (cfg->dbs[i].pool_mode > POOL_SESSION)
+			cfg_error(cfg, name, 0, "database \"%s\": pool_mode %s is not implemented yet; use session",
+				  cfg->dbs[i].name, pool_mode_names[cfg->dbs[i].pool_mode]);
+	return cfg;
+}
+
+struct cfg *cfg_parse_string(const char *text, const char *name)
+{
+	return parse_with_dir(text, name, NULL);
+}
+
+struct cfg *cfg_load(const char *path)
+{
+	char *why = NULL, *text = read_file(path, 1 << 20, &why);
+	struct cfg *cfg;
+
+	if (!text) {
+		cfg = xcalloc(1, sizeof(*cfg));
+		apply_defaults(cfg);
+		cfg_error(cfg, path, 0, "cannot read config: %s", why);
+		free(why);
+		return cfg;
+	}
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	cfg = parse_with_dir(text, path, dir);
+	free(dir);
+	free(text);
+	return cfg;
+}
+
+void cfg_free(struct cfg *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg_noptions; i++)
+		if (cfg_options[i].type == CFG_STR)
+			free(*(char **)((char *)cfg + cfg_options[i].offset));
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		struct cfg_db *db = &cfg->dbs[i];
+		free(db->name);
+		free(db->host);
+		free(db->dbname);
+		free(db->user);
+		if (db->password)
+			explicit_bzero(db->password, strlen(db->password));
+		free(db->password);
+		free(db->sslrootcert);
+	}
+	free(cfg->dbs);
+	for (size_t i = 0; i < cfg->nerrors; i++)
+		free(cfg->errors[i]);
+	free(cfg->errors);
+	free(cfg);
+}
+
+const struct cfg_db *cfg_find_db(const struct cfg *cfg, const char *name)
+{
+	const struct cfg_db *fallback = NULL;
+
+	for (size_t i = 0; i < cfg->ndbs; i++) {
+		if (strcmp(cfg->dbs[i].name, name) == 0)
+			return &cfg->dbs[i];
+		if (strcmp(cfg->dbs[i].name, "*") == 0)
+			fallback = &cfg->dbs[i];
+	}
+	return fallback;
+}
+
+int cfg_db_pool_size(const struct cfg *cfg, const struct cfg_db *db)
+{
+	return db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+}
+
+int cfg_db_min_pool_size(const struct cfg *cfg, const struct cfg_db *db)
+{
+	return db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
+}
+
+int cfg_db_sslmode(const struct cfg *cfg, const struct cfg_db *db)
+{
+	return db->sslmode >= 0 ? db->sslmode : cfg->server_tls_sslmode;
+}
+
+const char *cfg_db_ca_file(const struct cfg *cfg, const struct cfg_db *db)
+{
+	if (db->sslrootcert && *db->sslrootcert)
+		return db->sslrootcert;
+	return cfg->server_tls_ca_file && *cfg->server_tls_ca_file ? cfg->server_tls_ca_file : NULL;
+}
+
+bool cfg_list_has(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = list;
+
+	while (p && *p) {
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		const char *e = p;
+		while (*e && *e != ',' && *e != ' ' && *e != '\t')
+			e++;
+		if ((size_t)(e - p) == n && strncmp(p, name, n) == 0)
+			return true;
+		p = e;
+	}
+	return false;
+}

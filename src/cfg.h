@@ -1,0 +1,94 @@
+/* Configuration: one declarative option table for the global section, [databases]
+ * entries in libpq's key=value form, and every error collected as "FILE:LINE: message". */
+#ifndef CB_CFG_H
+#define CB_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
+enum auth_type { AUTH_TRUST, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_PEER };
+enum sslmode { SSLMODE_DISABLE, SSLMODE_REQUIRE, SSLMODE_VERIFY_CA, SSLMODE_VERIFY_FULL };
+
+/* One [databases] entry; -1 / NULL fields fall back to the global setting. */
+struct cfg_db {
+	char *name;
+	char *host;
+	int port;
+	char *dbname;		/* NULL: the client's database name */
+	char *user;		/* NULL: the client's user, password from auth_file */
+	char *password;		/* from password= or password_file= */
+	int pool_size;
+	int min_pool_size;
+	int pool_mode;
+	int sslmode;
+	char *sslrootcert;
+};
+
+struct cfg {
+	/* global options, filled from the option table */
+	char *listen_addr;
+	int listen_port;
+	char *unix_socket_dir;
+	int unix_socket_mode;
+	int auth_type;
+	char *auth_file;
+	char *admin_users;
+	char *stats_users;
+	int pool_mode;
+	int default_pool_size;
+	int min_pool_size;
+	int max_client_conn;
+	int server_tls_sslmode;
+	char *server_tls_ca_file;
+	char *server_reset_query;
+	double server_connect_timeout;
+	double server_login_retry;
+	double query_wait_timeout;
+	double server_idle_timeout;
+	double server_lifetime;
+	double client_login_timeout;
+	bool tcp_keepalive;
+	char *logfile;
+	char *pidfile;
+	int verbose;
+
+	struct cfg_db *dbs;
+	size_t ndbs;
+
+	char **errors;		/* "FILE:LINE: message" */
+	size_t nerrors;
+};
+
+enum cfg_type { CFG_STR, CFG_INT, CFG_TIME, CFG_BOOL, CFG_ENUM };
+
+struct cfg_opt {
+	const char *name;
+	enum cfg_type type;
+	const char *def;
+	bool reloadable;
+	double min, max;		/* CFG_INT and CFG_TIME */
+	const char *const *names;	/* CFG_ENUM */
+	size_t offset;
+};
+
+extern const struct cfg_opt cfg_options[];
+extern const size_t cfg_noptions;
+
+/* Never NULL (exits on out-of-memory); check ->nerrors. name is used in messages. */
+struct cfg *cfg_parse_string(const char *text, const char *name);
+struct cfg *cfg_load(const char *path);
+void cfg_free(struct cfg *cfg);
+
+const struct cfg_db *cfg_find_db(const struct cfg *cfg, const char *name);
+const char *cfg_enum_name(const struct cfg_opt *opt, int value);
+const struct cfg_opt *cfg_find_opt(const char *name);
+/* Effective per-database values. */
+int cfg_db_pool_size(const struct cfg *cfg, const struct cfg_db *db);
+int cfg_db_min_pool_size(const struct cfg *cfg, const struct cfg_db *db);
+int cfg_db_sslmode(const struct cfg *cfg, const struct cfg_db *db);
+const char *cfg_db_ca_file(const struct cfg *cfg, const struct cfg_db *db);
+/* Is name in a comma/space separated list (admin_users, ...)? */
+bool cfg_list_has(const char *list, const char *name);
+
+#endif

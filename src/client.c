@@ -1,0 +1,664 @@
+/* Client connections. A client's life: startup packet (SSLRequest and GSSENCRequest
+ * answered 'N'), authentication per auth_type, the welcome (ParameterStatus from the
+ * pool, BackendKeyData issued here), then its session on a server from the pool. An
+ * idle logged-in client holds no I/O buffer memory: the bufferevent's evbuffers are
+ * empty between messages. */
+#include "client.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "authfile.h"
+#include "cfg.h"
+#include "log.h"
+#include "pgproto.h"
+#include "scram.h"
+#include "server.h"
+#include "util.h"
+
+#define OUT_HIGH_WATER (256 * 1024)
+#define AUTH_MSG_MAX 8192
+#define CLOSE_FLUSH_SECS 5
+
+enum auth_step { AS_STARTUP, AS_PASSWORD, AS_MD5, AS_SASL_INIT, AS_SASL_FINAL };
+
+/* Only while logging in. */
+struct client_auth {
+	enum auth_step step;
+	uint8_t salt[4];
+	const struct cfg_db *db;
+	char *secret;			/* from auth_file; NULL when the user has none */
+	struct scram_server *scram;
+};
+
+struct client {
+	struct pool_node node;
+	struct bufferevent *bev;
+	struct server *server;
+	char *params;			/* startup parameters, "k\0v\0..." */
+	const char *user, *database;	/* inside params */
+	struct client_auth *auth;
+	uint64_t connect_time, wait_since;
+	uint32_t cancel_pid, cancel_key;
+	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	uint8_t ssl_requests;
+	bool unix_socket, paused, closing;
+};
+
+static int nclients;
+static uint32_t next_pid;
+static const struct authfile *users;
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_close(struct client *c, bool flush);
+static void login_read(struct client *c);
+static void forward(struct client *c);
+
+void client_set_authfile(const struct authfile *af)
+{
+	users = af;
+}
+
+struct pool_node *client_node(struct client *c)
+{
+	return &c->node;
+}
+
+enum client_state client_state(const struct client *c)
+{
+	return c->node.state;
+}
+
+struct pool *client_pool(const struct client *c)
+{
+	return c->node.pool;
+}
+
+struct server *client_server(const struct client *c)
+{
+	return c->server;
+}
+
+uint64_t client_wait_since(const struct client *c)
+{
+	return c->wait_since;
+}
+
+int clients_total(void)
+{
+	return nclients;
+}
+
+struct evbuffer *client_output(struct client *c)
+{
+	return bufferevent_get_output(c->bev);
+}
+
+bool client_output_full(struct client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH_WATER;
+}
+
+void client_pause_read(struct client *c, bool pause)
+{
+	if (c->paused == pause || c->closing)
+		return;
+	c->paused = pause;
+	if (pause)
+		bufferevent_disable(c->bev, EV_READ);
+	else if (c->node.state == CL_ACTIVE || c->node.state == CL_IDLE)
+		bufferevent_enable(c->bev, EV_READ);
+}
+
+/* Refuses a connection before a client object exists (max_client_conn). */
+static void refuse_early(int fd, const char *sqlstate, const char *msg)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b) {
+		pg_put_error(b, "FATAL", sqlstate, "%s", msg);
+		size_t n = evbuffer_get_length(b);
+		if (send(fd, evbuffer_pullup(b, -1), n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("cannot send refusal: %s", strerror(errno));
+		evbuffer_free(b);
+	}
+	close(fd);
+}
+
+void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socket)
+{
+	const struct cfg *cfg = pools_cfg();
+	struct client *c;
+	struct timeval tv;
+
+	if (nclients >= cfg->max_client_conn) {
+		log_warn("refusing a client: max_client_conn (%d) reached", cfg->max_client_conn);
+		refuse_early(fd, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->bev = bufferevent_socket_new(pools_base(), fd,
+						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!c || !c->bev) {
+		free(c);
+		refuse_early(fd, "53200", "out of memory");
+		return;
+	}
+	nclients++;
+	c->node.obj = c;
+	c->node.state = CL_LOGIN;
+	c->unix_socket = unix_socket;
+	c->connect_time = now_usec();
+	if (!unix_socket) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	if (cfg->client_login_timeout > 0) {
+		tv.tv_sec = (time_t)cfg->client_login_timeout;
+		tv.tv_usec = (suseconds_t)((cfg->client_login_timeout - (double)tv.tv_sec) * 1e6);
+		bufferevent_set_timeouts(c->bev, &tv, NULL);
+	}
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (c->closing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_debug("C-%p: refused: %s", (void *)c, msg);
+	pg_put_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
+	client_close(c, true);
+}
+
+void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
+{
+	c->server = NULL;
+	client_fail(c, sqlstate, "%s", msg);
+}
+
+static void bury(struct client *c)
+{
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	pool_bury(&c->node);
+}
+
+/* Leaves the pool (returning the server) and frees later; with flush, after what is
+ * queued for the client has been written. */
+static void client_close(struct client *c, bool flush)
+{
+	struct timeval tv = { CLOSE_FLUSH_SECS, 0 };
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->server) {
+		struct server *sv = c->server;
+		c->server = NULL;
+		server_release(sv);
+	}
+	pool_client_remove(&c->node);
+	nclients--;
+	if (flush && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_set_timeouts(c->bev, NULL, &tv);
+		return; /* write_cb buries it once drained */
+	}
+	bury(c);
+}
+
+void client_free(struct client *c)
+{
+	bufferevent_free(c->bev);
+	if (c->auth) {
+		scram_server_free(c->auth->scram);
+		if (c->auth->secret)
+			explicit_bzero(c->auth->secret, strlen(c->auth->secret));
+		free(c->auth->secret);
+		free(c->auth);
+	}
+	free(c->params);
+	free(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->closing)
+		return;
+	switch (c->node.state) {
+	case CL_LOGIN:
+		login_read(c);
+		break;
+	case CL_IDLE: {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		uint8_t type;
+		if (evbuffer_copyout(in, &type, 1) == 1 && type == 'X') {
+			client_close(c, false);
+			return;
+		}
+		pool_client_want_server(c->node.pool, c);
+		if (!c->closing && c->node.state == CL_WAITING) {
+			c->wait_since = now_usec();
+			bufferevent_disable(bev, EV_READ);
+		}
+		break;
+	}
+	case CL_ACTIVE:
+		forward(c);
+		break;
+	default:
+		bufferevent_disable(bev, EV_READ);
+		break;
+	}
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			bury(c);
+		return;
+	}
+	/* our output drained: the server may send more */
+	if (c->server)
+		server_pause_read(c->server, false);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->closing) {
+		bury(c);
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && c->node.state == CL_LOGIN) {
+		client_fail(c, "08P01", "client_login_timeout: login not completed in %g s",
+			    pools_cfg()->client_login_timeout);
+		return;
+	}
+	client_close(c, false);
+}
+
+/* Passes the client's messages to its server; a Terminate ends the session here, the
+ * server stays open for the pool. */
+static void forward(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len = evbuffer_get_length(in), off = 0;
+	struct evbuffer_ptr pos;
+	uint8_t hdr[PG_HDR_LEN];
+	bool terminate = false;
+
+	while (off < len) {
+		if (c->fwd_remaining == 0) {
+			if (len - off < PG_HDR_LEN)
+				break;
+			evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
+			evbuffer_copyout_from(in, &pos, hdr, PG_HDR_LEN);
+			uint32_t mlen = pg_get_u32(hdr + 1);
+			if (mlen < 4) {
+				client_fail(c, "08P01", "invalid message length from client");
+				return;
+			}
+			if (hdr[0] == 'X') {
+				terminate = true;
+				break;
+			}
+			c->fwd_remaining = mlen + 1;
+		}
+		size_t take = len - off < c->fwd_remaining ? len - off : c->fwd_remaining;
+		off += take;
+		c->fwd_remaining -= (uint32_t)take;
+	}
+	if (off > 0) {
+		evbuffer_remove_buffer(in, server_output(c->server), off);
+		server_note_sent(c->server);
+		if (server_output_full(c->server))
+			client_pause_read(c, true);
+	}
+	if (terminate)
+		client_close(c, false);
+}
+
+void client_linked(struct client *c, struct server *sv)
+{
+	c->server = sv;
+	pool_client_move(&c->node, CL_ACTIVE);
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		forward(c);
+}
+
+void client_welcome(struct client *c, const uint8_t *params, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	pg_put_auth(out, PG_AUTH_OK, NULL, 0);
+	evbuffer_add(out, params, len);
+	pg_put_backend_key(out, c->cancel_pid, c->cancel_key);
+	pg_put_ready(out, 'I');
+	pool_client_move(&c->node, CL_IDLE);
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		read_cb(c->bev, c);
+}
+
+static void auth_done(struct client *c)
+{
+	const struct cfg_db *db = c->auth->db;
+	char *err = NULL;
+	struct pool *pool;
+
+	pool = pool_get(db, c->user, c->database, c->auth->secret, &err);
+	if (!pool) {
+		client_fail(c, "53200", "%s", err ? err : "cannot create pool");
+		free(err);
+		return;
+	}
+	scram_server_free(c->auth->scram);
+	if (c->auth->secret)
+		explicit_bzero(c->auth->secret, strlen(c->auth->secret));
+	free(c->auth->secret);
+	free(c->auth);
+	c->auth = NULL;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	c->cancel_pid = ++next_pid;
+	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
+		c->cancel_key = (uint32_t)random();
+	c->wait_since = now_usec();
+	log_debug("C-%p: login %s@%s", (void *)c, c->user, c->database);
+	pool_client_add(pool, &c->node, CL_LOGIN_WAIT);
+	bufferevent_disable(c->bev, EV_READ);
+	pool_client_login(pool, c);
+}
+
+static void auth_fail(struct client *c)
+{
+	client_fail(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+static bool peer_ok(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	if (getsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+		return false;
+	return strcmp(res->pw_name, c->user) == 0;
+}
+
+/* The startup packet named a database and user: pick the entry, start auth. */
+static void start_auth(struct client *c)
+{
+	const struct cfg *cfg = pools_cfg();
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct client_auth *a = c->auth;
+	const char *secret;
+
+	if (strcmp(c->database, "cratebouncer") == 0 || strcmp(c->database, "pgbouncer") == 0) {
+		client_fail(c, "0A000", "the admin console is not available in this version");
+		return;
+	}
+	a->db = cfg_find_db(cfg, c->database);
+	if (!a->db) {
+		client_fail(c, "3D000", "no such database: %s", c->database);
+		return;
+	}
+	secret = users ? authfile_lookup(users, c->user) : NULL;
+	if (secret) {
+		a->secret = strdup(secret);
+		if (!a->secret) {
+			client_fail(c, "53200", "out of memory");
+			return;
+		}
+	}
+	switch (cfg->auth_type) {
+	case AUTH_TRUST:
+		auth_done(c);
+		return;
+	case AUTH_PEER:
+		if (!c->unix_socket) {
+			client_fail(c, "28000", "peer authentication failed for user \"%s\": "
+				    "peer authentication works only on the Unix socket", c->user);
+			return;
+		}
+		if (!peer_ok(c)) {
+			client_fail(c, "28000", "peer authentication failed for user \"%s\"", c->user);
+			return;
+		}
+		auth_done(c);
+		return;
+	case AUTH_PLAIN:
+		a->step = AS_PASSWORD;
+		pg_put_auth(out, PG_AUTH_CLEARTEXT, NULL, 0);
+		return;
+	case AUTH_MD5:
+		/* as PgBouncer: a SCRAM secret cannot answer MD5, so such users get SCRAM */
+		if (!a->secret || secret_kind(a->secret) != SECRET_SCRAM) {
+			a->step = AS_MD5;
+			if (RAND_bytes(a->salt, sizeof(a->salt)) != 1) {
+				client_fail(c, "53200", "cannot generate a salt");
+				return;
+			}
+			pg_put_auth(out, PG_AUTH_MD5, a->salt, sizeof(a->salt));
+			return;
+		}
+		/* fall through */
+	case AUTH_SCRAM: {
+		struct scram_secret ss;
+		unsigned char salt[16];
+		int ok = -1;
+		if (a->secret && secret_kind(a->secret) == SECRET_SCRAM)
+			ok = scram_secret_parse(a->secret, &ss);
+		else if (a->secret && secret_kind(a->secret) == SECRET_PLAIN &&
+			 RAND_bytes(salt, sizeof(salt)) == 1)
+			ok = scram_secret_from_password(a->secret, salt, sizeof(salt),
+							SCRAM_DEFAULT_ITERATIONS, &ss);
+		if (ok < 0) {
+			/* unknown user or an md5 secret: run the exchange against a random
+			 * secret so that it fails like a wrong password */
+			if (a->secret && secret_kind(a->secret) == SECRET_MD5)
+				log_warn("user \"%s\": an md5 secret in auth_file cannot be used with "
+					 "scram-sha-256", c->user);
+			memset(&ss, 0, sizeof(ss));
+			ss.iterations = SCRAM_DEFAULT_ITERATIONS;
+			ss.salt_len = 16;
+			if (RAND_bytes(ss.salt, 16) != 1 || RAND_bytes(ss.stored_key, SCRAM_KEY_LEN) != 1 ||
+			    RAND_bytes(ss.server_key, SCRAM_KEY_LEN) != 1) {
+				client_fail(c, "53200", "cannot generate a salt");
+				return;
+			}
+		}
+		a->scram = scram_server_new(&ss, NULL);
+		explicit_bzero(&ss, sizeof(ss));
+		if (!a->scram) {
+			client_fail(c, "53200", "out of memory");
+			return;
+		}
+		a->step = AS_SASL_INIT;
+		pg_put_auth(out, PG_AUTH_SASL, "SCRAM-SHA-256\0", sizeof("SCRAM-SHA-256\0"));
+		return;
+	}
+	}
+}
+
+/* One password-message ('p') body during authentication. */
+static void auth_message(struct client *c, const uint8_t *body, size_t len)
+{
+	struct client_auth *a = c->auth;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char *msg = NULL;
+	size_t mlen;
+	const char *err = NULL;
+
+	switch (a->step) {
+	case AS_PASSWORD:
+	case AS_MD5:
+		if (len == 0 || body[len - 1] != '\0' || strlen((const char *)body) + 1 != len) {
+			client_fail(c, "08P01", "invalid password message");
+			return;
+		}
+		if (a->secret && (a->step == AS_PASSWORD
+				  ? auth_check_plain(a->secret, c->user, (const char *)body)
+				  : auth_check_md5(a->secret, c->user, a->salt, (const char *)body)))
+			auth_done(c);
+		else
+			auth_fail(c);
+		return;
+	case AS_SASL_INIT: {
+		size_t n = strnlen((const char *)body, len);
+		if (n == len || len - n - 1 < 4) {
+			client_fail(c, "08P01", "invalid SASLInitialResponse message");
+			return;
+		}
+		if (strcmp((const char *)body, "SCRAM-SHA-256") != 0) {
+			client_fail(c, "28000", "unsupported SASL mechanism \"%s\"", (const char *)body);
+			return;
+		}
+		uint32_t dlen = pg_get_u32(body + n + 1);
+		if (dlen != len - n - 5) {
+			client_fail(c, "08P01", "invalid SASLInitialResponse length");
+			return;
+		}
+		if (scram_server_first(a->scram, (const char *)body + n + 5, dlen, &msg, &mlen, &err) < 0) {
+			client_fail(c, "08P01", "SCRAM: %s", err);
+			return;
+		}
+		pg_put_auth(out, PG_AUTH_SASL_CONTINUE, msg, mlen);
+		free(msg);
+		a->step = AS_SASL_FINAL;
+		return;
+	}
+	case AS_SASL_FINAL:
+		if (scram_server_final(a->scram, (const char *)body, len, &msg, &mlen, &err) < 0) {
+			auth_fail(c);
+			return;
+		}
+		pg_put_auth(out, PG_AUTH_SASL_FINAL, msg, mlen);
+		free(msg);
+		auth_done(c);
+		return;
+	case AS_STARTUP:
+		break;
+	}
+	client_fail(c, "08P01", "unexpected message during authentication");
+}
+
+static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
+{
+	struct pg_startup st;
+	const char *err;
+
+	if (pg_parse_startup(pkt, len, &st, &err) < 0) {
+		client_fail(c, "08P01", "%s", err);
+		return;
+	}
+	switch (st.kind) {
+	case PG_STARTUP_SSL:
+	case PG_STARTUP_GSSENC:
+		if (++c->ssl_requests > 2) {
+			client_fail(c, "08P01", "too many SSL/GSSENC requests");
+			return;
+		}
+		bufferevent_write(c->bev, "N", 1);
+		return;
+	case PG_STARTUP_CANCEL:
+		/* accepted; routing to the upstream session arrives with transaction pooling */
+		log_debug("C-%p: cancel request for %u (not routed)", (void *)c, st.cancel_pid);
+		client_close(c, false);
+		return;
+	case PG_STARTUP_NORMAL:
+		break;
+	}
+	c->params = malloc(st.params_len ? st.params_len : 1);
+	c->auth = calloc(1, sizeof(*c->auth));
+	if (!c->params || !c->auth) {
+		client_fail(c, "53200", "out of memory");
+		return;
+	}
+	memcpy(c->params, st.params, st.params_len);
+	c->user = c->params + (st.user - st.params);
+	c->database = st.database >= st.params && st.database < st.params + st.params_len
+			      ? c->params + (st.database - st.params) : c->user;
+	start_auth(c);
+}
+
+static void login_read(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint8_t hdr[PG_HDR_LEN];
+
+	while (!c->closing && c->node.state == CL_LOGIN) {
+		size_t avail = evbuffer_get_length(in);
+		if (!c->auth) {
+			/* startup-class packet: length word, no type byte */
+			if (avail < 4)
+				return;
+			evbuffer_copyout(in, hdr, 4);
+			uint32_t plen = pg_get_u32(hdr);
+			if (plen > PG_STARTUP_MAX) {
+				client_fail(c, "08P01", "startup packet too large (%u bytes, limit %d)",
+					    plen, PG_STARTUP_MAX);
+				return;
+			}
+			if (plen < 8) {
+				client_fail(c, "08P01", "invalid startup packet length");
+				return;
+			}
+			if (avail < plen)
+				return;
+			/* taken out of the buffer first: handling may finish the login and
+			 * read what follows */
+			uint8_t pkt[PG_STARTUP_MAX];
+			evbuffer_remove(in, pkt, plen);
+			handle_startup(c, pkt, plen);
+			continue;
+		}
+		if (avail < PG_HDR_LEN)
+			return;
+		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		uint32_t mlen = pg_get_u32(hdr + 1);
+		if (hdr[0] != 'p' || mlen < 4 || mlen > AUTH_MSG_MAX) {
+			client_fail(c, "08P01", "expected a password message during authentication");
+			return;
+		}
+		if (avail < (size_t)mlen + 1)
+			return;
+		uint8_t msg[AUTH_MSG_MAX + 1];
+		evbuffer_remove(in, msg, mlen + 1);
+		auth_message(c, msg + PG_HDR_LEN, mlen - 4);
+		explicit_bzero(msg, mlen + 1);
+	}
+}

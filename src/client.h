@@ -1,0 +1,42 @@
+/* A client connection: startup packet, authentication, the welcome from the pool,
+ * then message forwarding to the server the pool links it to. */
+#ifndef CB_CLIENT_H
+#define CB_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "pool.h"
+
+struct client;
+struct evbuffer;
+
+struct authfile;
+/* Users and secrets for plain/md5/scram-sha-256 (not owned). */
+void client_set_authfile(const struct authfile *af);
+/* A new accepted socket; unix is true for the Unix-socket listener. */
+void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socket);
+/* From the pool. */
+void client_welcome(struct client *c, const uint8_t *params, size_t len);
+void client_linked(struct client *c, struct server *sv);
+/* Send an ErrorResponse (FATAL) and close after it is written. */
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The server is gone or was given up while linked. */
+void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
+/* From the server, for forwarding. */
+struct evbuffer *client_output(struct client *c);
+void client_pause_read(struct client *c, bool pause);
+bool client_output_full(struct client *c);
+enum client_state client_state(const struct client *c);
+struct pool *client_pool(const struct client *c);
+struct server *client_server(const struct client *c);
+uint64_t client_wait_since(const struct client *c);
+int clients_total(void);
+
+struct pool_node *client_node(struct client *x);
+void client_free(struct client *x);
+
+#endif

@@ -1,0 +1,86 @@
+/* Pools: one per (database entry, upstream user). A pool owns the lists of its clients
+ * and servers by state, hands idle servers to waiting clients, launches and retires
+ * server connections within the limits, and remembers why the upstream last failed. */
+#ifndef CB_POOL_H
+#define CB_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct cfg;
+struct cfg_db;
+struct client;
+struct server;
+struct event_base;
+struct evdns_base;
+
+enum client_state { CL_LOGIN, CL_LOGIN_WAIT, CL_IDLE, CL_WAITING, CL_ACTIVE, CL_CLOSING };
+enum server_state { SV_LOGIN, SV_IDLE, SV_ACTIVE, SV_RESET, SV_CLOSING };
+
+/* Embedded in every client and server: which pool list it is on. */
+struct pool_node {
+	TAILQ_ENTRY(pool_node) entry;
+	void *obj;		/* the struct client or struct server */
+	struct pool *pool;
+	int state;		/* enum client_state or enum server_state */
+	bool is_server;
+};
+TAILQ_HEAD(node_list, pool_node);
+
+struct pool {
+	TAILQ_ENTRY(pool) entry;
+	const struct cfg_db *db;
+	char *user;		/* upstream login */
+	char *password;		/* upstream password, never logged */
+	char *dbname;		/* upstream database */
+	struct node_list clients[CL_CLOSING];
+	int nclients[CL_CLOSING];
+	struct node_list servers[SV_CLOSING];
+	int nservers[SV_CLOSING];
+	uint8_t *welcome;	/* the upstream's ParameterStatus messages, verbatim */
+	size_t welcome_len;
+	char *last_error;	/* why the last connect or login failed; NULL once one works */
+	char last_sqlstate[6];
+	uint64_t retry_at;	/* no new connection before this (server_login_retry) */
+};
+
+void pools_init(struct event_base *base, struct evdns_base *dns);
+void pools_set_cfg(const struct cfg *cfg);
+const struct cfg *pools_cfg(void);
+struct event_base *pools_base(void);
+struct evdns_base *pools_dns(void);
+void pools_shutdown(void);
+/* Closed clients and servers are freed here from the event loop, never inside their
+ * own callbacks. The node must already be off its pool list. */
+void pool_bury(struct pool_node *n);
+
+/* The pool for a database entry and user, created on first use. NULL when the pool
+ * cannot serve (no password for the user); *err says why (malloc'd). */
+struct pool *pool_get(const struct cfg_db *db, const char *client_user, const char *client_db,
+		      const char *password, char **err);
+int pool_size(const struct pool *pool);
+int pool_total_servers(const struct pool *pool);
+
+/* List membership; the node's state field is kept in step with its list. */
+void pool_client_add(struct pool *pool, struct pool_node *n, enum client_state st);
+void pool_client_move(struct pool_node *n, enum client_state st);
+void pool_client_remove(struct pool_node *n);
+void pool_server_add(struct pool *pool, struct pool_node *n, enum server_state st);
+void pool_server_move(struct pool_node *n, enum server_state st);
+void pool_server_remove(struct pool_node *n);
+
+/* Client events. */
+/* A logged-in client wants the welcome (ParameterStatus set). */
+void pool_client_login(struct pool *pool, struct client *c);
+/* A client sent a query and has no server. */
+void pool_client_want_server(struct pool *pool, struct client *c);
+
+/* Server events. */
+void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len);
+void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg);
+/* A server became idle (after login or reset): give it to a waiting client. */
+void pool_server_idle(struct server *sv);
+
+#endif

@@ -1,0 +1,682 @@
+/* Upstream connections. A server's life: resolve (evdns), connect (non-blocking, each
+ * address in turn), SSLRequest, TLS handshake (bufferevent_openssl), login with the
+ * pool's credentials, then idle / linked to a client / being reset, until closed.
+ * Every step is bounded by server_connect_timeout until the login completes. */
+#include "server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "cfg.h"
+#include "client.h"
+#include "log.h"
+#include "pgproto.h"
+#include "scram.h"
+#include "tlsctx.h"
+#include "util.h"
+
+#define LOGIN_MSG_MAX (64 * 1024)
+#define OUT_HIGH_WATER (256 * 1024)
+
+struct server {
+	struct pool_node node;
+	struct bufferevent *bev;
+	evutil_socket_t fd;		/* before the bufferevent owns it */
+	struct event io;		/* connect and SSLRequest answer */
+	struct event timer;		/* server_connect_timeout during login */
+	struct evdns_getaddrinfo_request *dns_req;
+	struct evutil_addrinfo *addrs, *next_addr;
+	int last_errno;
+	SSL *ssl;
+	struct scram_client *scram;
+	struct evbuffer *params;	/* ParameterStatus messages seen at login */
+	struct client *client;
+	uint64_t connect_time, idle_since;
+	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	char last_status;		/* from the last ReadyForQuery */
+	bool ready;			/* ReadyForQuery seen since the client last sent */
+	bool tls_done, dns_done, reset_failed, crate, paused, login_done;
+};
+
+static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg);
+static void try_connect(struct server *sv);
+static void connect_cb(evutil_socket_t fd, short what, void *arg);
+static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg);
+static void timeout_cb(evutil_socket_t fd, short what, void *arg);
+static void start_bev(struct server *sv);
+static void login_read_cb(struct bufferevent *bev, void *arg);
+static void fwd_read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+static const char *sv_host(const struct server *sv)
+{
+	return sv->node.pool->db->host;
+}
+
+static int sv_port(const struct server *sv)
+{
+	return sv->node.pool->db->port;
+}
+
+struct pool_node *server_node(struct server *sv)
+{
+	return &sv->node;
+}
+
+enum server_state server_state(const struct server *sv)
+{
+	return sv->node.state;
+}
+
+struct pool *server_pool(const struct server *sv)
+{
+	return sv->node.pool;
+}
+
+uint64_t server_idle_since(const struct server *sv)
+{
+	return sv->idle_since;
+}
+
+uint64_t server_connect_time(const struct server *sv)
+{
+	return sv->connect_time;
+}
+
+struct evbuffer *server_output(struct server *sv)
+{
+	return bufferevent_get_output(sv->bev);
+}
+
+bool server_output_full(struct server *sv)
+{
+	return evbuffer_get_length(bufferevent_get_output(sv->bev)) > OUT_HIGH_WATER;
+}
+
+void server_note_sent(struct server *sv)
+{
+	sv->ready = false;
+}
+
+void server_pause_read(struct server *sv, bool pause)
+{
+	if (!sv->bev || sv->paused == pause)
+		return;
+	sv->paused = pause;
+	if (pause)
+		bufferevent_disable(sv->bev, EV_READ);
+	else
+		bufferevent_enable(sv->bev, EV_READ);
+}
+
+void server_launch(struct pool *pool)
+{
+	const struct cfg *cfg = pools_cfg();
+	struct server *sv = calloc(1, sizeof(*sv));
+	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					 .ai_protocol = IPPROTO_TCP, .ai_flags = EVUTIL_AI_ADDRCONFIG };
+	struct timeval tv;
+	char port[8];
+	struct evdns_getaddrinfo_request *req;
+
+	if (!sv) {
+		log_error("out of memory: cannot open a connection to %s", pool->db->host);
+		return;
+	}
+	sv->node.obj = sv;
+	sv->node.is_server = true;
+	sv->fd = -1;
+	sv->connect_time = now_usec();
+	pool_server_add(pool, &sv->node, SV_LOGIN);
+
+	evtimer_assign(&sv->timer, pools_base(), timeout_cb, sv);
+	tv.tv_sec = (time_t)cfg->server_connect_timeout;
+	tv.tv_usec = (suseconds_t)((cfg->server_connect_timeout - (double)tv.tv_sec) * 1e6);
+	evtimer_add(&sv->timer, &tv);
+
+	log_debug("S-%p: connecting to %s:%d", (void *)sv, sv_host(sv), sv_port(sv));
+	snprintf(port, sizeof(port), "%d", sv_port(sv));
+	/* The callback may run before evdns_getaddrinfo returns (numeric hosts). */
+	req = evdns_getaddrinfo(pools_dns(), sv_host(sv), port, &hints, dns_cb, sv);
+	if (!sv->dns_done)
+		sv->dns_req = req;
+}
+
+static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct server *sv = arg;
+
+	sv->dns_done = true;
+	sv->dns_req = NULL;
+	if (err == EVUTIL_EAI_CANCEL)
+		return;
+	if (err) {
+		server_fail(sv, "08006", "cannot resolve upstream host \"%s\": %s", sv_host(sv),
+			    evutil_gai_strerror(err));
+		return;
+	}
+	sv->addrs = sv->next_addr = ai;
+	try_connect(sv);
+}
+
+static void set_sockopts(evutil_socket_t fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (pools_cfg()->tcp_keepalive)
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+}
+
+/* Connects to the next address; when none is left, fails with the last error. */
+static void try_connect(struct server *sv)
+{
+	while (sv->next_addr) {
+		struct evutil_addrinfo *ai = sv->next_addr;
+		sv->next_addr = ai->ai_next;
+		sv->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (sv->fd < 0) {
+			sv->last_errno = errno;
+			continue;
+		}
+		set_sockopts(sv->fd);
+		if (connect(sv->fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
+			event_assign(&sv->io, pools_base(), sv->fd, EV_WRITE, connect_cb, sv);
+			event_add(&sv->io, NULL);
+			return;
+		}
+		sv->last_errno = errno;
+		close(sv->fd);
+		sv->fd = -1;
+	}
+	server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", sv_host(sv), sv_port(sv),
+		    strerror(sv->last_errno ? sv->last_errno : ECONNREFUSED));
+}
+
+static void connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *sv = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		sv->last_errno = err;
+		close(sv->fd);
+		sv->fd = -1;
+		try_connect(sv);
+		return;
+	}
+	if (cfg_db_sslmode(pools_cfg(), sv->node.pool->db) == SSLMODE_DISABLE) {
+		start_bev(sv);
+		return;
+	}
+	/* A fresh socket always takes 8 bytes. */
+	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != (ssize_t)sizeof(ssl_request)) {
+		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", sv_host(sv),
+			    sv_port(sv), strerror(errno));
+		return;
+	}
+	event_assign(&sv->io, pools_base(), fd, EV_READ, ssl_answer_cb, sv);
+	event_add(&sv->io, NULL);
+}
+
+static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *sv = arg;
+	char buf[2];
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		event_add(&sv->io, NULL);
+		return;
+	}
+	if (n <= 0) {
+		server_fail(sv, "08006", "upstream %s:%d closed the connection after SSLRequest%s%s",
+			    sv_host(sv), sv_port(sv), n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+		return;
+	}
+	if (n == 1 && buf[0] == 'S') {
+		start_bev(sv);
+		return;
+	}
+	if (buf[0] == 'N')
+		server_fail(sv, "08006", "upstream %s:%d does not accept TLS, and server_tls_sslmode "
+			    "requires it", sv_host(sv), sv_port(sv));
+	else
+		/* More than the one answer byte is someone injecting plaintext (CVE-2021-23222). */
+		server_fail(sv, "08006", "upstream %s:%d sent an invalid answer to SSLRequest",
+			    sv_host(sv), sv_port(sv));
+}
+
+/* The socket is connected (and wants TLS unless sslmode=disable): wrap it. */
+static void start_bev(struct server *sv)
+{
+	const struct cfg *cfg = pools_cfg();
+	const struct cfg_db *db = sv->node.pool->db;
+	int sslmode = cfg_db_sslmode(cfg, db);
+	char *err = NULL;
+
+	if (sslmode == SSLMODE_DISABLE) {
+		sv->bev = bufferevent_socket_new(pools_base(), sv->fd,
+						 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	} else {
+		SSL_CTX *ctx = tls_client_ctx(sslmode, cfg_db_ca_file(cfg, db), &err);
+		if (!ctx) {
+			server_fail(sv, "08006", "%s", err);
+			free(err);
+			return;
+		}
+		sv->ssl = tls_client_ssl(ctx, sslmode, sv_host(sv));
+		if (!sv->ssl) {
+			server_fail(sv, "08006", "cannot set up TLS for \"%s\"", sv_host(sv));
+			return;
+		}
+		sv->bev = bufferevent_openssl_socket_new(pools_base(), sv->fd, sv->ssl,
+							 BUFFEREVENT_SSL_CONNECTING,
+							 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		if (sv->bev)
+			bufferevent_openssl_set_allow_dirty_shutdown(sv->bev, 1);
+	}
+	if (!sv->bev) {
+		if (sv->ssl)
+			SSL_free(sv->ssl);
+		sv->ssl = NULL;
+		server_fail(sv, "53200", "cannot allocate a connection buffer");
+		return;
+	}
+	sv->fd = -1; /* owned by the bufferevent now */
+	bufferevent_setcb(sv->bev, login_read_cb, write_cb, event_cb, sv);
+	bufferevent_enable(sv->bev, EV_READ | EV_WRITE);
+	if (sslmode == SSLMODE_DISABLE)
+		event_cb(sv->bev, BEV_EVENT_CONNECTED, sv);
+}
+
+static void send_startup(struct server *sv)
+{
+	struct pool *pool = sv->node.pool;
+	const char *params[] = { "user", pool->user, "database", pool->dbname, NULL };
+
+	pg_put_startup(bufferevent_get_output(sv->bev), params);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *sv = arg;
+
+	server_fail(sv, "08006", "timed out connecting to upstream %s:%d (server_connect_timeout)",
+		    sv_host(sv), sv_port(sv));
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct server *sv = arg;
+	unsigned long ossl;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		sv->tls_done = true;
+		send_startup(sv);
+		return;
+	}
+	if (sv->login_done) {
+		server_close(sv, what & BEV_EVENT_EOF ? "upstream closed the connection"
+					       : "upstream connection failed");
+		return;
+	}
+	ossl = sv->ssl ? bufferevent_get_openssl_error(bev) : 0;
+	if (sv->ssl && !sv->tls_done) {
+		char *why = tls_failure(sv->ssl, sv_host(sv), ossl);
+		server_fail(sv, "08006", "%s", why);
+		free(why);
+	} else {
+		server_fail(sv, "08006", "upstream %s:%d closed the connection during login%s%s",
+			    sv_host(sv), sv_port(sv), (what & BEV_EVENT_ERROR) && errno ? ": " : "",
+			    (what & BEV_EVENT_ERROR) && errno ? strerror(errno) : "");
+	}
+	ERR_clear_error();
+}
+
+/* Answers one authentication request; -1 after server_fail. */
+static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
+{
+	struct pool *pool = sv->node.pool;
+	struct evbuffer *out = bufferevent_get_output(sv->bev);
+	uint32_t code;
+	const uint8_t *data;
+	size_t dlen;
+	char md5a[PG_MD5_LEN + 1], md5b[PG_MD5_LEN + 1];
+	char *msg = NULL;
+	size_t mlen;
+	const char *err = NULL;
+
+	if (pg_parse_auth(body, len, &code, &data, &dlen) < 0)
+		goto protocol;
+	if (code == PG_AUTH_OK)
+		return 0;
+	if (!pool->password) {
+		server_fail(sv, "28P01", "upstream %s:%d asks for a password, but none is configured "
+			    "for user \"%s\"", sv_host(sv), sv_port(sv), pool->user);
+		return -1;
+	}
+	switch (code) {
+	case PG_AUTH_CLEARTEXT:
+		pg_put_password(out, pool->password);
+		return 0;
+	case PG_AUTH_MD5:
+		if (dlen != 4)
+			goto protocol;
+		pg_md5_encrypt(pool->password, pool->user, md5a);
+		pg_md5_salted(md5a, data, md5b);
+		pg_put_password(out, md5b);
+		return 0;
+	case PG_AUTH_SASL:
+		/* a list of NUL-terminated mechanism names */
+		for (size_t i = 0; i < dlen && data[i];) {
+			const char *mech = (const char *)data + i;
+			size_t n = strnlen(mech, dlen - i);
+			if (n == strlen("SCRAM-SHA-256") && memcmp(mech, "SCRAM-SHA-256", n) == 0) {
+				scram_client_free(sv->scram);
+				sv->scram = scram_client_new(pool->password, NULL);
+				if (!sv->scram || scram_client_first(sv->scram, "", &msg, &mlen) < 0) {
+					server_fail(sv, "53200", "cannot start SCRAM authentication");
+					return -1;
+				}
+				pg_put_sasl_initial(out, "SCRAM-SHA-256", msg, mlen);
+				free(msg);
+				return 0;
+			}
+			i += n + 1;
+		}
+		server_fail(sv, "28000", "upstream %s:%d offers no SASL mechanism cratebouncer supports",
+			    sv_host(sv), sv_port(sv));
+		return -1;
+	case PG_AUTH_SASL_CONTINUE:
+		if (!sv->scram)
+			goto protocol;
+		if (scram_client_final(sv->scram, (const char *)data, dlen, &msg, &mlen, &err) < 0) {
+			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv), err);
+			return -1;
+		}
+		pg_put_sasl_response(out, msg, mlen);
+		explicit_bzero(msg, mlen);
+		free(msg);
+		return 0;
+	case PG_AUTH_SASL_FINAL:
+		if (!sv->scram)
+			goto protocol;
+		if (scram_client_verify(sv->scram, (const char *)data, dlen, &err) < 0) {
+			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv), err);
+			return -1;
+		}
+		scram_client_free(sv->scram);
+		sv->scram = NULL;
+		return 0;
+	default:
+		server_fail(sv, "28000", "upstream %s:%d asks for authentication method %u, which "
+			    "cratebouncer does not support", sv_host(sv), sv_port(sv), code);
+		return -1;
+	}
+protocol:
+	server_fail(sv, "08P01", "upstream %s:%d sent an invalid authentication message",
+		    sv_host(sv), sv_port(sv));
+	return -1;
+}
+
+static void login_done(struct server *sv)
+{
+	size_t plen = evbuffer_get_length(sv->params);
+	uint8_t *params = evbuffer_pullup(sv->params, -1);
+
+	sv->login_done = true;
+	evtimer_del(&sv->timer);
+	bufferevent_setcb(sv->bev, fwd_read_cb, write_cb, event_cb, sv);
+	sv->ready = true;
+	sv->last_status = 'I';
+	sv->idle_since = now_usec();
+	log_debug("S-%p: logged in to %s:%d as %s", (void *)sv, sv_host(sv), sv_port(sv),
+		  sv->node.pool->user);
+	pool_server_login_ok(sv, params, plen);
+	evbuffer_free(sv->params);
+	sv->params = NULL;
+	pool_server_idle(sv);
+}
+
+static void login_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct server *sv = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint8_t hdr[PG_HDR_LEN];
+	struct pg_error e;
+
+	while (evbuffer_get_length(in) >= PG_HDR_LEN) {
+		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		uint32_t mlen = pg_get_u32(hdr + 1);
+		if (mlen < 4 || mlen > LOGIN_MSG_MAX) {
+			server_fail(sv, "08P01", "upstream %s:%d sent an invalid message during login",
+				    sv_host(sv), sv_port(sv));
+			return;
+		}
+		if (evbuffer_get_length(in) < (size_t)mlen + 1)
+			return;
+		uint8_t *msg = evbuffer_pullup(in, mlen + 1);
+		const uint8_t *body = msg + PG_HDR_LEN;
+		size_t blen = mlen - 4;
+
+		switch (hdr[0]) {
+		case 'R':
+			if (handle_auth(sv, body, blen) < 0)
+				return;
+			break;
+		case 'S': {
+			const char *name, *value;
+			if (pg_parse_param_status(body, blen, &name, &value) == 0 &&
+			    strcmp(name, "crate_version") == 0)
+				sv->crate = true;
+			if (!sv->params)
+				sv->params = evbuffer_new();
+			if (sv->params)
+				evbuffer_add(sv->params, msg, mlen + 1);
+			break;
+		}
+		case 'K':
+			break; /* clients get keys issued by cratebouncer */
+		case 'E':
+			pg_parse_error(body, blen, &e);
+			server_fail(sv, *e.code ? e.code : "08006",
+				    "upstream login to %s:%d as \"%s\" failed: %s", sv_host(sv),
+				    sv_port(sv), sv->node.pool->user, e.message);
+			return;
+		case 'Z':
+			evbuffer_drain(in, mlen + 1);
+			if (!sv->params)
+				sv->params = evbuffer_new();
+			if (!sv->params) {
+				server_fail(sv, "53200", "out of memory");
+				return;
+			}
+			login_done(sv);
+			return;
+		case 'N':
+		case 'v':
+			break;
+		default:
+			server_fail(sv, "08P01", "upstream %s:%d sent message '%c' during login",
+				    sv_host(sv), sv_port(sv), hdr[0]);
+			return;
+		}
+		evbuffer_drain(in, mlen + 1);
+	}
+}
+
+/* Passes whole and partial messages to the client, noting ReadyForQuery. Messages are
+ * scanned in place and moved in one evbuffer_remove_buffer call (no copy). */
+static void fwd_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct server *sv = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in), off = 0;
+	struct evbuffer_ptr pos;
+	uint8_t hdr[PG_HDR_LEN + 1];
+
+	while (off < len) {
+		if (sv->fwd_remaining == 0) {
+			if (len - off < PG_HDR_LEN)
+				break;
+			evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
+			evbuffer_copyout_from(in, &pos, hdr, len - off > PG_HDR_LEN ? PG_HDR_LEN + 1 : PG_HDR_LEN);
+			uint32_t mlen = pg_get_u32(hdr + 1);
+			if (mlen < 4) {
+				server_close(sv, "upstream sent an invalid message length");
+				return;
+			}
+			if (hdr[0] == 'Z') {
+				if (len - off < PG_HDR_LEN + 1)
+					break;
+				sv->last_status = (char)hdr[5];
+				sv->ready = true;
+			} else if (hdr[0] == 'E' && sv->node.state == SV_RESET) {
+				sv->reset_failed = true;
+			}
+			sv->fwd_remaining = mlen + 1;
+		}
+		size_t take = len - off < sv->fwd_remaining ? len - off : sv->fwd_remaining;
+		off += take;
+		sv->fwd_remaining -= (uint32_t)take;
+	}
+	if (off == 0)
+		return;
+	if (sv->client && sv->node.state == SV_ACTIVE) {
+		evbuffer_remove_buffer(in, client_output(sv->client), off);
+		if (client_output_full(sv->client))
+			server_pause_read(sv, true);
+	} else {
+		evbuffer_drain(in, off);
+	}
+	if (sv->node.state == SV_RESET && sv->ready && sv->fwd_remaining == 0) {
+		if (sv->reset_failed || sv->last_status != 'I') {
+			server_close(sv, "server_reset_query failed");
+			return;
+		}
+		sv->idle_since = now_usec();
+		pool_server_idle(sv);
+	}
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct server *sv = arg;
+
+	/* Our output drained: let the client send more. */
+	if (sv->client)
+		client_pause_read(sv->client, false);
+}
+
+void server_link(struct server *sv, struct client *c)
+{
+	sv->client = c;
+	pool_server_move(&sv->node, SV_ACTIVE);
+}
+
+void server_release(struct server *sv)
+{
+	const struct cfg *cfg = pools_cfg();
+	const char *reset = cfg->server_reset_query;
+
+	sv->client = NULL;
+	server_pause_read(sv, false);
+	if (!sv->ready || sv->last_status != 'I' || sv->fwd_remaining != 0) {
+		server_close(sv, "client left in the middle of a transaction or query");
+		return;
+	}
+	if (cfg->server_lifetime > 0 && now_usec() - sv->connect_time > cfg->server_lifetime * 1e6) {
+		server_close(sv, "server_lifetime reached");
+		return;
+	}
+	/* CrateDB's DISCARD ALL does not reset settings but drops the session from the
+	 * cancel map; DEALLOCATE ALL clears what can be cleared without that. */
+	if (sv->crate && strcasecmp(reset, "DISCARD ALL") == 0)
+		reset = "DEALLOCATE ALL";
+	if (reset && *reset) {
+		sv->ready = false;
+		sv->reset_failed = false;
+		pool_server_move(&sv->node, SV_RESET);
+		pg_put_query(bufferevent_get_output(sv->bev), reset);
+		return;
+	}
+	sv->idle_since = now_usec();
+	pool_server_idle(sv);
+}
+
+static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pool_server_failed(sv, sqlstate, msg);
+	server_close(sv, msg);
+}
+
+void server_close(struct server *sv, const char *reason)
+{
+	if (sv->node.state == SV_CLOSING)
+		return;
+	log_debug("S-%p: closing: %s", (void *)sv, reason);
+	if (sv->client) {
+		struct client *c = sv->client;
+		sv->client = NULL;
+		client_server_lost(c, "08006", reason);
+	}
+	if (sv->dns_req)
+		evdns_getaddrinfo_cancel(sv->dns_req);
+	sv->dns_req = NULL;
+	if (event_initialized(&sv->io))
+		event_del(&sv->io);
+	evtimer_del(&sv->timer);
+	if (sv->bev) {
+		bufferevent_setcb(sv->bev, NULL, NULL, NULL, NULL);
+		bufferevent_disable(sv->bev, EV_READ | EV_WRITE);
+	}
+	pool_server_remove(&sv->node);
+	pool_bury(&sv->node);
+}
+
+void server_free(struct server *sv)
+{
+	if (sv->bev)
+		bufferevent_free(sv->bev); /* frees the SSL and closes the socket */
+	else if (sv->ssl)
+		SSL_free(sv->ssl);
+	if (sv->fd >= 0)
+		close(sv->fd);
+	if (sv->addrs)
+		evutil_freeaddrinfo(sv->addrs);
+	scram_client_free(sv->scram);
+	if (sv->params)
+		evbuffer_free(sv->params);
+	free(sv);
+}

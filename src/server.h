@@ -1,0 +1,37 @@
+/* An upstream connection: DNS, non-blocking connect, SSLRequest and TLS, login with the
+ * injected credentials (cleartext, MD5, SCRAM-SHA-256), then message forwarding to the
+ * linked client, and the reset query when the client leaves. */
+#ifndef CB_SERVER_H
+#define CB_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "pool.h"
+
+struct server;
+struct evbuffer;
+
+/* Starts connecting; the pool hears back through pool_server_login_ok/failed. */
+void server_launch(struct pool *pool);
+/* Give the server to a client: messages flow both ways from now on. */
+void server_link(struct server *sv, struct client *c);
+/* The client left: reset and return to the pool, or close when the session is not
+ * in a reusable state. */
+void server_release(struct server *sv);
+void server_close(struct server *sv, const char *reason);
+/* Client side of forwarding. */
+struct evbuffer *server_output(struct server *sv);
+void server_note_sent(struct server *sv);
+void server_pause_read(struct server *sv, bool pause);
+bool server_output_full(struct server *sv);
+enum server_state server_state(const struct server *sv);
+struct pool *server_pool(const struct server *sv);
+uint64_t server_idle_since(const struct server *sv);
+uint64_t server_connect_time(const struct server *sv);
+
+struct pool_node *server_node(struct server *x);
+void server_free(struct server *x);
+
+#endif

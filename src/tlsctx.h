@@ -1,0 +1,16 @@
+/* Upstream TLS: one SSL_CTX per (sslmode, CA file), TLS 1.2 minimum, and per-connection
+ * setup that always sends SNI for host names and checks the host name in verify-full. */
+#ifndef CB_TLSCTX_H
+#define CB_TLSCTX_H
+
+#include <openssl/ssl.h>
+
+/* Cached; NULL with *err (malloc'd) when the CA file cannot be loaded. */
+SSL_CTX *tls_client_ctx(int sslmode, const char *ca_file, char **err);
+/* A new SSL for host, verification set up per sslmode. NULL on failure. */
+SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host);
+/* Describes why a handshake failed, naming host: malloc'd. */
+char *tls_failure(SSL *ssl, const char *host, unsigned long ossl_err);
+void tls_free_all(void);
+
+#endif

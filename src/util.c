@@ -1,0 +1,105 @@
+/* Helpers shared by the config, the daemon and the tests. */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		fatal("out of memory");
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		fatal("out of memory");
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		fatal("out of memory");
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		fatal("out of memory");
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	if (vasprintf(&p, fmt, ap) < 0)
+		fatal("out of memory");
+	va_end(ap);
+	return p;
+}
+
+char *read_file(const char *path, size_t max, char **why)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (!f) {
+		*why = xstrdup(strerror(errno));
+		return NULL;
+	}
+	buf = xmalloc(max + 1);
+	n = fread(buf, 1, max, f);
+	if (ferror(f)) {
+		*why = xstrdup(strerror(errno));
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	if (n == max && fgetc(f) != EOF) {
+		*why = xasprintf("file is larger than %zu bytes", max);
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+char *read_secret_file(const char *path, char **why)
+{
+	char *s = read_file(path, 64 * 1024, why);
+	if (!s)
+		return NULL;
+	s[strcspn(s, "\r\n")] = '\0';
+	if (!*s) {
+		free(s);
+		*why = xstrdup("file is empty");
+		return NULL;
+	}
+	return s;
+}
+
+uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}

@@ -1,0 +1,23 @@
+/* Small helpers: allocation that exits on failure (start-up and config paths only;
+ * per-connection code uses malloc and fails soft), file reading, clocks. */
+#ifndef CB_UTIL_H
+#define CB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
+void *xcalloc(size_t n, size_t size) __attribute__((malloc, returns_nonnull));
+void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
+char *xstrdup(const char *s) __attribute__((malloc, returns_nonnull));
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), malloc, returns_nonnull));
+
+/* Whole file, NUL-terminated; NULL with *why = malloc'd reason. */
+char *read_file(const char *path, size_t max, char **why);
+/* A secret file: first line, trailing newline/CR stripped; empty is an error. */
+char *read_secret_file(const char *path, char **why);
+
+/* Monotonic clock in microseconds. */
+uint64_t now_usec(void);
+
+#endif

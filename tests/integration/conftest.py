@@ -1,0 +1,304 @@
+"""Fixtures: one TLS-only PostgreSQL for the session (tests/pgenv.py) and a factory that runs
+cratebouncer daemons against it, each with its own config, ports and temp directory.
+
+Environment: CB_BINARY (the daemon; default <repo>/src/cratebouncer), CB_KEEP_TMP=1 keeps the
+temp directories for inspection.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, HERE)
+
+import pgenv  # noqa: E402
+from helpers import CB_BINARY, TIMEOUT, free_port, psql, write_auth_file  # noqa: E402
+
+KEEP_TMP = os.environ.get("CB_KEEP_TMP") == "1"
+TEST_TIME_LIMIT = 60  # seconds per test, setup and teardown included
+STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL
+
+# Nothing from the caller's environment may steer libpq (no PGPASSWORD, no ~/.pgpass, ...).
+for _k in [k for k in os.environ if k.startswith("PG")]:
+    del os.environ[_k]
+os.environ["PGPASSFILE"] = "/nonexistent/pgpass"
+os.environ["PGCONNECT_TIMEOUT"] = str(TIMEOUT)
+
+
+def _mkdtemp(prefix):
+    # Short and under /tmp: a Unix socket path must fit in 107 bytes.
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(d, 0o755)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# per-test time limit, and daemon logs attached to failure reports
+
+
+@pytest.fixture(autouse=True)
+def _time_limit():
+    """Fail (rather than hang) a test that runs longer than TEST_TIME_LIMIT seconds."""
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"test exceeded {TEST_TIME_LIMIT} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIME_LIMIT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    bouncers = getattr(item, "_cratebouncers", [])
+    if rep.failed:
+        item._cb_failed = True
+        for b in bouncers:
+            rep.sections.append((f"cratebouncer {b.workdir} output", b.output() or "(empty)"))
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """The upstream: TLS-only PostgreSQL 15 with users crate (password), md5user (md5),
+    scramuser (scram-sha-256), all with password 'secret', database doc."""
+    directory = _mkdtemp("cbpg-")
+    env = None
+    try:
+        for attempt in range(5):
+            try:
+                env = pgenv.start(directory, free_port())
+                break
+            except pgenv.PortBusy:
+                if attempt == 4:
+                    raise
+        yield env
+    finally:
+        pgenv.stop(directory)
+        if not KEEP_TMP:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def upstream(pg):
+    """upstream(**overrides) -> a [databases] entry (dict) for the test PostgreSQL as crate;
+    an override of None drops that key."""
+    def make(**overrides):
+        entry = {"host": "127.0.0.1", "port": pg.port, "dbname": "doc", "user": "crate",
+                 "password": pgenv.PASSWORD}
+        entry.update(overrides)
+        return {k: v for k, v in entry.items() if v is not None}
+    return make
+
+
+# ---------------------------------------------------------------------------------------------
+# cratebouncer
+
+
+class StartError(Exception):
+    pass
+
+
+class Bouncer:
+    """One cratebouncer process with its config, listening on 127.0.0.1:port and in sockdir."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, pg, settings, databases, users, args):
+        self.workdir = _mkdtemp("cb-")
+        self.sockdir = self.workdir
+        self.config_path = os.path.join(self.workdir, "cratebouncer.ini")
+        self.logfile = os.path.join(self.workdir, "cratebouncer.log")
+        self.pidfile = os.path.join(self.workdir, "cratebouncer.pid")
+        self.stderr_path = os.path.join(self.workdir, "stderr.txt")
+        self.auth_file = os.path.join(self.workdir, "userlist.txt")
+        self.pg = pg
+        self.settings = settings or {}
+        self.databases = databases
+        self.users = users
+        self.args = list(args)
+        self.proc = None
+        self.stopped = False
+        self.port = None
+        self.connections = []
+
+    # -- config and process
+
+    def write_config(self):
+        glob = {
+            "listen_addr": self.host,
+            "listen_port": self.port,
+            "unix_socket_dir": self.sockdir,
+            "auth_type": "trust",
+            "logfile": self.logfile,
+            "pidfile": self.pidfile,
+            "server_tls_sslmode": "verify-full",
+            "server_tls_ca_file": self.pg.ca,
+            "server_connect_timeout": 5,
+        }
+        if self.users is not None:
+            write_auth_file(self.auth_file, self.users)
+            glob["auth_file"] = self.auth_file
+        glob.update(self.settings)
+        self.sockdir = glob.get("unix_socket_dir") or None
+        lines = ["[databases]"]
+        for name, entry in self.databases.items():
+            if isinstance(entry, dict):
+                entry = " ".join(f"{k}={v}" for k, v in entry.items())
+            lines.append(f"{name} = {entry}")
+        lines += ["", "[cratebouncer]"]
+        lines += [f"{k} = {v}" for k, v in glob.items() if v is not None]
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        for attempt in range(3):
+            self.port = free_port()
+            self.stopped = False
+            self.write_config()
+            self.stderr_f = open(self.stderr_path, "ab")
+            self.proc = subprocess.Popen([CB_BINARY, *self.args, self.config_path],
+                                         stdin=subprocess.DEVNULL, stdout=self.stderr_f,
+                                         stderr=subprocess.STDOUT, cwd=self.workdir)
+            try:
+                self._wait_ready()
+                return self
+            except StartError as e:
+                self.stop()
+                if "in use" in self.output() and attempt < 2:
+                    continue  # lost a race for the port: try another
+                raise StartError(f"{e}\n--- config ---\n{open(self.config_path).read()}"
+                                 f"\n--- output ---\n{self.output()}") from None
+
+    def _wait_ready(self, timeout=TIMEOUT):
+        """Until the TCP port accepts connections and the Unix socket exists (if configured)."""
+        deadline = time.monotonic() + timeout
+        sock_path = self.sockdir and os.path.join(self.sockdir, f".s.PGSQL.{self.port}")
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StartError(f"cratebouncer exited with {self.proc.returncode} at start")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                if not sock_path or os.path.exists(sock_path):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise StartError(f"cratebouncer did not accept connections on port {self.port} "
+                         f"within {timeout} s")
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after STOP_GRACE. Returns a problem description or None."""
+        if self.proc is None or self.stopped:
+            return None
+        self.stopped = True
+        for c in self.connections:
+            try:
+                c.close()
+            except Exception:
+                pass
+        problem = None
+        if self.proc.poll() is not None:
+            problem = f"cratebouncer had exited on its own with {self.proc.returncode}"
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT)
+                print(f"cratebouncer pid {self.proc.pid} ignored SIGTERM for {STOP_GRACE} s: "
+                      "killed", file=sys.stderr)
+        rc = self.proc.returncode
+        if rc < 0 and -rc not in (signal.SIGTERM, signal.SIGKILL):
+            problem = f"cratebouncer died of signal {-rc}"
+        out = self.output()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if marker in out:
+                problem = f"sanitizer report ({marker}) in cratebouncer output"
+        self.stderr_f.close()
+        return problem
+
+    def output(self):
+        """Log file then stdout/stderr, for failure reports."""
+        parts = []
+        for path in (self.logfile, self.stderr_path):
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if text:
+                parts.append(f"--- {os.path.basename(path)} ---\n{text}")
+        return "\n".join(parts)
+
+    def log_text(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # -- clients
+
+    def conninfo(self, dbname="doc", user="crate", host=None, **kw):
+        parts = {"host": host or self.host, "port": self.port, "dbname": dbname, "user": user,
+                 "connect_timeout": TIMEOUT, **kw}
+        return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+    def connect(self, dbname="doc", user="crate", host=None, **kw):
+        """A psycopg 3 connection through cratebouncer (autocommit), closed at teardown."""
+        conn = psycopg.connect(self.conninfo(dbname, user, host, **kw), autocommit=True)
+        self.connections.append(conn)
+        return conn
+
+    def psql(self, sql, dbname="doc", user="crate", password=None, check=True, **kw):
+        return psql(self.conninfo(dbname, user, **kw), sql, password=password, check=check)
+
+
+@pytest.fixture
+def cratebouncer(pg, upstream, request):
+    """cratebouncer(settings={...}, databases={...}, users={...}, args=[...]) -> a running
+    Bouncer. settings override the global section (None drops a key); databases default to
+    {"doc": upstream()}; users, when given, are written to an auth_file (name -> secret)."""
+    if not os.path.exists(CB_BINARY):
+        if os.environ.get("CB_BINARY"):
+            pytest.fail(f"CB_BINARY={CB_BINARY} does not exist")
+        pytest.skip(f"{CB_BINARY} not built")
+    made = []
+    request.node._cratebouncers = made
+
+    def make(settings=None, databases=None, users=None, args=()):
+        b = Bouncer(pg, settings, databases or {"doc": upstream()}, users, args)
+        made.append(b)
+        try:
+            return b.start()
+        except StartError as e:
+            pytest.fail(str(e), pytrace=False)
+
+    yield make
+
+    problems = [p for p in (b.stop() for b in made) if p]
+    failed = getattr(request.node, "_cb_failed", False) or problems
+    if not KEEP_TMP and not failed:
+        for b in made:
+            shutil.rmtree(b.workdir, ignore_errors=True)
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)

@@ -1,0 +1,10 @@
+#!/bin/sh
+# The integration suite, as `make check` runs it (CB_BINARY and CB_SRCDIR come from
+# TESTS_ENVIRONMENT). Extra arguments go to pytest, e.g. tests/integration/run.sh -k pooling -x
+if [ -z "${CB_SRCDIR:-}" ]; then
+	CB_SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
+fi
+export CB_SRCDIR
+# The source tree may be read-only (make distcheck): no caches written into it.
+export PYTHONDONTWRITEBYTECODE=1
+cd "$CB_SRCDIR" && exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration "$@"

@@ -1,0 +1,136 @@
+"""Session pooling: upstream connections are reused and reset between clients, clients queue
+when the pool is full, and the client-side limits answer with their SQLSTATEs."""
+
+import threading
+import time
+
+import pytest
+
+from helpers import TIMEOUT, PgError, RawConn, login_error
+
+
+def test_backend_reused_by_next_client(cratebouncer, upstream, pg):
+    """With pool_size=1, consecutive clients are served by the same upstream backend."""
+    cb = cratebouncer(databases={"doc": upstream(pool_size=1)})
+    pids = []
+    for _ in range(3):
+        with cb.connect() as conn:
+            pids.append(conn.execute("select pg_backend_pid()").fetchone()[0])
+    assert len(set(pids)) == 1, pids
+    assert pg.sql("select usename from pg_stat_activity where pid = %s", (pids[0],)) == [("crate",)]
+
+
+def test_session_state_reset_between_clients(cratebouncer, upstream):
+    """Settings, temp tables and prepared statements of one client are gone for the next client
+    on the same backend (server_reset_query, DISCARD ALL by default)."""
+    cb = cratebouncer(databases={"doc": upstream(pool_size=1)})
+    with cb.connect() as conn:
+        pid1 = conn.execute("select pg_backend_pid()").fetchone()[0]
+        conn.execute("set application_name = 'leaky'")
+        conn.execute("create temp table leak_tmp (x int)")
+        conn.execute("prepare leak_stmt as select 1")
+        assert conn.execute("show application_name").fetchone() == ("leaky",)
+    with cb.connect() as conn:
+        pid2, app, tmp, prepared = conn.execute(
+            "select pg_backend_pid(), current_setting('application_name'), "
+            "to_regclass('pg_temp.leak_tmp'), "
+            "(select count(*) from pg_prepared_statements where name = 'leak_stmt')").fetchone()
+    assert pid2 == pid1, "the test needs the same backend"
+    assert app != "leaky"
+    assert tmp is None
+    assert prepared == 0
+
+
+def test_clients_queue_for_a_full_pool(cratebouncer, upstream, pg):
+    """pool_size=2 and 6 concurrent clients each sleeping 0.5 s: all succeed, they wait their
+    turn (>= 1.5 s in total), and the upstream never sees more than 2 connections."""
+    since = pg.sql("select now()")[0][0]
+    cb = cratebouncer(databases={"doc": upstream(pool_size=2)})
+    count_sql = ("select count(*) from pg_stat_activity where usename = 'crate' "
+                 "and backend_start >= %s")
+    peak, done = [0], threading.Event()
+
+    def monitor():
+        with pg.connect() as admin:
+            while not done.is_set():
+                n = admin.execute(count_sql, (since,)).fetchone()[0]
+                peak[0] = max(peak[0], n)
+                time.sleep(0.02)
+
+    results, errors = [], []
+    barrier = threading.Barrier(6, timeout=TIMEOUT)
+
+    def client():
+        try:
+            barrier.wait()
+            with cb.connect() as conn:
+                results.append(conn.execute("select pg_backend_pid(), pg_sleep(0.5)")
+                               .fetchone()[0])
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    mon = threading.Thread(target=monitor)
+    mon.start()
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    started = time.monotonic()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT * 2)
+        elapsed = time.monotonic() - started
+    finally:
+        done.set()
+        mon.join(TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "clients still running"
+    assert errors == []
+    assert len(results) == 6
+    assert len(set(results)) <= 2, results
+    assert elapsed >= 1.4, f"6 x 0.5 s over 2 connections took only {elapsed:.2f} s"
+    assert 1 <= peak[0] <= 2, f"upstream saw {peak[0]} connections"
+
+
+def test_max_client_conn(cratebouncer):
+    """Beyond max_client_conn, a new client is refused with 53300; once a client leaves, a new
+    one gets in again."""
+    cb = cratebouncer(settings={"max_client_conn": 2})
+    first = cb.connect()
+    second = cb.connect()
+    assert first.execute("select 1").fetchone() == (1,)
+    assert second.execute("select 1").fetchone() == (1,)
+    err = login_error(cb.host, cb.port)
+    assert err.sqlstate == "53300"
+    assert "no more connections allowed (max_client_conn)" in err.message
+    first.close()
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the daemon notices the close asynchronously
+        try:
+            with cb.connect() as conn:
+                assert conn.execute("select 2").fetchone() == (2,)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_query_wait_timeout(cratebouncer, upstream):
+    """A client waiting longer than query_wait_timeout for a server gets 08P01
+    'query_wait_timeout'; the client holding the server is unaffected."""
+    cb = cratebouncer(settings={"query_wait_timeout": 1},
+                      databases={"doc": upstream(pool_size=1)})
+    holder = cb.connect()
+    assert holder.execute("select 1").fetchone() == (1,)
+    started = time.monotonic()
+    waiter = RawConn(cb.host, cb.port)
+    try:
+        with pytest.raises(PgError) as exc:
+            waiter.login("crate", "doc")
+            waiter.query("select 1")
+    finally:
+        waiter.close()
+    elapsed = time.monotonic() - started
+    assert exc.value.sqlstate == "08P01"
+    assert exc.value.message.startswith("query_wait_timeout")
+    assert 0.9 <= elapsed < 8, f"gave up after {elapsed:.2f} s"
+    assert holder.execute("select 2").fetchone() == (2,)

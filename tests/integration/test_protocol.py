@@ -1,0 +1,81 @@
+"""The client side of the wire protocol: no TLS towards clients, bounded startup packets,
+database names resolved through [databases] (with the `*` fallback and user pass-through)."""
+
+import psycopg
+import pytest
+
+from helpers import Closed, PgError, RawConn, login_error, startup_packet
+
+
+def test_ssl_request_answered_n(cratebouncer):
+    """SSLRequest gets 'N' and the same connection then logs in in plaintext."""
+    cb = cratebouncer()
+    raw = RawConn(cb.host, cb.port)
+    try:
+        assert raw.ssl_request() == b"N"
+        raw.login("crate", "doc")
+        assert raw.query("select current_user") == [["crate"]]
+    finally:
+        raw.close()
+
+
+def test_psql_sslmode(cratebouncer):
+    """psql with sslmode=require fails (no TLS offered); sslmode=prefer falls back to plaintext."""
+    cb = cratebouncer()
+    res = cb.psql("select 1", sslmode="require", check=False)
+    assert res.returncode != 0
+    assert "server does not support SSL" in res.stderr
+    assert cb.psql("select 1", sslmode="prefer").stdout.strip() == "1"
+
+
+def test_oversized_startup_packet_refused(cratebouncer):
+    """A startup packet over 10000 bytes is refused without a login, and the daemon keeps
+    serving others."""
+    cb = cratebouncer()
+    packet = startup_packet("crate", "doc", {"application_name": "x" * 10100})
+    assert len(packet) > 10000
+    raw = RawConn(cb.host, cb.port)
+    try:
+        try:
+            raw.send(packet)
+        except OSError:
+            pass  # refused before we finished sending
+        with pytest.raises((PgError, Closed, ConnectionResetError)):
+            while True:
+                kind, body = raw.read_msg()
+                assert kind != "R", "the oversized startup packet was accepted"
+    finally:
+        raw.sock.close()
+    assert cb.psql("select 1").stdout.strip() == "1"
+
+
+def test_unknown_database(cratebouncer):
+    """A database name not in [databases] (and no `*` entry) gives 3D000 'no such database'."""
+    cb = cratebouncer()
+    err = login_error(cb.host, cb.port, database="nosuchdb")
+    assert err.sqlstate == "3D000"
+    assert "no such database: nosuchdb" in err.message
+    with pytest.raises(psycopg.OperationalError, match="no such database: nosuchdb"):
+        cb.connect(dbname="nosuchdb")
+
+
+def test_fallback_database(cratebouncer, pg):
+    """`* = host=... port=...` serves any database name, connecting to the database of the
+    same name upstream."""
+    cb = cratebouncer(databases={
+        "*": f"host=127.0.0.1 port={pg.port} user=crate password=secret"})
+    for name in ("doc", "postgres"):
+        with cb.connect(dbname=name) as conn:
+            assert conn.execute("select current_database(), current_user").fetchone() == \
+                (name, "crate")
+
+
+@pytest.mark.parametrize("user", ["crate", "scramuser"])
+def test_entry_without_user_passes_client_through(cratebouncer, upstream, user):
+    """An entry without user= logs in upstream as the client's user, with that user's
+    plaintext password from the auth_file."""
+    cb = cratebouncer(settings={"auth_type": "plain"},
+                      databases={"doc": upstream(user=None, password=None)},
+                      users={"crate": "secret", "scramuser": "secret"})
+    with cb.connect(user=user, password="secret") as conn:
+        assert conn.execute("select current_user").fetchone() == (user,)
