@@ -46,6 +46,7 @@ struct client_auth {
 
 struct client {
 	struct pool_node node;
+	TAILQ_ENTRY(client) all;	/* every client, for shutdown */
 	struct bufferevent *bev;
 	struct server *server;
 	char *params;			/* startup parameters, "k\0v\0..." */
@@ -55,9 +56,10 @@ struct client {
 	uint32_t cancel_pid, cancel_key;
 	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
 	uint8_t ssl_requests;
-	bool unix_socket, paused, closing;
+	bool unix_socket, paused, closing, buried;
 };
 
+static TAILQ_HEAD(, client) all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
 static int nclients;
 static uint32_t next_pid;
 static const struct authfile *users;
@@ -161,6 +163,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 		return;
 	}
 	nclients++;
+	TAILQ_INSERT_TAIL(&all_clients, c, all);
 	c->node.obj = c;
 	c->node.state = CL_LOGIN;
 	c->unix_socket = unix_socket;
@@ -201,6 +204,10 @@ void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
 
 static void bury(struct client *c)
 {
+	if (c->buried)
+		return;
+	c->buried = true;
+	TAILQ_REMOVE(&all_clients, c, all);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	pool_bury(&c->node);
@@ -228,6 +235,18 @@ static void client_close(struct client *c, bool flush)
 		return; /* write_cb buries it once drained */
 	}
 	bury(c);
+}
+
+void clients_shutdown(void)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&all_clients))) {
+		client_fail(c, "57P01", "cratebouncer is shutting down");
+		/* one non-blocking attempt to deliver what is queued */
+		evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+		bury(c);
+	}
 }
 
 void client_free(struct client *c)

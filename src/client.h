@@ -35,6 +35,8 @@ struct pool *client_pool(const struct client *c);
 struct server *client_server(const struct client *c);
 uint64_t client_wait_since(const struct client *c);
 int clients_total(void);
+/* Tells every client the daemon stops and schedules it for freeing. */
+void clients_shutdown(void);
 
 struct pool_node *client_node(struct client *x);
 void client_free(struct client *x);

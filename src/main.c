@@ -196,6 +196,7 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 #endif
 	listeners_stop();
+	clients_shutdown();
 	pools_shutdown();
 	for (int i = 0; i < 4; i++)
 		event_free(sigev[i]);

@@ -352,9 +352,6 @@ void pools_shutdown(void)
 
 	while ((pool = TAILQ_FIRST(&pools))) {
 		struct pool_node *n;
-		for (int st = 0; st < CL_CLOSING; st++)
-			while ((n = TAILQ_FIRST(&pool->clients[st])))
-				client_fail(n->obj, "57P01", "cratebouncer is shutting down");
 		for (int st = 0; st < SV_CLOSING; st++)
 			while ((n = TAILQ_FIRST(&pool->servers[st])))
 				server_close(n->obj, "shutting down");

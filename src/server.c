@@ -380,6 +380,14 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 			    "for user \"%s\"", sv_host(sv), sv_port(sv), pool->user);
 		return -1;
 	}
+	/* an auth_file md5 secret can answer MD5, nothing else */
+	if (secret_kind(pool->password) != SECRET_PLAIN &&
+	    !(code == PG_AUTH_MD5 && secret_kind(pool->password) == SECRET_MD5)) {
+		server_fail(sv, "28P01", "upstream %s:%d asks for authentication method %u, but "
+			    "auth_file holds only a hashed secret for user \"%s\"", sv_host(sv),
+			    sv_port(sv), code, pool->user);
+		return -1;
+	}
 	switch (code) {
 	case PG_AUTH_CLEARTEXT:
 		pg_put_password(out, pool->password);
@@ -387,7 +395,10 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 	case PG_AUTH_MD5:
 		if (dlen != 4)
 			goto protocol;
-		pg_md5_encrypt(pool->password, pool->user, md5a);
+		if (secret_kind(pool->password) == SECRET_MD5)
+			snprintf(md5a, sizeof(md5a), "%s", pool->password);
+		else
+			pg_md5_encrypt(pool->password, pool->user, md5a);
 		pg_md5_salted(md5a, data, md5b);
 		pg_put_password(out, md5b);
 		return 0;

@@ -180,12 +180,11 @@ class Bouncer:
             try:
                 self._wait_ready()
                 return self
-            except StartError as e:
+            except StartError:
                 self.stop()
                 if "in use" in self.output() and attempt < 2:
                     continue  # lost a race for the port: try another
-                raise StartError(f"{e}\n--- config ---\n{open(self.config_path).read()}"
-                                 f"\n--- output ---\n{self.output()}") from None
+                raise
 
     def _wait_ready(self, timeout=TIMEOUT):
         """Until the TCP port accepts connections and the Unix socket exists (if configured)."""
@@ -237,9 +236,9 @@ class Bouncer:
         return problem
 
     def output(self):
-        """Log file then stdout/stderr, for failure reports."""
+        """Config, log file and stdout/stderr, for failure reports."""
         parts = []
-        for path in (self.logfile, self.stderr_path):
+        for path in (self.config_path, self.logfile, self.stderr_path):
             try:
                 with open(path, errors="replace") as f:
                     text = f.read()
@@ -291,7 +290,8 @@ def cratebouncer(pg, upstream, request):
         try:
             return b.start()
         except StartError as e:
-            pytest.fail(str(e), pytrace=False)
+            error = str(e)  # the report gets b.output() from pytest_runtest_makereport
+        pytest.fail(error, pytrace=False)
 
     yield make
 
