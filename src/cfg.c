@@ -124,13 +124,14 @@ static int parse_time(const char *s, double *out)
 	return 0;
 }
 
-static int parse_int(const char *s, long *out)
+/* Decimal; octal only where the option is a file mode (leading 0). */
+static int parse_int(const char *s, long *out, int base)
 {
 	char *end;
 	long v;
 
 	errno = 0;
-	v = strtol(s, &end, 0);
+	v = strtol(s, &end, base);
 	if (end == s || *end || errno)
 		return -1;
 	*out = v;
@@ -183,7 +184,7 @@ static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const ch
 		*(char **)field = xstrdup(value);
 		return 0;
 	case CFG_INT:
-		if (parse_int(value, &iv) < 0) {
+		if (parse_int(value, &iv, strstr(opt->name, "_mode") ? 8 : 10) < 0) {
 			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not an integer", opt->name, value);
 			return -1;
 		}
@@ -271,6 +272,20 @@ static void handle_long_line(struct parse_ctx *ctx, const char *line, size_t len
 
 	memcpy(copy, line, len);
 	copy[len] = '\0';
+	{
+		const char *s = copy;
+		while (isspace((unsigned char)*s))
+			s++;
+		if (!*s || *s == ';' || *s == '#') {	/* blank or comment */
+			free(copy);
+			return;
+		}
+	}
+	for (char *c = copy + 1; *c; c++)	/* inline comment, as inih does */
+		if (*c == ';' && isspace((unsigned char)c[-1])) {
+			*c = '\0';
+			break;
+		}
 	eq = strchr(copy, '=');
 	if (!eq || copy[0] == '[' || isspace((unsigned char)copy[0]))
 		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"key = value\"");
@@ -291,6 +306,8 @@ static char *cfg_ini_reader(char *str, int num, void *stream)
 
 	if (!p || !*p)
 		return NULL;
+	if (ctx->lineno == 0 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3;
 	nl = strchr(p, '\n');
 	len = nl ? (size_t)(nl - p + 1) : strlen(p);
 	ctx->pos = p + len;
@@ -314,6 +331,11 @@ static char *cfg_ini_reader(char *str, int num, void *stream)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	bool blank = *s == '\0' || *s == '\n' || *s == '\r';
+	if (s == str && *s == '[' && !strchr(s, ']')) {
+		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"[section]\"");
+		strcpy(str, ";\n");
+		return str;
+	}
 	if (!blank && s == str && *s != ';' && *s != '#' && *s != '[' && !strchr(s, '=')) {
 		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"key = value\"");
 		strcpy(str, ";\n");
@@ -360,14 +382,20 @@ static const char *next_kv(const char *p, char *key, size_t keysz, char *val, si
 				p++;
 				break;
 			}
-			if (n + 1 < valsz)
-				val[n++] = *p;
+			if (n + 1 >= valsz) {
+				*err = "value is too long";
+				return NULL;
+			}
+			val[n++] = *p;
 			p++;
 		}
 	} else {
 		while (*p && !isspace((unsigned char)*p)) {
-			if (n + 1 < valsz)
-				val[n++] = *p;
+			if (n + 1 >= valsz) {
+				*err = "value is too long";
+				return NULL;
+			}
+			val[n++] = *p;
 			p++;
 		}
 	}
@@ -420,7 +448,7 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 		}
 		if (!strcmp(key, "port") || !strcmp(key, "pool_size") || !strcmp(key, "min_pool_size")) {
 			long lo = !strcmp(key, "port") ? 1 : 0, hi = !strcmp(key, "port") ? 65535 : 10000;
-			if (parse_int(val, &iv) < 0 || iv < lo || iv > hi) {
+			if (parse_int(val, &iv, 10) < 0 || iv < lo || iv > hi) {
 				cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" must be an integer from %ld to %ld",
 					  name, key, val, lo, hi);
 				ok = false;
@@ -501,7 +529,7 @@ static struct cfg *parse_with_dir(const char *text, const char *name, const char
 
 	apply_defaults(cfg);
 	rc = ini_parse_stream(cfg_ini_reader, &ctx, cfg_ini_handler, &ctx);
-	if (rc > 0 && cfg->nerrors == 0)
+	if (rc > 0)
 		cfg_error(cfg, name, rc, "syntax error");
 	if ((cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
 	     cfg->auth_type == AUTH_SCRAM) && !*cfg->auth_file)

@@ -96,9 +96,12 @@ int pg_parse_startup(const uint8_t *pkt, size_t len, struct pg_startup *out, con
 
 const char *pg_startup_param(const struct pg_startup *st, const char *key)
 {
-	const char *p = st->params, *end = st->params + st->params_len;
+	const char *p = st->params, *end;
 
-	while (p && p < end) {
+	if (!p)
+		return NULL;
+	end = p + st->params_len;
+	while (p < end) {
 		const char *k = p;
 		p += strlen(p) + 1;
 		if (strcmp(k, key) == 0)
@@ -190,8 +193,10 @@ void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlsta
 	va_end(ap);
 	n = snprintf(body, sizeof(body), "S%s%cV%s%cC%s%cM%s%c", severity, 0, severity, 0,
 		     sqlstate, 0, msg, 0);
-	if (n < 0 || (size_t)n >= sizeof(body) - 1)
+	if (n < 0 || (size_t)n >= sizeof(body) - 1) {
 		n = (int)sizeof(body) - 2;
+		body[n - 1] = '\0'; /* the cut field stays NUL-terminated */
+	}
 	body[n++] = '\0';
 	pg_put_msg(out, 'E', body, (size_t)n);
 }

@@ -8,7 +8,6 @@ temp directories for inspection.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, HERE)
 
 import pgenv  # noqa: E402
-from helpers import CB_BINARY, TIMEOUT, free_port, psql, write_auth_file  # noqa: E402
+from helpers import (CB_BINARY, TIMEOUT, free_port, listening, psql,  # noqa: E402
+                     write_auth_file)
 
 KEEP_TMP = os.environ.get("CB_KEEP_TMP") == "1"
 TEST_TIME_LIMIT = 60  # seconds per test, setup and teardown included
@@ -193,12 +193,8 @@ class Bouncer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise StartError(f"cratebouncer exited with {self.proc.returncode} at start")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
-                if not sock_path or os.path.exists(sock_path):
-                    return
-            except OSError:
-                pass
+            if listening(self.host, self.port) and (not sock_path or os.path.exists(sock_path)):
+                return
             time.sleep(0.02)
         raise StartError(f"cratebouncer did not accept connections on port {self.port} "
                          f"within {timeout} s")

@@ -3,13 +3,12 @@
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from helpers import CB_BINARY, TIMEOUT, free_port, psql
+from helpers import CB_BINARY, TIMEOUT, free_port, listening, psql
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CB_BINARY), reason=f"{CB_BINARY} not built")
 
@@ -127,12 +126,8 @@ def test_daemonize(pg, tmp_path):
             except (OSError, ValueError):
                 time.sleep(0.05)
         assert pid, "no pidfile"
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        while not listening("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
         out = psql(f"host=127.0.0.1 port={port} dbname=doc user=crate", "select current_user")
         assert out.stdout.strip() == "crate"
     finally:
