@@ -156,7 +156,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 	c = calloc(1, sizeof(*c));
 	if (c)
 		c->bev = bufferevent_socket_new(pools_base(), fd,
-						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+						BEV_OPT_CLOSE_ON_FREE);
 	if (!c || !c->bev) {
 		free(c);
 		refuse_early(fd, "53200", "out of memory");

@@ -281,7 +281,7 @@ static void start_bev(struct server *sv)
 
 	if (sslmode == SSLMODE_DISABLE) {
 		sv->bev = bufferevent_socket_new(pools_base(), sv->fd,
-						 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+						 BEV_OPT_CLOSE_ON_FREE);
 	} else {
 		SSL_CTX *ctx = tls_client_ctx(sslmode, cfg_db_ca_file(cfg, db), &err);
 		if (!ctx) {
@@ -296,7 +296,7 @@ static void start_bev(struct server *sv)
 		}
 		sv->bev = bufferevent_openssl_socket_new(pools_base(), sv->fd, sv->ssl,
 							 BUFFEREVENT_SSL_CONNECTING,
-							 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+							 BEV_OPT_CLOSE_ON_FREE);
 		if (sv->bev)
 			bufferevent_openssl_set_allow_dirty_shutdown(sv->bev, 1);
 	}

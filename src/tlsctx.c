@@ -42,7 +42,7 @@ SSL_CTX *tls_client_ctx(int sslmode, const char *ca_file, char **err)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* no SSL_MODE_RELEASE_BUFFERS: servers are few and busy, a malloc per record is not */
 	if (sslmode >= SSLMODE_VERIFY_CA) {
 		int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
 				 : SSL_CTX_set_default_verify_paths(ctx);

@@ -4,6 +4,7 @@
 # demo/cratebouncer.ini for it, and run cratebouncer in the foreground on 127.0.0.1:6432;
 # the demo PostgreSQL stops when cratebouncer exits (Ctrl-C).
 # With an argument: run cratebouncer with that config (your real cluster).
+# CB_DEMO_PG_PORT / CB_DEMO_PORT change the ports 15432 / 6432.
 # Builds nothing: run ./bootstrap && ./configure && make first.
 set -eu
 
@@ -20,10 +21,17 @@ if [ $# -ge 1 ]; then
 	exec "$bin" "$1"
 fi
 
-demo=${CB_DEMO_DIR:-$repo/demo}
+default_demo=$repo/demo
+# As root, PostgreSQL runs as `postgres`, which must be able to reach the directory (a clone
+# under /root is not reachable): use /tmp then.
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
+	default_demo=/tmp/cratebouncer-demo
+fi
+demo=${CB_DEMO_DIR:-$default_demo}
 mkdir -p "$demo"
 demo=$(cd "$demo" && pwd)
 pg_port=${CB_DEMO_PG_PORT:-15432}
+port=${CB_DEMO_PORT:-6432}
 
 stop_pg() {
 	"$py" "$repo/tests/pgenv.py" stop "$demo/pg" || true
@@ -46,7 +54,7 @@ doc = host=localhost port=$PGENV_PORT dbname=doc user=crate password=secret
 
 [cratebouncer]
 listen_addr = 127.0.0.1
-listen_port = 6432
+listen_port = $port
 unix_socket_dir = $demo
 auth_type = trust
 server_tls_sslmode = verify-full
@@ -60,7 +68,7 @@ Config:          $demo/cratebouncer.ini
 
 Connect through cratebouncer, no password needed (it logs in upstream as crate over verified TLS):
 
-    psql -h 127.0.0.1 -p 6432 -U crate doc
+    psql -h 127.0.0.1 -p $port -U crate doc
 
 Running: $bin $demo/cratebouncer.ini   (Ctrl-C stops it and the demo PostgreSQL)
 

@@ -64,11 +64,12 @@ def _time_limit():
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    bouncers = getattr(item, "_cratebouncers", [])
-    if rep.failed:
-        item._cb_failed = True
-        for b in bouncers:
-            rep.sections.append((f"cratebouncer {b.workdir} output", b.output() or "(empty)"))
+    if not rep.failed:
+        return
+    saved = getattr(item, "_cb_problem_outputs", None)
+    for i, b in enumerate(getattr(item, "_cratebouncers", [])):
+        text = saved[i] if saved else b.output()
+        rep.sections.append((f"cratebouncer {b.workdir} output", text or "(empty)"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,15 +175,19 @@ class Bouncer:
             self.stopped = False
             self.write_config()
             self.stderr_f = open(self.stderr_path, "ab")
-            self.proc = subprocess.Popen([CB_BINARY, *self.args, self.config_path],
-                                         stdin=subprocess.DEVNULL, stdout=self.stderr_f,
-                                         stderr=subprocess.STDOUT, cwd=self.workdir)
+            try:
+                self.proc = subprocess.Popen([CB_BINARY, *self.args, self.config_path],
+                                             stdin=subprocess.DEVNULL, stdout=self.stderr_f,
+                                             stderr=subprocess.STDOUT, cwd=self.workdir)
+            except OSError as e:
+                self.stderr_f.close()
+                raise StartError(f"cannot run {CB_BINARY}: {e}") from None
             try:
                 self._wait_ready()
                 return self
             except StartError:
                 self.stop()
-                if "in use" in self.output() and attempt < 2:
+                if "in use" in self.output(with_config=False) and attempt < 2:
                     continue  # lost a race for the port: try another
                 raise
 
@@ -231,10 +236,11 @@ class Bouncer:
         self.stderr_f.close()
         return problem
 
-    def output(self):
+    def output(self, with_config=True):
         """Config, log file and stdout/stderr, for failure reports."""
         parts = []
-        for path in (self.config_path, self.logfile, self.stderr_path):
+        paths = (self.config_path,) if with_config else ()
+        for path in paths + (self.logfile, self.stderr_path):
             try:
                 with open(path, errors="replace") as f:
                     text = f.read()
@@ -292,8 +298,9 @@ def cratebouncer(pg, upstream, request):
     yield make
 
     problems = [p for p in (b.stop() for b in made) if p]
-    failed = getattr(request.node, "_cb_failed", False) or problems
-    if not KEEP_TMP and not failed:
+    if problems:  # the report gets b.output() before the directories go
+        request.node._cb_problem_outputs = [b.output() for b in made]
+    if not KEEP_TMP:
         for b in made:
             shutil.rmtree(b.workdir, ignore_errors=True)
     if problems:
