@@ -106,9 +106,18 @@ int clients_total(void)
 	return nclients;
 }
 
-struct evbuffer *client_output(struct client *c)
+void client_send(struct client *c, struct evbuffer *src, size_t n)
 {
-	return bufferevent_get_output(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	/* nothing queued: write now, sparing two epoll_ctl calls per response */
+	if (evbuffer_get_length(out) == 0) {
+		int w = evbuffer_write_atmost(src, bufferevent_getfd(c->bev), (ev_ssize_t)n);
+		if (w > 0)
+			n -= (size_t)w;
+	}
+	if (n)
+		evbuffer_remove_buffer(src, out, n);
 }
 
 bool client_output_full(struct client *c)
@@ -358,7 +367,7 @@ static void forward(struct client *c)
 		c->fwd_remaining -= (uint32_t)take;
 	}
 	if (off > 0) {
-		evbuffer_remove_buffer(in, server_output(c->server), off);
+		server_send(c->server, in, off);
 		server_note_sent(c->server);
 		if (server_output_full(c->server))
 			client_pause_read(c, true);

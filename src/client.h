@@ -27,7 +27,8 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 /* The server is gone or was given up while linked. */
 void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
 /* From the server, for forwarding. */
-struct evbuffer *client_output(struct client *c);
+/* Moves n bytes from src to the client. */
+void client_send(struct client *c, struct evbuffer *src, size_t n);
 void client_pause_read(struct client *c, bool pause);
 bool client_output_full(struct client *c);
 enum client_state client_state(const struct client *c);

@@ -34,6 +34,7 @@
 
 #define LOGIN_MSG_MAX (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024)
+#define DIRECT_WRITE_MAX 16384
 
 struct server {
 	struct pool_node node;
@@ -103,9 +104,29 @@ uint64_t server_connect_time(const struct server *sv)
 	return sv->connect_time;
 }
 
-struct evbuffer *server_output(struct server *sv)
+void server_send(struct server *sv, struct evbuffer *src, size_t n)
 {
-	return bufferevent_get_output(sv->bev);
+	struct evbuffer *out = bufferevent_get_output(sv->bev);
+
+	/* Nothing queued: one SSL_write now, one TLS record, no epoll_ctl. When it would
+	 * block, the bytes go to the bufferevent contiguous, so its retry of SSL_write
+	 * starts with the same data, at least as long (OpenSSL's retry rule). */
+	if (sv->ssl && n <= DIRECT_WRITE_MAX && evbuffer_get_length(out) == 0) {
+		unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
+		int w = p ? SSL_write(sv->ssl, p, (int)n) : -1;
+		if (w > 0) {
+			evbuffer_drain(src, (size_t)w);
+			n -= (size_t)w;
+		} else {
+			ERR_clear_error();
+		}
+		if (n) {
+			evbuffer_remove_buffer(src, out, n);
+			evbuffer_pullup(out, -1);
+		}
+		return;
+	}
+	evbuffer_remove_buffer(src, out, n);
 }
 
 bool server_output_full(struct server *sv)
@@ -579,7 +600,7 @@ static void fwd_read_cb(struct bufferevent *bev, void *arg)
 	if (off == 0)
 		return;
 	if (sv->client && sv->node.state == SV_ACTIVE) {
-		evbuffer_remove_buffer(in, client_output(sv->client), off);
+		client_send(sv->client, in, off);
 		if (client_output_full(sv->client))
 			server_pause_read(sv, true);
 	} else {

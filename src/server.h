@@ -22,7 +22,8 @@ void server_link(struct server *sv, struct client *c);
 void server_release(struct server *sv);
 void server_close(struct server *sv, const char *reason);
 /* Client side of forwarding. */
-struct evbuffer *server_output(struct server *sv);
+/* Moves n bytes from src to the server. */
+void server_send(struct server *sv, struct evbuffer *src, size_t n);
 void server_note_sent(struct server *sv);
 void server_pause_read(struct server *sv, bool pause);
 bool server_output_full(struct server *sv);

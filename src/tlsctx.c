@@ -70,6 +70,7 @@ SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host)
 
 	if (!ssl)
 		return NULL;
+	SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
 	/* RFC 6066 forbids IP literals in SNI; every host name is sent. */
 	if (!ip && SSL_set_tlsext_host_name(ssl, host) != 1)
 		goto fail;
