@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "util.h"
@@ -23,6 +24,7 @@ struct parse_ctx {
 	int lineno;
 	bool seen[64];		/* options set, to report duplicates */
 	char section[64];	/* current section, tracked for long lines */
+	bool inline_password;	/* a password= in the file itself */
 };
 
 static void cfg_error(struct cfg *cfg, const char *file, int line, const char *fmt, ...)
@@ -61,8 +63,16 @@ const struct cfg_opt cfg_options[] = {
 	OPT(server_lifetime, CFG_TIME, "3600", true, 0, 86400 * 365, NULL),
 	OPT(client_login_timeout, CFG_TIME, "60", true, 0, 86400, NULL),
 	OPT(tcp_keepalive, CFG_BOOL, "1", true, 0, 0, NULL),
+	OPT(allow_unauthenticated_remote, CFG_BOOL, "0", true, 0, 0, NULL),
+	OPT(shutdown_timeout, CFG_TIME, "30", true, 0, 86400, NULL),
 	OPT(logfile, CFG_STR, "", true, 0, 0, NULL),
 	OPT(pidfile, CFG_STR, "", false, 0, 0, NULL),
+	OPT(syslog, CFG_BOOL, "0", true, 0, 0, NULL),
+	OPT(syslog_ident, CFG_STR, "cratebouncer", true, 0, 0, NULL),
+	OPT(syslog_facility, CFG_STR, "daemon", true, 0, 0, NULL),
+	OPT(log_connections, CFG_BOOL, "1", true, 0, 0, NULL),
+	OPT(log_disconnections, CFG_BOOL, "1", true, 0, 0, NULL),
+	OPT(log_pooler_errors, CFG_BOOL, "1", true, 0, 0, NULL),
 	OPT(verbose, CFG_INT, "0", true, 0, 5, NULL),
 };
 #undef OPT
@@ -403,11 +413,46 @@ static const char *next_kv(const char *p, char *key, size_t keysz, char *val, si
 	return p;
 }
 
-static char *resolve_path(const struct parse_ctx *ctx, const char *path)
+char *cfg_expand_path(const char *path, const char *dir, char **err)
 {
-	if (path[0] == '/' || !ctx->dir)
+	static const char *const prefixes[] = { "$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/" };
+
+	for (size_t i = 0; i < 2; i++) {
+		size_t n = strlen(prefixes[i]);
+		if (strncmp(path, prefixes[i], n) == 0) {
+			const char *cred = getenv("CREDENTIALS_DIRECTORY");
+			if (!cred || !*cred) {
+				*err = xstrdup("CREDENTIALS_DIRECTORY is not set (systemd sets it for "
+					       "LoadCredential=)");
+				return NULL;
+			}
+			return xasprintf("%s/%s", cred, path + n);
+		}
+	}
+	if (path[0] == '/' || !dir)
 		return xstrdup(path);
-	return xasprintf("%s/%s", ctx->dir, path);
+	return xasprintf("%s/%s", dir, path);
+}
+
+static void cfg_warn(struct cfg *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cfg_warn(struct cfg *cfg, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cfg->warnings = xrealloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(char *));
+	cfg->warnings[cfg->nwarnings++] = xstrdup(msg);
+}
+
+void cfg_check_secret_file(struct cfg *cfg, const char *path, const char *what)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH))
+		cfg_warn(cfg, "%s %s is readable by every user on this host; chmod o-r it", what, path);
 }
 
 static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
@@ -484,16 +529,21 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": host= is required", name);
 		ok = false;
 	}
+	if (db.password && !password_file)
+		ctx->inline_password = true;
 	if (ok && db.password && password_file) {
 		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": give password= or password_file=, not both", name);
 		ok = false;
 	}
 	if (ok && password_file) {
-		char *path = resolve_path(ctx, password_file), *why = NULL;
-		db.password = read_secret_file(path, &why);
+		char *why = NULL, *path = cfg_expand_path(password_file, ctx->dir, &why);
+		db.password = path ? read_secret_file(path, &why) : NULL;
 		if (!db.password) {
-			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s", name, path, why);
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s", name,
+				  path ? path : password_file, why);
 			ok = false;
+		} else {
+			cfg_check_secret_file(cfg, path, "password_file");
 		}
 		free(why);
 		free(path);
@@ -529,6 +579,7 @@ static struct cfg *parse_with_dir(const char *text, const char *name, const char
 
 	apply_defaults(cfg);
 	rc = ini_parse_stream(cfg_ini_reader, &ctx, cfg_ini_handler, &ctx);
+	cfg->has_inline_password = ctx.inline_password;
 	if (rc > 0)
 		cfg_error(cfg, name, rc, "syntax error");
 	if ((cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
@@ -569,6 +620,8 @@ struct cfg *cfg_load(const char *path)
 	cfg = parse_with_dir(text, path, dir);
 	free(dir);
 	free(text);
+	if (cfg->has_inline_password)
+		cfg_check_secret_file(cfg, path, "config file (it holds a password)");
 	return cfg;
 }
 
@@ -579,22 +632,61 @@ void cfg_free(struct cfg *cfg)
 	for (size_t i = 0; i < cfg_noptions; i++)
 		if (cfg_options[i].type == CFG_STR)
 			free(*(char **)((char *)cfg + cfg_options[i].offset));
-	for (size_t i = 0; i < cfg->ndbs; i++) {
-		struct cfg_db *db = &cfg->dbs[i];
-		free(db->name);
-		free(db->host);
-		free(db->dbname);
-		free(db->user);
-		if (db->password)
-			explicit_bzero(db->password, strlen(db->password));
-		free(db->password);
-		free(db->sslrootcert);
-	}
+	for (size_t i = 0; i < cfg->ndbs; i++)
+		cfg_db_clear(&cfg->dbs[i]);
 	free(cfg->dbs);
 	for (size_t i = 0; i < cfg->nerrors; i++)
 		free(cfg->errors[i]);
 	free(cfg->errors);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg);
+}
+
+void cfg_db_clear(struct cfg_db *db)
+{
+	free(db->name);
+	free(db->host);
+	free(db->dbname);
+	free(db->user);
+	if (db->password)
+		explicit_bzero(db->password, strlen(db->password));
+	free(db->password);
+	free(db->sslrootcert);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+struct cfg_db *cfg_db_dup(const struct cfg_db *db)
+{
+	struct cfg_db *d = xmalloc(sizeof(*d));
+
+	*d = *db;
+	d->name = xstrdup(db->name);
+	d->host = xstrdup(db->host);
+	d->dbname = dup_or_null(db->dbname);
+	d->user = dup_or_null(db->user);
+	d->password = dup_or_null(db->password);
+	d->sslrootcert = dup_or_null(db->sslrootcert);
+	return d;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+bool cfg_db_same_upstream(const struct cfg *ca, const struct cfg_db *a, const struct cfg *cb,
+			  const struct cfg_db *b)
+{
+	return same_str(a->host, b->host) && a->port == b->port && same_str(a->dbname, b->dbname) &&
+	       same_str(a->user, b->user) && same_str(a->password, b->password) &&
+	       cfg_db_sslmode(ca, a) == cfg_db_sslmode(cb, b) &&
+	       same_str(cfg_db_ca_file(ca, a), cfg_db_ca_file(cb, b));
 }
 
 const struct cfg_db *cfg_find_db(const struct cfg *cfg, const char *name)

@@ -49,8 +49,16 @@ struct cfg {
 	double server_lifetime;
 	double client_login_timeout;
 	bool tcp_keepalive;
+	bool allow_unauthenticated_remote;
+	double shutdown_timeout;
 	char *logfile;
 	char *pidfile;
+	bool syslog;
+	char *syslog_ident;
+	char *syslog_facility;
+	bool log_connections;
+	bool log_disconnections;
+	bool log_pooler_errors;
 	int verbose;
 
 	struct cfg_db *dbs;
@@ -58,6 +66,9 @@ struct cfg {
 
 	char **errors;		/* "FILE:LINE: message" */
 	size_t nerrors;
+	char **warnings;	/* worth logging, not fatal */
+	size_t nwarnings;
+	bool has_inline_password;
 };
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_TIME, CFG_BOOL, CFG_ENUM };
@@ -88,6 +99,17 @@ int cfg_db_pool_size(const struct cfg *cfg, const struct cfg_db *db);
 int cfg_db_min_pool_size(const struct cfg *cfg, const struct cfg_db *db);
 int cfg_db_sslmode(const struct cfg *cfg, const struct cfg_db *db);
 const char *cfg_db_ca_file(const struct cfg *cfg, const struct cfg_db *db);
+/* [databases] entries outlive a reload inside their pools: deep copies. */
+struct cfg_db *cfg_db_dup(const struct cfg_db *db);
+void cfg_db_clear(struct cfg_db *db);
+/* Would a server connection made under (ca, a) differ from one made under (cb, b)? */
+bool cfg_db_same_upstream(const struct cfg *ca, const struct cfg_db *a, const struct cfg *cb,
+			  const struct cfg_db *b);
+/* A path from the config: "$CREDENTIALS_DIRECTORY/x" is resolved in systemd's credentials
+ * directory, a relative path against dir (the config file's directory; NULL: as is). */
+char *cfg_expand_path(const char *path, const char *dir, char **err);
+/* Adds a warning when a file holding secrets is readable by others. */
+void cfg_check_secret_file(struct cfg *cfg, const char *path, const char *what);
 /* Is name in a comma/space separated list (admin_users, ...)? */
 bool cfg_list_has(const char *list, const char *name);
 

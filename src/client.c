@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
@@ -32,6 +33,7 @@
 #define OUT_HIGH_WATER (256 * 1024)
 #define AUTH_MSG_MAX 8192
 #define CLOSE_FLUSH_SECS 5
+#define PEER_LEN (INET6_ADDRSTRLEN + 16)
 
 enum auth_step { AS_STARTUP, AS_PASSWORD, AS_MD5, AS_SASL_INIT, AS_SASL_FINAL };
 
@@ -39,7 +41,6 @@ enum auth_step { AS_STARTUP, AS_PASSWORD, AS_MD5, AS_SASL_INIT, AS_SASL_FINAL };
 struct client_auth {
 	enum auth_step step;
 	uint8_t salt[4];
-	const struct cfg_db *db;
 	char *secret;			/* from auth_file; NULL when the user has none */
 	struct scram_server *scram;
 };
@@ -67,7 +68,8 @@ static const struct authfile *users;
 static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
-static void client_close(struct client *c, bool flush);
+static void client_close(struct client *c, bool flush, const char *reason);
+static void fail(struct client *c, bool log, const char *sqlstate, const char *msg);
 static void login_read(struct client *c);
 static void forward(struct client *c);
 
@@ -136,6 +138,29 @@ void client_pause_read(struct client *c, bool pause)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
+/* "ip:port" or "unix", for log lines; computed when logging, not stored. */
+static const char *peer(const struct client *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+
+	if (c->unix_socket || getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &sl) < 0)
+		return "unix";
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%d", host, ntohs(in->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%d", host, ntohs(in6->sin6_port));
+	} else {
+		return "?";
+	}
+	return buf;
+}
+
 /* Refuses a connection before a client object exists (max_client_conn). */
 static void refuse_early(int fd, const char *sqlstate, const char *msg)
 {
@@ -190,19 +215,32 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+static void fail(struct client *c, bool log, const char *sqlstate, const char *msg)
+{
+	char buf[PEER_LEN];
+
+	if (c->closing)
+		return;
+	if (log && pools_cfg()->log_pooler_errors)
+		log_warn("C-%p %s: pooler error: %s", (void *)c, peer(c, buf, sizeof(buf)), msg);
+	pg_put_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
+	client_close(c, true, log ? "pooler error" : "upstream unavailable");
+}
+
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[768];
 	va_list ap;
 
-	if (c->closing)
-		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_debug("C-%p: refused: %s", (void *)c, msg);
-	pg_put_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
-	client_close(c, true);
+	fail(c, true, sqlstate, msg);
+}
+
+void client_refuse_upstream(struct client *c, const char *sqlstate, const char *msg)
+{
+	fail(c, false, sqlstate, msg);
 }
 
 void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
@@ -224,13 +262,17 @@ static void bury(struct client *c)
 
 /* Leaves the pool (returning the server) and frees later; with flush, after what is
  * queued for the client has been written. */
-static void client_close(struct client *c, bool flush)
+static void client_close(struct client *c, bool flush, const char *reason)
 {
 	struct timeval tv = { CLOSE_FLUSH_SECS, 0 };
+	char buf[PEER_LEN];
 
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (pools_cfg()->log_disconnections)
+		log_info("C-%p %s: closing because: %s (age=%.3fs)", (void *)c, peer(c, buf, sizeof(buf)),
+			 reason, (double)(now_usec() - c->connect_time) / 1e6);
 	if (c->server) {
 		struct server *sv = c->server;
 		c->server = NULL;
@@ -286,7 +328,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		struct evbuffer *in = bufferevent_get_input(bev);
 		uint8_t type;
 		if (evbuffer_copyout(in, &type, 1) == 1 && type == 'X') {
-			client_close(c, false);
+			client_close(c, false, "client close request");
 			return;
 		}
 		pool_client_want_server(c->node.pool, c);
@@ -332,7 +374,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 			    pools_cfg()->client_login_timeout);
 		return;
 	}
-	client_close(c, false);
+	client_close(c, false, what & BEV_EVENT_EOF ? "client disconnected" : "client connection error");
 }
 
 /* Passes the client's messages to its server; a Terminate ends the session here, the
@@ -373,7 +415,7 @@ static void forward(struct client *c)
 			client_pause_read(c, true);
 	}
 	if (terminate)
-		client_close(c, false);
+		client_close(c, false, "client close request");
 }
 
 void client_linked(struct client *c, struct server *sv)
@@ -401,10 +443,14 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 
 static void auth_done(struct client *c)
 {
-	const struct cfg_db *db = c->auth->db;
+	const struct cfg_db *db = cfg_find_db(pools_cfg(), c->database);
 	char *err = NULL;
 	struct pool *pool;
 
+	if (!db) { /* removed by a reload during the login */
+		client_fail(c, "3D000", "no such database: %s", c->database);
+		return;
+	}
 	pool = pool_get(db, c->user, c->database, c->auth->secret, &err);
 	if (!pool) {
 		client_fail(c, "53200", "%s", err ? err : "cannot create pool");
@@ -422,7 +468,11 @@ static void auth_done(struct client *c)
 	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
 		c->cancel_key = (uint32_t)random();
 	c->wait_since = now_usec();
-	log_debug("C-%p: login %s@%s", (void *)c, c->user, c->database);
+	if (pools_cfg()->log_connections) {
+		char buf[PEER_LEN];
+		log_info("C-%p %s: login db=%s user=%s", (void *)c, peer(c, buf, sizeof(buf)),
+			 c->database, c->user);
+	}
 	pool_client_add(pool, &c->node, CL_LOGIN_WAIT);
 	bufferevent_disable(c->bev, EV_READ);
 	pool_client_login(pool, c);
@@ -459,8 +509,7 @@ static void start_auth(struct client *c)
 		client_fail(c, "0A000", "the admin console is not available in this version");
 		return;
 	}
-	a->db = cfg_find_db(cfg, c->database);
-	if (!a->db) {
+	if (!cfg_find_db(cfg, c->database)) {
 		client_fail(c, "3D000", "no such database: %s", c->database);
 		return;
 	}
@@ -625,7 +674,7 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 	case PG_STARTUP_CANCEL:
 		/* accepted; routing to the upstream session arrives with transaction pooling */
 		log_debug("C-%p: cancel request for %u (not routed)", (void *)c, st.cancel_pid);
-		client_close(c, false);
+		client_close(c, false, "cancel request");
 		return;
 	case PG_STARTUP_NORMAL:
 		break;

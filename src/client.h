@@ -24,6 +24,8 @@ void client_linked(struct client *c, struct server *sv);
 /* Send an ErrorResponse (FATAL) and close after it is written. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same for an upstream failure the pool has logged already (no log line per client). */
+void client_refuse_upstream(struct client *c, const char *sqlstate, const char *msg);
 /* The server is gone or was given up while linked. */
 void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
 /* From the server, for forwarding. */

@@ -1,13 +1,17 @@
 /* Listening sockets for pgwire clients. TCP listeners bind each address in
  * listen_addr (host names resolved once at start); the Unix socket refuses to replace
  * a socket another process still answers on. */
+#include "config.h"
+
 #include "listener.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +19,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "cfg.h"
 #include "client.h"
@@ -26,6 +33,50 @@
 static struct evconnlistener *listeners[MAX_LISTENERS];
 static int nlisteners;
 static char *unix_path;
+static bool remote;		/* a listener reachable from other hosts */
+
+static bool sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_UNIX)
+		return true;
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return false;
+}
+
+bool listen_addrs_remote(const char *list, int port)
+{
+	char *addrs = xstrdup(list), *save = NULL;
+	bool any = false;
+
+	for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save)) {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+		struct addrinfo *res;
+		char portstr[8];
+		snprintf(portstr, sizeof(portstr), "%d", port);
+		if (getaddrinfo(strcmp(a, "*") == 0 ? NULL : a, portstr, &hints, &res) != 0) {
+			any = true; /* cannot tell: assume the worst */
+			continue;
+		}
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+			if (!sockaddr_is_loopback(ai->ai_addr))
+				any = true;
+		freeaddrinfo(res);
+	}
+	free(addrs);
+	return any;
+}
+
+bool listeners_remote(void)
+{
+	return remote;
+}
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
@@ -89,6 +140,8 @@ static int listen_tcp(struct event_base *base, const char *host, int port)
 			freeaddrinfo(res);
 			return -1;
 		}
+		if (!sockaddr_is_loopback(ai->ai_addr))
+			remote = true;
 		bound++;
 	}
 	freeaddrinfo(res);
@@ -137,8 +190,66 @@ static int listen_unix(struct event_base *base, const char *dir, int port, int m
 	return 0;
 }
 
+/* Sockets passed by systemd (cratebouncer.socket): those named "pgwire" serve clients. */
+static int adopt_systemd_sockets(struct event_base *base)
+{
+	int n = 0;
+#ifdef HAVE_SYSTEMD
+	char **names = NULL;
+
+	n = sd_listen_fds_with_names(1, &names);
+	if (n <= 0)
+		return n < 0 ? 0 : 0;
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names && names[i] ? names[i] : "unknown";
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (strcmp(name, "pgwire") != 0) {
+			log_warn("socket activation: fd %d is named \"%s\"; only \"pgwire\" is served by "
+				 "this version, closing it", fd, name);
+			close(fd);
+			continue;
+		}
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+			log_error("socket activation: fd %d: %s", fd, strerror(errno));
+			close(fd);
+			continue;
+		}
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
+		bool is_unix = ss.ss_family == AF_UNIX;
+		struct evconnlistener *l = evconnlistener_new(base, accept_cb, is_unix ? (void *)1 : NULL,
+							      LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (!l || add_listener(l) < 0) {
+			close(fd);
+			continue;
+		}
+		if (!sockaddr_is_loopback((struct sockaddr *)&ss))
+			remote = true;
+		log_info("listening on a socket passed by systemd (fd %d, %s)", fd,
+			 is_unix ? "unix" : "tcp");
+	}
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+#else
+	(void)base;
+#endif
+	return n;
+}
+
 int listeners_start(struct event_base *base, const struct cfg *cfg)
 {
+	if (adopt_systemd_sockets(base) > 0) {
+		if (nlisteners == 0) {
+			log_error("socket activation: no socket named \"pgwire\" was passed");
+			return -1;
+		}
+		return 0; /* listen_addr, listen_port and unix_socket_dir are not used */
+	}
+
 	char *addrs = xstrdup(cfg->listen_addr), *save = NULL;
 
 	for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save)) {

@@ -2,6 +2,8 @@
 #ifndef CB_LISTENER_H
 #define CB_LISTENER_H
 
+#include <stdbool.h>
+
 struct cfg;
 struct event_base;
 
@@ -9,5 +11,9 @@ struct event_base;
 int listeners_start(struct event_base *base, const struct cfg *cfg)
 	__attribute__((warn_unused_result));
 void listeners_stop(void);
+/* Is any bound or passed listener reachable from other hosts (not loopback/Unix)? */
+bool listeners_remote(void);
+/* The same for a listen_addr list, without binding (for -t). */
+bool listen_addrs_remote(const char *list, int port);
 
 #endif

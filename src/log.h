@@ -7,8 +7,14 @@
 
 enum log_level { LOG_LVL_FATAL, LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG, LOG_LVL_TRACE };
 
-/* path NULL: stderr only. Returns -1 (errno set) when the file cannot be opened. */
+/* path NULL: stderr only; called again (SIGHUP) it reopens the file for logrotate.
+ * Returns -1 (errno set) when the file cannot be opened; the old one stays in use. */
 int log_open(const char *path, int verbose, bool quiet);
+/* stderr is systemd's journal stream: priority prefixes instead of timestamps. */
+void log_detect_journal(void);
+/* -1 for an unknown facility. */
+int log_set_syslog(bool on, const char *ident, const char *facility);
+void log_set_verbose(int verbose);
 void log_close(void);
 bool log_enabled(enum log_level lvl);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

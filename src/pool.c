@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authfile.h"
 #include "cfg.h"
 #include "client.h"
 #include "log.h"
@@ -21,6 +22,7 @@ static struct event_base *ev_base;
 static struct evdns_base *dns_base;
 static const struct cfg *cur_cfg;
 static struct event *reaper, *janitor;
+static bool draining;
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 static void janitor_cb(evutil_socket_t fd, short what, void *arg);
@@ -78,7 +80,8 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 	struct pool *pool;
 
 	TAILQ_FOREACH(pool, &pools, entry)
-		if (pool->db == db && strcmp(pool->user, user) == 0 && strcmp(pool->dbname, dbname) == 0)
+		if (strcmp(pool->db->name, db->name) == 0 && strcmp(pool->user, user) == 0 &&
+		    strcmp(pool->dbname, dbname) == 0)
 			return pool;
 
 	pool = calloc(1, sizeof(*pool));
@@ -86,12 +89,14 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 		*err = strdup("out of memory");
 		return NULL;
 	}
-	pool->db = db;
+	pool->db = cfg_db_dup(db);
 	pool->user = strdup(user);
 	pool->dbname = strdup(dbname);
 	const char *pw = db->user ? db->password : password;
 	pool->password = pw ? strdup(pw) : NULL;
 	if (!pool->user || !pool->dbname || (pw && !pool->password)) {
+		cfg_db_clear(pool->db);
+		free(pool->db);
 		free(pool->user);
 		free(pool->dbname);
 		free(pool->password);
@@ -193,9 +198,9 @@ static void fail_waiting(struct pool *pool, const char *sqlstate, const char *ms
 	struct pool_node *n;
 
 	while ((n = TAILQ_FIRST(&pool->clients[CL_LOGIN_WAIT])))
-		client_fail(n->obj, sqlstate, "%s", msg);
+		client_refuse_upstream(n->obj, sqlstate, msg);
 	while ((n = TAILQ_FIRST(&pool->clients[CL_WAITING])))
-		client_fail(n->obj, sqlstate, "%s", msg);
+		client_refuse_upstream(n->obj, sqlstate, msg);
 }
 
 void pool_client_login(struct pool *pool, struct client *c)
@@ -205,7 +210,7 @@ void pool_client_login(struct pool *pool, struct client *c)
 		return;
 	}
 	if (pool->last_error && now_usec() < pool->retry_at && pool_total_servers(pool) == 0) {
-		client_fail(c, pool->last_sqlstate, "%s", pool->last_error);
+		client_refuse_upstream(c, pool->last_sqlstate, pool->last_error);
 		return;
 	}
 	launch_if_needed(pool);
@@ -221,7 +226,7 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 		return;
 	}
 	if (pool->last_error && now_usec() < pool->retry_at && pool_total_servers(pool) == 0) {
-		client_fail(c, pool->last_sqlstate, "%s", pool->last_error);
+		client_refuse_upstream(c, pool->last_sqlstate, pool->last_error);
 		return;
 	}
 	pool_client_move(client_node(c), CL_WAITING);
@@ -346,6 +351,89 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 		janitor_pool(pool, now);
 }
 
+void pools_set_draining(void)
+{
+	struct pool *pool;
+	struct pool_node *n;
+
+	draining = true;
+	/* clients without a server have nothing running: they go now */
+	TAILQ_FOREACH(pool, &pools, entry)
+		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st++) {
+			if (st == CL_ACTIVE)
+				continue;
+			while ((n = TAILQ_FIRST(&pool->clients[st])))
+				client_fail(n->obj, "57P01", "cratebouncer is shutting down");
+		}
+}
+
+bool pools_draining(void)
+{
+	return draining;
+}
+
+int pools_server_count(void)
+{
+	struct pool *pool;
+	int n = 0;
+
+	TAILQ_FOREACH(pool, &pools, entry)
+		n += pool_total_servers(pool);
+	return n;
+}
+
+void pools_reload(const struct cfg *old, const struct authfile *users)
+{
+	struct pool *pool;
+
+	TAILQ_FOREACH(pool, &pools, entry) {
+		const struct cfg_db *db = cfg_find_db(cur_cfg, pool->db->name);
+		bool changed = false;
+
+		if (!db || strcmp(db->name, pool->db->name) != 0 ||
+		    (db->user && strcmp(db->user, pool->user) != 0)) {
+			/* removed, or now another user's: existing clients finish, new ones
+			 * do not find it */
+			continue;
+		}
+		if (!cfg_db_same_upstream(old, pool->db, cur_cfg, db))
+			changed = true;
+		if (!db->user) {
+			const char *pw = users ? authfile_lookup(users, pool->user) : NULL;
+			if (!(pw ? pool->password && strcmp(pw, pool->password) == 0 : !pool->password)) {
+				changed = true;
+				if (pool->password)
+					explicit_bzero(pool->password, strlen(pool->password));
+				free(pool->password);
+				pool->password = pw ? strdup(pw) : NULL;
+			}
+		} else if (changed) {
+			if (pool->password)
+				explicit_bzero(pool->password, strlen(pool->password));
+			free(pool->password);
+			pool->password = db->password ? strdup(db->password) : NULL;
+		}
+		cfg_db_clear(pool->db);
+		free(pool->db);
+		pool->db = cfg_db_dup(db);
+		if (changed) {
+			pool->gen++;
+			free(pool->last_error);
+			pool->last_error = NULL;
+			pool->retry_at = 0;
+			free(pool->welcome);
+			pool->welcome = NULL;
+			log_info("pool %s/%s: upstream settings changed; new connections use them",
+				 pool->db->name, pool->user);
+			struct pool_node *n, *next;
+			for (n = TAILQ_FIRST(&pool->servers[SV_IDLE]); n; n = next) {
+				next = TAILQ_NEXT(n, entry);
+				server_close(n->obj, "upstream settings changed by reload");
+			}
+		}
+	}
+}
+
 void pools_shutdown(void)
 {
 	struct pool *pool;
@@ -356,6 +444,8 @@ void pools_shutdown(void)
 			while ((n = TAILQ_FIRST(&pool->servers[st])))
 				server_close(n->obj, "shutting down");
 		TAILQ_REMOVE(&pools, pool, entry);
+		cfg_db_clear(pool->db);
+		free(pool->db);
 		free(pool->user);
 		free(pool->dbname);
 		if (pool->password)

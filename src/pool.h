@@ -31,7 +31,8 @@ TAILQ_HEAD(node_list, pool_node);
 
 struct pool {
 	TAILQ_ENTRY(pool) entry;
-	const struct cfg_db *db;
+	struct cfg_db *db;	/* own copy: survives reloads */
+	unsigned gen;		/* bumped when a reload changes how servers connect */
 	char *user;		/* upstream login */
 	char *password;		/* upstream password, never logged */
 	char *dbname;		/* upstream database */
@@ -52,6 +53,14 @@ const struct cfg *pools_cfg(void);
 struct event_base *pools_base(void);
 struct evdns_base *pools_dns(void);
 void pools_shutdown(void);
+struct authfile;
+/* After SIGHUP: the new config is current (pools_set_cfg was called with it); pools
+ * take their entries' new settings, and servers made under changed ones are retired. */
+void pools_reload(const struct cfg *old, const struct authfile *users);
+/* SIGINT: clients leave as soon as their server is idle. */
+void pools_set_draining(void);
+bool pools_draining(void);
+int pools_server_count(void);
 /* Closed clients and servers are freed here from the event loop, never inside their
  * own callbacks. The node must already be off its pool list. */
 void pool_bury(struct pool_node *n);

@@ -51,6 +51,7 @@ struct server {
 	struct client *client;
 	uint64_t connect_time, idle_since;
 	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	unsigned gen;			/* pool->gen when launched */
 	char last_status;		/* from the last ReadyForQuery */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
 	bool tls_done, dns_done, reset_failed, crate, paused, login_done;
@@ -167,6 +168,7 @@ void server_launch(struct pool *pool)
 	sv->node.obj = sv;
 	sv->node.is_server = true;
 	sv->fd = -1;
+	sv->gen = pool->gen;
 	sv->connect_time = now_usec();
 	pool_server_add(pool, &sv->node, SV_LOGIN);
 
@@ -489,6 +491,10 @@ static void login_done(struct server *sv)
 	sv->idle_since = now_usec();
 	log_debug("S-%p: logged in to %s:%d as %s", (void *)sv, sv_host(sv), sv_port(sv),
 		  sv->node.pool->user);
+	if (sv->gen != sv->node.pool->gen) {
+		server_close(sv, "upstream settings changed by reload");
+		return;
+	}
 	pool_server_login_ok(sv, params, plen);
 	evbuffer_free(sv->params);
 	sv->params = NULL;
@@ -601,6 +607,11 @@ static void fwd_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	if (sv->client && sv->node.state == SV_ACTIVE) {
 		client_send(sv->client, in, off);
+		if (pools_draining() && sv->ready && sv->last_status == 'I' && sv->fwd_remaining == 0) {
+			/* SIGINT: its transaction is over, the client goes */
+			client_fail(sv->client, "57P01", "cratebouncer is shutting down");
+			return;
+		}
 		if (client_output_full(sv->client))
 			server_pause_read(sv, true);
 	} else {
@@ -644,6 +655,10 @@ void server_release(struct server *sv)
 	}
 	if (cfg->server_lifetime > 0 && now_usec() - sv->connect_time > cfg->server_lifetime * 1e6) {
 		server_close(sv, "server_lifetime reached");
+		return;
+	}
+	if (sv->gen != sv->node.pool->gen) {
+		server_close(sv, "upstream settings changed by reload");
 		return;
 	}
 	/* CrateDB's DISCARD ALL does not reset settings but drops the session from the
