@@ -585,6 +585,13 @@ static struct cfg *parse_with_dir(const char *text, const char *name, const char
 	if ((cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
 	     cfg->auth_type == AUTH_SCRAM) && !*cfg->auth_file)
 		cfg_error(cfg, name, 0, "auth_type %s needs auth_file", auth_type_names[cfg->auth_type]);
+	static const char *const facilities[] = { "daemon", "user", "local0", "local1", "local2",
+						  "local3", "local4", "local5", "local6", "local7", NULL };
+	if (parse_enum(facilities, cfg->syslog_facility) < 0) {
+		char *l = enum_list(facilities);
+		cfg_error(cfg, name, 0, "syslog_facility: \"%s\" is not one of: %s", cfg->syslog_facility, l);
+		free(l);
+	}
 	if (cfg->pool_mode != POOL_SESSION)
 		cfg_error(cfg, name, 0, "pool_mode %s is not implemented yet; use session",
 			  pool_mode_names[cfg->pool_mode]);

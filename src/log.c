@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <syslog.h>
@@ -70,7 +71,7 @@ int log_set_syslog(bool on, const char *ident, const char *facility)
 	if (!on)
 		return 0;
 	for (size_t i = 0; i < sizeof(facs) / sizeof(facs[0]); i++)
-		if (strcmp(facs[i].name, facility) == 0)
+		if (strcasecmp(facs[i].name, facility) == 0)
 			fac = facs[i].fac;
 	if (fac < 0)
 		return -1;
