@@ -625,7 +625,7 @@ struct cfg *cfg_load(const char *path)
 	else
 		strcpy(dir, ".");
 	cfg = parse_with_dir(text, path, dir);
-	free(dir);
+	cfg->dir = dir;
 	free(text);
 	if (cfg->has_inline_password)
 		cfg_check_secret_file(cfg, path, "config file (it holds a password)");
@@ -648,6 +648,7 @@ void cfg_free(struct cfg *cfg)
 	for (size_t i = 0; i < cfg->nwarnings; i++)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
+	free(cfg->dir);
 	free(cfg);
 }
 

@@ -69,6 +69,7 @@ struct cfg {
 	char **warnings;	/* worth logging, not fatal */
 	size_t nwarnings;
 	bool has_inline_password;
+	char *dir;		/* the config file's directory, for relative paths */
 };
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_TIME, CFG_BOOL, CFG_ENUM };

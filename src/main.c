@@ -94,7 +94,7 @@ static struct cfg *load_config(struct authfile **users, bool to_log)
 
 	*users = NULL;
 	if (cfg->nerrors == 0 && *cfg->auth_file) {
-		path = cfg_expand_path(cfg->auth_file, NULL, &err);
+		path = cfg_expand_path(cfg->auth_file, cfg->dir, &err);
 		if (path) {
 			*users = authfile_load(path, &err);
 			if (*users)
@@ -124,13 +124,17 @@ static struct cfg *load_config(struct authfile **users, bool to_log)
 		cfg_free(cfg);
 		return NULL;
 	}
+	return cfg;
+}
+
+static void report_warnings(const struct cfg *cfg, bool to_log)
+{
 	for (size_t i = 0; i < cfg->nwarnings; i++) {
 		if (to_log)
 			log_warn("%s", cfg->warnings[i]);
 		else
 			fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 	}
-	return cfg;
 }
 
 static void apply_logging(const struct cfg *cfg)
@@ -178,6 +182,7 @@ static void reload(void)
 	}
 	warn_not_reloadable(d.cfg, cfg);
 	apply_logging(cfg);
+	report_warnings(cfg, true);
 	pools_set_cfg(cfg);
 	client_set_authfile(users);
 	tls_free_all(); /* CA files are read again for new connections */
@@ -213,7 +218,9 @@ static void begin_stop(enum run_state st)
 	notify("STOPPING=1");
 	listeners_stop(); /* new connections are refused from now on */
 	d.state = st;
-	d.stop_deadline = now_usec() + (uint64_t)(d.cfg->shutdown_timeout * 1e6);
+	/* shutdown_timeout = 0: wait as long as it takes */
+	d.stop_deadline = d.cfg->shutdown_timeout > 0
+				  ? now_usec() + (uint64_t)(d.cfg->shutdown_timeout * 1e6) : UINT64_MAX;
 	if (st == STOP_WAIT_TRANSACTIONS)
 		pools_set_draining();
 	d.stop_timer = event_new(d.base, -1, EV_PERSIST, stop_timer_cb, NULL);
@@ -366,6 +373,7 @@ int main(int argc, char **argv)
 	if (check_only) {
 		bool bad = exposure_refused(d.cfg, listen_addrs_remote(d.cfg->listen_addr,
 								      d.cfg->listen_port));
+		report_warnings(d.cfg, false);
 		if (bad)
 			fprintf(stderr, "%s:0: %s\n", d.cfg_path, exposure_msg);
 		authfile_free(d.users);
@@ -376,9 +384,18 @@ int main(int argc, char **argv)
 	d.quiet = d.quiet || background;
 	log_detect_journal();
 	apply_logging(d.cfg);
+	report_warnings(d.cfg, true);
+	/* before binding, so that nothing listens on a network address even briefly; sockets
+	 * passed by systemd are checked once adopted */
+	if (!getenv("LISTEN_FDS") &&
+	    exposure_refused(d.cfg, listen_addrs_remote(d.cfg->listen_addr, d.cfg->listen_port)))
+		fatal("refusing to start: %s", exposure_msg);
 	if (background)
 		daemonize();
 	signal(SIGPIPE, SIG_IGN);
+	/* PgBouncer's pause/resume signals: not implemented, and must not kill us */
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
 	raise_fd_limit(d.cfg->max_client_conn + 1024);
 
 	d.base = event_base_new();

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, HERE)
 
 import pgenv  # noqa: E402
-from helpers import (CB_BINARY, TIMEOUT, free_port, listening, psql,  # noqa: E402
+from helpers import (CB_BINARY, TIMEOUT, clean_env, free_port, listening, psql,  # noqa: E402
                      write_auth_file)
 
 KEEP_TMP = os.environ.get("CB_KEEP_TMP") == "1"
@@ -305,3 +305,112 @@ def cratebouncer(pg, upstream, request):
             shutil.rmtree(b.workdir, ignore_errors=True)
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# cratebouncer as a service (systemd environment, wrappers, expected exits)
+
+# Variables through which systemd talks to a service: none leaks in from the caller.
+SERVICE_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+                    "LISTEN_FDNAMES", "JOURNAL_STREAM", "CREDENTIALS_DIRECTORY")
+
+
+class ServiceBouncer(Bouncer):
+    """A Bouncer run with extra environment variables and an optional command in front of it
+    (sh -c ..., systemd-socket-activate ...); prepare() writes the config, launch() runs it."""
+
+    def __init__(self, pg, settings, databases, users, args, env=None, wrapper=()):
+        super().__init__(pg, settings, databases, users, args)
+        self.env = dict(env or {})
+        self.wrapper = list(wrapper)
+        self.problem = None
+
+    def prepare(self):
+        """Pick a port and write the config (and auth_file); the daemon is not started."""
+        self.port = free_port()
+        self.write_config()
+        return self
+
+    def launch(self, wait=True):
+        """Start the daemon as configured; with wait, until it accepts connections."""
+        if self.port is None:
+            self.prepare()
+        env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV_VARS}
+        env.update(self.env)
+        self.stopped = False
+        self.stderr_f = open(self.stderr_path, "ab")
+        try:
+            self.proc = subprocess.Popen([*self.wrapper, CB_BINARY, *self.args, self.config_path],
+                                         stdin=subprocess.DEVNULL, stdout=self.stderr_f,
+                                         stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+        except OSError as e:
+            self.stderr_f.close()
+            raise StartError(f"cannot run {CB_BINARY}: {e}") from None
+        if wait:
+            self._wait_ready()
+        return self
+
+    def reap(self, timeout):
+        """Wait up to timeout s for the daemon to exit on its own; its exit status, or None if
+        it still runs (then it is left to the fixture's teardown)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if not self.stopped:
+            self.stopped = True
+            self.stderr_f.close()
+            out = self.output()
+            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+                if marker in out:
+                    self.problem = f"sanitizer report ({marker}) in cratebouncer output"
+        return rc
+
+
+@pytest.fixture
+def service_bouncer(pg, upstream, request):
+    """service_bouncer(settings=, databases=, users=, args=, env=, wrapper=) -> a ServiceBouncer,
+    not yet started (call .launch()); stopped at teardown unless it exited (see .reap())."""
+    if not os.path.exists(CB_BINARY):
+        if os.environ.get("CB_BINARY"):
+            pytest.fail(f"CB_BINARY={CB_BINARY} does not exist")
+        pytest.skip(f"{CB_BINARY} not built")
+    made = []
+    request.node._cratebouncers = made
+
+    def make(settings=None, databases=None, users=None, args=(), env=None, wrapper=()):
+        b = ServiceBouncer(pg, settings, databases or {"doc": upstream()}, users, args, env,
+                           wrapper)
+        made.append(b)
+        return b
+
+    yield make
+
+    problems = [p for p in (b.stop() for b in made) if p]
+    problems += [b.problem for b in made if b.problem]
+    if problems:
+        request.node._cb_problem_outputs = [b.output() for b in made]
+    if not KEEP_TMP:
+        for b in made:
+            shutil.rmtree(b.workdir, ignore_errors=True)
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+PGBENCH = os.environ.get("PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
+
+
+@pytest.fixture(scope="session")
+def pgbench_tables(pg):
+    """pgbench's tables (scale 1) in the test PostgreSQL's doc database, readable and writable
+    by crate; PGBENCH is the pgbench binary. Skips when pgbench is missing."""
+    if not os.path.exists(PGBENCH):
+        pytest.skip(f"{PGBENCH} not found (Debian package postgresql-contrib)")
+    res = subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", pg.socket_dir, "-p", str(pg.port),
+                          "-U", pg.superuser, "doc"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=clean_env(), timeout=120)
+    if res.returncode != 0:
+        raise RuntimeError(f"pgbench -i failed ({res.returncode}):\n{res.stdout}")
+    pg.sql("GRANT SELECT, INSERT, UPDATE, DELETE ON pgbench_accounts, pgbench_branches, "
+           "pgbench_tellers, pgbench_history TO crate")
+    return PGBENCH

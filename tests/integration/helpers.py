@@ -10,6 +10,7 @@ import random
 import socket
 import struct
 import subprocess
+import time
 
 TIMEOUT = 10  # seconds, for every single network wait in the tests
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -325,3 +326,70 @@ def psql(conninfo, sql, password=None, check=True):
     if check and res.returncode != 0:
         raise AssertionError(f"psql failed ({res.returncode}): {res.stderr}")
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# systemd's notification socket
+
+
+class NotifySocket:
+    """A Unix datagram socket standing in for systemd's NOTIFY_SOCKET: a thread collects
+    every message (with the time.monotonic() it arrived) until close()."""
+
+    def __init__(self, path):
+        import threading
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.1)
+        self.messages = []  # (arrival time, text)
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+
+    def _collect(self):
+        while not self.closed:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            with self.cond:
+                self.messages.append((time.monotonic(), data.decode(errors="replace")))
+                self.cond.notify_all()
+
+    def wait_for(self, pred, timeout=TIMEOUT, start=0):
+        """The index of the first message from index start on for which pred(text) holds;
+        raises AssertionError after timeout s."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i in range(start, len(self.messages)):
+                    if pred(self.messages[i][1]):
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching notification within {timeout} s; "
+                                         f"got {[m for _, m in self.messages]}")
+                self.cond.wait(left)
+
+    def texts(self):
+        with self.cond:
+            return [m for _, m in self.messages]
+
+    def close(self):
+        self.closed = True
+        self.thread.join(2)
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def notify_fields(text):
+    """'READY=1\\nSTATUS=x' -> {'READY': '1', 'STATUS': 'x'}."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
