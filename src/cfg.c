@@ -39,7 +39,8 @@ static const char *const pool_mode_names[] = { "session", "transaction", "statem
 static const char *const auth_type_names[] = { "trust", "plain", "md5", "scram-sha-256", "peer", NULL };
 static const char *const sslmode_names[] = { "disable", "require", "verify-ca", "verify-full", NULL };
 
-#define OPT(n, t, d, r, lo, hi, nm) { #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) }
+#define OPT(n, t, d, r, lo, hi, nm) { NULL, #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) }
+#define ADMIN_OPT(n, t, d, r, lo, hi) { "admin", #n, t, d, r, lo, hi, NULL, offsetof(struct cfg, admin_##n) }
 const struct cfg_opt cfg_options[] = {
 	OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0, NULL),
 	OPT(listen_port, CFG_INT, "6432", false, 1, 65535, NULL),
@@ -74,6 +75,11 @@ const struct cfg_opt cfg_options[] = {
 	OPT(log_disconnections, CFG_BOOL, "1", true, 0, 0, NULL),
 	OPT(log_pooler_errors, CFG_BOOL, "1", true, 0, 0, NULL),
 	OPT(verbose, CFG_INT, "0", true, 0, 5, NULL),
+	OPT(stats_period, CFG_TIME, "60", true, 1, 86400, NULL),
+	OPT(log_stats, CFG_BOOL, "1", true, 0, 0, NULL),
+	ADMIN_OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0),
+	ADMIN_OPT(listen_port, CFG_INT, "0", false, 0, 65535),
+	ADMIN_OPT(access_token_file, CFG_STR, "", true, 0, 0),
 };
 #undef OPT
 const size_t cfg_noptions = sizeof(cfg_options) / sizeof(cfg_options[0]);
@@ -90,12 +96,20 @@ static void cfg_error(struct cfg *cfg, const char *file, int line, const char *f
 	cfg->errors[cfg->nerrors++] = xasprintf("%s:%d: %s", file, line, msg);
 }
 
+const struct cfg_opt *cfg_find_opt_in(const char *section, const char *name)
+{
+	for (size_t i = 0; i < cfg_noptions; i++) {
+		const struct cfg_opt *o = &cfg_options[i];
+		if ((o->section == NULL) == (section == NULL) &&
+		    (!section || strcasecmp(o->section, section) == 0) && strcasecmp(o->name, name) == 0)
+			return o;
+	}
+	return NULL;
+}
+
 const struct cfg_opt *cfg_find_opt(const char *name)
 {
-	for (size_t i = 0; i < cfg_noptions; i++)
-		if (strcasecmp(cfg_options[i].name, name) == 0)
-			return &cfg_options[i];
-	return NULL;
+	return cfg_find_opt_in(NULL, name);
 }
 
 const char *cfg_enum_name(const struct cfg_opt *opt, int value)
@@ -244,9 +258,10 @@ static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const ch
 static int cfg_ini_handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_ctx *ctx = user;
+	bool global = strcasecmp(section, "cratebouncer") == 0 || strcasecmp(section, "pgbouncer") == 0;
 
-	if (strcasecmp(section, "cratebouncer") == 0 || strcasecmp(section, "pgbouncer") == 0) {
-		const struct cfg_opt *opt = cfg_find_opt(key);
+	if (global || strcasecmp(section, "admin") == 0) {
+		const struct cfg_opt *opt = cfg_find_opt_in(global ? NULL : "admin", key);
 		if (!opt) {
 			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown option \"%s\" in [%s]", key, section);
 			return 1;
@@ -695,6 +710,31 @@ bool cfg_db_same_upstream(const struct cfg *ca, const struct cfg_db *a, const st
 	       same_str(a->user, b->user) && same_str(a->password, b->password) &&
 	       cfg_db_sslmode(ca, a) == cfg_db_sslmode(cb, b) &&
 	       same_str(cfg_db_ca_file(ca, a), cfg_db_ca_file(cb, b));
+}
+
+int cfg_set(struct cfg *cfg, const char *key, const char *value, char **err)
+{
+	const struct cfg_opt *opt = cfg_find_opt(key);
+	struct parse_ctx ctx = { .cfg = cfg, .name = "SET" };
+	size_t before = cfg->nerrors;
+
+	if (!opt) {
+		*err = xasprintf("unknown option \"%s\"", key);
+		return -1;
+	}
+	if (!opt->reloadable) {
+		*err = xasprintf("%s cannot be changed while running; change the config file and "
+				 "restart", opt->name);
+		return -1;
+	}
+	if (set_option(&ctx, opt, value) < 0 || cfg->nerrors > before) {
+		/* the message is "SET:0: ..."; hand it over without the prefix */
+		char *m = cfg->errors[--cfg->nerrors];
+		*err = xstrdup(m + strlen("SET:0: "));
+		free(m);
+		return -1;
+	}
+	return 0;
 }
 
 const struct cfg_db *cfg_find_db(const struct cfg *cfg, const char *name)

@@ -60,6 +60,13 @@ struct cfg {
 	bool log_disconnections;
 	bool log_pooler_errors;
 	int verbose;
+	double stats_period;
+	bool log_stats;
+
+	/* [admin]: the HTTP admin port (metrics, stats, health, dashboard) */
+	char *admin_listen_addr;
+	int admin_listen_port;		/* 0: off */
+	char *admin_access_token_file;
 
 	struct cfg_db *dbs;
 	size_t ndbs;
@@ -75,6 +82,7 @@ struct cfg {
 enum cfg_type { CFG_STR, CFG_INT, CFG_TIME, CFG_BOOL, CFG_ENUM };
 
 struct cfg_opt {
+	const char *section;		/* NULL: [cratebouncer]; else e.g. "admin" */
 	const char *name;
 	enum cfg_type type;
 	const char *def;
@@ -94,7 +102,9 @@ void cfg_free(struct cfg *cfg);
 
 const struct cfg_db *cfg_find_db(const struct cfg *cfg, const char *name);
 const char *cfg_enum_name(const struct cfg_opt *opt, int value);
+/* An option of the global section; cfg_find_opt_in for another section (NULL: global). */
 const struct cfg_opt *cfg_find_opt(const char *name);
+const struct cfg_opt *cfg_find_opt_in(const char *section, const char *name);
 /* Effective per-database values. */
 int cfg_db_pool_size(const struct cfg *cfg, const struct cfg_db *db);
 int cfg_db_min_pool_size(const struct cfg *cfg, const struct cfg_db *db);
@@ -111,6 +121,8 @@ bool cfg_db_same_upstream(const struct cfg *ca, const struct cfg_db *a, const st
 char *cfg_expand_path(const char *path, const char *dir, char **err);
 /* Adds a warning when a file holding secrets is readable by others. */
 void cfg_check_secret_file(struct cfg *cfg, const char *path, const char *what);
+/* SET from the admin console: a reloadable global option; -1 with *err (malloc'd). */
+int cfg_set(struct cfg *cfg, const char *key, const char *value, char **err);
 /* Is name in a comma/space separated list (admin_users, ...)? */
 bool cfg_list_has(const char *list, const char *name);
 

@@ -56,7 +56,9 @@ struct client {
 	uint64_t connect_time, wait_since;
 	uint32_t cancel_pid, cancel_key;
 	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	uint64_t request_time;		/* last message from the client, for SHOW CLIENTS */
 	uint8_t ssl_requests;
+	uint8_t admin;			/* enum admin_role, for console clients */
 	bool unix_socket, paused, closing, buried;
 };
 
@@ -76,6 +78,94 @@ static void forward(struct client *c);
 void client_set_authfile(const struct authfile *af)
 {
 	users = af;
+}
+
+struct evbuffer *client_output(struct client *c)
+{
+	return bufferevent_get_output(c->bev);
+}
+
+uint32_t client_id(const struct client *c)
+{
+	return c->cancel_pid;
+}
+
+struct client *client_by_id(uint32_t id)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &all_clients, all)
+		if (c->cancel_pid == id && !c->closing)
+			return c;
+	return NULL;
+}
+
+size_t client_struct_size(void)
+{
+	return sizeof(struct client);
+}
+
+static void addr_of(int fd, bool peer, char *addr, size_t len, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
+
+	*port = 0;
+	snprintf(addr, len, "%s", "unix");
+	if (rc < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, (socklen_t)len);
+		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, (socklen_t)len);
+		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+}
+
+void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *arg)
+{
+	static const char *const names[] = { "login", "waiting", "active", "waiting", "active",
+					     "closing" };
+	struct client *c, *next;
+
+	for (c = TAILQ_FIRST(&all_clients); c; c = next) {
+		struct client_info ci = { 0 };
+		int fd = bufferevent_getfd(c->bev);
+		const char *app = c->params ? NULL : "";
+
+		next = TAILQ_NEXT(c, all);
+		if (c->closing)
+			continue;
+		if (c->params) {
+			struct pg_startup st = { .params = c->params };
+			const char *p = c->params;
+			/* params_len is not kept: walk to the empty name */
+			while (*p) {
+				p += strlen(p) + 1;
+				p += strlen(p) + 1;
+			}
+			st.params_len = (size_t)(p - c->params);
+			app = pg_startup_param(&st, "application_name");
+		}
+		ci.user = c->user ? c->user : "";
+		ci.database = c->database ? c->database : "";
+		ci.state = c->admin ? "active" : names[c->node.state];
+		ci.application_name = app ? app : "";
+		addr_of(fd, true, ci.addr, sizeof(ci.addr), &ci.port);
+		addr_of(fd, false, ci.local_addr, sizeof(ci.local_addr), &ci.local_port);
+		ci.connect_usec = c->connect_time;
+		ci.request_usec = c->request_time ? c->request_time : c->connect_time;
+		ci.wait_usec = c->node.state == CL_WAITING || c->node.state == CL_LOGIN_WAIT
+				       ? now_usec() - c->wait_since : 0;
+		ci.ptr = c;
+		ci.link = c->server;
+		ci.id = c->cancel_pid;
+		ci.admin = c->admin != ADMIN_NONE;
+		fn(&ci, arg);
+	}
 }
 
 struct pool_node *client_node(struct client *c)
@@ -320,6 +410,12 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 	if (c->closing)
 		return;
+	c->request_time = now_usec();
+	if (c->admin && c->node.state != CL_LOGIN) {
+		if (admin_handle(c, c->admin, bufferevent_get_input(bev), bufferevent_get_output(bev)) < 0)
+			client_close(c, false, "client close request");
+		return;
+	}
 	switch (c->node.state) {
 	case CL_LOGIN:
 		login_read(c);
@@ -402,6 +498,12 @@ static void forward(struct client *c)
 				terminate = true;
 				break;
 			}
+			if (hdr[0] == 'P') {
+				c->node.pool->stats.client_parse_count++;
+				c->node.pool->stats.server_parse_count++;
+			} else if (hdr[0] == 'B') {
+				c->node.pool->stats.bind_count++;
+			}
 			c->fwd_remaining = mlen + 1;
 		}
 		size_t take = len - off < c->fwd_remaining ? len - off : c->fwd_remaining;
@@ -409,6 +511,7 @@ static void forward(struct client *c)
 		c->fwd_remaining -= (uint32_t)take;
 	}
 	if (off > 0) {
+		c->node.pool->stats.bytes_received += off;
 		server_send(c->server, in, off);
 		server_note_sent(c->server);
 		if (server_output_full(c->server))
@@ -441,12 +544,39 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 		read_cb(c->bev, c);
 }
 
+/* A console client: no pool, no server; admin.c answers its queries. */
+static void admin_login(struct client *c)
+{
+	scram_server_free(c->auth->scram);
+	if (c->auth->secret)
+		explicit_bzero(c->auth->secret, strlen(c->auth->secret));
+	free(c->auth->secret);
+	free(c->auth);
+	c->auth = NULL;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	c->cancel_pid = ++next_pid;
+	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
+		c->cancel_key = (uint32_t)random();
+	if (pools_cfg()->log_connections) {
+		char buf[PEER_LEN];
+		log_info("C-%p %s: login db=%s user=%s (admin console)", (void *)c,
+			 peer(c, buf, sizeof(buf)), c->database, c->user);
+	}
+	c->node.state = CL_IDLE;
+	admin_welcome(bufferevent_get_output(c->bev), c->cancel_pid, c->cancel_key);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
 static void auth_done(struct client *c)
 {
 	const struct cfg_db *db = cfg_find_db(pools_cfg(), c->database);
 	char *err = NULL;
 	struct pool *pool;
 
+	if (c->admin) {
+		admin_login(c);
+		return;
+	}
 	if (!db) { /* removed by a reload during the login */
 		client_fail(c, "3D000", "no such database: %s", c->database);
 		return;
@@ -505,12 +635,19 @@ static void start_auth(struct client *c)
 	struct client_auth *a = c->auth;
 	const char *secret;
 
-	if (strcmp(c->database, "cratebouncer") == 0 || strcmp(c->database, "pgbouncer") == 0) {
-		client_fail(c, "0A000", "the admin console is not available in this version");
-		return;
-	}
-	if (!cfg_find_db(cfg, c->database)) {
+	if (admin_is_console_db(c->database)) {
+		c->admin = (uint8_t)admin_role_for(cfg, c->user);
+		if (c->admin == ADMIN_NONE) {
+			client_fail(c, "28000", "not allowed to use the admin console: user \"%s\" is in "
+				    "neither admin_users nor stats_users", c->user);
+			return;
+		}
+	} else if (!cfg_find_db(cfg, c->database)) {
 		client_fail(c, "3D000", "no such database: %s", c->database);
+		return;
+	} else if (pools_is_disabled(c->database)) {
+		client_fail(c, "08P01", "database \"%s\" is disabled (DISABLE from the admin console)",
+			    c->database);
 		return;
 	}
 	secret = users ? authfile_lookup(users, c->user) : NULL;

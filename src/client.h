@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "admin.h"
 #include "pool.h"
 
 struct client;
@@ -40,6 +41,23 @@ uint64_t client_wait_since(const struct client *c);
 int clients_total(void);
 /* Tells every client the daemon stops and schedules it for freeing. */
 void clients_shutdown(void);
+
+/* One client as SHOW CLIENTS lists it. */
+struct client_info {
+	const char *user, *database, *state, *application_name;
+	char addr[64], local_addr[64];
+	int port, local_port;
+	uint64_t connect_usec, request_usec, wait_usec;	/* monotonic; wait: so far */
+	const void *ptr, *link;
+	uint32_t id;
+	bool admin;
+};
+void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *arg);
+/* The admin console writes to the client directly. */
+struct evbuffer *client_output(struct client *c);
+struct client *client_by_id(uint32_t id);
+uint32_t client_id(const struct client *c);
+size_t client_struct_size(void);
 
 struct pool_node *client_node(struct client *x);
 void client_free(struct client *x);

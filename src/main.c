@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "admin.h"
 #include "authfile.h"
 #include "cfg.h"
 #include "client.h"
@@ -258,6 +260,30 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+static void admin_shutdown(int mode)
+{
+	if (d.state != RUNNING)
+		return;
+	if (mode == 0) {
+		log_info("SHUTDOWN from the admin console: exiting now");
+		notify("STOPPING=1");
+		event_base_loopbreak(d.base);
+		return;
+	}
+	log_info("SHUTDOWN %s from the admin console", mode == 1 ? "WAIT_FOR_SERVERS" : "WAIT_FOR_CLIENTS");
+	begin_stop(mode == 1 ? STOP_WAIT_TRANSACTIONS : STOP_WAIT_CLIENTS);
+}
+
+static int admin_set(const char *key, const char *value, char **err)
+{
+	int rc = cfg_set(d.cfg, key, value, err);
+
+	if (rc == 0 && (!strcasecmp(key, "verbose") || !strcasecmp(key, "logfile") ||
+			!strncasecmp(key, "syslog", 6)))
+		apply_logging(d.cfg);
+	return rc;
+}
+
 static void status_cb(evutil_socket_t fd, short what, void *arg)
 {
 	char status[128];
@@ -409,6 +435,8 @@ int main(int argc, char **argv)
 		fatal("cannot set up the DNS resolver");
 	evdns_base_load_hosts(dns, NULL);
 
+	static const struct admin_hooks hooks = { reload, admin_shutdown, admin_set };
+	admin_set_hooks(&hooks);
 	pools_init(d.base, dns);
 	pools_set_cfg(d.cfg);
 	client_set_authfile(d.users);

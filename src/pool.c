@@ -21,12 +21,23 @@ static struct node_list graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event_base *ev_base;
 static struct evdns_base *dns_base;
 static const struct cfg *cur_cfg;
-static struct event *reaper, *janitor;
+static struct event *reaper, *janitor, *stats_timer;
+static uint64_t period_started;
 static bool draining;
+
+/* PAUSE / DISABLE state per database name; kept across reloads. */
+struct db_flags {
+	struct db_flags *next;
+	bool paused, disabled;
+	char name[];
+};
+static struct db_flags *db_flags;
+static bool all_paused;
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 static void janitor_cb(evutil_socket_t fd, short what, void *arg);
 static void launch_if_needed(struct pool *pool);
+static void stats_cb(evutil_socket_t fd, short what, void *arg);
 
 void pools_init(struct event_base *base, struct evdns_base *dns)
 {
@@ -36,14 +47,70 @@ void pools_init(struct event_base *base, struct evdns_base *dns)
 	dns_base = dns;
 	reaper = event_new(base, -1, 0, reap_cb, NULL);
 	janitor = event_new(base, -1, EV_PERSIST, janitor_cb, NULL);
-	if (!reaper || !janitor)
+	stats_timer = evtimer_new(base, stats_cb, NULL);
+	if (!reaper || !janitor || !stats_timer)
 		fatal("cannot create pool timers");
 	event_add(janitor, &tv);
+	period_started = now_usec();
 }
 
 void pools_set_cfg(const struct cfg *cfg)
 {
+	bool first = cur_cfg == NULL;
+
 	cur_cfg = cfg;
+	if (first && stats_timer) {
+		struct timeval tv = { (time_t)cfg->stats_period, 0 };
+		evtimer_add(stats_timer, &tv);
+	}
+}
+
+/* End of a stats_period: averages for SHOW STATS and /stats, and a log line per pool. */
+static void stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *pool;
+	uint64_t now = now_usec();
+	double secs = (double)(now - period_started) / 1e6;
+	struct timeval tv = { (time_t)cur_cfg->stats_period, 0 };
+
+	TAILQ_FOREACH(pool, &pools, entry) {
+		stats_average(&pool->period, &pool->stats, secs, &pool->avg);
+		pool->period = pool->stats;
+		if (cur_cfg->log_stats)
+			log_info("stats: %s/%s %.0f xacts/s, %.0f queries/s, %.0f client parses/s, "
+				 "%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, "
+				 "wait %.0f us", pool->db->name, pool->user, pool->avg.xact_count,
+				 pool->avg.query_count, pool->avg.client_parse_count, pool->avg.bind_count,
+				 pool->avg.recv, pool->avg.sent, pool->avg.xact_time_us,
+				 pool->avg.query_time_us, pool->avg.wait_time_us);
+	}
+	period_started = now;
+	evtimer_add(stats_timer, &tv);
+}
+
+void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
+{
+	static const char *const modes[] = { "session", "transaction", "statement" };
+	struct pool *pool;
+	uint64_t now = now_usec();
+
+	TAILQ_FOREACH(pool, &pools, entry) {
+		struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]);
+		int mode = pool->db->pool_mode >= 0 ? pool->db->pool_mode : cur_cfg->pool_mode;
+		struct pool_info pi = {
+			.database = pool->db->name, .user = pool->user, .dbname = pool->dbname,
+			.host = pool->db->host, .port = pool->db->port, .pool_mode = modes[mode],
+			.pool_size = pool_size(pool),
+			.min_pool_size = cfg_db_min_pool_size(cur_cfg, pool->db),
+			.cl_active = pool->nclients[CL_IDLE] + pool->nclients[CL_ACTIVE],
+			.cl_waiting = pool->nclients[CL_WAITING] + pool->nclients[CL_LOGIN_WAIT],
+			.sv_active = pool->nservers[SV_ACTIVE], .sv_idle = pool->nservers[SV_IDLE],
+			.sv_used = pool->nservers[SV_RESET], .sv_login = pool->nservers[SV_LOGIN],
+			.maxwait_us = w ? now - client_wait_since(w->obj) : 0,
+			.last_error = pool->last_error, .totals = &pool->stats, .avg = &pool->avg,
+		};
+		fn(&pi, arg);
+	}
 }
 
 const struct cfg *pools_cfg(void)
@@ -220,7 +287,13 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 {
 	struct pool_node *n = TAILQ_FIRST(&pool->servers[SV_IDLE]);
 
+	if (pools_is_paused(pool->db->name)) {
+		pool_client_move(client_node(c), CL_WAITING);
+		return;
+	}
 	if (n) {
+		pool->stats.server_assignment_count++;
+		stats_hist_add(&pool->stats.wait, 0);
 		server_link(n->obj, c);
 		client_linked(c, n->obj);
 		return;
@@ -282,7 +355,11 @@ void pool_server_idle(struct server *sv)
 	struct pool *pool = sn->pool;
 	struct pool_node *cn = TAILQ_FIRST(&pool->clients[CL_WAITING]);
 
-	if (cn) {
+	if (cn && !pools_is_paused(pool->db->name)) {
+		uint64_t waited = now_usec() - client_wait_since(cn->obj);
+		pool->stats.server_assignment_count++;
+		pool->stats.wait_time_us += waited;
+		stats_hist_add(&pool->stats.wait, waited);
 		server_link(sv, cn->obj);
 		client_linked(cn->obj, sv);
 		return;
@@ -297,7 +374,7 @@ static void launch_if_needed(struct pool *pool)
 {
 	int want, total = pool_total_servers(pool), max = pool_size(pool);
 
-	if (pool->last_error && now_usec() < pool->retry_at)
+	if ((pool->last_error && now_usec() < pool->retry_at) || pools_is_paused(pool->db->name))
 		return;
 	want = pool->nclients[CL_WAITING];
 	if (!pool->welcome && pool->nclients[CL_LOGIN_WAIT] > 0 && want == 0)
@@ -322,7 +399,7 @@ static void janitor_pool(struct pool *pool, uint64_t now)
 	uint64_t life_limit = (uint64_t)(cur_cfg->server_lifetime * 1e6);
 	int min = cfg_db_min_pool_size(cur_cfg, pool->db);
 
-	if (wait_limit) {
+	if (wait_limit && !pools_is_paused(pool->db->name)) {
 		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st += CL_WAITING - CL_LOGIN_WAIT) {
 			while ((n = TAILQ_FIRST(&pool->clients[st])) &&
 			       now - client_wait_since(n->obj) > wait_limit)
@@ -349,6 +426,159 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 
 	TAILQ_FOREACH(pool, &pools, entry)
 		janitor_pool(pool, now);
+}
+
+static struct db_flags *flags_for(const char *db, bool create)
+{
+	struct db_flags *f;
+
+	for (f = db_flags; f; f = f->next)
+		if (strcmp(f->name, db) == 0)
+			return f;
+	if (!create)
+		return NULL;
+	f = xcalloc(1, sizeof(*f) + strlen(db) + 1);
+	strcpy(f->name, db);
+	f->next = db_flags;
+	db_flags = f;
+	return f;
+}
+
+static bool db_known(const char *db)
+{
+	struct pool *pool;
+
+	if (cfg_find_db(cur_cfg, db) && strcmp(cfg_find_db(cur_cfg, db)->name, db) == 0)
+		return true;
+	TAILQ_FOREACH(pool, &pools, entry)
+		if (strcmp(pool->db->name, db) == 0)
+			return true;
+	return false;
+}
+
+bool pools_is_paused(const char *db)
+{
+	struct db_flags *f = flags_for(db, false);
+	return all_paused || (f && f->paused);
+}
+
+bool pools_is_disabled(const char *db)
+{
+	struct db_flags *f = flags_for(db, false);
+	return f && f->disabled;
+}
+
+int pools_pause(const char *db, bool pause)
+{
+	struct pool *pool;
+
+	if (db && !db_known(db))
+		return -1;
+	if (!db) {
+		all_paused = pause;
+		for (struct db_flags *f = db_flags; f; f = f->next)
+			f->paused = pause;
+	} else {
+		flags_for(db, true)->paused = pause;
+	}
+	if (pause)
+		return 0;
+	/* RESUME: waiting clients get servers again */
+	TAILQ_FOREACH(pool, &pools, entry) {
+		struct pool_node *n;
+		if (pools_is_paused(pool->db->name))
+			continue;
+		while (TAILQ_FIRST(&pool->clients[CL_WAITING]) && (n = TAILQ_FIRST(&pool->servers[SV_IDLE])))
+			pool_server_idle(n->obj);
+		launch_if_needed(pool);
+	}
+	return 0;
+}
+
+int pools_disable(const char *db, bool disable)
+{
+	if (!db_known(db))
+		return -1;
+	flags_for(db, true)->disabled = disable;
+	return 0;
+}
+
+int pools_kill(const char *db)
+{
+	struct pool *pool;
+	struct pool_node *n;
+
+	if (db && !db_known(db))
+		return -1;
+	TAILQ_FOREACH(pool, &pools, entry) {
+		if (db && strcmp(pool->db->name, db) != 0)
+			continue;
+		for (int st = CL_LOGIN_WAIT; st < CL_CLOSING; st++)
+			while ((n = TAILQ_FIRST(&pool->clients[st])))
+				client_fail(n->obj, "08P01", "database %s was killed from the admin console",
+					    pool->db->name);
+		for (int st = 0; st < SV_CLOSING; st++)
+			while ((n = TAILQ_FIRST(&pool->servers[st])))
+				server_close(n->obj, "killed from the admin console");
+	}
+	return 0;
+}
+
+int pools_reconnect(const char *db)
+{
+	struct pool *pool;
+	struct pool_node *n, *next;
+
+	if (db && !db_known(db))
+		return -1;
+	TAILQ_FOREACH(pool, &pools, entry) {
+		if (db && strcmp(pool->db->name, db) != 0)
+			continue;
+		pool->gen++; /* busy servers close when released */
+		for (n = TAILQ_FIRST(&pool->servers[SV_IDLE]); n; n = next) {
+			next = TAILQ_NEXT(n, entry);
+			server_close(n->obj, "RECONNECT from the admin console");
+		}
+	}
+	return 0;
+}
+
+int pools_old_servers(const char *db)
+{
+	struct pool *pool;
+	struct pool_node *n;
+	int count = 0;
+
+	TAILQ_FOREACH(pool, &pools, entry) {
+		if (db && strcmp(pool->db->name, db) != 0)
+			continue;
+		for (int st = 0; st < SV_CLOSING; st++)
+			TAILQ_FOREACH(n, &pool->servers[st], entry)
+				if (server_gen(n->obj) != pool->gen)
+					count++;
+	}
+	return count;
+}
+
+int pools_count(void)
+{
+	struct pool *pool;
+	int n = 0;
+
+	TAILQ_FOREACH(pool, &pools, entry)
+		n++;
+	return n;
+}
+
+void pools_foreach_server(void (*fn)(struct server *sv, struct pool *pool, void *arg), void *arg)
+{
+	struct pool *pool;
+	struct pool_node *n;
+
+	TAILQ_FOREACH(pool, &pools, entry)
+		for (int st = 0; st < SV_CLOSING; st++)
+			TAILQ_FOREACH(n, &pool->servers[st], entry)
+				fn(n->obj, pool, arg);
 }
 
 void pools_set_draining(void)
@@ -456,8 +686,16 @@ void pools_shutdown(void)
 		free(pool);
 	}
 	reap_cb(-1, 0, NULL);
+	while (db_flags) {
+		struct db_flags *f = db_flags;
+		db_flags = f->next;
+		free(f);
+	}
 	if (janitor)
 		event_free(janitor);
+	if (stats_timer)
+		event_free(stats_timer);
+	stats_timer = NULL;
 	if (reaper)
 		event_free(reaper);
 	janitor = reaper = NULL;

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "stats.h"
+
 struct cfg;
 struct cfg_db;
 struct client;
@@ -45,7 +47,39 @@ struct pool {
 	char *last_error;	/* why the last connect or login failed; NULL once one works */
 	char last_sqlstate[6];
 	uint64_t retry_at;	/* no new connection before this (server_login_retry) */
+	struct stats stats;	/* totals since start */
+	struct stats period;	/* totals at the start of the current stats_period */
+	struct stats_avg avg;	/* over the last complete stats_period */
 };
+
+/* What the admin console and the admin HTTP port show of a pool. */
+struct pool_info {
+	const char *database;	/* the [databases] entry */
+	const char *user;	/* upstream user */
+	const char *dbname;	/* upstream database */
+	const char *host;
+	int port;
+	const char *pool_mode;
+	int pool_size, min_pool_size;
+	int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_login;
+	uint64_t maxwait_us;	/* of the longest-waiting client */
+	const char *last_error;	/* why the upstream last failed; NULL when it works */
+	const struct stats *totals;
+	const struct stats_avg *avg;
+};
+void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg);
+void pools_foreach_server(void (*fn)(struct server *sv, struct pool *pool, void *arg), void *arg);
+int pools_count(void);
+
+/* Admin console controls; db NULL: every database. -1 when db names no known database. */
+int pools_pause(const char *db, bool pause);
+int pools_disable(const char *db, bool disable);
+bool pools_is_paused(const char *db);
+bool pools_is_disabled(const char *db);
+int pools_kill(const char *db);
+int pools_reconnect(const char *db);
+/* Servers made before the last RECONNECT that are still open. */
+int pools_old_servers(const char *db);
 
 void pools_init(struct event_base *base, struct evdns_base *dns);
 void pools_set_cfg(const struct cfg *cfg);

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -50,7 +51,9 @@ struct server {
 	struct evbuffer *params;	/* ParameterStatus messages seen at login */
 	struct client *client;
 	uint64_t connect_time, idle_since;
+	uint64_t query_start, xact_start;	/* for the statistics */
 	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	uint32_t be_pid;		/* the upstream's backend pid, for SHOW SERVERS */
 	unsigned gen;			/* pool->gen when launched */
 	char last_status;		/* from the last ReadyForQuery */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
@@ -83,6 +86,55 @@ static int sv_port(const struct server *sv)
 struct pool_node *server_node(struct server *sv)
 {
 	return &sv->node;
+}
+
+unsigned server_gen(const struct server *sv)
+{
+	return sv->gen;
+}
+
+size_t server_struct_size(void)
+{
+	return sizeof(struct server);
+}
+
+static void sockname(int fd, bool peer, char *addr, size_t len, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
+
+	*port = 0;
+	snprintf(addr, len, "%s", "");
+	if (rc < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, (socklen_t)len);
+		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, (socklen_t)len);
+		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+}
+
+void server_describe(struct server *sv, struct server_info *si)
+{
+	static const char *const names[] = { "login", "idle", "active", "used", "closing" };
+	int fd = sv->bev ? bufferevent_getfd(sv->bev) : sv->fd;
+
+	memset(si, 0, sizeof(*si));
+	si->state = names[sv->node.state];
+	if (fd >= 0) {
+		sockname(fd, true, si->addr, sizeof(si->addr), &si->port);
+		sockname(fd, false, si->local_addr, sizeof(si->local_addr), &si->local_port);
+	}
+	si->connect_usec = sv->connect_time;
+	si->request_usec = sv->query_start ? sv->query_start : sv->connect_time;
+	si->ptr = sv;
+	si->link = sv->client;
+	si->tls = sv->ssl != NULL;
+	si->remote_pid = sv->be_pid;
 }
 
 enum server_state server_state(const struct server *sv)
@@ -137,7 +189,29 @@ bool server_output_full(struct server *sv)
 
 void server_note_sent(struct server *sv)
 {
+	if (sv->ready) {
+		sv->query_start = now_usec();
+		if (sv->last_status == 'I')
+			sv->xact_start = sv->query_start;
+	}
 	sv->ready = false;
+}
+
+/* A ReadyForQuery went to the client: one query done, and a transaction when idle. */
+static void count_ready(struct server *sv, char status)
+{
+	struct stats *st = &sv->node.pool->stats;
+	uint64_t now = now_usec();
+
+	st->query_count++;
+	st->query_time_us += now - sv->query_start;
+	stats_hist_add(&st->query, now - sv->query_start);
+	if (status == 'I') {
+		st->xact_count++;
+		st->xact_time_us += now - sv->xact_start;
+		stats_hist_add(&st->xact, now - sv->xact_start);
+	}
+	sv->query_start = now;
 }
 
 void server_pause_read(struct server *sv, bool pause)
@@ -539,7 +613,10 @@ static void login_read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		case 'K':
-			break; /* clients get keys issued by cratebouncer */
+			/* clients get keys issued by cratebouncer; the pid is for SHOW SERVERS */
+			if (blen == 8)
+				sv->be_pid = pg_get_u32(body);
+			break;
 		case 'E':
 			pg_parse_error(body, blen, &e);
 			server_fail(sv, *e.code ? e.code : "08006",
@@ -594,6 +671,8 @@ static void fwd_read_cb(struct bufferevent *bev, void *arg)
 					break;
 				sv->last_status = (char)hdr[5];
 				sv->ready = true;
+				if (sv->node.state == SV_ACTIVE)
+					count_ready(sv, sv->last_status);
 			} else if (hdr[0] == 'E' && sv->node.state == SV_RESET) {
 				sv->reset_failed = true;
 			}
@@ -606,6 +685,7 @@ static void fwd_read_cb(struct bufferevent *bev, void *arg)
 	if (off == 0)
 		return;
 	if (sv->client && sv->node.state == SV_ACTIVE) {
+		sv->node.pool->stats.bytes_sent += off;
 		client_send(sv->client, in, off);
 		if (pools_draining() && sv->ready && sv->last_status == 'I' && sv->fwd_remaining == 0) {
 			/* SIGINT: its transaction is over, the client goes */

@@ -32,6 +32,20 @@ struct pool *server_pool(const struct server *sv);
 uint64_t server_idle_since(const struct server *sv);
 uint64_t server_connect_time(const struct server *sv);
 
+/* One server as SHOW SERVERS lists it. */
+struct server_info {
+	const char *state;
+	char addr[64], local_addr[64];
+	int port, local_port;
+	uint64_t connect_usec, request_usec;
+	const void *ptr, *link;
+	bool tls;
+	uint32_t remote_pid;
+};
+void server_describe(struct server *sv, struct server_info *si);
+unsigned server_gen(const struct server *sv);
+size_t server_struct_size(void);
+
 struct pool_node *server_node(struct server *x);
 void server_free(struct server *x);
 

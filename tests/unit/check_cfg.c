@@ -169,12 +169,12 @@ START_TEST(test_option_table)
 
 		ck_assert_ptr_nonnull(o->name);
 		ck_assert_msg(o->def != NULL, "%s has no default", o->name);
-		ck_assert_ptr_eq(cfg_find_opt(o->name), o);
+		ck_assert_ptr_eq(cfg_find_opt_in(o->section, o->name), o);
 		ck_assert_uint_lt(strlen(o->name), sizeof(upper));
 		for (size_t j = 0; o->name[j]; j++)
 			upper[j] = (char)(o->name[j] >= 'a' && o->name[j] <= 'z' ? o->name[j] - 32 : o->name[j]);
 		upper[strlen(o->name)] = '\0';
-		ck_assert_ptr_eq(cfg_find_opt(upper), o);
+		ck_assert_ptr_eq(cfg_find_opt_in(o->section, upper), o);
 		if (o->type == CFG_INT || o->type == CFG_TIME)
 			ck_assert_msg(o->min <= o->max, "%s: min > max", o->name);
 		if (o->type == CFG_ENUM) {
