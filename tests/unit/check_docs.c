@@ -39,10 +39,12 @@ static bool next_line(const char **pos, const char *end, struct line *l);
 static bool line_is(const struct line *l, const char *text);
 static bool find_tag(const char *from, const char *to, const char *name, const char **after);
 static void man_db_section(const char *man, const char **start, const char **end);
+static void man_section(const char *man, const char *title, const char **start, const char **end);
+static bool find_opt_tag(const char *man, const struct cfg_opt *o, const char **after);
 static const char *entry_end(const char *from, const char *to);
 static bool contains(const char *from, const char *to, const char *needle);
-static bool conf_value(const char *conf, const char *name, bool *commented, char *value,
-		       size_t valsz);
+static bool conf_value(const char *conf, const char *section, const char *name, bool *commented,
+		       char *value, size_t valsz);
 
 static const char *srcdir(void)
 {
@@ -126,11 +128,13 @@ static bool find_tag(const char *from, const char *to, const char *name, const c
 	return false;
 }
 
-/* The .SH section whose title names [DATABASES]: from its heading to the next .SH. */
-static void man_db_section(const char *man, const char **start, const char **end)
+/* The .SH section whose title names title (e.g. "[DATABASES]"): from its heading to the
+ * next .SH. */
+static void man_section(const char *man, const char *title, const char **start, const char **end)
 {
 	const char *p = man, *line_start;
 	const char *man_end = man + strlen(man);
+	size_t tl = strlen(title);
 	struct line l;
 
 	*start = *end = NULL;
@@ -142,14 +146,45 @@ static void man_db_section(const char *man, const char **start, const char **end
 			*end = line_start;
 			return;
 		}
-		for (size_t i = 0; i + 11 <= l.len; i++)
-			if (strncasecmp(l.start + i, "[DATABASES]", 11) == 0) {
+		for (size_t i = 0; i + tl <= l.len; i++)
+			if (strncasecmp(l.start + i, title, tl) == 0) {
 				*start = line_start;
 				break;
 			}
 	}
 	if (*start)
 		*end = man_end;
+}
+
+static void man_db_section(const char *man, const char **start, const char **end)
+{
+	man_section(man, "[DATABASES]", start, end);
+}
+
+/* An option's tag in the part of the man page for its section: [admin] options inside the
+ * [ADMIN] section, global ones outside both [DATABASES] and [ADMIN]. */
+static bool find_opt_tag(const char *man, const struct cfg_opt *o, const char **after)
+{
+	const char *man_end = man + strlen(man), *db_s, *db_e, *ad_s, *ad_e;
+
+	man_db_section(man, &db_s, &db_e);
+	man_section(man, "[ADMIN]", &ad_s, &ad_e);
+	if (o->section)
+		return ad_s && find_tag(ad_s, ad_e, o->name, after);
+	/* the page minus the two special sections, in order */
+	const char *cuts[4] = { db_s, db_e, ad_s, ad_e };
+	if (ad_s && db_s && ad_s < db_s) {
+		cuts[0] = ad_s; cuts[1] = ad_e; cuts[2] = db_s; cuts[3] = db_e;
+	}
+	const char *from = man;
+	for (int i = 0; i < 4; i += 2) {
+		if (!cuts[i])
+			continue;
+		if (find_tag(from, cuts[i], o->name, after))
+			return true;
+		from = cuts[i + 1];
+	}
+	return find_tag(from, man_end, o->name, after);
 }
 
 /* An option's entry runs from its tag to the next section (.SH/.SS) or the next tag of
@@ -168,7 +203,7 @@ static const char *entry_end(const char *from, const char *to)
 			size_t n = l.len - 3 < sizeof(name) - 1 ? l.len - 3 : sizeof(name) - 1;
 			memcpy(name, l.start + 3, n);
 			name[n] = '\0';
-			if (cfg_find_opt(name))
+			if (cfg_find_opt(name) || cfg_find_opt_in("admin", name))
 				return line_start;
 		}
 		after_tp = line_is(&l, ".TP");
@@ -188,8 +223,18 @@ static bool contains(const char *from, const char *to, const char *needle)
 
 /* Finds "name = value" at the start of a line in the [cratebouncer] (or [pgbouncer])
  * section and copies the trimmed value. *commented: a ";name =" or "#name =" was seen. */
-static bool conf_value(const char *conf, const char *name, bool *commented, char *value,
-		       size_t valsz)
+static bool in_section(const struct line *l, const char *section)
+{
+	if (!section)
+		return (l->len == 14 && strncasecmp(l->start, "[cratebouncer]", 14) == 0) ||
+		       (l->len == 11 && strncasecmp(l->start, "[pgbouncer]", 11) == 0);
+	size_t n = strlen(section);
+	return l->len == n + 2 && l->start[0] == '[' && strncasecmp(l->start + 1, section, n) == 0 &&
+	       l->start[n + 1] == ']';
+}
+
+static bool conf_value(const char *conf, const char *section, const char *name, bool *commented,
+		       char *value, size_t valsz)
 {
 	const char *p = conf, *end = conf + strlen(conf);
 	size_t n = strlen(name);
@@ -199,8 +244,7 @@ static bool conf_value(const char *conf, const char *name, bool *commented, char
 	*commented = false;
 	while (next_line(&p, end, &l)) {
 		if (l.len > 0 && l.start[0] == '[') {
-			global = (l.len == 14 && strncasecmp(l.start, "[cratebouncer]", 14) == 0) ||
-				 (l.len == 11 && strncasecmp(l.start, "[pgbouncer]", 11) == 0);
+			global = in_section(&l, section);
 			continue;
 		}
 		if (!global)
@@ -240,12 +284,14 @@ START_TEST(test_man_options)
 
 	man_db_section(man, &db_start, &db_end);
 	ck_assert_msg(db_start != NULL, "%s has no .SH section naming [DATABASES]", MAN_PAGE);
+	(void)man_end;
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const char *name = cfg_options[i].name;
-		/* a global option's tag, outside the [databases] keys */
-		bool found = find_tag(man, db_start, name, NULL) || find_tag(db_end, man_end, name, NULL);
-		ck_assert_msg(found, "option %s is not documented in %s: no \".TP\" entry with the tag line "
-			      "\".B %s\" outside the [DATABASES] section", name, MAN_PAGE, name);
+		bool found = find_opt_tag(man, &cfg_options[i], NULL);
+		ck_assert_msg(found, "option %s%s%s is not documented in %s: no \".TP\" entry with the tag "
+			      "line \".B %s\" in the part of the page for its section",
+			      cfg_options[i].section ? cfg_options[i].section : "",
+			      cfg_options[i].section ? "." : "", name, MAN_PAGE, name);
 	}
 	free(man);
 }
@@ -263,7 +309,7 @@ START_TEST(test_man_defaults)
 		const char *body = NULL, *stop;
 		char want[256];
 
-		if (!find_tag(man, db_start, o->name, &body) && !find_tag(db_end, man_end, o->name, &body))
+		if (!find_opt_tag(man, o, &body))
 			continue;	/* reported by test_man_options */
 		stop = entry_end(body, man_end);
 		snprintf(want, sizeof(want), "Default: %s.", *o->def ? o->def : "empty");
@@ -302,13 +348,13 @@ START_TEST(test_sample_conf_options)
 
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const struct cfg_opt *o = &cfg_options[i];
-		bool found = conf_value(conf, o->name, &commented, value, sizeof(value));
+		bool found = conf_value(conf, o->section, o->name, &commented, value, sizeof(value));
 
 		ck_assert_msg(found || !commented,
 			      "option %s is commented out in %s: every option must be set, to its default",
 			      o->name, SAMPLE_CONF);
-		ck_assert_msg(found, "option %s is missing from %s: no line \"%s = %s\" in [cratebouncer]",
-			      o->name, SAMPLE_CONF, o->name, o->def);
+		ck_assert_msg(found, "option %s is missing from %s: no line \"%s = %s\" in [%s]",
+			      o->name, SAMPLE_CONF, o->name, o->def, o->section ? o->section : "cratebouncer");
 		ck_assert_msg(strcmp(value, o->def) == 0,
 			      "option %s in %s is \"%s\", not its default \"%s\"", o->name, SAMPLE_CONF,
 			      value, o->def);
@@ -322,16 +368,16 @@ START_TEST(test_sample_conf_known)
 {
 	char *conf = read_doc(SAMPLE_CONF);
 	const char *p = conf, *end = conf + strlen(conf);
-	bool global = false;
+	bool global = false, admin = false;
 	struct line l;
 
 	while (next_line(&p, end, &l)) {
 		if (l.len > 0 && l.start[0] == '[') {
-			global = (l.len == 14 && strncasecmp(l.start, "[cratebouncer]", 14) == 0) ||
-				 (l.len == 11 && strncasecmp(l.start, "[pgbouncer]", 11) == 0);
+			global = in_section(&l, NULL);
+			admin = in_section(&l, "admin");
 			continue;
 		}
-		if (!global || l.len == 0 || l.start[0] == ';' || l.start[0] == '#')
+		if ((!global && !admin) || l.len == 0 || l.start[0] == ';' || l.start[0] == '#')
 			continue;
 		const char *eq = memchr(l.start, '=', l.len);
 		if (!eq)
@@ -341,8 +387,8 @@ START_TEST(test_sample_conf_known)
 		while (n > 0 && isspace((unsigned char)l.start[n - 1]))
 			n--;
 		snprintf(name, sizeof(name), "%.*s", (int)n, l.start);
-		ck_assert_msg(cfg_find_opt(name) != NULL, "%s sets \"%s\", which is not in cfg_options[]",
-			      SAMPLE_CONF, name);
+		ck_assert_msg(cfg_find_opt_in(admin ? "admin" : NULL, name) != NULL,
+			      "%s sets \"%s\", which is not in cfg_options[]", SAMPLE_CONF, name);
 	}
 	free(conf);
 }
