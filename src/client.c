@@ -613,6 +613,20 @@ static void auth_fail(struct client *c)
 	client_fail(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
 
+static uid_t overflow_uid(void)
+{
+	char buf[32];
+	FILE *f = fopen("/proc/sys/kernel/overflowuid", "r");
+	uid_t uid = 65534;
+
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			uid = (uid_t)strtoul(buf, NULL, 10);
+		fclose(f);
+	}
+	return uid;
+}
+
 static bool peer_ok(struct client *c)
 {
 	struct ucred cred;
@@ -622,6 +636,13 @@ static bool peer_ok(struct client *c)
 
 	if (getsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
+	/* In a user namespace (systemd's PrivateUsers=yes) every unmapped uid reads as the
+	 * overflow uid: it names no one, so it must never match a user. */
+	if (cred.uid == overflow_uid()) {
+		log_warn("peer authentication: the client's uid is not visible (user namespace, e.g. "
+			 "PrivateUsers=yes); refusing \"%s\"", c->user);
+		return false;
+	}
 	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
 		return false;
 	return strcmp(res->pw_name, c->user) == 0;

@@ -64,6 +64,17 @@ static void notify(const char *fmt, ...)
 #endif
 }
 
+/* libevent's own messages go to our log. */
+static void libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_ERR)
+		log_error("libevent: %s", msg);
+	else if (severity == EVENT_LOG_WARN)
+		log_warn("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -424,6 +435,7 @@ int main(int argc, char **argv)
 	signal(SIGUSR2, SIG_IGN);
 	raise_fd_limit(d.cfg->max_client_conn + 1024);
 
+	event_set_log_callback(libevent_log);
 	d.base = event_base_new();
 	if (!d.base)
 		fatal("cannot create the event loop");

@@ -230,7 +230,7 @@ void server_launch(struct pool *pool)
 	const struct cfg *cfg = pools_cfg();
 	struct server *sv = calloc(1, sizeof(*sv));
 	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					 .ai_protocol = IPPROTO_TCP, .ai_flags = EVUTIL_AI_ADDRCONFIG };
+					 .ai_protocol = IPPROTO_TCP };
 	struct timeval tv;
 	char port[8];
 	struct evdns_getaddrinfo_request *req;

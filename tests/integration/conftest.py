@@ -139,6 +139,7 @@ class Bouncer:
         self.stopped = False
         self.port = None
         self.connections = []
+        self.sections = {}  # extra INI sections written after the global one: {name: {k: v}}
 
     # -- config and process
 
@@ -166,6 +167,9 @@ class Bouncer:
             lines.append(f"{name} = {entry}")
         lines += ["", "[cratebouncer]"]
         lines += [f"{k} = {v}" for k, v in glob.items() if v is not None]
+        for section, entries in self.sections.items():
+            lines += ["", f"[{section}]"]
+            lines += [f"{k} = {v}" for k, v in entries.items() if v is not None]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -276,9 +280,10 @@ class Bouncer:
 
 @pytest.fixture
 def cratebouncer(pg, upstream, request):
-    """cratebouncer(settings={...}, databases={...}, users={...}, args=[...]) -> a running
-    Bouncer. settings override the global section (None drops a key); databases default to
-    {"doc": upstream()}; users, when given, are written to an auth_file (name -> secret)."""
+    """cratebouncer(settings={...}, databases={...}, users={...}, args=[...], sections={...}) ->
+    a running Bouncer. settings override the global section (None drops a key); databases
+    default to {"doc": upstream()}; users, when given, are written to an auth_file
+    (name -> secret); sections adds further INI sections ({"admin": {"listen_port": N}})."""
     if not os.path.exists(CB_BINARY):
         if os.environ.get("CB_BINARY"):
             pytest.fail(f"CB_BINARY={CB_BINARY} does not exist")
@@ -286,8 +291,9 @@ def cratebouncer(pg, upstream, request):
     made = []
     request.node._cratebouncers = made
 
-    def make(settings=None, databases=None, users=None, args=()):
+    def make(settings=None, databases=None, users=None, args=(), sections=None):
         b = Bouncer(pg, settings, databases or {"doc": upstream()}, users, args)
+        b.sections = dict(sections or {})
         made.append(b)
         try:
             return b.start()
@@ -369,8 +375,9 @@ class ServiceBouncer(Bouncer):
 
 @pytest.fixture
 def service_bouncer(pg, upstream, request):
-    """service_bouncer(settings=, databases=, users=, args=, env=, wrapper=) -> a ServiceBouncer,
-    not yet started (call .launch()); stopped at teardown unless it exited (see .reap())."""
+    """service_bouncer(settings=, databases=, users=, args=, env=, wrapper=, sections=) -> a
+    ServiceBouncer, not yet started (call .launch()); stopped at teardown unless it exited (see
+    .reap())."""
     if not os.path.exists(CB_BINARY):
         if os.environ.get("CB_BINARY"):
             pytest.fail(f"CB_BINARY={CB_BINARY} does not exist")
@@ -378,9 +385,11 @@ def service_bouncer(pg, upstream, request):
     made = []
     request.node._cratebouncers = made
 
-    def make(settings=None, databases=None, users=None, args=(), env=None, wrapper=()):
+    def make(settings=None, databases=None, users=None, args=(), env=None, wrapper=(),
+             sections=None):
         b = ServiceBouncer(pg, settings, databases or {"doc": upstream()}, users, args, env,
                            wrapper)
+        b.sections = dict(sections or {})
         made.append(b)
         return b
 

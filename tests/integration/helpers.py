@@ -393,3 +393,59 @@ class NotifySocket:
 def notify_fields(text):
     """'READY=1\\nSTATUS=x' -> {'READY': '1', 'STATUS': 'x'}."""
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+# ---------------------------------------------------------------------------------------------
+# waiting, background work, pgbench
+
+
+def wait_until(pred, timeout=5.0, what="condition", interval=0.02):
+    """pred()'s first truthy value within timeout s; AssertionError otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Background:
+    """fn() in a daemon thread; .result or .error once joined; .done() while it runs."""
+
+    def __init__(self, fn):
+        import threading
+
+        self.result = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn()
+        except Exception as e:  # examined by the test
+            self.error = e
+
+    def done(self):
+        return not self.thread.is_alive()
+
+    def join(self, timeout):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"still running after {timeout} s"
+        return self
+
+
+def pgbench_cmd(pgbench, host, port, seconds, clients=4, dbname="doc", user="crate"):
+    """pgbench -S (select only, simple protocol) for seconds s with clients connections."""
+    return [pgbench, "-n", "-S", "-c", str(clients), "-j", "2", "-T", str(seconds),
+            "-h", host, "-p", str(port), "-U", user, dbname]
+
+
+def pgbench_processed(out):
+    """The number of transactions pgbench reports as processed (AssertionError if none)."""
+    import re
+
+    m = re.search(r"number of transactions actually processed: (\d+)", out)
+    assert m, f"no processed-transactions line in pgbench output:\n{out}"
+    return int(m.group(1))
