@@ -24,6 +24,7 @@
 #endif
 
 #include "admin.h"
+#include "admin_http.h"
 #include "authfile.h"
 #include "cfg.h"
 #include "client.h"
@@ -204,6 +205,7 @@ static void reload(void)
 	cfg_free(d.cfg);
 	d.cfg = cfg;
 	d.users = users;
+	admin_http_reload(d.cfg);
 	log_info("configuration reloaded");
 	notify("READY=1");
 }
@@ -230,6 +232,7 @@ static void begin_stop(enum run_state st)
 
 	notify("STOPPING=1");
 	listeners_stop(); /* new connections are refused from now on */
+	admin_http_stopping(); /* /ready says so; /metrics and /health keep serving */
 	d.state = st;
 	/* shutdown_timeout = 0: wait as long as it takes */
 	d.stop_deadline = d.cfg->shutdown_timeout > 0
@@ -410,9 +413,15 @@ int main(int argc, char **argv)
 	if (check_only) {
 		bool bad = exposure_refused(d.cfg, listen_addrs_remote(d.cfg->listen_addr,
 								      d.cfg->listen_port));
+		char *admin_err = NULL;
 		report_warnings(d.cfg, false);
 		if (bad)
 			fprintf(stderr, "%s:0: %s\n", d.cfg_path, exposure_msg);
+		if (admin_http_check(d.cfg, &admin_err) < 0) {
+			fprintf(stderr, "%s:0: %s\n", d.cfg_path, admin_err);
+			free(admin_err);
+			bad = true;
+		}
 		authfile_free(d.users);
 		cfg_free(d.cfg);
 		return bad ? 1 : 0;
@@ -458,6 +467,10 @@ int main(int argc, char **argv)
 		listeners_stop();
 		fatal("refusing to start: %s", exposure_msg);
 	}
+	if (admin_http_start(d.base, d.cfg) < 0) {
+		listeners_stop();
+		fatal("cannot start the admin HTTP port");
+	}
 	if (*d.cfg->pidfile)
 		write_pidfile(d.cfg->pidfile);
 
@@ -477,6 +490,7 @@ int main(int argc, char **argv)
 
 	notify("STOPPING=1");
 	listeners_stop();
+	admin_http_stop();
 	clients_shutdown();
 	pools_shutdown();
 	/* libevent may still hold deferred callbacks (and references) for the bufferevents

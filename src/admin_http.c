@@ -1,0 +1,986 @@
+/* The admin HTTP port on libevent's evhttp: routing, the bearer-token check for peers that
+ * are not loopback, the writers of the Prometheus text format 0.0.4 (/metrics) and of JSON
+ * (/stats, /history), and the probes. The dashboard, src/dashboard.html, is compiled in. */
+#include "config.h"
+
+#include "admin_http.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include "cfg.h"
+#include "client.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "stats.h"
+#include "util.h"
+
+#define HTTP_TIMEOUT_SECS 30
+#define HTTP_MAX_HEADERS (16 * 1024)
+#define HTTP_MAX_BODY 4096
+#define DIGEST_LEN 32
+#define HISTORY_LEN 121		/* one sample a second: two minutes of differences */
+
+/* Generated from src/dashboard.html by the Makefile: C string literal lines. */
+static const char dashboard_html[] =
+#include "src/dashboard.inc"
+	;
+
+/* Totals over every pool, taken once a second, so that the dashboard opens with charts of
+ * the last two minutes instead of empty ones. */
+struct sample {
+	double t;		/* uptime, seconds */
+	uint64_t xact_count, query_count, xact_time_us, query_time_us;
+	int cl_active, cl_waiting, sv_active, sv_idle;
+};
+
+static struct {
+	struct evhttp *http;
+	struct event *history_timer;
+	struct sample history[HISTORY_LEN];	/* a ring; next is the oldest once full */
+	size_t nhistory, history_next;
+	bool token_set;				/* access_token_file names a token */
+	unsigned char token_digest[DIGEST_LEN];	/* SHA-256; the token itself is not kept */
+	bool stopping;				/* the client listeners are closed */
+	uint64_t start_usec;			/* monotonic */
+	double start_time;			/* seconds since the epoch */
+} h;
+
+/* Every pool as pools_foreach showed it, for writers that go over the pools per family. */
+struct snapshot {
+	struct pool_info *pools;
+	size_t n, cap;
+	bool oom;
+};
+
+/* The struct stats counters: Prometheus name (cratebouncer_pool_<name>_total), JSON key. */
+struct counter_def {
+	const char *metric, *json, *help;
+	size_t off;
+	bool usec;		/* microseconds, exported as seconds */
+};
+
+struct hist_def {
+	const char *metric, *json, *help;
+	size_t off;
+};
+
+struct avg_def {
+	const char *json;
+	size_t off;
+};
+
+struct route {
+	const char *path;
+	void (*handle)(struct evhttp_request *req);
+};
+
+static bool digest(const char *s, size_t n, unsigned char out[DIGEST_LEN]);
+static char *token_read(const struct cfg *cfg, char **path, char **why);
+static int token_load(const struct cfg *cfg, bool *set, unsigned char out[DIGEST_LEN]);
+static bool exposed(const struct cfg *cfg);
+static bool sockaddr_loopback(const struct sockaddr *sa);
+static bool peer_loopback(struct evhttp_request *req);
+static bool bearer_ok(struct evhttp_request *req);
+static size_t utf8_len(const unsigned char *s);
+static void put_escaped(struct evbuffer *o, const char *str, bool json);
+static void put_json_str(struct evbuffer *o, const char *s);
+static const char *seconds_str(uint64_t us, char buf[32]);
+static void put_seconds(struct evbuffer *o, uint64_t us);
+static void put_double(struct evbuffer *o, double v);
+static void reply(struct evhttp_request *req, int code, const char *type);
+static void reply_json(struct evhttp_request *req, int code);
+static void reply_error(struct evhttp_request *req, int code, const char *msg);
+static void snapshot_add(const struct pool_info *pi, void *arg);
+static bool snapshot_take(struct snapshot *s);
+static double uptime(void);
+static void put_family(struct evbuffer *o, const char *name, const char *type, const char *help);
+static void put_pool_sample(struct evbuffer *o, const char *name, const struct pool_info *pi,
+			    const char *extra);
+static uint64_t stat_at(const struct stats *st, size_t off);
+static void metrics_histogram(struct evbuffer *o, const struct snapshot *s, const struct hist_def *d);
+static void metrics_write(struct evbuffer *o, const struct snapshot *s);
+static void json_histogram(struct evbuffer *o, const struct stats_hist *hs);
+static void json_pool(struct evbuffer *o, const struct pool_info *pi);
+static void handle_metrics(struct evhttp_request *req);
+static void handle_stats(struct evhttp_request *req);
+static void history_add(const struct pool_info *pi, void *arg);
+static void history_cb(evutil_socket_t fd, short what, void *arg);
+static void handle_history(struct evhttp_request *req);
+static void handle_health(struct evhttp_request *req);
+static void handle_ready(struct evhttp_request *req);
+static void handle_dashboard(struct evhttp_request *req);
+static void request_cb(struct evhttp_request *req, void *arg);
+static int bind_all(const char *addr, int port);
+
+static const struct counter_def counters[] = {
+	{ "transactions", "xact_count", "Transactions carried.",
+	  offsetof(struct stats, xact_count), false },
+	{ "queries", "query_count", "Queries carried.", offsetof(struct stats, query_count), false },
+	{ "server_assignments", "server_assignment_count", "Times a server was linked to a client.",
+	  offsetof(struct stats, server_assignment_count), false },
+	{ "received_bytes", "bytes_received", "Bytes received from clients.",
+	  offsetof(struct stats, bytes_received), false },
+	{ "sent_bytes", "bytes_sent", "Bytes sent to clients.", offsetof(struct stats, bytes_sent), false },
+	{ "transaction_seconds", "xact_time_us", "Time spent in transactions.",
+	  offsetof(struct stats, xact_time_us), true },
+	{ "query_seconds", "query_time_us", "Time spent in queries.",
+	  offsetof(struct stats, query_time_us), true },
+	{ "wait_seconds", "wait_time_us", "Time clients waited for a server.",
+	  offsetof(struct stats, wait_time_us), true },
+	{ "client_parses", "client_parse_count", "Parse messages from clients.",
+	  offsetof(struct stats, client_parse_count), false },
+	{ "server_parses", "server_parse_count", "Parse messages sent to servers.",
+	  offsetof(struct stats, server_parse_count), false },
+	{ "binds", "bind_count", "Bind messages from clients.", offsetof(struct stats, bind_count), false },
+};
+
+static const struct hist_def hists[] = {
+	{ "cratebouncer_query_duration_seconds", "query", "Duration of queries.",
+	  offsetof(struct stats, query) },
+	{ "cratebouncer_transaction_duration_seconds", "xact", "Duration of transactions.",
+	  offsetof(struct stats, xact) },
+	{ "cratebouncer_pool_wait_duration_seconds", "wait", "Time clients waited for a server.",
+	  offsetof(struct stats, wait) },
+};
+
+/* struct stats_avg over the last stats_period: per second, or per event for the times. */
+static const struct avg_def avgs[] = {
+	{ "xact_count", offsetof(struct stats_avg, xact_count) },
+	{ "query_count", offsetof(struct stats_avg, query_count) },
+	{ "server_assignment_count", offsetof(struct stats_avg, server_assignment_count) },
+	{ "recv", offsetof(struct stats_avg, recv) },
+	{ "sent", offsetof(struct stats_avg, sent) },
+	{ "xact_time_us", offsetof(struct stats_avg, xact_time_us) },
+	{ "query_time_us", offsetof(struct stats_avg, query_time_us) },
+	{ "wait_time_us", offsetof(struct stats_avg, wait_time_us) },
+	{ "client_parse_count", offsetof(struct stats_avg, client_parse_count) },
+	{ "server_parse_count", offsetof(struct stats_avg, server_parse_count) },
+	{ "bind_count", offsetof(struct stats_avg, bind_count) },
+};
+
+static const struct route routes[] = {
+	{ "/metrics", handle_metrics },
+	{ "/stats", handle_stats },
+	{ "/history", handle_history },
+	{ "/health", handle_health },
+	{ "/ready", handle_ready },
+	{ "/", handle_dashboard },
+};
+
+static bool digest(const char *s, size_t n, unsigned char out[DIGEST_LEN])
+{
+	unsigned int len = DIGEST_LEN;
+
+	return EVP_Digest(s, n, out, &len, EVP_sha256(), NULL) == 1 && len == DIGEST_LEN;
+}
+
+/* The token of access_token_file (non-empty) with the file's resolved *path; NULL with *why
+ * (malloc'd), *path then NULL or the path that failed. */
+static char *token_read(const struct cfg *cfg, char **path, char **why)
+{
+	*path = cfg_expand_path(cfg->admin_access_token_file, cfg->dir, why);
+	return *path ? read_secret_file(*path, why) : NULL;
+}
+
+/* Reads access_token_file into its digest and wipes the token. *set is false when the
+ * option is empty; -1 after logging why the file cannot serve. */
+static int token_load(const struct cfg *cfg, bool *set, unsigned char out[DIGEST_LEN])
+{
+	char *why = NULL, *path, *token;
+	struct stat st;
+	bool ok;
+
+	*set = false;
+	if (!*cfg->admin_access_token_file)
+		return 0;
+	token = token_read(cfg, &path, &why);
+	if (!token) {
+		log_error("[admin] access_token_file %s: %s", path ? path : cfg->admin_access_token_file,
+			  why);
+		free(why);
+		free(path);
+		return -1;
+	}
+	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH))
+		log_warn("[admin] access_token_file %s is readable by every user on this host; "
+			 "chmod o-r it", path);
+	ok = digest(token, strlen(token), out);
+	OPENSSL_cleanse(token, strlen(token));
+	free(token);
+	free(path);
+	if (!ok) {
+		log_error("[admin] access_token_file: cannot hash the token");
+		return -1;
+	}
+	*set = true;
+	return 0;
+}
+
+/* The port would answer other hosts without a token to ask them for. */
+static bool exposed(const struct cfg *cfg)
+{
+	return cfg->admin_listen_port != 0 && !*cfg->admin_access_token_file &&
+	       listen_addrs_remote(cfg->admin_listen_addr, cfg->admin_listen_port);
+}
+
+static const char exposed_msg[] =
+	"the admin HTTP port [admin] listen_addr is reachable from other hosts and [admin] "
+	"access_token_file is not set: whoever connects would read the pools' statistics. Bind "
+	"listen_addr to a loopback address or set access_token_file";
+
+static bool sockaddr_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* An unknown peer address counts as remote. */
+static bool peer_loopback(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+
+	return sa && sockaddr_loopback(sa);
+}
+
+/* "Authorization: Bearer <token>"; digests are compared, so the time taken tells nothing
+ * about the token, its length included. */
+static bool bearer_ok(struct evhttp_request *req)
+{
+	const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	unsigned char got[DIGEST_LEN];
+	size_t n;
+
+	if (!h.token_set || !a || strncasecmp(a, "Bearer ", 7) != 0)
+		return false;
+	for (a += 7; *a == ' ' || *a == '\t'; a++)
+		;
+	n = strlen(a);
+	while (n > 0 && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+		n--;
+	return digest(a, n, got) && CRYPTO_memcmp(got, h.token_digest, DIGEST_LEN) == 0;
+}
+
+/* Length of the valid UTF-8 sequence at s, 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;	/* no surrogates */
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* A JSON string body or a Prometheus label value; bytes that are not UTF-8 (an upstream's
+ * error message may carry any) become U+FFFD so that the output stays valid. */
+static void put_escaped(struct evbuffer *o, const char *str, bool json)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		size_t n = utf8_len(s);
+		if (n == 0) {
+			evbuffer_add(o, "\xef\xbf\xbd", 3);
+			s++;
+		} else if (*s == '"' || *s == '\\') {
+			evbuffer_add_printf(o, "\\%c", *s++);
+		} else if (*s == '\n') {
+			evbuffer_add(o, "\\n", 2);
+			s++;
+		} else if (json && *s < 0x20) {
+			evbuffer_add_printf(o, "\\u%04x", *s++);
+		} else {
+			evbuffer_add(o, s, n);
+			s += n;
+		}
+	}
+}
+
+/* NULL is JSON null. */
+static void put_json_str(struct evbuffer *o, const char *s)
+{
+	if (!s) {
+		evbuffer_add(o, "null", 4);
+		return;
+	}
+	evbuffer_add(o, "\"", 1);
+	put_escaped(o, s, true);
+	evbuffer_add(o, "\"", 1);
+}
+
+/* Microseconds as exact decimal seconds: 0.0025, 30, 1.000001. */
+static const char *seconds_str(uint64_t us, char buf[32])
+{
+	int n = snprintf(buf, 32, "%llu.%06llu", (unsigned long long)(us / 1000000),
+			 (unsigned long long)(us % 1000000));
+
+	while (buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (buf[n - 1] == '.')
+		buf[n - 1] = '\0';
+	return buf;
+}
+
+static void put_seconds(struct evbuffer *o, uint64_t us)
+{
+	char buf[32];
+
+	evbuffer_add_printf(o, "%s", seconds_str(us, buf));
+}
+
+static void put_double(struct evbuffer *o, double v)
+{
+	evbuffer_add_printf(o, "%.3f", isfinite(v) ? v : 0.0);
+}
+
+static void reply(struct evhttp_request *req, int code, const char *type)
+{
+	static const struct { int code; const char *reason; } reasons[] = {
+		{ 200, "OK" }, { 401, "Unauthorized" }, { 403, "Forbidden" }, { 404, "Not Found" },
+		{ 405, "Method Not Allowed" }, { 500, "Internal Server Error" },
+		{ 503, "Service Unavailable" },
+	};
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	struct evbuffer *body = evhttp_request_get_output_buffer(req);
+	const char *reason = "";
+
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].code == code)
+			reason = reasons[i].reason;
+	evhttp_add_header(oh, "Content-Type", type);
+	/* libevent 2.1 sends a HEAD response's body, without Content-Length: say how long the
+	 * GET answer is and send nothing */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char len[24];
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+		evhttp_add_header(oh, "Content-Length", len);
+		evbuffer_drain(body, evbuffer_get_length(body));
+	}
+	evhttp_send_reply(req, code, reason, NULL);
+	log_debug("admin http: %s -> %d", evhttp_request_get_uri(req), code);
+}
+
+static void reply_json(struct evhttp_request *req, int code)
+{
+	reply(req, code, "application/json");
+}
+
+/* {"error": msg}; the body is built in the request's own output buffer. */
+static void reply_error(struct evhttp_request *req, int code, const char *msg)
+{
+	struct evbuffer *o = evhttp_request_get_output_buffer(req);
+
+	evbuffer_add(o, "{\"error\":", 9);
+	put_json_str(o, msg);
+	evbuffer_add(o, "}\n", 2);
+	reply_json(req, code);
+}
+
+static void snapshot_add(const struct pool_info *pi, void *arg)
+{
+	struct snapshot *s = arg;
+
+	if (s->oom)
+		return;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		struct pool_info *p = realloc(s->pools, cap * sizeof(*p));
+		if (!p) {
+			s->oom = true;
+			return;
+		}
+		s->pools = p;
+		s->cap = cap;
+	}
+	s->pools[s->n++] = *pi;
+}
+
+/* The strings and counters it points to stay valid until the handler returns. */
+static bool snapshot_take(struct snapshot *s)
+{
+	memset(s, 0, sizeof(*s));
+	pools_foreach(snapshot_add, s);
+	if (s->oom) {
+		free(s->pools);
+		s->pools = NULL;
+	}
+	return !s->oom;
+}
+
+static double uptime(void)
+{
+	return (double)(now_usec() - h.start_usec) / 1e6;
+}
+
+static void put_family(struct evbuffer *o, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{database="...",user="..." and whatever extra holds (",k=\"v\"" or "")} */
+static void put_pool_sample(struct evbuffer *o, const char *name, const struct pool_info *pi,
+			    const char *extra)
+{
+	evbuffer_add_printf(o, "%s{database=\"", name);
+	put_escaped(o, pi->database, false);
+	evbuffer_add(o, "\",user=\"", 8);
+	put_escaped(o, pi->user, false);
+	evbuffer_add_printf(o, "\"%s} ", extra);
+}
+
+static uint64_t stat_at(const struct stats *st, size_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)st + off, sizeof(v));
+	return v;
+}
+
+static void metrics_histogram(struct evbuffer *o, const struct snapshot *s, const struct hist_def *d)
+{
+	put_family(o, d->metric, "histogram", d->help);
+	for (size_t i = 0; i < s->n; i++) {
+		const struct pool_info *pi = &s->pools[i];
+		const struct stats_hist *hs =
+			(const struct stats_hist *)((const char *)pi->totals + d->off);
+		char name[128], le[64];
+		uint64_t cum = 0;
+
+		snprintf(name, sizeof(name), "%s_bucket", d->metric);
+		for (int b = 0; b < STATS_BUCKETS; b++) {
+			char secs[32];
+			snprintf(le, sizeof(le), ",le=\"%s\"", seconds_str(stats_bucket_us[b], secs));
+			cum += hs->buckets[b];
+			put_pool_sample(o, name, pi, le);
+			evbuffer_add_printf(o, "%llu\n", (unsigned long long)cum);
+		}
+		put_pool_sample(o, name, pi, ",le=\"+Inf\"");
+		evbuffer_add_printf(o, "%llu\n", (unsigned long long)hs->count);
+		snprintf(name, sizeof(name), "%s_sum", d->metric);
+		put_pool_sample(o, name, pi, "");
+		put_seconds(o, hs->sum_us);
+		evbuffer_add(o, "\n", 1);
+		snprintf(name, sizeof(name), "%s_count", d->metric);
+		put_pool_sample(o, name, pi, "");
+		evbuffer_add_printf(o, "%llu\n", (unsigned long long)hs->count);
+	}
+}
+
+/* Prometheus text format 0.0.4: every family's HELP, TYPE and samples together. */
+static void metrics_write(struct evbuffer *o, const struct snapshot *s)
+{
+	static const char *const cl_states[] = { "active", "waiting" };
+	static const char *const sv_states[] = { "active", "idle", "used", "login" };
+	char name[128], extra[64];
+
+	put_family(o, "cratebouncer_up", "gauge", "1 while the pooler serves.");
+	evbuffer_add(o, "cratebouncer_up 1\n", 18);
+	put_family(o, "cratebouncer_info", "gauge", "Version of the pooler, as a label.");
+	evbuffer_add(o, "cratebouncer_info{version=\"", 27);
+	put_escaped(o, PACKAGE_VERSION, false);
+	evbuffer_add(o, "\"} 1\n", 5);
+	put_family(o, "cratebouncer_start_time_seconds", "gauge",
+		   "Start time of the pooler since the Unix epoch in seconds.");
+	evbuffer_add_printf(o, "cratebouncer_start_time_seconds %.3f\n", h.start_time);
+	put_family(o, "cratebouncer_clients", "gauge", "Client connections, of every pool and logging in.");
+	evbuffer_add_printf(o, "cratebouncer_clients %d\n", clients_total());
+	put_family(o, "cratebouncer_servers", "gauge", "Server connections to upstreams.");
+	evbuffer_add_printf(o, "cratebouncer_servers %d\n", pools_server_count());
+
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+		const struct counter_def *d = &counters[c];
+		snprintf(name, sizeof(name), "cratebouncer_pool_%s_total", d->metric);
+		put_family(o, name, "counter", d->help);
+		for (size_t i = 0; i < s->n; i++) {
+			uint64_t v = stat_at(s->pools[i].totals, d->off);
+			put_pool_sample(o, name, &s->pools[i], "");
+			if (d->usec)
+				put_seconds(o, v);
+			else
+				evbuffer_add_printf(o, "%llu", (unsigned long long)v);
+			evbuffer_add(o, "\n", 1);
+		}
+	}
+
+	put_family(o, "cratebouncer_pool_clients", "gauge", "Clients of the pool by state.");
+	for (size_t i = 0; i < s->n; i++) {
+		const int v[] = { s->pools[i].cl_active, s->pools[i].cl_waiting };
+		for (size_t k = 0; k < 2; k++) {
+			snprintf(extra, sizeof(extra), ",state=\"%s\"", cl_states[k]);
+			put_pool_sample(o, "cratebouncer_pool_clients", &s->pools[i], extra);
+			evbuffer_add_printf(o, "%d\n", v[k]);
+		}
+	}
+	put_family(o, "cratebouncer_pool_servers", "gauge", "Server connections of the pool by state.");
+	for (size_t i = 0; i < s->n; i++) {
+		const struct pool_info *pi = &s->pools[i];
+		const int v[] = { pi->sv_active, pi->sv_idle, pi->sv_used, pi->sv_login };
+		for (size_t k = 0; k < 4; k++) {
+			snprintf(extra, sizeof(extra), ",state=\"%s\"", sv_states[k]);
+			put_pool_sample(o, "cratebouncer_pool_servers", pi, extra);
+			evbuffer_add_printf(o, "%d\n", v[k]);
+		}
+	}
+	put_family(o, "cratebouncer_pool_max_wait_seconds", "gauge",
+		   "How long the longest-waiting client of the pool has waited.");
+	for (size_t i = 0; i < s->n; i++) {
+		put_pool_sample(o, "cratebouncer_pool_max_wait_seconds", &s->pools[i], "");
+		put_seconds(o, s->pools[i].maxwait_us);
+		evbuffer_add(o, "\n", 1);
+	}
+	put_family(o, "cratebouncer_pool_size", "gauge", "Most server connections the pool opens.");
+	for (size_t i = 0; i < s->n; i++) {
+		put_pool_sample(o, "cratebouncer_pool_size", &s->pools[i], "");
+		evbuffer_add_printf(o, "%d\n", s->pools[i].pool_size);
+	}
+	put_family(o, "cratebouncer_upstream_up", "gauge",
+		   "1 unless the last connection or login to the upstream failed.");
+	for (size_t i = 0; i < s->n; i++) {
+		const struct pool_info *pi = &s->pools[i];
+		evbuffer_add(o, "cratebouncer_upstream_up{database=\"", 35);
+		put_escaped(o, pi->database, false);
+		evbuffer_add(o, "\",user=\"", 8);
+		put_escaped(o, pi->user, false);
+		evbuffer_add(o, "\",host=\"", 8);
+		put_escaped(o, pi->host ? pi->host : "", false);
+		evbuffer_add_printf(o, "\",port=\"%d\"} %d\n", pi->port, pi->last_error ? 0 : 1);
+	}
+
+	for (size_t k = 0; k < sizeof(hists) / sizeof(hists[0]); k++)
+		metrics_histogram(o, s, &hists[k]);
+}
+
+static void handle_metrics(struct evhttp_request *req)
+{
+	struct snapshot s;
+
+	if (!snapshot_take(&s)) {
+		reply_error(req, 500, "out of memory");
+		return;
+	}
+	metrics_write(evhttp_request_get_output_buffer(req), &s);
+	free(s.pools);
+	reply(req, 200, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static void json_histogram(struct evbuffer *o, const struct stats_hist *hs)
+{
+	evbuffer_add(o, "{\"buckets_us\":[", 15);
+	for (int b = 0; b < STATS_BUCKETS; b++)
+		evbuffer_add_printf(o, "%s%llu", b ? "," : "", (unsigned long long)stats_bucket_us[b]);
+	evbuffer_add(o, "],\"counts\":[", 12);
+	for (int b = 0; b <= STATS_BUCKETS; b++)
+		evbuffer_add_printf(o, "%s%llu", b ? "," : "", (unsigned long long)hs->buckets[b]);
+	evbuffer_add_printf(o, "],\"count\":%llu,\"sum_us\":%llu}", (unsigned long long)hs->count,
+			    (unsigned long long)hs->sum_us);
+}
+
+/* One pool of /stats. Histogram counts are per bucket, not cumulative; the last one is
+ * above the highest bound. */
+static void json_pool(struct evbuffer *o, const struct pool_info *pi)
+{
+	evbuffer_add(o, "{\"database\":", 12);
+	put_json_str(o, pi->database);
+	evbuffer_add(o, ",\"user\":", 8);
+	put_json_str(o, pi->user);
+	evbuffer_add(o, ",\"dbname\":", 10);
+	put_json_str(o, pi->dbname);
+	evbuffer_add(o, ",\"host\":", 8);
+	put_json_str(o, pi->host);
+	evbuffer_add_printf(o, ",\"port\":%d,\"pool_mode\":", pi->port);
+	put_json_str(o, pi->pool_mode);
+	evbuffer_add_printf(o,
+			    ",\"pool_size\":%d,\"min_pool_size\":%d"
+			    ",\"clients\":{\"active\":%d,\"waiting\":%d}"
+			    ",\"servers\":{\"active\":%d,\"idle\":%d,\"used\":%d,\"login\":%d}"
+			    ",\"max_wait_us\":%llu,\"upstream_up\":%s,\"last_error\":",
+			    pi->pool_size, pi->min_pool_size, pi->cl_active, pi->cl_waiting,
+			    pi->sv_active, pi->sv_idle, pi->sv_used, pi->sv_login,
+			    (unsigned long long)pi->maxwait_us, pi->last_error ? "false" : "true");
+	put_json_str(o, pi->last_error);
+	evbuffer_add(o, ",\"totals\":{", 11);
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++)
+		evbuffer_add_printf(o, "%s\"%s\":%llu", c ? "," : "", counters[c].json,
+				    (unsigned long long)stat_at(pi->totals, counters[c].off));
+	evbuffer_add(o, "},\"averages\":{", 14);
+	for (size_t a = 0; a < sizeof(avgs) / sizeof(avgs[0]); a++) {
+		double v;
+		memcpy(&v, (const char *)pi->avg + avgs[a].off, sizeof(v));
+		evbuffer_add_printf(o, "%s\"%s\":", a ? "," : "", avgs[a].json);
+		put_double(o, v);
+	}
+	evbuffer_add(o, "},\"histograms\":{", 16);
+	for (size_t k = 0; k < sizeof(hists) / sizeof(hists[0]); k++) {
+		evbuffer_add_printf(o, "%s\"%s\":", k ? "," : "", hists[k].json);
+		json_histogram(o, (const struct stats_hist *)((const char *)pi->totals + hists[k].off));
+	}
+	evbuffer_add(o, "}}", 2);
+}
+
+/* "http": the HTTP side's listeners once it exists, each with its status classes. */
+static void handle_stats(struct evhttp_request *req)
+{
+	struct evbuffer *o = evhttp_request_get_output_buffer(req);
+	const struct cfg *cfg = pools_cfg();
+	struct snapshot s;
+
+	if (!snapshot_take(&s)) {
+		reply_error(req, 500, "out of memory");
+		return;
+	}
+	evbuffer_add(o, "{\"version\":", 11);
+	put_json_str(o, PACKAGE_VERSION);
+	evbuffer_add(o, ",\"uptime_seconds\":", 18);
+	put_double(o, uptime());
+	evbuffer_add(o, ",\"start_time_seconds\":", 22);
+	put_double(o, h.start_time);
+	evbuffer_add_printf(o, ",\"clients\":%d,\"servers\":%d,\"stats_period\":", clients_total(),
+			    pools_server_count());
+	put_double(o, cfg ? cfg->stats_period : 0);
+	evbuffer_add_printf(o, ",\"stopping\":%s,\"pools\":[", h.stopping ? "true" : "false");
+	for (size_t i = 0; i < s.n; i++) {
+		if (i)
+			evbuffer_add(o, ",", 1);
+		json_pool(o, &s.pools[i]);
+	}
+	evbuffer_add(o, "],\"http\":[]}\n", 13);
+	free(s.pools);
+	reply_json(req, 200);
+}
+
+static void history_add(const struct pool_info *pi, void *arg)
+{
+	struct sample *s = arg;
+
+	s->xact_count += pi->totals->xact_count;
+	s->query_count += pi->totals->query_count;
+	s->xact_time_us += pi->totals->xact_time_us;
+	s->query_time_us += pi->totals->query_time_us;
+	s->cl_active += pi->cl_active;
+	s->cl_waiting += pi->cl_waiting;
+	s->sv_active += pi->sv_active;
+	s->sv_idle += pi->sv_idle;
+}
+
+static void history_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sample s = { .t = uptime() };
+
+	pools_foreach(history_add, &s);
+	h.history[h.history_next] = s;
+	h.history_next = (h.history_next + 1) % HISTORY_LEN;
+	if (h.nhistory < HISTORY_LEN)
+		h.nhistory++;
+}
+
+/* The samples, oldest first, as rows under column names. */
+static void handle_history(struct evhttp_request *req)
+{
+	struct evbuffer *o = evhttp_request_get_output_buffer(req);
+	size_t first = (h.history_next + HISTORY_LEN - h.nhistory) % HISTORY_LEN;
+
+	evbuffer_add_printf(o, "{\"interval_seconds\":1,\"columns\":[\"t\",\"xact_count\","
+			    "\"query_count\",\"xact_time_us\",\"query_time_us\",\"clients_active\","
+			    "\"clients_waiting\",\"servers_active\",\"servers_idle\"],\"rows\":[");
+	for (size_t i = 0; i < h.nhistory; i++) {
+		const struct sample *s = &h.history[(first + i) % HISTORY_LEN];
+		evbuffer_add_printf(o, "%s[%.3f,%llu,%llu,%llu,%llu,%d,%d,%d,%d]", i ? "," : "", s->t,
+				    (unsigned long long)s->xact_count, (unsigned long long)s->query_count,
+				    (unsigned long long)s->xact_time_us,
+				    (unsigned long long)s->query_time_us, s->cl_active, s->cl_waiting,
+				    s->sv_active, s->sv_idle);
+	}
+	evbuffer_add(o, "]}\n", 3);
+	reply_json(req, 200);
+}
+
+static void handle_health(struct evhttp_request *req)
+{
+	evbuffer_add(evhttp_request_get_output_buffer(req), "{\"status\":\"ok\"}\n", 16);
+	reply_json(req, 200);
+}
+
+/* Ready: the client listeners accept and some upstream works (no pool yet: none failed). */
+static void handle_ready(struct evhttp_request *req)
+{
+	struct evbuffer *o = evhttp_request_get_output_buffer(req), *why;
+	struct snapshot s;
+	size_t up = 0;
+
+	if (h.stopping) {
+		evbuffer_add_printf(o, "{\"status\":\"not ready\",\"reason\":\"shutting down: the client "
+				    "listeners are closed\"}\n");
+		reply_json(req, 503);
+		return;
+	}
+	if (!snapshot_take(&s)) {
+		reply_error(req, 500, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < s.n; i++)
+		if (!s.pools[i].last_error)
+			up++;
+	if (s.n == 0 || up > 0) {
+		free(s.pools);
+		evbuffer_add(o, "{\"status\":\"ready\"}\n", 19);
+		reply_json(req, 200);
+		return;
+	}
+	why = evbuffer_new();
+	if (!why) {
+		free(s.pools);
+		reply_error(req, 500, "out of memory");
+		return;
+	}
+	evbuffer_add_printf(why, "no upstream is reachable:");
+	for (size_t i = 0; i < s.n; i++) {
+		const struct pool_info *pi = &s.pools[i];
+		evbuffer_add_printf(why, "%s %s/%s at %s:%d: %s", i ? ";" : "", pi->database, pi->user,
+				    pi->host ? pi->host : "", pi->port, pi->last_error);
+	}
+	evbuffer_add(why, "", 1);
+	evbuffer_add(o, "{\"status\":\"not ready\",\"reason\":", 31);
+	put_json_str(o, (const char *)evbuffer_pullup(why, -1));
+	evbuffer_add(o, "}\n", 2);
+	evbuffer_free(why);
+	free(s.pools);
+	reply_json(req, 503);
+}
+
+static void handle_dashboard(struct evhttp_request *req)
+{
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+
+	/* the page is self-contained: nothing but this port may be reached from it */
+	evhttp_add_header(oh, "Content-Security-Policy",
+			  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+			  "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+			  "frame-ancestors 'none'");
+	evbuffer_add_reference(evhttp_request_get_output_buffer(req), dashboard_html,
+			       sizeof(dashboard_html) - 1, NULL, NULL);
+	reply(req, 200, "text/html; charset=utf-8");
+}
+
+static void request_cb(struct evhttp_request *req, void *arg)
+{
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	evhttp_add_header(oh, "Cache-Control", "no-store");
+	evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
+	if (!peer_loopback(req) && !bearer_ok(req)) {
+		if (!h.token_set) {
+			reply_error(req, 403, "requests from other hosts are refused: no "
+					      "[admin] access_token_file is set");
+			return;
+		}
+		evhttp_add_header(oh, "WWW-Authenticate", "Bearer realm=\"cratebouncer\"");
+		reply_error(req, 401, "a valid \"Authorization: Bearer <token>\" header is required");
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(oh, "Allow", "GET, HEAD");
+		reply_error(req, 405, "only GET and HEAD are served");
+		return;
+	}
+	if (!path || !*path)
+		path = "/";
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (strcmp(path, routes[i].path) == 0) {
+			routes[i].handle(req);
+			return;
+		}
+	}
+	reply_error(req, 404, "no such page; try /, /metrics, /stats, /history, /health or /ready");
+}
+
+/* Every address addr resolves to (localhost: ::1 and 127.0.0.1); "*" is 0.0.0.0. evhttp
+ * itself would bind only the first. */
+static int bind_all(const char *addr, int port)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res;
+	char portstr[8], host[NI_MAXHOST];
+	int rc;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	rc = getaddrinfo(strcmp(addr, "*") == 0 ? "0.0.0.0" : addr, portstr, &hints, &res);
+	if (rc != 0) {
+		log_error("[admin] listen_addr %s: %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		rc = getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), NULL, 0,
+				 NI_NUMERICHOST);
+		if (rc != 0 || !evhttp_bind_socket_with_handle(h.http, host, (ev_uint16_t)port)) {
+			log_error("cannot listen on %s:%d for the admin HTTP port: %s", addr, port,
+				  rc != 0 ? gai_strerror(rc) : strerror(errno));
+			freeaddrinfo(res);
+			return -1;
+		}
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
+int admin_http_check(const struct cfg *cfg, char **err)
+{
+	char *path, *why = NULL, *token;
+
+	*err = NULL;
+	if (cfg->admin_listen_port == 0)
+		return 0;
+	if (exposed(cfg)) {
+		*err = xstrdup(exposed_msg);
+		return -1;
+	}
+	if (!*cfg->admin_access_token_file)
+		return 0;
+	token = token_read(cfg, &path, &why);
+	if (!token) {
+		*err = xasprintf("[admin] access_token_file %s: %s",
+				 path ? path : cfg->admin_access_token_file, why);
+		free(why);
+		free(path);
+		return -1;
+	}
+	OPENSSL_cleanse(token, strlen(token));
+	free(token);
+	free(path);
+	return 0;
+}
+
+int admin_http_start(struct event_base *base, const struct cfg *cfg)
+{
+	const char *addr = cfg->admin_listen_addr;
+	int port = cfg->admin_listen_port;
+	struct timeval tv;
+
+	if (port == 0)
+		return 0;
+	h.start_usec = now_usec();
+	gettimeofday(&tv, NULL);
+	h.start_time = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	if (token_load(cfg, &h.token_set, h.token_digest) < 0) {
+		log_error("cannot start the admin HTTP port without its access token");
+		return -1;
+	}
+	/* checked before binding, so that nothing answers other hosts even briefly */
+	if (exposed(cfg)) {
+		log_error("refusing to start on %s:%d: %s", addr, port, exposed_msg);
+		return -1;
+	}
+	h.http = evhttp_new(base);
+	if (!h.http) {
+		log_error("cannot create the admin HTTP server");
+		return -1;
+	}
+	/* every method reaches request_cb, which answers 405 (evhttp would say 501) */
+	evhttp_set_allowed_methods(h.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+					   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+					   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_timeout(h.http, HTTP_TIMEOUT_SECS);
+	evhttp_set_max_headers_size(h.http, HTTP_MAX_HEADERS);
+	evhttp_set_max_body_size(h.http, HTTP_MAX_BODY);
+	evhttp_set_gencb(h.http, request_cb, NULL);
+	h.history_timer = event_new(base, -1, EV_PERSIST, history_cb, NULL);
+	if (!h.history_timer || event_add(h.history_timer, &(struct timeval){ 1, 0 }) < 0) {
+		log_error("cannot start the admin HTTP history timer");
+		admin_http_stop();
+		return -1;
+	}
+	history_cb(-1, 0, NULL);
+	if (bind_all(addr, port) < 0) {
+		admin_http_stop();
+		return -1;
+	}
+	log_info("admin HTTP port on %s:%d (/metrics, /stats, /health, /ready, dashboard at /)%s",
+		 addr, port, h.token_set ? "; other hosts need the access token" : "");
+	return 0;
+}
+
+void admin_http_reload(const struct cfg *cfg)
+{
+	unsigned char d[DIGEST_LEN];
+	bool set;
+
+	if (!h.http)
+		return;
+	if (token_load(cfg, &set, d) < 0) {
+		log_error("[admin] the access token stays as it was");
+		return;
+	}
+	if (h.token_set && !set)
+		log_warn("[admin] access_token_file is no longer set: requests from other hosts are "
+			 "refused");
+	h.token_set = set;
+	memcpy(h.token_digest, d, sizeof(d));
+	OPENSSL_cleanse(d, sizeof(d));
+}
+
+void admin_http_stopping(void)
+{
+	h.stopping = true;
+}
+
+void admin_http_stop(void)
+{
+	if (h.history_timer)
+		event_free(h.history_timer);
+	h.history_timer = NULL;
+	if (h.http)
+		evhttp_free(h.http);
+	h.http = NULL;
+	h.token_set = false;
+	OPENSSL_cleanse(h.token_digest, sizeof(h.token_digest));
+}
