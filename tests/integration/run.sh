@@ -5,6 +5,8 @@ if [ -z "${CB_SRCDIR:-}" ]; then
 	CB_SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
 fi
 export CB_SRCDIR
-# The source tree may be read-only (make distcheck): no caches written into it.
+# The source tree may be read-only (make distcheck): no caches written into it, and test
+# artifacts (the dashboard screenshot) go to the directory make check runs in.
 export PYTHONDONTWRITEBYTECODE=1
+export CB_ARTIFACT_DIR="${CB_ARTIFACT_DIR:-$PWD/test-artifacts}"
 cd "$CB_SRCDIR" && exec /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration "$@"
