@@ -837,13 +837,14 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 	case PG_STARTUP_NORMAL:
 		break;
 	}
-	c->params = malloc(st.params_len ? st.params_len : 1);
+	/* with the packet's terminating empty name, so that the block can be walked */
+	c->params = malloc(st.params_len + 1);
 	c->auth = calloc(1, sizeof(*c->auth));
 	if (!c->params || !c->auth) {
 		client_fail(c, "53200", "out of memory");
 		return;
 	}
-	memcpy(c->params, st.params, st.params_len);
+	memcpy(c->params, st.params, st.params_len + 1);
 	c->user = c->params + (st.user - st.params);
 	c->database = st.database >= st.params && st.database < st.params + st.params_len
 			      ? c->params + (st.database - st.params) : c->user;

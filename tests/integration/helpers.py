@@ -436,10 +436,13 @@ class Background:
         return self
 
 
-def pgbench_cmd(pgbench, host, port, seconds, clients=4, dbname="doc", user="crate"):
-    """pgbench -S (select only, simple protocol) for seconds s with clients connections."""
-    return [pgbench, "-n", "-S", "-c", str(clients), "-j", "2", "-T", str(seconds),
-            "-h", host, "-p", str(port), "-U", user, dbname]
+def pgbench_cmd(pgbench, host, port, seconds, clients=4, dbname="doc", user="crate", rate=None):
+    """pgbench -S (select only, simple protocol) for seconds s with clients connections; rate:
+    transactions per second in all (-R), unlimited when None."""
+    cmd = [pgbench, "-n", "-S", "-c", str(clients), "-j", "2", "-T", str(seconds)]
+    if rate:
+        cmd += ["-R", str(rate)]
+    return cmd + ["-h", host, "-p", str(port), "-U", user, dbname]
 
 
 def pgbench_processed(out):
