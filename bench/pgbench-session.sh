@@ -274,11 +274,22 @@ run_pgbench() {  # run_pgbench NAME OUTFILE [pgbench connection args...]; sets T
 	TPS=$tps
 }
 
-through() {  # through NAME ROUND: one pgbench run through a pooler; sets TPS
-	local name=$1 round=$2 port
-	if [[ $name == cratebouncer ]]; then port=$CB_PORT; else port=$PGB_PORT; fi
+cpu_ticks() {  # cpu_ticks PID: user + system CPU ticks the process has used
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+CPU_US=""
+through() {  # through NAME ROUND: one pgbench run through a pooler; sets TPS and CPU_US
+	local name=$1 round=$2 port pid t0 t1 n
+	if [[ $name == cratebouncer ]]; then port=$CB_PORT pid=$CB_PID; else port=$PGB_PORT pid=$PGB_PID; fi
+	t0=$(cpu_ticks "$pid")
 	PGSSLMODE=disable run_pgbench "$name" "$WORK/pgbench-$name-$round.log" \
 		-h 127.0.0.1 -p "$port" -U crate doc
+	t1=$(cpu_ticks "$pid")
+	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench-$name-$round.log")
+	# the pooler's own CPU time per transaction: steadier than tps on a shared machine
+	CPU_US=$(awk -v a="$t0" -v b="$t1" -v n="${n:-0}" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN {if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print "-"}')
 }
 
 check_alive() {
@@ -295,21 +306,25 @@ PGPASSWORD=secret PGSSLMODE=verify-full PGSSLROOTCERT=$CA \
 	run_pgbench "direct TLS" "$WORK/pgbench-direct.log" -h localhost -p "$PG_PORT" -U crate doc
 printf '%-28s %12s tps\n' "direct over TLS (no pooler)" "$TPS"
 echo
-printf '%-7s %16s %16s\n' round cratebouncer pgbouncer
+printf '%-7s %16s %16s %22s %22s\n' round cratebouncer pgbouncer "cratebouncer CPU us/tx" "pgbouncer CPU us/tx"
 CB_TPS=()
 PGB_TPS=()
+CB_CPU=()
+PGB_CPU=()
 for ((r = 1; r <= ROUNDS; r++)); do
 	# Alternate which pooler goes first, so a drift over time favours neither.
 	if ((r % 2)); then
-		through cratebouncer "$r"; cb=$TPS
-		through pgbouncer "$r"; pgb=$TPS
+		through cratebouncer "$r"; cb=$TPS cbc=$CPU_US
+		through pgbouncer "$r"; pgb=$TPS pgbc=$CPU_US
 	else
-		through pgbouncer "$r"; pgb=$TPS
-		through cratebouncer "$r"; cb=$TPS
+		through pgbouncer "$r"; pgb=$TPS pgbc=$CPU_US
+		through cratebouncer "$r"; cb=$TPS cbc=$CPU_US
 	fi
 	CB_TPS+=("$cb")
 	PGB_TPS+=("$pgb")
-	printf '%-7s %16s %16s\n' "$r" "$cb" "$pgb"
+	CB_CPU+=("$cbc")
+	PGB_CPU+=("$pgbc")
+	printf '%-7s %16s %16s %22s %22s\n' "$r" "$cb" "$pgb" "$cbc" "$pgbc"
 	check_alive || die "a pooler died during the pgbench runs"
 done
 
@@ -319,7 +334,8 @@ median() {  # median of the numeric arguments ("-" skipped); "-" if none
 }
 CB_MEDIAN=$(median "${CB_TPS[@]}")
 PGB_MEDIAN=$(median "${PGB_TPS[@]}")
-printf '%-7s %16s %16s\n' median "$CB_MEDIAN" "$PGB_MEDIAN"
+printf '%-7s %16s %16s %22s %22s\n' median "$CB_MEDIAN" "$PGB_MEDIAN" "$(median "${CB_CPU[@]}")" \
+	"$(median "${PGB_CPU[@]}")"
 if [[ $CB_MEDIAN != - && $PGB_MEDIAN != - ]]; then
 	echo "ratio cratebouncer/pgbouncer = $(awk -v a="$CB_MEDIAN" -v b="$PGB_MEDIAN" 'BEGIN {printf "%.2f", a / b}')  (target >= 1.0)"
 else
