@@ -105,26 +105,6 @@ size_t client_struct_size(void)
 	return sizeof(struct client);
 }
 
-static void addr_of(int fd, bool peer, char *addr, size_t len, int *port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
-		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
-
-	*port = 0;
-	snprintf(addr, len, "%s", "unix");
-	if (rc < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, (socklen_t)len);
-		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	} else if (ss.ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, (socklen_t)len);
-		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	}
-}
-
 void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *arg)
 {
 	static const char *const names[] = { "login", "waiting", "active", "waiting", "active",
@@ -154,8 +134,8 @@ void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *
 		ci.database = c->database ? c->database : "";
 		ci.state = c->admin ? "active" : names[c->node.state];
 		ci.application_name = app ? app : "";
-		addr_of(fd, true, ci.addr, sizeof(ci.addr), &ci.port);
-		addr_of(fd, false, ci.local_addr, sizeof(ci.local_addr), &ci.local_port);
+		sock_addr_text(fd, 1, ci.addr, sizeof(ci.addr), &ci.port, "unix");
+		sock_addr_text(fd, 0, ci.local_addr, sizeof(ci.local_addr), &ci.local_port, "unix");
 		ci.connect_usec = c->connect_time;
 		ci.request_usec = c->request_time ? c->request_time : c->connect_time;
 		ci.wait_usec = c->node.state == CL_WAITING || c->node.state == CL_LOGIN_WAIT
@@ -231,23 +211,13 @@ void client_pause_read(struct client *c, bool pause)
 /* "ip:port" or "unix", for log lines; computed when logging, not stored. */
 static const char *peer(const struct client *c, char *buf, size_t len)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN];
+	int port;
 
-	if (c->unix_socket || getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &sl) < 0)
+	if (c->unix_socket)
 		return "unix";
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%d", host, ntohs(in->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%d", host, ntohs(in6->sin6_port));
-	} else {
-		return "?";
-	}
+	sock_addr_text(bufferevent_getfd(c->bev), 1, host, sizeof(host), &port, "?");
+	snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	return buf;
 }
 

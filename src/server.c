@@ -98,26 +98,6 @@ size_t server_struct_size(void)
 	return sizeof(struct server);
 }
 
-static void sockname(int fd, bool peer, char *addr, size_t len, int *port)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
-		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
-
-	*port = 0;
-	snprintf(addr, len, "%s", "");
-	if (rc < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, (socklen_t)len);
-		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	} else if (ss.ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, (socklen_t)len);
-		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	}
-}
-
 void server_describe(struct server *sv, struct server_info *si)
 {
 	static const char *const names[] = { "login", "idle", "active", "used", "closing" };
@@ -126,8 +106,8 @@ void server_describe(struct server *sv, struct server_info *si)
 	memset(si, 0, sizeof(*si));
 	si->state = names[sv->node.state];
 	if (fd >= 0) {
-		sockname(fd, true, si->addr, sizeof(si->addr), &si->port);
-		sockname(fd, false, si->local_addr, sizeof(si->local_addr), &si->local_port);
+		sock_addr_text(fd, 1, si->addr, sizeof(si->addr), &si->port, "");
+		sock_addr_text(fd, 0, si->local_addr, sizeof(si->local_addr), &si->local_port, "");
 	}
 	si->connect_usec = sv->connect_time;
 	si->request_usec = sv->query_start ? sv->query_start : sv->connect_time;

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -95,6 +98,26 @@ char *read_secret_file(const char *path, char **why)
 		return NULL;
 	}
 	return s;
+}
+
+void sock_addr_text(int fd, int peer, char *addr, size_t len, int *port, const char *unix_text)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+		      : getsockname(fd, (struct sockaddr *)&ss, &sl);
+
+	*port = 0;
+	snprintf(addr, len, "%s", unix_text);
+	if (rc < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, (socklen_t)len);
+		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, (socklen_t)len);
+		*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
 }
 
 uint64_t now_usec(void)

@@ -17,6 +17,10 @@ char *read_file(const char *path, size_t max, char **why);
 /* A secret file: first line, trailing newline/CR stripped; empty is an error. */
 char *read_secret_file(const char *path, char **why);
 
+/* A socket's peer (peer true) or local address as text and port; for a Unix socket or on
+ * error, addr is unix_text and port 0. */
+void sock_addr_text(int fd, int peer, char *addr, size_t len, int *port, const char *unix_text);
+
 /* Monotonic clock in microseconds. */
 uint64_t now_usec(void);
 
