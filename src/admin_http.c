@@ -906,7 +906,10 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 	int port = cfg->admin_listen_port;
 	struct timeval tv;
 
-	if (port == 0)
+	const int *fds;
+	int nfds = listeners_admin_fds(&fds);
+
+	if (port == 0 && nfds == 0)
 		return 0;
 	h.start_usec = now_usec();
 	gettimeofday(&tv, NULL);
@@ -916,10 +919,15 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 		return -1;
 	}
 	/* checked before binding, so that nothing answers other hosts even briefly */
-	if (exposed(cfg)) {
+	if (nfds == 0 && exposed(cfg)) {
 		log_error("refusing to start on %s:%d: %s", addr, port, exposed_msg);
 		return -1;
 	}
+	for (int i = 0; i < nfds; i++)
+		if (!fd_is_loopback(fds[i]) && !h.token_set) {
+			log_error("refusing to serve the admin socket passed by systemd: %s", exposed_msg);
+			return -1;
+		}
 	h.http = evhttp_new(base);
 	if (!h.http) {
 		log_error("cannot create the admin HTTP server");
@@ -940,6 +948,19 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 		return -1;
 	}
 	history_cb(-1, 0, NULL);
+	if (nfds > 0) {
+		/* socket activation (FileDescriptorName=admin): listen_addr/listen_port unused */
+		for (int i = 0; i < nfds; i++) {
+			evutil_make_socket_nonblocking(fds[i]);
+			if (!evhttp_accept_socket_with_handle(h.http, fds[i])) {
+				log_error("cannot serve the admin socket passed by systemd (fd %d)", fds[i]);
+				admin_http_stop();
+				return -1;
+			}
+		}
+		log_info("admin HTTP port on %d socket%s passed by systemd", nfds, nfds == 1 ? "" : "s");
+		return 0;
+	}
 	if (bind_all(addr, port) < 0) {
 		admin_http_stop();
 		return -1;

@@ -34,6 +34,15 @@ static struct evconnlistener *listeners[MAX_LISTENERS];
 static int nlisteners;
 static char *unix_path;
 static bool remote;		/* a listener reachable from other hosts */
+static int admin_fds[MAX_LISTENERS];	/* passed by systemd, named "admin" */
+static int nadmin_fds;
+
+int listeners_admin_fds(const int **fds)
+{
+	*fds = admin_fds;
+	return nadmin_fds;
+}
+
 
 static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {
@@ -48,6 +57,15 @@ static bool sockaddr_is_loopback(const struct sockaddr *sa)
 		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
 	}
 	return false;
+}
+
+bool fd_is_loopback(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	return getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	       sockaddr_is_loopback((struct sockaddr *)&ss);
 }
 
 bool listen_addrs_remote(const char *list, int port)
@@ -206,9 +224,13 @@ static int adopt_systemd_sockets(struct event_base *base)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
+		if (strcmp(name, "admin") == 0 && nadmin_fds < MAX_LISTENERS) {
+			admin_fds[nadmin_fds++] = fd; /* served by admin_http.c */
+			continue;
+		}
 		if (strcmp(name, "pgwire") != 0) {
-			log_warn("socket activation: fd %d is named \"%s\"; only \"pgwire\" is served by "
-				 "this version, closing it", fd, name);
+			log_warn("socket activation: fd %d is named \"%s\"; this version serves \"pgwire\" "
+				 "and \"admin\", closing it", fd, name);
 			close(fd);
 			continue;
 		}

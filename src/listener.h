@@ -13,6 +13,9 @@ int listeners_start(struct event_base *base, const struct cfg *cfg)
 void listeners_stop(void);
 /* Is any bound or passed listener reachable from other hosts (not loopback/Unix)? */
 bool listeners_remote(void);
+/* Sockets systemd passed with the name "admin", for the admin HTTP port. */
+int listeners_admin_fds(const int **fds);
+bool fd_is_loopback(int fd);
 /* The same for a listen_addr list, without binding (for -t). */
 bool listen_addrs_remote(const char *list, int port);
 

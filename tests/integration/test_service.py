@@ -205,6 +205,36 @@ def test_socket_activation(service_bouncer):
         "Unix socket created despite passed sockets"
 
 
+def test_socket_activation_admin(service_bouncer):
+    """Sockets named pgwire and admin: clients on the first, the admin HTTP port (/health,
+    /metrics) on the second, although [admin] listen_port is 0."""
+    tool = shutil.which("systemd-socket-activate")
+    if not tool:
+        pytest.skip("systemd-socket-activate not installed (Debian package systemd)")
+    import http.client
+    cb = service_bouncer().prepare()
+    pg_port, admin_port = free_port(), free_port()
+    while admin_port == pg_port:
+        admin_port = free_port()
+    cb.wrapper = [tool, "-l", f"127.0.0.1:{pg_port}", "-l", f"127.0.0.1:{admin_port}",
+                  "--fdname=pgwire:admin"]
+    cb.launch(wait=False)
+    wait_until(lambda: listening("127.0.0.1", admin_port), TIMEOUT,
+               "systemd-socket-activate listening")
+    cb.port = pg_port
+    with cb.connect() as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=TIMEOUT)
+    conn.request("GET", "/health")
+    resp = conn.getresponse()
+    assert resp.status == 200 and b"ok" in resp.read()
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    body = resp.read().decode()
+    assert resp.status == 200 and 'cratebouncer_pool_queries_total{database="doc"' in body
+    conn.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # SIGHUP
 
