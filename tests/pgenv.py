@@ -231,7 +231,12 @@ def start(directory, port=15432):
     env = PgEnv(directory, port)
     if len(os.path.join(env.socket_dir, f".s.PGSQL.{port}")) > 107:
         raise RuntimeError(f"{directory} is too long for a Unix socket path")
-    fresh = not os.path.exists(os.path.join(env.data_dir, "PG_VERSION"))
+    # The cluster counts as made only once its roles exist: a first start that failed (port
+    # busy) after initdb leaves a data directory that must be made again.
+    ready_mark = os.path.join(directory, "pgenv-ready")
+    fresh = not os.path.exists(ready_mark)
+    if fresh and os.path.exists(os.path.join(env.data_dir, "PG_VERSION")) and _is_running(env):
+        stop(directory)
 
     if not fresh and _is_running(env):
         env.port = _running_port(env)
@@ -258,6 +263,8 @@ def start(directory, port=15432):
     _wait_ready(env)
     if fresh:
         _bootstrap_sql(env)
+        with open(ready_mark, "w") as f:
+            f.write("roles and database created\n")
     return env
 
 
