@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -799,11 +800,19 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 		}
 		bufferevent_write(c->bev, "N", 1);
 		return;
-	case PG_STARTUP_CANCEL:
-		/* accepted; routing to the upstream session arrives with transaction pooling */
-		log_debug("C-%p: cancel request for %u (not routed)", (void *)c, st.cancel_pid);
+	case PG_STARTUP_CANCEL: {
+		/* the key must match the one we issued; only a linked session has a query to
+		 * cancel (in session mode the link is the session's) */
+		struct client *target = client_by_id(st.cancel_pid);
+		if (target && CRYPTO_memcmp(&target->cancel_key, &st.cancel_key, 4) == 0 &&
+		    target->server)
+			server_cancel(target->server);
+		else
+			log_debug("C-%p: cancel request for %u matches no running query", (void *)c,
+				  st.cancel_pid);
 		client_close(c, false, "cancel request");
 		return;
+	}
 	case PG_STARTUP_NORMAL:
 		break;
 	}

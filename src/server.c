@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cancel.h"
 #include "cfg.h"
 #include "client.h"
 #include "log.h"
@@ -53,7 +54,7 @@ struct server {
 	uint64_t connect_time, idle_since;
 	uint64_t query_start, xact_start;	/* for the statistics */
 	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
-	uint32_t be_pid;		/* the upstream's backend pid, for SHOW SERVERS */
+	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
 	unsigned gen;			/* pool->gen when launched */
 	char last_status;		/* from the last ReadyForQuery */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
@@ -86,6 +87,20 @@ static int sv_port(const struct server *sv)
 struct pool_node *server_node(struct server *sv)
 {
 	return &sv->node;
+}
+
+void server_cancel(struct server *sv)
+{
+	const struct cfg *cfg = pools_cfg();
+	const struct cfg_db *db = sv->node.pool->db;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (!sv->bev || !sv->be_pid ||
+	    getpeername(bufferevent_getfd(sv->bev), (struct sockaddr *)&ss, &sl) < 0)
+		return;
+	cancel_forward((struct sockaddr *)&ss, sl, db->host, cfg_db_sslmode(cfg, db),
+		       cfg_db_ca_file(cfg, db), sv->be_pid, sv->be_key);
 }
 
 unsigned server_gen(const struct server *sv)
@@ -594,8 +609,10 @@ static void login_read_cb(struct bufferevent *bev, void *arg)
 		}
 		case 'K':
 			/* clients get keys issued by cratebouncer; the pid is for SHOW SERVERS */
-			if (blen == 8)
+			if (blen == 8) {
 				sv->be_pid = pg_get_u32(body);
+				sv->be_key = pg_get_u32(body + 4);
+			}
 			break;
 		case 'E':
 			pg_parse_error(body, blen, &e);

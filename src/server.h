@@ -21,6 +21,8 @@ void server_link(struct server *sv, struct client *c);
  * in a reusable state. */
 void server_release(struct server *sv);
 void server_close(struct server *sv, const char *reason);
+/* Cancels what the upstream session is running (a client's CancelRequest). */
+void server_cancel(struct server *sv);
 /* Client side of forwarding. */
 /* Moves n bytes from src to the server. */
 void server_send(struct server *sv, struct evbuffer *src, size_t n);

@@ -1,0 +1,168 @@
+/* CancelRequest forwarding. A client's cancel names the key cratebouncer issued; the
+ * session running its query upstream is cancelled over a new connection to the same
+ * upstream address, with TLS as configured, carrying that session's own key. The
+ * connection closes once the request is written, as the protocol has no answer. */
+#include "cancel.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "pgproto.h"
+#include "pool.h"
+#include "tlsctx.h"
+
+#define CANCEL_TIMEOUT_SECS 10
+
+struct canceller {
+	int fd;
+	struct event io, timer;
+	struct bufferevent *bev;
+	int sslmode;
+	uint32_t pid, key;
+	char host[256];
+	char ca_file[512];
+	bool has_ca;
+};
+
+static void finish(struct canceller *k, const char *why)
+{
+	if (why)
+		log_debug("cancel request to %s not delivered: %s", k->host, why);
+	event_del(&k->timer);
+	if (event_initialized(&k->io))
+		event_del(&k->io);
+	if (k->bev) {
+		bufferevent_setcb(k->bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(k->bev); /* closes the socket; safe inside its callbacks */
+	} else if (k->fd >= 0) {
+		close(k->fd);
+	}
+	free(k);
+}
+
+static void put_cancel(struct canceller *k, struct evbuffer *out)
+{
+	pg_put_cancel(out, k->pid, k->key);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	finish(arg, "timed out");
+}
+
+static void tls_write_cb(struct bufferevent *bev, void *arg)
+{
+	finish(arg, NULL); /* the request is written */
+}
+
+static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct canceller *k = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		put_cancel(k, bufferevent_get_output(bev));
+		return;
+	}
+	ERR_clear_error();
+	finish(k, "TLS handshake failed");
+}
+
+static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct canceller *k = arg;
+	char c;
+	char *err = NULL;
+
+	if (recv(fd, &c, 1, 0) != 1 || c != 'S') {
+		finish(k, "upstream refused TLS");
+		return;
+	}
+	SSL_CTX *ctx = tls_client_ctx(k->sslmode, k->has_ca ? k->ca_file : NULL, &err);
+	SSL *ssl = ctx ? tls_client_ssl(ctx, k->sslmode, k->host) : NULL;
+	free(err);
+	if (!ssl) {
+		finish(k, "cannot set up TLS");
+		return;
+	}
+	k->bev = bufferevent_openssl_socket_new(pools_base(), fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (!k->bev) {
+		SSL_free(ssl);
+		finish(k, "out of memory");
+		return;
+	}
+	k->fd = -1;
+	bufferevent_setcb(k->bev, NULL, tls_write_cb, tls_event_cb, k);
+	bufferevent_enable(k->bev, EV_READ | EV_WRITE);
+}
+
+static void connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct canceller *k = arg;
+	static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+		finish(k, "cannot connect");
+		return;
+	}
+	if (k->sslmode == SSLMODE_DISABLE) {
+		uint8_t pkt[16];
+		struct evbuffer *b = evbuffer_new();
+		if (b) {
+			put_cancel(k, b);
+			evbuffer_remove(b, pkt, sizeof(pkt));
+			evbuffer_free(b);
+			if (send(fd, pkt, sizeof(pkt), MSG_NOSIGNAL) != (ssize_t)sizeof(pkt))
+				log_debug("cancel request to %s: %s", k->host, strerror(errno));
+		}
+		finish(k, NULL);
+		return;
+	}
+	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != (ssize_t)sizeof(ssl_request)) {
+		finish(k, "cannot send SSLRequest");
+		return;
+	}
+	event_assign(&k->io, pools_base(), fd, EV_READ, ssl_answer_cb, k);
+	event_add(&k->io, NULL);
+}
+
+void cancel_forward(const struct sockaddr *sa, socklen_t salen, const char *host, int sslmode,
+		    const char *ca_file, uint32_t pid, uint32_t key)
+{
+	struct canceller *k = calloc(1, sizeof(*k));
+	struct timeval tv = { CANCEL_TIMEOUT_SECS, 0 };
+
+	if (!k)
+		return;
+	k->sslmode = sslmode;
+	k->pid = pid;
+	k->key = key;
+	snprintf(k->host, sizeof(k->host), "%s", host);
+	if (ca_file) {
+		snprintf(k->ca_file, sizeof(k->ca_file), "%s", ca_file);
+		k->has_ca = true;
+	}
+	evtimer_assign(&k->timer, pools_base(), timeout_cb, k);
+	evtimer_add(&k->timer, &tv);
+	k->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (k->fd < 0 || (connect(k->fd, sa, salen) < 0 && errno != EINPROGRESS)) {
+		finish(k, "cannot connect");
+		return;
+	}
+	event_assign(&k->io, pools_base(), k->fd, EV_WRITE, connect_cb, k);
+	event_add(&k->io, NULL);
+}
