@@ -515,8 +515,9 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 		read_cb(c->bev, c);
 }
 
-/* A console client: no pool, no server; admin.c answers its queries. */
-static void admin_login(struct client *c)
+/* Authentication passed: the login state goes, the client gets its cancel key. -1 after
+ * failing the client. */
+static int finish_login(struct client *c, const char *what)
 {
 	scram_server_free(c->auth->scram);
 	if (c->auth->secret)
@@ -526,16 +527,30 @@ static void admin_login(struct client *c)
 	c->auth = NULL;
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	c->cancel_pid = ++next_pid;
-	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
-		c->cancel_key = (uint32_t)random();
+	/* a guessable key would let anyone cancel this client's queries */
+	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1) {
+		client_fail(c, "53200", "cannot generate a cancel key");
+		return -1;
+	}
+	c->wait_since = now_usec();
 	if (pools_cfg()->log_connections) {
 		char buf[PEER_LEN];
-		log_info("C-%p %s: login db=%s user=%s (admin console)", (void *)c,
-			 peer(c, buf, sizeof(buf)), c->database, c->user);
+		log_info("C-%p %s: login db=%s user=%s%s", (void *)c, peer(c, buf, sizeof(buf)),
+			 c->database, c->user, what);
 	}
+	return 0;
+}
+
+/* A console client: no pool, no server; admin.c answers its queries. */
+static void admin_login(struct client *c)
+{
+	if (finish_login(c, " (admin console)") < 0)
+		return;
 	c->node.state = CL_IDLE;
 	admin_welcome(bufferevent_get_output(c->bev), c->cancel_pid, c->cancel_key);
 	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		read_cb(c->bev, c);
 }
 
 static void auth_done(struct client *c)
@@ -558,22 +573,8 @@ static void auth_done(struct client *c)
 		free(err);
 		return;
 	}
-	scram_server_free(c->auth->scram);
-	if (c->auth->secret)
-		explicit_bzero(c->auth->secret, strlen(c->auth->secret));
-	free(c->auth->secret);
-	free(c->auth);
-	c->auth = NULL;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	c->cancel_pid = ++next_pid;
-	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
-		c->cancel_key = (uint32_t)random();
-	c->wait_since = now_usec();
-	if (pools_cfg()->log_connections) {
-		char buf[PEER_LEN];
-		log_info("C-%p %s: login db=%s user=%s", (void *)c, peer(c, buf, sizeof(buf)),
-			 c->database, c->user);
-	}
+	if (finish_login(c, "") < 0)
+		return;
 	pool_client_add(pool, &c->node, CL_LOGIN_WAIT);
 	bufferevent_disable(c->bev, EV_READ);
 	pool_client_login(pool, c);
