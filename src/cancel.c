@@ -52,11 +52,6 @@ static void finish(struct canceller *k, const char *why)
 	free(k);
 }
 
-static void put_cancel(struct canceller *k, struct evbuffer *out)
-{
-	pg_put_cancel(out, k->pid, k->key);
-}
-
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	finish(arg, "timed out");
@@ -72,7 +67,7 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct canceller *k = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		put_cancel(k, bufferevent_get_output(bev));
+		pg_put_cancel(bufferevent_get_output(bev), k->pid, k->key);
 		return;
 	}
 	ERR_clear_error();
@@ -111,7 +106,7 @@ static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct canceller *k = arg;
-	static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+	uint8_t ssl_request[8];
 	int err = 0;
 	socklen_t len = sizeof(err);
 
@@ -121,17 +116,13 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (k->sslmode == SSLMODE_DISABLE) {
 		uint8_t pkt[16];
-		struct evbuffer *b = evbuffer_new();
-		if (b) {
-			put_cancel(k, b);
-			evbuffer_remove(b, pkt, sizeof(pkt));
-			evbuffer_free(b);
-			if (send(fd, pkt, sizeof(pkt), MSG_NOSIGNAL) != (ssize_t)sizeof(pkt))
-				log_debug("cancel request to %s: %s", k->host, strerror(errno));
-		}
+		pg_cancel_bytes(pkt, k->pid, k->key);
+		if (send(fd, pkt, sizeof(pkt), MSG_NOSIGNAL) != (ssize_t)sizeof(pkt))
+			log_debug("cancel request to %s: %s", k->host, strerror(errno));
 		finish(k, NULL);
 		return;
 	}
+	pg_ssl_request_bytes(ssl_request);
 	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != (ssize_t)sizeof(ssl_request)) {
 		finish(k, "cannot send SSLRequest");
 		return;

@@ -253,18 +253,42 @@ void pg_put_startup(struct evbuffer *out, const char *const *params)
 	evbuffer_add(out, "", 1);
 }
 
+static void set_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+void pg_ssl_request_bytes(uint8_t out[8])
+{
+	set_u32(out, 8);
+	set_u32(out + 4, PG_SSL_REQUEST);
+}
+
+void pg_cancel_bytes(uint8_t out[16], uint32_t pid, uint32_t key)
+{
+	set_u32(out, 16);
+	set_u32(out + 4, PG_CANCEL_REQUEST);
+	set_u32(out + 8, pid);
+	set_u32(out + 12, key);
+}
+
 void pg_put_ssl_request(struct evbuffer *out)
 {
-	put_u32(out, 8);
-	put_u32(out, PG_SSL_REQUEST);
+	uint8_t b[8];
+
+	pg_ssl_request_bytes(b);
+	evbuffer_add(out, b, sizeof(b));
 }
 
 void pg_put_cancel(struct evbuffer *out, uint32_t pid, uint32_t key)
 {
-	put_u32(out, 16);
-	put_u32(out, PG_CANCEL_REQUEST);
-	put_u32(out, pid);
-	put_u32(out, key);
+	uint8_t b[16];
+
+	pg_cancel_bytes(b, pid, key);
+	evbuffer_add(out, b, sizeof(b));
 }
 
 void pg_put_password(struct evbuffer *out, const char *password)

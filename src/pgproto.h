@@ -64,6 +64,9 @@ void pg_put_terminate(struct evbuffer *out);
 void pg_put_startup(struct evbuffer *out, const char *const *params);
 void pg_put_ssl_request(struct evbuffer *out);
 void pg_put_cancel(struct evbuffer *out, uint32_t pid, uint32_t key);
+/* The same two as raw bytes, for a plain socket before any buffer exists. */
+void pg_ssl_request_bytes(uint8_t out[8]);
+void pg_cancel_bytes(uint8_t out[16], uint32_t pid, uint32_t key);
 void pg_put_password(struct evbuffer *out, const char *password);
 void pg_put_sasl_initial(struct evbuffer *out, const char *mech, const void *data, size_t len);
 void pg_put_sasl_response(struct evbuffer *out, const void *data, size_t len);

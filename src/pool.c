@@ -180,64 +180,65 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 	return pool;
 }
 
-void pool_client_add(struct pool *pool, struct pool_node *n, enum client_state st)
+/* Clients and servers share the list mechanics; a node's kind picks the lists. The
+ * CLOSING states are off every list. */
+static void node_link(struct pool *pool, struct pool_node *n, int st)
 {
+	struct node_list *list = n->is_server ? &pool->servers[st] : &pool->clients[st];
+
 	n->pool = pool;
 	n->state = st;
-	TAILQ_INSERT_TAIL(&pool->clients[st], n, entry);
-	pool->nclients[st]++;
+	/* idle servers: most recently used first, so the rest can time out */
+	if (n->is_server && st == SV_IDLE)
+		TAILQ_INSERT_HEAD(list, n, entry);
+	else
+		TAILQ_INSERT_TAIL(list, n, entry);
+	(n->is_server ? pool->nservers : pool->nclients)[st]++;
+}
+
+static void node_unlink(struct pool_node *n)
+{
+	struct pool *pool = n->pool;
+	int closing = n->is_server ? SV_CLOSING : CL_CLOSING;
+
+	if (pool && n->state != closing) {
+		TAILQ_REMOVE(n->is_server ? &pool->servers[n->state] : &pool->clients[n->state], n,
+			     entry);
+		(n->is_server ? pool->nservers : pool->nclients)[n->state]--;
+	}
+	n->state = closing;
+}
+
+void pool_client_add(struct pool *pool, struct pool_node *n, enum client_state st)
+{
+	node_link(pool, n, st);
 }
 
 void pool_client_move(struct pool_node *n, enum client_state st)
 {
-	struct pool *pool = n->pool;
-
-	TAILQ_REMOVE(&pool->clients[n->state], n, entry);
-	pool->nclients[n->state]--;
-	n->state = st;
-	TAILQ_INSERT_TAIL(&pool->clients[st], n, entry);
-	pool->nclients[st]++;
+	node_unlink(n);
+	node_link(n->pool, n, st);
 }
 
 void pool_client_remove(struct pool_node *n)
 {
-	if (n->pool && n->state != CL_CLOSING) {
-		TAILQ_REMOVE(&n->pool->clients[n->state], n, entry);
-		n->pool->nclients[n->state]--;
-	}
-	n->state = CL_CLOSING;
+	node_unlink(n);
 }
 
 void pool_server_add(struct pool *pool, struct pool_node *n, enum server_state st)
 {
-	n->pool = pool;
-	n->state = st;
-	TAILQ_INSERT_TAIL(&pool->servers[st], n, entry);
-	pool->nservers[st]++;
+	node_link(pool, n, st);
 }
 
 void pool_server_move(struct pool_node *n, enum server_state st)
 {
-	struct pool *pool = n->pool;
-
-	TAILQ_REMOVE(&pool->servers[n->state], n, entry);
-	pool->nservers[n->state]--;
-	n->state = st;
-	/* idle servers: most recently used first, so the rest can time out */
-	if (st == SV_IDLE)
-		TAILQ_INSERT_HEAD(&pool->servers[st], n, entry);
-	else
-		TAILQ_INSERT_TAIL(&pool->servers[st], n, entry);
-	pool->nservers[st]++;
+	node_unlink(n);
+	node_link(n->pool, n, st);
 }
 
 void pool_server_remove(struct pool_node *n)
 {
-	if (n->state != SV_CLOSING) {
-		TAILQ_REMOVE(&n->pool->servers[n->state], n, entry);
-		n->pool->nservers[n->state]--;
-	}
-	n->state = SV_CLOSING;
+	node_unlink(n);
 }
 
 void pool_bury(struct pool_node *n)

@@ -310,7 +310,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *sv = arg;
 	int err = 0;
 	socklen_t len = sizeof(err);
-	static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+	uint8_t ssl_request[8];
 
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
@@ -326,6 +326,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* A fresh socket always takes 8 bytes. */
+	pg_ssl_request_bytes(ssl_request);
 	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != (ssize_t)sizeof(ssl_request)) {
 		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", sv_host(sv),
 			    sv_port(sv), strerror(errno));

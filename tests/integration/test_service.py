@@ -13,25 +13,14 @@ import time
 import psycopg
 import pytest
 
-from helpers import (CB_BINARY, TIMEOUT, NotifySocket, RawConn, clean_env, first_error,
-                     free_port, listening, login_error, notify_fields, write_auth_file)
+from helpers import (CB_BINARY, TIMEOUT, Background, NotifySocket, RawConn, clean_env,
+                     first_error, free_port, listening, login_error, notify_fields, wait_until,
+                     write_auth_file)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CB_BINARY), reason=f"{CB_BINARY} not built")
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def wait_until(pred, timeout=5.0, what="condition"):
-    """pred()'s first truthy value within timeout s; AssertionError otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.02)
 
 
 def read(path):
@@ -55,26 +44,6 @@ def sighup(cb, settle=0.5):
 
 def is_ready(msg):
     return "READY=1" in msg.splitlines()
-
-
-class Background:
-    """fn() in a thread; .result or .error once joined."""
-
-    def __init__(self, fn):
-        self.result = self.error = None
-        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self.thread.start()
-
-    def _run(self, fn):
-        try:
-            self.result = fn()
-        except Exception as e:  # examined by the test
-            self.error = e
-
-    def join(self, timeout):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"still running after {timeout} s"
-        return self
 
 
 def assert_refused(cb):
