@@ -1016,3 +1016,109 @@ def test_client_reset_while_query_runs_in_transaction(cratebouncer, pg):
     started = time.monotonic()
     _killed_client_check(pg, cb, 43)
     assert time.monotonic() - started < 15
+
+
+# ---------------------------------------------------------------------------------------------
+# pool_mode per database entry, statement mode, cancels under load
+
+
+def test_pool_mode_per_database(cratebouncer, upstream):
+    """pool_mode=transaction on the [databases] entry (global pool_mode session) and
+    pool_size=3: 24 psycopg 3 clients with prepared statements share 3 servers."""
+    size = 3 if TX else SESSION_POOL
+    cb = cratebouncer(settings={"max_client_conn": 500},
+                      databases={"doc": upstream(pool_mode=MODE, pool_size=size)})
+    n = 24
+    barrier = threading.Barrier(n, timeout=TIMEOUT * 2)
+
+    def client(c):
+        with psycopg.connect(cb.conninfo(), autocommit=True, prepare_threshold=0) as conn:
+            barrier.wait()
+            pids = []
+            for r in range(6):
+                v, pid = conn.execute("select %s::int * 100 + %s::int, pg_backend_pid()",
+                                      (c, r)).fetchone()
+                assert v == c * 100 + r
+                pids.append(pid)
+            return pids
+
+    check_shared([p for ps in run_threads(client, n) for p in ps], n, pool=3)
+
+
+def test_statement_mode_autocommit_clients(cratebouncer):
+    """pool_mode=statement: 30 asyncpg connections (default statement cache) and 30
+    psycopg 3 autocommit connections (prepare_threshold=0) on a pool of 5."""
+    asyncpg = pytest.importorskip("asyncpg")
+    mode = "statement" if TX else "session"
+    cb = cratebouncer(settings={"pool_mode": mode, "default_pool_size": POOL if TX else
+                                SESSION_POOL, "max_client_conn": 500})
+    n = 30
+
+    async def apg(c):
+        conn = await asyncpg.connect(**_asyncpg_connect_kw(cb))
+        try:
+            out = []
+            for r in range(5):
+                v, pid = await conn.fetchrow("select $1::int - $2::int, pg_backend_pid()", c, r)
+                assert v == c - r
+                out.append(pid)
+            return out
+        finally:
+            await conn.close()
+
+    async def pg3(c):
+        conn = await psycopg.AsyncConnection.connect(cb.conninfo(), autocommit=True,
+                                                     prepare_threshold=0)
+        try:
+            out = []
+            for r in range(5):
+                cur = await conn.execute("select %s::text || %s::text, pg_backend_pid()",
+                                         (f"s{c}", r))
+                v, pid = await cur.fetchone()
+                assert v == f"s{c}{r}"
+                out.append(pid)
+            return out
+        finally:
+            await conn.close()
+
+    async def main():
+        return await gather_all([apg(c) for c in range(n)] + [pg3(c) for c in range(n)])
+
+    check_shared([p for ps in run_async(main()) for p in ps], 2 * n)
+
+
+def test_asyncpg_timeouts_cancel_their_own_queries(cratebouncer):
+    """5 asyncpg connections fill the pool of 5 with pg_sleep(20) under timeout=1: asyncpg
+    cancels each (CancelRequest), the servers come free at once and 25 other connections'
+    queries complete long before the sleeps would have; the cancelled connections go on."""
+    asyncpg = pytest.importorskip("asyncpg")
+    cb = start(cratebouncer)
+    sleepers, others = POOL, 25
+
+    async def sleeper(c, conn):
+        try:
+            await conn.fetchval("select pg_sleep(20)", timeout=1)
+        except asyncio.TimeoutError:
+            pass
+        else:
+            raise AssertionError("pg_sleep(20) finished within its timeout")
+        return await conn.fetchval("select $1::int * 2", c, timeout=TIMEOUT)
+
+    async def other(c, conn):
+        await asyncio.sleep(0.3)  # after the sleepers took the servers
+        return await conn.fetchval("select $1::int + 1000", c, timeout=TIMEOUT)
+
+    async def main():
+        conns = await gather_all([asyncpg.connect(**_asyncpg_connect_kw(cb))
+                                  for _ in range(sleepers + others)])
+        try:
+            started = time.monotonic()
+            res = await gather_all([sleeper(c, conns[c]) for c in range(sleepers)] +
+                                   [other(c, conns[sleepers + c]) for c in range(others)])
+            return res, time.monotonic() - started
+        finally:
+            await gather_all([c.close() for c in conns])
+
+    res, elapsed = run_async(main())
+    assert res == [c * 2 for c in range(sleepers)] + [c + 1000 for c in range(others)]
+    assert elapsed < 8, f"took {elapsed:.1f} s: the sleeps were not cancelled"
