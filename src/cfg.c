@@ -33,6 +33,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *key, con
 static char *cfg_ini_reader(char *str, int num, void *stream);
 static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const char *value);
 static void parse_db(struct parse_ctx *ctx, const char *name, const char *value);
+static void parse_user(struct parse_ctx *ctx, const char *name, const char *value);
 static void apply_defaults(struct cfg *cfg);
 
 static const char *const pool_mode_names[] = { "session", "transaction", "statement", NULL };
@@ -77,6 +78,16 @@ const struct cfg_opt cfg_options[] = {
 	OPT(verbose, CFG_INT, "0", true, 0, 5, NULL),
 	OPT(stats_period, CFG_TIME, "60", true, 1, 86400, NULL),
 	OPT(log_stats, CFG_BOOL, "1", true, 0, 0, NULL),
+	OPT(max_prepared_statements, CFG_INT, "200", true, 0, 100000, NULL),
+	OPT(track_extra_parameters, CFG_STR, "", false, 0, 0, NULL),
+	OPT(reserve_pool_size, CFG_INT, "0", true, 0, 10000, NULL),
+	OPT(reserve_pool_timeout, CFG_TIME, "5", true, 0, 86400, NULL),
+	OPT(max_db_connections, CFG_INT, "0", true, 0, 100000, NULL),
+	OPT(query_timeout, CFG_TIME, "0", true, 0, 86400 * 365, NULL),
+	OPT(client_idle_timeout, CFG_TIME, "0", true, 0, 86400 * 365, NULL),
+	OPT(idle_transaction_timeout, CFG_TIME, "0", true, 0, 86400 * 365, NULL),
+	OPT(server_check_query, CFG_STR, "select 1", true, 0, 0, NULL),
+	OPT(server_check_delay, CFG_TIME, "30", true, 0, 86400, NULL),
 	ADMIN_OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0),
 	ADMIN_OPT(listen_port, CFG_INT, "0", false, 0, 65535),
 	ADMIN_OPT(access_token_file, CFG_STR, "", true, 0, 0),
@@ -273,6 +284,8 @@ static int cfg_ini_handler(void *user, const char *section, const char *key, con
 		set_option(ctx, opt, value);
 	} else if (strcasecmp(section, "databases") == 0) {
 		parse_db(ctx, key, value);
+	} else if (strcasecmp(section, "users") == 0) {
+		parse_user(ctx, key, value);
 	} else {
 		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown section [%s]", section);
 	}
@@ -577,6 +590,53 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 	cfg->dbs[cfg->ndbs++] = db;
 }
 
+/* A [users] entry: "name = pool_mode=transaction". */
+static void parse_user(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	struct cfg *cfg = ctx->cfg;
+	struct cfg_user u = { .pool_mode = -1 };
+	char key[64], val[1024];
+	const char *p = value, *err = NULL;
+
+	for (size_t i = 0; i < cfg->nusers; i++)
+		if (strcmp(cfg->users[i].name, name) == 0) {
+			cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\" is defined twice", name);
+			return;
+		}
+	while ((p = next_kv(p, key, sizeof(key), val, sizeof(val), &err))) {
+		if (strcmp(key, "pool_mode") == 0) {
+			u.pool_mode = parse_enum(pool_mode_names, val);
+			if (u.pool_mode < 0) {
+				char *l = enum_list(pool_mode_names);
+				cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\": pool_mode: \"%s\" is not one of: %s",
+					  name, val, l);
+				free(l);
+				return;
+			}
+		} else {
+			cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\": unknown parameter \"%s\"", name, key);
+			return;
+		}
+	}
+	if (err) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\": %s", name, err);
+		return;
+	}
+	u.name = xstrdup(name);
+	cfg->users = xrealloc(cfg->users, (cfg->nusers + 1) * sizeof(*cfg->users));
+	cfg->users[cfg->nusers++] = u;
+}
+
+int cfg_pool_mode(const struct cfg *cfg, const struct cfg_db *db, const char *user)
+{
+	for (size_t i = 0; user && i < cfg->nusers; i++)
+		if (strcmp(cfg->users[i].name, user) == 0 && cfg->users[i].pool_mode >= 0)
+			return cfg->users[i].pool_mode;
+	if (db && db->pool_mode >= 0)
+		return db->pool_mode;
+	return cfg->pool_mode;
+}
+
 static void apply_defaults(struct cfg *cfg)
 {
 	struct parse_ctx ctx = { .cfg = cfg, .name = "(default)" };
@@ -607,13 +667,12 @@ static struct cfg *parse_with_dir(const char *text, const char *name, const char
 		cfg_error(cfg, name, 0, "syslog_facility: \"%s\" is not one of: %s", cfg->syslog_facility, l);
 		free(l);
 	}
-	if (cfg->pool_mode != POOL_SESSION)
-		cfg_error(cfg, name, 0, "pool_mode %s is not implemented yet; use session",
-			  pool_mode_names[cfg->pool_mode]);
-	for (size_t i = 0; i < cfg->ndbs; i++)
-		if (cfg->dbs[i].pool_mode > POOL_SESSION)
-			cfg_error(cfg, name, 0, "database \"%s\": pool_mode %s is not implemented yet; use session",
-				  cfg->dbs[i].name, pool_mode_names[cfg->dbs[i].pool_mode]);
+	for (const char *p = cfg->track_extra_parameters; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("_., \t", *p)) {
+			cfg_error(cfg, name, 0, "track_extra_parameters: \"%s\" is not a list of parameter names",
+				  cfg->track_extra_parameters);
+			break;
+		}
 	return cfg;
 }
 
@@ -657,6 +716,9 @@ void cfg_free(struct cfg *cfg)
 	for (size_t i = 0; i < cfg->ndbs; i++)
 		cfg_db_clear(&cfg->dbs[i]);
 	free(cfg->dbs);
+	for (size_t i = 0; i < cfg->nusers; i++)
+		free(cfg->users[i].name);
+	free(cfg->users);
 	for (size_t i = 0; i < cfg->nerrors; i++)
 		free(cfg->errors[i]);
 	free(cfg->errors);

@@ -25,6 +25,12 @@ struct cfg_db {
 	char *sslrootcert;
 };
 
+/* One [users] entry: settings for the pools of an upstream user. */
+struct cfg_user {
+	char *name;
+	int pool_mode;		/* -1: the database's or the global one */
+};
+
 struct cfg {
 	/* global options, filled from the option table */
 	char *listen_addr;
@@ -62,6 +68,16 @@ struct cfg {
 	int verbose;
 	double stats_period;
 	bool log_stats;
+	int max_prepared_statements;
+	char *track_extra_parameters;
+	int reserve_pool_size;
+	double reserve_pool_timeout;
+	int max_db_connections;
+	double query_timeout;
+	double client_idle_timeout;
+	double idle_transaction_timeout;
+	char *server_check_query;
+	double server_check_delay;
 
 	/* [admin]: the HTTP admin port (metrics, stats, health, dashboard) */
 	char *admin_listen_addr;
@@ -70,6 +86,8 @@ struct cfg {
 
 	struct cfg_db *dbs;
 	size_t ndbs;
+	struct cfg_user *users;	/* [users] */
+	size_t nusers;
 
 	char **errors;		/* "FILE:LINE: message" */
 	size_t nerrors;
@@ -108,6 +126,9 @@ const struct cfg_opt *cfg_find_opt_in(const char *section, const char *name);
 /* Effective per-database values. */
 int cfg_db_pool_size(const struct cfg *cfg, const struct cfg_db *db);
 int cfg_db_min_pool_size(const struct cfg *cfg, const struct cfg_db *db);
+/* The pool mode for a database entry and upstream user: [users], then the entry, then
+ * the global pool_mode. */
+int cfg_pool_mode(const struct cfg *cfg, const struct cfg_db *db, const char *user);
 int cfg_db_sslmode(const struct cfg *cfg, const struct cfg_db *db);
 const char *cfg_db_ca_file(const struct cfg *cfg, const struct cfg_db *db);
 /* [databases] entries outlive a reload inside their pools: deep copies. */

@@ -27,6 +27,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "pgproto.h"
+#include "relay.h"
 #include "scram.h"
 #include "server.h"
 #include "util.h"
@@ -56,7 +57,7 @@ struct client {
 	struct client_auth *auth;
 	uint64_t connect_time, wait_since;
 	uint32_t cancel_pid, cancel_key;
-	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	struct rl_client rl;		/* its prepared statement names and session settings */
 	uint64_t request_time;		/* last message from the client, for SHOW CLIENTS */
 	uint8_t ssl_requests;
 	uint8_t admin;			/* enum admin_role, for console clients */
@@ -337,7 +338,7 @@ static void client_close(struct client *c, bool flush, const char *reason)
 	if (c->server) {
 		struct server *sv = c->server;
 		c->server = NULL;
-		server_release(sv);
+		server_release(sv, c->rl.pass > 0);
 	}
 	pool_client_remove(&c->node);
 	nclients--;
@@ -371,6 +372,7 @@ void client_free(struct client *c)
 		free(c->auth->secret);
 		free(c->auth);
 	}
+	rl_client_clear(&c->rl);
 	free(c->params);
 	free(c);
 }
@@ -444,52 +446,43 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	client_close(c, false, what & BEV_EVENT_EOF ? "client disconnected" : "client connection error");
 }
 
-/* Passes the client's messages to its server; a Terminate ends the session here, the
- * server stays open for the pool. */
+/* Passes the client's messages to its server through the relay; a Terminate ends the
+ * session here, the server stays open for the pool. */
 static void forward(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t len = evbuffer_get_length(in), off = 0;
-	struct evbuffer_ptr pos;
-	uint8_t hdr[PG_HDR_LEN];
-	bool terminate = false;
+	const char *err = NULL;
 
-	while (off < len) {
-		if (c->fwd_remaining == 0) {
-			if (len - off < PG_HDR_LEN)
-				break;
-			evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
-			evbuffer_copyout_from(in, &pos, hdr, PG_HDR_LEN);
-			uint32_t mlen = pg_get_u32(hdr + 1);
-			if (mlen < 4) {
-				client_fail(c, "08P01", "invalid message length from client");
-				return;
-			}
-			if (hdr[0] == 'X') {
-				terminate = true;
-				break;
-			}
-			if (hdr[0] == 'P') {
-				c->node.pool->stats.client_parse_count++;
-				c->node.pool->stats.server_parse_count++;
-			} else if (hdr[0] == 'B') {
-				c->node.pool->stats.bind_count++;
-			}
-			c->fwd_remaining = mlen + 1;
-		}
-		size_t take = len - off < c->fwd_remaining ? len - off : c->fwd_remaining;
-		off += take;
-		c->fwd_remaining -= (uint32_t)take;
-	}
-	if (off > 0) {
-		c->node.pool->stats.bytes_received += off;
-		server_send(c->server, in, off);
-		server_note_sent(c->server);
-		if (server_output_full(c->server))
-			client_pause_read(c, true);
-	}
-	if (terminate)
+	switch (server_forward(c->server, c, bufferevent_get_input(c->bev), &err)) {
+	case RL_OK:
+		break;
+	case RL_TERMINATE:
 		client_close(c, false, "client close request");
+		return;
+	case RL_ERROR:
+		client_fail(c, "08P01", "%s", err);
+		return;
+	}
+	if (c->server && server_output_full(c->server))
+		client_pause_read(c, true);
+}
+
+struct rl_client *client_relay(struct client *c)
+{
+	return &c->rl;
+}
+
+void client_unlinked(struct client *c)
+{
+	c->server = NULL;
+	pool_client_move(&c->node, CL_IDLE);
+	client_pause_read(c, false);
+}
+
+void client_resume(struct client *c)
+{
+	if (!c->closing && c->node.state == CL_IDLE &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		read_cb(c->bev, c);
 }
 
 void client_linked(struct client *c, struct server *sv)
@@ -504,9 +497,28 @@ void client_linked(struct client *c, struct server *sv)
 void client_welcome(struct client *c, const uint8_t *params, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const uint8_t *p = params;
 
+	if (rl_client_startup(&c->rl, c->params, &c->node.pool->rl) < 0) {
+		client_fail(c, "53200", "out of memory");
+		return;
+	}
 	pg_put_auth(out, PG_AUTH_OK, NULL, 0);
-	evbuffer_add(out, params, len);
+	/* the upstream's ParameterStatus set, with the values this client asked for */
+	while (len >= PG_HDR_LEN) {
+		uint32_t mlen = pg_get_u32(p + 1);
+		const char *name, *value, *mine;
+		int i;
+		if (mlen < 4 || mlen + 1 > len)
+			break;
+		if (pg_parse_param_status(p + PG_HDR_LEN, mlen - 4, &name, &value) == 0 &&
+		    (i = sp_index(name, strlen(name))) >= 0 && (mine = sp_get(&c->rl.params, i, NULL)))
+			pg_put_param_status(out, name, mine);
+		else
+			evbuffer_add(out, p, mlen + 1);
+		p += mlen + 1;
+		len -= mlen + 1;
+	}
 	pg_put_backend_key(out, c->cancel_pid, c->cancel_key);
 	pg_put_ready(out, 'I');
 	pool_client_move(&c->node, CL_IDLE);

@@ -29,6 +29,12 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 void client_refuse_upstream(struct client *c, const char *sqlstate, const char *msg);
 /* The server is gone or was given up while linked. */
 void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
+/* Transaction pooling: the server went back to the pool; the client is idle. */
+void client_unlinked(struct client *c);
+/* Handles what the client sent meanwhile (asks for a server again). */
+void client_resume(struct client *c);
+struct rl_client;
+struct rl_client *client_relay(struct client *c);
 /* From the server, for forwarding. */
 /* Moves n bytes from src to the client. */
 void client_send(struct client *c, struct evbuffer *src, size_t n);

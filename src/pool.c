@@ -13,6 +13,7 @@
 #include "log.h"
 #include "server.h"
 #include "util.h"
+#include "pgproto.h"
 
 #define JANITOR_USEC 250000
 
@@ -58,6 +59,9 @@ void pools_set_cfg(const struct cfg *cfg)
 {
 	bool first = cur_cfg == NULL;
 
+	if (first && sp_init(cfg->track_extra_parameters) < 0)
+		fatal("track_extra_parameters: too many or invalid names");
+
 	cur_cfg = cfg;
 	if (first && stats_timer) {
 		struct timeval tv = { (time_t)cfg->stats_period, 0 };
@@ -96,7 +100,7 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 
 	TAILQ_FOREACH(pool, &pools, entry) {
 		struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]);
-		int mode = pool->db->pool_mode >= 0 ? pool->db->pool_mode : cur_cfg->pool_mode;
+		int mode = pool->mode;
 		struct pool_info pi = {
 			.database = pool->db->name, .user = pool->user, .dbname = pool->dbname,
 			.host = pool->db->host, .port = pool->db->port, .pool_mode = modes[mode],
@@ -105,7 +109,8 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 			.cl_active = pool->nclients[CL_IDLE] + pool->nclients[CL_ACTIVE],
 			.cl_waiting = pool->nclients[CL_WAITING] + pool->nclients[CL_LOGIN_WAIT],
 			.sv_active = pool->nservers[SV_ACTIVE], .sv_idle = pool->nservers[SV_IDLE],
-			.sv_used = pool->nservers[SV_RESET], .sv_login = pool->nservers[SV_LOGIN],
+			.sv_used = pool->nservers[SV_RESET], .sv_tested = pool->nservers[SV_TESTED],
+			.sv_login = pool->nservers[SV_LOGIN],
 			.maxwait_us = w ? now - client_wait_since(w->obj) : 0,
 			.last_error = pool->last_error, .totals = &pool->stats, .avg = &pool->avg,
 		};
@@ -136,7 +141,38 @@ int pool_size(const struct pool *pool)
 int pool_total_servers(const struct pool *pool)
 {
 	return pool->nservers[SV_LOGIN] + pool->nservers[SV_IDLE] + pool->nservers[SV_ACTIVE] +
-	       pool->nservers[SV_RESET];
+	       pool->nservers[SV_RESET] + pool->nservers[SV_TESTED];
+}
+
+/* The settings a pool takes from the config (at creation and on reload). */
+static void pool_apply_cfg(struct pool *pool)
+{
+	pool->mode = cfg_pool_mode(cur_cfg, pool->db, pool->user);
+	pool->rl.rename = pool->mode != POOL_SESSION && cur_cfg->max_prepared_statements > 0;
+	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
+	pool->rl.defaults = (const char *const *)pool->defaults;
+}
+
+/* The tracked parameters among the upstream's login ParameterStatus messages. */
+static void set_defaults(struct pool *pool, const uint8_t *p, size_t len)
+{
+	for (int i = 0; i < SP_MAX; i++) {
+		free(pool->defaults[i]);
+		pool->defaults[i] = NULL;
+	}
+	while (len >= PG_HDR_LEN) {
+		uint32_t mlen = pg_get_u32(p + 1);
+		const char *name, *value;
+		if (mlen < 4 || mlen + 1 > len)
+			break;
+		if (p[0] == 'S' && pg_parse_param_status(p + PG_HDR_LEN, mlen - 4, &name, &value) == 0) {
+			int i = sp_index(name, strlen(name));
+			if (i >= 0 && !pool->defaults[i])
+				pool->defaults[i] = strdup(value);
+		}
+		p += mlen + 1;
+		len -= mlen + 1;
+	}
 }
 
 struct pool *pool_get(const struct cfg_db *db, const char *client_user, const char *client_db,
@@ -171,6 +207,7 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 		*err = strdup("out of memory");
 		return NULL;
 	}
+	pool_apply_cfg(pool);
 	for (int i = 0; i < CL_CLOSING; i++)
 		TAILQ_INIT(&pool->clients[i]);
 	for (int i = 0; i < SV_CLOSING; i++)
@@ -317,6 +354,7 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 		free(pool->welcome);
 		pool->welcome = copy;
 		pool->welcome_len = len;
+		set_defaults(pool, copy, len);
 	}
 	if (pool->last_error) {
 		log_info("upstream %s:%d for pool %s/%s works again", pool->db->host, pool->db->port,
@@ -647,6 +685,7 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 		cfg_db_clear(pool->db);
 		free(pool->db);
 		pool->db = cfg_db_dup(db);
+		pool_apply_cfg(pool);
 		if (changed) {
 			pool->gen++;
 			free(pool->last_error);
@@ -683,6 +722,8 @@ void pools_shutdown(void)
 			explicit_bzero(pool->password, strlen(pool->password));
 		free(pool->password);
 		free(pool->welcome);
+		for (int i = 0; i < SP_MAX; i++)
+			free(pool->defaults[i]);
 		free(pool->last_error);
 		free(pool);
 	}

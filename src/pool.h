@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "relay.h"
+#include "sessparam.h"
 #include "stats.h"
 
 struct cfg;
@@ -19,7 +21,7 @@ struct event_base;
 struct evdns_base;
 
 enum client_state { CL_LOGIN, CL_LOGIN_WAIT, CL_IDLE, CL_WAITING, CL_ACTIVE, CL_CLOSING };
-enum server_state { SV_LOGIN, SV_IDLE, SV_ACTIVE, SV_RESET, SV_CLOSING };
+enum server_state { SV_LOGIN, SV_IDLE, SV_ACTIVE, SV_RESET, SV_TESTED, SV_CLOSING };
 
 /* Embedded in every client and server: which pool list it is on. */
 struct pool_node {
@@ -44,6 +46,10 @@ struct pool {
 	int nservers[SV_CLOSING];
 	uint8_t *welcome;	/* the upstream's ParameterStatus messages, verbatim */
 	size_t welcome_len;
+	char *defaults[SP_MAX];	/* tracked parameters as the upstream reports them at login */
+	int mode;		/* enum pool_mode */
+	struct rl_opts rl;	/* how the relay treats this pool's sessions */
+	unsigned host_next;	/* round robin over the entry's hosts */
 	char *last_error;	/* why the last connect or login failed; NULL once one works */
 	char last_sqlstate[6];
 	uint64_t retry_at;	/* no new connection before this (server_login_retry) */
@@ -61,7 +67,7 @@ struct pool_info {
 	int port;
 	const char *pool_mode;
 	int pool_size, min_pool_size;
-	int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_login;
+	int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_tested, sv_login;
 	uint64_t maxwait_us;	/* of the longest-waiting client */
 	const char *last_error;	/* why the upstream last failed; NULL when it works */
 	const struct stats *totals;

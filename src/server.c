@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "client.h"
 #include "log.h"
 #include "pgproto.h"
+#include "relay.h"
 #include "scram.h"
 #include "tlsctx.h"
 #include "util.h"
@@ -53,12 +55,12 @@ struct server {
 	struct client *client;
 	uint64_t connect_time, idle_since;
 	uint64_t query_start, xact_start;	/* for the statistics */
-	uint32_t fwd_remaining;		/* bytes of the current message still to pass */
+	struct rl_server rl;		/* what it was asked, has prepared, its settings */
+	uint64_t lifetime;		/* server_lifetime with jitter, microseconds; 0: none */
 	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
 	unsigned gen;			/* pool->gen when launched */
-	char last_status;		/* from the last ReadyForQuery */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
-	bool tls_done, dns_done, reset_failed, crate, paused, login_done;
+	bool tls_done, dns_done, crate, paused, login_done, stmt_violation;
 };
 
 static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
@@ -73,6 +75,18 @@ static void login_read_cb(struct bufferevent *bev, void *arg);
 static void fwd_read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void after_input(struct server *sv);
+static void server_return(struct server *sv);
+
+/* Scratch buffer between the relay and the sockets; empty between calls. */
+static struct evbuffer *relay_buf;
+
+static struct evbuffer *scratch(void)
+{
+	if (!relay_buf && !(relay_buf = evbuffer_new()))
+		fatal("out of memory");
+	return relay_buf;
+}
 
 static const char *sv_host(const struct server *sv)
 {
@@ -115,7 +129,7 @@ size_t server_struct_size(void)
 
 void server_describe(struct server *sv, struct server_info *si)
 {
-	static const char *const names[] = { "login", "idle", "active", "used", "closing" };
+	static const char *const names[] = { "login", "idle", "active", "used", "tested", "closing" };
 	int fd = sv->bev ? bufferevent_getfd(sv->bev) : sv->fd;
 
 	memset(si, 0, sizeof(*si));
@@ -186,7 +200,7 @@ void server_note_sent(struct server *sv)
 {
 	if (sv->ready) {
 		sv->query_start = now_usec();
-		if (sv->last_status == 'I')
+		if (sv->rl.status == 'I')
 			sv->xact_start = sv->query_start;
 	}
 	sv->ready = false;
@@ -239,6 +253,14 @@ void server_launch(struct pool *pool)
 	sv->fd = -1;
 	sv->gen = pool->gen;
 	sv->connect_time = now_usec();
+	rl_server_init(&sv->rl);
+	if (cfg->server_lifetime > 0) {
+		/* up to 20% earlier, so that a pool opened at once is not renewed at once */
+		uint32_t r = 0;
+		if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+			r = (uint32_t)random();
+		sv->lifetime = (uint64_t)(cfg->server_lifetime * 1e6 * (0.8 + 0.2 * (r / 4294967296.0)));
+	}
 	pool_server_add(pool, &sv->node, SV_LOGIN);
 
 	evtimer_assign(&sv->timer, pools_base(), timeout_cb, sv);
@@ -548,6 +570,27 @@ protocol:
 	return -1;
 }
 
+/* The tracked parameters where this server's login values differ from the pool's. */
+static void server_login_params(struct server *sv, const uint8_t *p, size_t len)
+{
+	const char *const *defaults = sv->node.pool->rl.defaults;
+
+	while (len >= PG_HDR_LEN) {
+		uint32_t mlen = pg_get_u32(p + 1);
+		const char *name, *value;
+		if (mlen < 4 || mlen + 1 > len)
+			break;
+		if (pg_parse_param_status(p + PG_HDR_LEN, mlen - 4, &name, &value) == 0) {
+			int i = sp_index(name, strlen(name));
+			if (i >= 0 && (!defaults[i] || strcmp(defaults[i], value) != 0) &&
+			    sp_put(&sv->rl.params, i, value, false) < 0)
+				log_warn("out of memory tracking %s", name);
+		}
+		p += mlen + 1;
+		len -= mlen + 1;
+	}
+}
+
 static void login_done(struct server *sv)
 {
 	size_t plen = evbuffer_get_length(sv->params);
@@ -557,7 +600,7 @@ static void login_done(struct server *sv)
 	evtimer_del(&sv->timer);
 	bufferevent_setcb(sv->bev, fwd_read_cb, write_cb, event_cb, sv);
 	sv->ready = true;
-	sv->last_status = 'I';
+	sv->rl.status = 'I';
 	sv->idle_since = now_usec();
 	log_debug("S-%p: logged in to %s:%d as %s", (void *)sv, sv_host(sv), sv_port(sv),
 		  sv->node.pool->user);
@@ -566,6 +609,7 @@ static void login_done(struct server *sv)
 		return;
 	}
 	pool_server_login_ok(sv, params, plen);
+	server_login_params(sv, params, plen);
 	evbuffer_free(sv->params);
 	sv->params = NULL;
 	pool_server_idle(sv);
@@ -643,66 +687,122 @@ static void login_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-/* Passes whole and partial messages to the client, noting ReadyForQuery. Messages are
- * scanned in place and moved in one evbuffer_remove_buffer call (no copy). */
+static void ready_cb(void *arg, char status)
+{
+	struct server *sv = arg;
+
+	sv->ready = true;
+	if (sv->node.state == SV_ACTIVE)
+		count_ready(sv, status);
+	if (status != 'I' && sv->node.pool->mode == POOL_STATEMENT)
+		sv->stmt_violation = true;
+}
+
+/* The relay's counters go to the pool's statistics. */
+static void take_counts(struct server *sv)
+{
+	struct stats *st = &sv->node.pool->stats;
+
+	st->client_parse_count += sv->rl.client_parses;
+	st->server_parse_count += sv->rl.server_parses;
+	st->bind_count += sv->rl.binds;
+	sv->rl.client_parses = sv->rl.server_parses = sv->rl.binds = 0;
+}
+
+/* Upstream messages through the relay to the linked client (or dropped: a reset or a
+ * check query, or nobody linked). */
 static void fwd_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct server *sv = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len = evbuffer_get_length(in), off = 0;
-	struct evbuffer_ptr pos;
-	uint8_t hdr[PG_HDR_LEN + 1];
+	struct evbuffer *in = bufferevent_get_input(bev), *out = scratch();
+	struct client *c = sv->node.state == SV_ACTIVE ? sv->client : NULL;
+	const char *err = NULL;
 
-	while (off < len) {
-		if (sv->fwd_remaining == 0) {
-			if (len - off < PG_HDR_LEN)
-				break;
-			evbuffer_ptr_set(in, &pos, off, EVBUFFER_PTR_SET);
-			evbuffer_copyout_from(in, &pos, hdr, len - off > PG_HDR_LEN ? PG_HDR_LEN + 1 : PG_HDR_LEN);
-			uint32_t mlen = pg_get_u32(hdr + 1);
-			if (mlen < 4) {
-				server_close(sv, "upstream sent an invalid message length");
-				return;
-			}
-			if (hdr[0] == 'Z') {
-				if (len - off < PG_HDR_LEN + 1)
-					break;
-				sv->last_status = (char)hdr[5];
-				sv->ready = true;
-				if (sv->node.state == SV_ACTIVE)
-					count_ready(sv, sv->last_status);
-			} else if (hdr[0] == 'E' && sv->node.state == SV_RESET) {
-				sv->reset_failed = true;
-			}
-			sv->fwd_remaining = mlen + 1;
-		}
-		size_t take = len - off < sv->fwd_remaining ? len - off : sv->fwd_remaining;
-		off += take;
-		sv->fwd_remaining -= (uint32_t)take;
-	}
-	if (off == 0)
+	if (rl_from_server(&sv->rl, c ? client_relay(c) : NULL, &sv->node.pool->rl, in, out,
+			   ready_cb, sv, &err) < 0) {
+		evbuffer_drain(out, evbuffer_get_length(out));
+		server_close(sv, err);
 		return;
-	if (sv->client && sv->node.state == SV_ACTIVE) {
-		sv->node.pool->stats.bytes_sent += off;
-		client_send(sv->client, in, off);
-		if (pools_draining() && sv->ready && sv->last_status == 'I' && sv->fwd_remaining == 0) {
-			/* SIGINT: its transaction is over, the client goes */
-			client_fail(sv->client, "57P01", "cratebouncer is shutting down");
-			return;
-		}
-		if (client_output_full(sv->client))
-			server_pause_read(sv, true);
-	} else {
-		evbuffer_drain(in, off);
 	}
-	if (sv->node.state == SV_RESET && sv->ready && sv->fwd_remaining == 0) {
-		if (sv->reset_failed || sv->last_status != 'I') {
-			server_close(sv, "server_reset_query failed");
+	size_t n = evbuffer_get_length(out);
+	if (c && n) {
+		sv->node.pool->stats.bytes_sent += n;
+		client_send(c, out, n);
+	} else if (n) {
+		evbuffer_drain(out, n);
+	}
+	after_input(sv);
+}
+
+/* After the relay moved messages: a reset or check that finished, a transaction that
+ * ended (the server goes back to the pool), a statement-mode violation, SIGINT. */
+static void after_input(struct server *sv)
+{
+	struct client *c = sv->client;
+
+	if (sv->node.state == SV_RESET || sv->node.state == SV_TESTED) {
+		if (!rl_quiet(&sv->rl, NULL))
+			return;
+		if (sv->rl.inject_failed || sv->rl.status != 'I') {
+			server_close(sv, sv->node.state == SV_RESET ? "server_reset_query failed"
+								    : "server_check_query failed");
 			return;
 		}
 		sv->idle_since = now_usec();
 		pool_server_idle(sv);
+		return;
 	}
+	if (!c || sv->node.state != SV_ACTIVE)
+		return;
+	take_counts(sv);
+	if (sv->stmt_violation) {
+		sv->stmt_violation = false;
+		client_fail(c, "25000", "transaction blocks not allowed in statement pooling mode");
+		return;
+	}
+	bool idle = rl_idle(&sv->rl, client_relay(c));
+	if (pools_draining() && idle) {
+		/* SIGINT: its transaction is over, the client goes */
+		client_fail(c, "57P01", "cratebouncer is shutting down");
+		return;
+	}
+	if (idle && sv->node.pool->mode != POOL_SESSION) {
+		/* transaction pooling: the server goes back, the client keeps its session */
+		sv->client = NULL;
+		server_pause_read(sv, false);
+		client_unlinked(c);
+		server_return(sv);
+		client_resume(c);
+		return;
+	}
+	if (client_output_full(c))
+		server_pause_read(sv, true);
+}
+
+enum rl_result server_forward(struct server *sv, struct client *c, struct evbuffer *in,
+			      const char **err)
+{
+	struct evbuffer *out = scratch();
+	enum rl_result r = rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, in, out, err);
+	size_t n = evbuffer_get_length(out);
+
+	if (n) {
+		sv->node.pool->stats.bytes_received += n;
+		server_send(sv, out, n);
+		server_note_sent(sv);
+	}
+	if (r != RL_OK)
+		return r;
+	/* answers the relay gives itself, when nothing is ahead of them */
+	if (rl_flush_fakes(&sv->rl, out))
+		ready_cb(sv, sv->rl.status);
+	n = evbuffer_get_length(out);
+	if (n) {
+		sv->node.pool->stats.bytes_sent += n;
+		client_send(c, out, n);
+		after_input(sv);
+	}
+	return RL_OK;
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -718,20 +818,14 @@ void server_link(struct server *sv, struct client *c)
 {
 	sv->client = c;
 	pool_server_move(&sv->node, SV_ACTIVE);
+	rl_link(&sv->rl, client_relay(c), &sv->node.pool->rl, bufferevent_get_output(sv->bev));
 }
 
-void server_release(struct server *sv)
+/* Back to the pool after a transaction or a session, unless it has lived long enough or
+ * was made under settings a reload changed. */
+static void server_return(struct server *sv)
 {
-	const struct cfg *cfg = pools_cfg();
-	const char *reset = cfg->server_reset_query;
-
-	sv->client = NULL;
-	server_pause_read(sv, false);
-	if (!sv->ready || sv->last_status != 'I' || sv->fwd_remaining != 0) {
-		server_close(sv, "client left in the middle of a transaction or query");
-		return;
-	}
-	if (cfg->server_lifetime > 0 && now_usec() - sv->connect_time > cfg->server_lifetime * 1e6) {
+	if (sv->lifetime && now_usec() - sv->connect_time > sv->lifetime) {
 		server_close(sv, "server_lifetime reached");
 		return;
 	}
@@ -739,19 +833,49 @@ void server_release(struct server *sv)
 		server_close(sv, "upstream settings changed by reload");
 		return;
 	}
+	sv->idle_since = now_usec();
+	pool_server_idle(sv);
+}
+
+void server_release(struct server *sv, bool mid_message)
+{
+	const struct cfg *cfg = pools_cfg();
+	const char *reset = cfg->server_reset_query;
+
+	sv->client = NULL;
+	server_pause_read(sv, false);
+	if (mid_message || !rl_idle(&sv->rl, NULL)) {
+		server_close(sv, "client left in the middle of a transaction or query");
+		return;
+	}
+	if (sv->node.pool->mode != POOL_SESSION || !reset || !*reset ||
+	    (sv->lifetime && now_usec() - sv->connect_time > sv->lifetime) ||
+	    sv->gen != sv->node.pool->gen) {
+		server_return(sv);
+		return;
+	}
 	/* CrateDB's DISCARD ALL does not reset settings but drops the session from the
 	 * cancel map; DEALLOCATE ALL clears what can be cleared without that. */
 	if (sv->crate && strcasecmp(reset, "DISCARD ALL") == 0)
 		reset = "DEALLOCATE ALL";
-	if (reset && *reset) {
-		sv->ready = false;
-		sv->reset_failed = false;
-		pool_server_move(&sv->node, SV_RESET);
-		pg_put_query(bufferevent_get_output(sv->bev), reset);
-		return;
-	}
-	sv->idle_since = now_usec();
-	pool_server_idle(sv);
+	sv->ready = false;
+	pool_server_move(&sv->node, SV_RESET);
+	rl_inject(&sv->rl, &sv->node.pool->rl, reset, bufferevent_get_output(sv->bev));
+}
+
+bool server_needs_check(const struct server *sv)
+{
+	const struct cfg *cfg = pools_cfg();
+
+	return cfg->server_check_delay > 0 && cfg->server_check_query && *cfg->server_check_query &&
+	       now_usec() - sv->idle_since > (uint64_t)(cfg->server_check_delay * 1e6);
+}
+
+void server_check(struct server *sv)
+{
+	pool_server_move(&sv->node, SV_TESTED);
+	rl_inject(&sv->rl, &sv->node.pool->rl, pools_cfg()->server_check_query,
+		  bufferevent_get_output(sv->bev));
 }
 
 static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
@@ -803,5 +927,6 @@ void server_free(struct server *sv)
 	scram_client_free(sv->scram);
 	if (sv->params)
 		evbuffer_free(sv->params);
+	rl_server_clear(&sv->rl);
 	free(sv);
 }

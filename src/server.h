@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 
 #include "pool.h"
+#include "relay.h"
 
 struct server;
 struct evbuffer;
@@ -17,9 +18,16 @@ struct evbuffer;
 void server_launch(struct pool *pool);
 /* Give the server to a client: messages flow both ways from now on. */
 void server_link(struct server *sv, struct client *c);
-/* The client left: reset and return to the pool, or close when the session is not
- * in a reusable state. */
-void server_release(struct server *sv);
+/* The client left (mid_message: in the middle of sending a message): reset and return
+ * to the pool, or close when the session is not in a reusable state. */
+void server_release(struct server *sv, bool mid_message);
+/* Idle longer than server_check_delay: validate before use. */
+bool server_needs_check(const struct server *sv);
+/* Runs server_check_query; the server is idle again (pool_server_idle) when it passes. */
+void server_check(struct server *sv);
+/* The client's messages through the relay to the server. */
+enum rl_result server_forward(struct server *sv, struct client *c, struct evbuffer *in,
+			      const char **err);
 void server_close(struct server *sv, const char *reason);
 /* Cancels what the upstream session is running (a client's CancelRequest). */
 void server_cancel(struct server *sv);

@@ -1,0 +1,748 @@
+/* The message relay. Client messages whose names matter (Parse, Bind, Describe, Close,
+ * Query) are handled whole; everything else streams. Each forwarded request that gets an
+ * answer pushes one item on the server's queue, and each answer pops it in order:
+ *
+ *   Parse -> ParseComplete      Bind -> BindComplete     Close -> CloseComplete
+ *   Describe -> RowDescription/NoData (after ParameterDescription for a statement)
+ *   Execute -> CommandComplete/EmptyQuery/PortalSuspended (or an error)
+ *   Sync, Query, FunctionCall -> ReadyForQuery
+ *
+ * After an ErrorResponse in the extended protocol the server skips everything up to the
+ * next Sync; the items up to it go unanswered. Items the relay answers itself sit in the
+ * queue at their place and are emitted when they reach the head. */
+#include "relay.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "pgproto.h"
+#include "prepared.h"
+
+#define SMALL_MSG 4096
+
+enum rq_kind {
+	RQ_PARSE,		/* answer passes */
+	RQ_PARSE_DROP,		/* injected: answer dropped */
+	RQ_BIND,
+	RQ_DESCRIBE,
+	RQ_EXECUTE,
+	RQ_CLOSE,
+	RQ_CLOSE_DROP,
+	RQ_SYNC,
+	RQ_QUERY,
+	RQ_QUERY_DROP,		/* the session state replay */
+	RQ_FAKE_PARSE,		/* answered by the relay */
+	RQ_FAKE_CLOSE,
+	RQ_FAKE_DEALLOCATE,
+	RQ_FAKE_DEALLOCATE_ALL,
+};
+
+struct rl_item {
+	uint8_t kind;
+	struct ps_stmt *st;	/* PARSE, PARSE_DROP: a reference, to undo on error */
+};
+
+static bool is_fake(int kind)
+{
+	return kind >= RQ_FAKE_PARSE;
+}
+
+void rl_client_init(struct rl_client *c)
+{
+	memset(c, 0, sizeof(*c));
+}
+
+void rl_client_clear(struct rl_client *c)
+{
+	ps_map_free(&c->names);
+	sp_clear(&c->params);
+	c->pass = 0;
+}
+
+void rl_server_init(struct rl_server *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->status = 'I';
+}
+
+static struct rl_item *head(const struct rl_server *s)
+{
+	return s->qlen ? &s->q[s->qhead] : NULL;
+}
+
+static void pop(struct rl_server *s)
+{
+	struct rl_item *it = &s->q[s->qhead];
+
+	ps_unref(it->st);
+	it->st = NULL;
+	s->qhead = (s->qhead + 1) % s->qcap;
+	s->qlen--;
+}
+
+void rl_server_clear(struct rl_server *s)
+{
+	while (s->qlen)
+		pop(s);
+	free(s->q);
+	s->q = NULL;
+	s->qcap = s->qhead = 0;
+	ps_set_free(&s->prepared);
+	sp_clear(&s->params);
+}
+
+size_t rl_client_prepared(const struct rl_client *c)
+{
+	return ps_map_count(c->names);
+}
+
+size_t rl_server_prepared(const struct rl_server *s)
+{
+	return ps_set_count(s->prepared);
+}
+
+size_t rl_pending(const struct rl_server *s)
+{
+	return s->qlen;
+}
+
+bool rl_quiet(const struct rl_server *s, const struct rl_client *c)
+{
+	return s->qlen == 0 && s->pass == 0 && (!c || c->pass == 0);
+}
+
+bool rl_idle(const struct rl_server *s, const struct rl_client *c)
+{
+	return rl_quiet(s, c) && s->status == 'I';
+}
+
+/* -1: no memory. st gets a new reference. */
+static int push(struct rl_server *s, int kind, struct ps_stmt *st)
+{
+	if (s->qlen == s->qcap) {
+		uint32_t cap = s->qcap ? s->qcap * 2 : 16;
+		struct rl_item *q = malloc(cap * sizeof(*q));
+		if (!q)
+			return -1;
+		for (uint32_t i = 0; i < s->qlen; i++)
+			q[i] = s->q[(s->qhead + i) % s->qcap];
+		free(s->q);
+		s->q = q;
+		s->qhead = 0;
+		s->qcap = cap;
+	}
+	struct rl_item *it = &s->q[(s->qhead + s->qlen) % s->qcap];
+	it->kind = (uint8_t)kind;
+	it->st = st;
+	if (st)
+		ps_ref(st);
+	s->qlen++;
+	return 0;
+}
+
+static void put_hdr(struct evbuffer *out, char type, size_t body_len)
+{
+	uint8_t h[PG_HDR_LEN];
+	uint32_t n = (uint32_t)body_len + 4;
+
+	h[0] = (uint8_t)type;
+	h[1] = (uint8_t)(n >> 24);
+	h[2] = (uint8_t)(n >> 16);
+	h[3] = (uint8_t)(n >> 8);
+	h[4] = (uint8_t)n;
+	evbuffer_add(out, h, sizeof(h));
+}
+
+/* Puts Parse(server name, body) on the wire, evicting beyond max_prepared; -1: no memory. */
+static int prepare_on(struct rl_server *s, const struct rl_opts *o, struct ps_stmt *st,
+		      struct evbuffer *out, int kind)
+{
+	struct ps_stmt *ev = NULL;
+	size_t blen;
+	const uint8_t *body = ps_body(st, &blen);
+	const char *name = ps_server_name(st);
+	size_t nlen = strlen(name) + 1;
+
+	if (ps_set_add(&s->prepared, st, o->max_prepared, &ev) < 0)
+		return -1;
+	if (ev) {
+		const char *en = ps_server_name(ev);
+		put_hdr(out, 'C', 1 + strlen(en) + 1);
+		evbuffer_add(out, "S", 1);
+		evbuffer_add(out, en, strlen(en) + 1);
+		int rc = push(s, RQ_CLOSE_DROP, NULL);
+		ps_unref(ev);
+		if (rc < 0)
+			return -1;
+	}
+	put_hdr(out, 'P', nlen + blen);
+	s->server_parses++;
+	evbuffer_add(out, name, nlen);
+	evbuffer_add(out, body, blen);
+	if (push(s, kind, st) < 0) {
+		ps_set_del(&s->prepared, st);
+		return -1;
+	}
+	return 0;
+}
+
+/* The statement is on the server, or a Parse for it goes first. */
+static int ensure(struct rl_server *s, const struct rl_opts *o, struct ps_stmt *st,
+		  struct evbuffer *out)
+{
+	if (ps_set_has(&s->prepared, st))
+		return 0;
+	return prepare_on(s, o, st, out, RQ_PARSE_DROP);
+}
+
+/* A message with its name field at name_off replaced by the statement's server name. */
+static void put_renamed(struct evbuffer *out, char type, const uint8_t *body, size_t len,
+			size_t name_off, size_t name_len, const struct ps_stmt *st)
+{
+	const char *sn = ps_server_name(st);
+	size_t snlen = strlen(sn) + 1;
+
+	put_hdr(out, type, len - name_len + snlen);
+	if (name_off)
+		evbuffer_add(out, body, name_off);
+	evbuffer_add(out, sn, snlen);
+	evbuffer_add(out, body + name_off + name_len, len - name_off - name_len);
+}
+
+static bool reported(const struct rl_opts *o, int i)
+{
+	return o->defaults && o->defaults[i];
+}
+
+/* A client's SET of a parameter the upstream does not report: both sides take it now. */
+static void note_set(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		     const uint8_t *sql, size_t len)
+{
+	int idx = -1;
+	char *value = NULL;
+	int rc = sp_parse_set((const char *)sql, len, &idx, &value);
+
+	if (rc == 1 && !reported(o, idx)) {
+		if (value && strcasecmp(value, "DEFAULT") == 0) {
+			free(value);
+			value = NULL;
+		}
+		if (sp_put(&c->params, idx, value, true) < 0 || sp_put(&s->params, idx, value, true) < 0)
+			log_warn("out of memory tracking a SET of %s", sp_name(idx));
+	} else if (rc == 2) {
+		for (int i = 0; i < sp_count(); i++)
+			if (!reported(o, i) && (sp_put(&c->params, i, NULL, false) < 0 ||
+						sp_put(&s->params, i, NULL, false) < 0))
+				log_warn("out of memory tracking RESET ALL");
+	}
+	free(value);
+}
+
+/* DEALLOCATE [PREPARE] name | ALL, as one statement: 1 name, 2 ALL, 0 other. */
+static int parse_deallocate(const char *sql, size_t len, char *name, size_t name_max)
+{
+	const char *p = sql, *end = sql + len;
+
+	while (end > p && (end[-1] == '\0' || end[-1] == ';' || end[-1] == ' ' || end[-1] == '\n'))
+		end--;
+	while (p < end && (*p == ' ' || *p == '\n' || *p == '\t'))
+		p++;
+	if (end - p < 11 || strncasecmp(p, "DEALLOCATE", 10) != 0 || (p[10] != ' ' && p[10] != '\t'))
+		return 0;
+	p += 11;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (end - p > 8 && strncasecmp(p, "PREPARE", 7) == 0 && (p[7] == ' ' || p[7] == '\t')) {
+		p += 8;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+	}
+	if (end - p == 3 && strncasecmp(p, "ALL", 3) == 0)
+		return 2;
+	size_t n = 0;
+	bool quoted = p < end && *p == '"';
+	if (quoted)
+		p++;
+	while (p + n < end && n + 1 < name_max) {
+		char ch = p[n];
+		if (quoted ? ch == '"' : !(ch == '_' || ch == '$' || (ch >= '0' && ch <= '9') ||
+					  (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+			break;
+		name[n] = quoted ? ch : (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+		n++;
+	}
+	if (n == 0 || p + n + quoted != end)
+		return 0;
+	name[n] = '\0';
+	return 1;
+}
+
+static size_t field_len(const uint8_t *p, size_t len)
+{
+	const uint8_t *z = memchr(p, 0, len);
+
+	return z ? (size_t)(z - p) + 1 : 0;
+}
+
+/* Messages handled whole. */
+static bool whole(uint8_t type)
+{
+	return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q';
+}
+
+enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+			      struct evbuffer *in, struct evbuffer *to_server, const char **err)
+{
+	uint8_t hdr[PG_HDR_LEN];
+
+	for (;;) {
+		size_t avail = evbuffer_get_length(in);
+		if (c->pass) {
+			size_t n = avail < c->pass ? avail : c->pass;
+			if (n == 0)
+				return RL_OK;
+			evbuffer_remove_buffer(in, to_server, n);
+			c->pass -= (uint32_t)n;
+			continue;
+		}
+		if (avail < PG_HDR_LEN)
+			return RL_OK;
+		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		uint32_t mlen = pg_get_u32(hdr + 1);
+		uint8_t type = hdr[0];
+		if (mlen < 4 || mlen > 0x3fffffff) {
+			*err = "invalid message length from client";
+			return RL_ERROR;
+		}
+		if (type == 'X') {
+			evbuffer_drain(in, avail);
+			return RL_TERMINATE;
+		}
+		int kind = -1;
+		switch (type) {
+		case 'E': kind = RQ_EXECUTE; break;
+		case 'S': kind = RQ_SYNC; break;
+		case 'F': kind = RQ_QUERY; break;
+		default: break;
+		}
+		if (!whole(type)) {
+			if (kind >= 0 && push(s, kind, NULL) < 0)
+				goto nomem;
+			c->pass = mlen + 1;
+			continue;
+		}
+		if (avail < (size_t)mlen + 1)
+			return RL_OK;
+		uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)mlen + 1);
+		if (!msg)
+			goto nomem;
+		const uint8_t *body = msg + PG_HDR_LEN;
+		size_t blen = mlen - 4;
+		size_t n1 = field_len(body, blen);
+		if (n1 == 0 && blen > 0) {
+			*err = "malformed message from client (unterminated name)";
+			return RL_ERROR;
+		}
+		bool done = false;	/* consumed here, not passed as is */
+		switch (type) {
+		case 'Q': {
+			char name[128];
+			int d = o->rename ? parse_deallocate((const char *)body, blen, name, sizeof(name)) : 0;
+			if (d == 1 && ps_map_get(c->names, name)) {
+				ps_map_del(&c->names, name);
+				if (push(s, RQ_FAKE_DEALLOCATE, NULL) < 0)
+					goto nomem;
+				done = true;
+			} else if (d == 2) {
+				ps_map_free(&c->names);
+				if (push(s, RQ_FAKE_DEALLOCATE_ALL, NULL) < 0)
+					goto nomem;
+				done = true;
+			} else {
+				note_set(s, c, o, body, blen);
+				if (o->rename && blen >= 11 && strncasecmp((const char *)body, "DISCARD ALL", 11) == 0) {
+					/* the server forgets every statement; so does this client */
+					ps_map_free(&c->names);
+					ps_set_free(&s->prepared);
+				}
+				if (push(s, RQ_QUERY, NULL) < 0)
+					goto nomem;
+			}
+			break;
+		}
+		case 'P': {
+			if (n1 == 0 || n1 > blen) {
+				*err = "malformed Parse message";
+				return RL_ERROR;
+			}
+			note_set(s, c, o, body + n1, blen - n1);
+			s->client_parses++;
+			if (!o->rename || n1 == 1) {
+				s->server_parses++;
+				if (push(s, RQ_PARSE, NULL) < 0)
+					goto nomem;
+				break;
+			}
+			struct ps_stmt *st = ps_intern(body + n1, blen - n1);
+			if (!st || ps_map_put(&c->names, (const char *)body, st) < 0) {
+				ps_unref(st);
+				goto nomem;
+			}
+			int rc = ps_set_has(&s->prepared, st) ? push(s, RQ_FAKE_PARSE, NULL)
+							      : prepare_on(s, o, st, to_server, RQ_PARSE);
+			ps_unref(st);
+			if (rc < 0)
+				goto nomem;
+			done = true;
+			break;
+		}
+		case 'B': {
+			size_t n2 = n1 && n1 < blen ? field_len(body + n1, blen - n1) : 0;
+			if (n2 == 0) {
+				*err = "malformed Bind message";
+				return RL_ERROR;
+			}
+			s->binds++;
+			struct ps_stmt *st = o->rename && n2 > 1 ? ps_map_get(c->names, (const char *)body + n1)
+							       : NULL;
+			if (st) {
+				if (ensure(s, o, st, to_server) < 0)
+					goto nomem;
+				put_renamed(to_server, 'B', body, blen, n1, n2, st);
+				done = true;
+			}
+			if (push(s, RQ_BIND, NULL) < 0)
+				goto nomem;
+			break;
+		}
+		case 'D':
+		case 'C': {
+			if (blen < 2 || field_len(body + 1, blen - 1) != blen - 1) {
+				*err = type == 'D' ? "malformed Describe message" : "malformed Close message";
+				return RL_ERROR;
+			}
+			bool stmt = body[0] == 'S' && blen > 2 && o->rename;
+			if (type == 'C' && stmt) {
+				/* the server keeps it for others; the client's name goes */
+				ps_map_del(&c->names, (const char *)body + 1);
+				if (push(s, RQ_FAKE_CLOSE, NULL) < 0)
+					goto nomem;
+				done = true;
+				break;
+			}
+			struct ps_stmt *st = stmt ? ps_map_get(c->names, (const char *)body + 1) : NULL;
+			if (st) {
+				if (ensure(s, o, st, to_server) < 0)
+					goto nomem;
+				put_renamed(to_server, 'D', body, blen, 1, blen - 1, st);
+				done = true;
+			}
+			if (push(s, type == 'D' ? RQ_DESCRIBE : RQ_CLOSE, NULL) < 0)
+				goto nomem;
+			break;
+		}
+		}
+		if (done)
+			evbuffer_drain(in, mlen + 1);
+		else
+			evbuffer_remove_buffer(in, to_server, mlen + 1);
+	}
+nomem:
+	*err = "out of memory";
+	return RL_ERROR;
+}
+
+bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client)
+{
+	struct rl_item *it;
+	bool ready = false;
+
+	if (s->pass)
+		return false; /* never inside a message being passed */
+	while ((it = head(s)) && is_fake(it->kind)) {
+		switch (it->kind) {
+		case RQ_FAKE_PARSE:
+			put_hdr(to_client, '1', 0);
+			break;
+		case RQ_FAKE_CLOSE:
+			put_hdr(to_client, '3', 0);
+			break;
+		default: {
+			const char *tag = it->kind == RQ_FAKE_DEALLOCATE ? "DEALLOCATE" : "DEALLOCATE ALL";
+			pg_put_msg(to_client, 'C', tag, strlen(tag) + 1);
+			pg_put_ready(to_client, s->status);
+			ready = true;
+			break;
+		}
+		}
+		pop(s);
+	}
+	return ready;
+}
+
+void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+	     struct evbuffer *to_server)
+{
+	uint64_t mask;
+	char *sql;
+
+	if (sp_same(&c->params, &s->params))
+		return;
+	sql = sp_diff_sql(&c->params, &s->params, &mask);
+	if (!sql)
+		return;
+	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
+		free(sql);
+		log_warn("out of memory: session parameters not replayed");
+		return;
+	}
+	s->inject_failed = false;
+	pg_put_query(to_server, sql);
+	log_debug("replaying session state: %s", sql);
+	free(sql);
+	s->replay_mask = mask;
+	/* unreported parameters: the server has the client's values from now on */
+	for (int i = 0; i < sp_count(); i++) {
+		bool raw = false;
+		const char *v = sp_get(&c->params, i, &raw);
+		if ((mask & (1ull << i)) && !reported(o, i) && sp_put(&s->params, i, v, raw) < 0)
+			log_warn("out of memory tracking %s", sp_name(i));
+	}
+}
+
+void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
+	       struct evbuffer *to_server)
+{
+	int idx;
+	char *value = NULL;
+
+	s->inject_failed = false;
+	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
+		s->inject_failed = true;
+		return;
+	}
+	pg_put_query(to_server, sql);
+	if (sp_parse_set(sql, strlen(sql), &idx, &value) == 2) {
+		for (int i = 0; i < sp_count(); i++)
+			if (!reported(o, i) && sp_put(&s->params, i, NULL, false) < 0)
+				log_warn("out of memory tracking RESET ALL");
+		if (strncasecmp(sql, "DISCARD", 7) == 0)
+			ps_set_free(&s->prepared);
+	}
+	free(value);
+}
+
+/* ParameterStatus: the server's set and, unless it answers the replay, the client's. */
+static void param_status(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+			 const uint8_t *body, size_t len, bool replay, bool *pass)
+{
+	const char *name, *value;
+	int i;
+
+	*pass = !replay;
+	if (pg_parse_param_status(body, len, &name, &value) < 0 ||
+	    (i = sp_index(name, strlen(name))) < 0)
+		return;
+	const char *v = reported(o, i) && strcmp(o->defaults[i], value) == 0 ? NULL : value;
+	if (sp_put(&s->params, i, v, false) < 0)
+		log_warn("out of memory tracking %s", name);
+	if (!c)
+		return;
+	if (replay) {
+		s->replay_mask &= ~(1ull << i);
+		bool raw = false;
+		const char *cv = sp_get(&c->params, i, &raw);
+		if (cv && !raw && v && strcmp(cv, v) == 0)
+			return;
+		if (!cv && !v)
+			return;
+		*pass = true; /* the canonical form of what the client asked for */
+	}
+	if (sp_put(&c->params, i, v, false) < 0)
+		log_warn("out of memory tracking %s", name);
+}
+
+/* The replay's ReadyForQuery: what it set without a ParameterStatus kept its value. */
+static void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+			struct evbuffer *to_client)
+{
+	for (int i = 0; c && i < sp_count(); i++) {
+		if (!(s->replay_mask & (1ull << i)) || !reported(o, i))
+			continue;
+		const char *v = sp_get(&s->params, i, NULL);
+		if (sp_put(&c->params, i, v, false) < 0)
+			log_warn("out of memory tracking %s", sp_name(i));
+		pg_put_param_status(to_client, sp_name(i), v ? v : o->defaults[i]);
+	}
+	s->replay_mask = 0;
+}
+
+/* An error in the extended protocol: the server skips to the next Sync. */
+static void skip_to_sync(struct rl_server *s)
+{
+	struct rl_item *it;
+
+	while ((it = head(s)) && it->kind != RQ_SYNC) {
+		if ((it->kind == RQ_PARSE || it->kind == RQ_PARSE_DROP) && it->st)
+			ps_set_del(&s->prepared, it->st);
+		pop(s);
+	}
+}
+
+/* Moves the bytes decided to pass (dropped when nobody is linked). */
+static void flush(struct evbuffer *in, struct evbuffer *to, size_t *acc)
+{
+	if (!*acc)
+		return;
+	if (to)
+		evbuffer_remove_buffer(in, to, *acc);
+	else
+		evbuffer_drain(in, *acc);
+	*acc = 0;
+}
+
+int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		   struct evbuffer *in, struct evbuffer *to_client,
+		   void (*ready)(void *arg, char status), void *arg, const char **err)
+{
+	size_t acc = 0;		/* bytes at the front of in that pass, not yet moved */
+	uint8_t small[SMALL_MSG];
+	struct evbuffer_ptr pos;
+
+	for (;;) {
+		size_t avail = evbuffer_get_length(in) - acc;
+		if (s->pass) {
+			size_t n = avail < s->pass ? avail : s->pass;
+			if (n == 0)
+				break;
+			if (s->drop) {
+				flush(in, c ? to_client : NULL, &acc);
+				evbuffer_drain(in, n);
+			} else {
+				acc += n;
+			}
+			s->pass -= (uint32_t)n;
+			continue;
+		}
+		if (c && s->qlen && is_fake(head(s)->kind)) {
+			flush(in, c ? to_client : NULL, &acc);
+			if (rl_flush_fakes(s, to_client) && ready)
+				ready(arg, s->status);
+			continue;
+		}
+		if (avail < PG_HDR_LEN)
+			break;
+		uint8_t hdr[PG_HDR_LEN + 1];
+		evbuffer_ptr_set(in, &pos, acc, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &pos, hdr, avail > PG_HDR_LEN ? PG_HDR_LEN + 1 : PG_HDR_LEN);
+		uint32_t mlen = pg_get_u32(hdr + 1);
+		uint8_t type = hdr[0];
+		if (mlen < 4 || mlen > 0x3fffffff) {
+			*err = "upstream sent an invalid message length";
+			return -1;
+		}
+		struct rl_item *it = head(s);
+		int kind = it ? it->kind : -1;
+		bool replay = kind == RQ_QUERY_DROP;
+		bool pass = !replay;
+		switch (type) {
+		case '1':
+			if (kind == RQ_PARSE || kind == RQ_PARSE_DROP) {
+				pass = kind == RQ_PARSE;
+				pop(s);
+			}
+			break;
+		case '2':
+			if (kind == RQ_BIND)
+				pop(s);
+			break;
+		case '3':
+			if (kind == RQ_CLOSE || kind == RQ_CLOSE_DROP) {
+				pass = kind == RQ_CLOSE;
+				pop(s);
+			}
+			break;
+		case 'T':
+		case 'n':
+			if (kind == RQ_DESCRIBE)
+				pop(s);
+			break;
+		case 'C':
+		case 'I':
+		case 's':
+			if (kind == RQ_EXECUTE)
+				pop(s);
+			break;
+		case 'E':
+			if (replay)
+				s->inject_failed = true;
+			else if (kind >= 0 && kind != RQ_QUERY)
+				skip_to_sync(s);
+			break;
+		case 'Z': {
+			if (avail < PG_HDR_LEN + 1)
+				goto out;
+			s->status = (char)hdr[5];
+			bool done = false;
+			while (!done && (it = head(s))) {
+				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY || it->kind == RQ_QUERY_DROP;
+				pop(s);
+			}
+			if (replay) {
+				flush(in, c ? to_client : NULL, &acc);
+				replay_done(s, c, o, to_client);
+			}
+			break;
+		}
+		case 'S':
+			if (mlen + 1 <= sizeof(small)) {
+				if (avail < (size_t)mlen + 1)
+					goto out;
+				evbuffer_copyout_from(in, &pos, small, mlen + 1);
+				param_status(s, c, o, small + PG_HDR_LEN, mlen - 4, replay, &pass);
+			}
+			break;
+		default:
+			break;
+		}
+		size_t n = avail < (size_t)mlen + 1 ? avail : (size_t)mlen + 1;
+		if (pass && c) {
+			acc += n;
+		} else {
+			flush(in, c ? to_client : NULL, &acc);
+			evbuffer_drain(in, n);
+		}
+		if (n < (size_t)mlen + 1) {
+			s->pass = (uint32_t)(mlen + 1 - n);
+			s->drop = !(pass && c);
+		}
+		if (type == 'Z' && pass && c && ready) {
+			flush(in, c ? to_client : NULL, &acc);
+			ready(arg, s->status);
+		}
+	}
+out:
+	flush(in, c ? to_client : NULL, &acc);
+	return 0;
+}
+
+int rl_client_startup(struct rl_client *c, const char *params, const struct rl_opts *o)
+{
+	const char *p = params;
+
+	while (p && *p) {
+		const char *k = p, *v = p + strlen(p) + 1;
+		p = v + strlen(v) + 1;
+		int i = sp_index(k, strlen(k));
+		if (i < 0)
+			continue;
+		if (reported(o, i) && strcmp(o->defaults[i], v) == 0)
+			continue;
+		if (sp_put(&c->params, i, v, false) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,88 @@
+/* The message relay between a client and the server it has been given. Messages pass
+ * as a stream in both directions (a pipeline is never held back for a reply), but each
+ * request that will be answered is noted in a queue, so that the relay knows when the
+ * server is done with the client (transaction pooling), can rename named prepared
+ * statements, prepare them on demand on whichever server the client has, answer from
+ * its own state what the server was not asked (ParseComplete, CloseComplete), and drop
+ * the answers to what it injected (Parse on demand, the SET replay of session state). */
+#ifndef CB_RELAY_H
+#define CB_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sessparam.h"
+
+struct evbuffer;
+struct ps_map;
+struct ps_set;
+struct rl_item;
+
+/* A client's side: its statement names and its session parameters. */
+struct rl_client {
+	struct ps_map *names;
+	struct sp_set params;
+	uint32_t pass;		/* bytes of the current (streamed) message still to pass */
+};
+
+/* A server's side: what it was asked and has not answered yet, what it has prepared,
+ * its session parameters. */
+struct rl_server {
+	struct rl_item *q;
+	uint32_t qhead, qlen, qcap;
+	struct ps_set *prepared;
+	struct sp_set params;
+	uint64_t replay_mask;	/* parameters the pending replay sets */
+	uint32_t pass;		/* bytes of the current server message still to handle */
+	bool drop;		/* ... and they are dropped, not passed */
+	bool inject_failed;	/* an injected query (replay, reset) got an ErrorResponse */
+	char status;		/* from the last ReadyForQuery */
+	uint32_t client_parses, server_parses, binds;	/* for the statistics */
+};
+
+/* How the relay behaves for one pool. */
+struct rl_opts {
+	bool rename;		/* named statements are tracked (transaction/statement mode) */
+	int max_prepared;	/* per server */
+	const char *const *defaults;	/* per tracked parameter: the upstream's login value,
+					 * NULL when the upstream does not report it */
+};
+
+enum rl_result { RL_OK, RL_TERMINATE, RL_ERROR };
+
+/* Client to server: takes what it can from in (whole messages where names matter,
+ * others streamed), writes to to_server. Answers the relay gives itself go to
+ * to_client via rl_flush_fakes. RL_ERROR with *err for a protocol violation. */
+enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+			      struct evbuffer *in, struct evbuffer *to_server, const char **err);
+/* Server to client. ready() is called for every ReadyForQuery the client sees. -1: the
+ * server broke the protocol (*err). c may be NULL (nobody linked: everything dropped). */
+int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		   struct evbuffer *in, struct evbuffer *to_client,
+		   void (*ready)(void *arg, char status), void *arg, const char **err);
+/* Emits the answers the relay owes the client now; true when one was a ReadyForQuery. */
+bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client);
+/* A client was linked to the server: brings the server's session state to the client's
+ * (an injected SET whose answers are dropped). */
+void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+	     struct evbuffer *to_server);
+/* Sends a query of the pooler's own (server_reset_query) whose answers are dropped. */
+void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
+	       struct evbuffer *to_server);
+/* Nothing outstanding in either direction and the server is idle ('I'). */
+bool rl_idle(const struct rl_server *s, const struct rl_client *c);
+/* Nothing outstanding (status not checked). */
+bool rl_quiet(const struct rl_server *s, const struct rl_client *c);
+size_t rl_pending(const struct rl_server *s);
+
+void rl_client_init(struct rl_client *c);
+void rl_client_clear(struct rl_client *c);
+/* At login: the startup parameters ("k\0v\0...\0") the client asked for. */
+int rl_client_startup(struct rl_client *c, const char *params, const struct rl_opts *o);
+void rl_server_init(struct rl_server *s);
+void rl_server_clear(struct rl_server *s);
+size_t rl_client_prepared(const struct rl_client *c);
+size_t rl_server_prepared(const struct rl_server *s);
+
+#endif

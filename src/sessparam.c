@@ -1,0 +1,339 @@
+/* Tracked session parameters: the name table, packed value sets with fingerprints, the
+ * SET/RESET text that reconciles a server with a client, and a recogniser for a
+ * client's own SET of a parameter the upstream does not report. */
+#include "sessparam.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const builtin[] = { "client_encoding", "DateStyle", "TimeZone",
+				       "application_name", "search_path",
+				       "standard_conforming_strings", "IntervalStyle",
+				       "extra_float_digits", NULL };
+static char *names[SP_MAX];
+static int nnames;
+
+int sp_init(const char *extra)
+{
+	const char *p = extra ? extra : "";
+
+	for (int i = 0; i < nnames; i++)
+		free(names[i]);
+	nnames = 0;
+	for (int i = 0; builtin[i]; i++)
+		names[nnames++] = strdup(builtin[i]);
+	while (*p) {
+		size_t n;
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		n = strcspn(p, ", \t");
+		if (n == 0)
+			break;
+		for (size_t k = 0; k < n; k++)
+			if (!isalnum((unsigned char)p[k]) && p[k] != '_' && p[k] != '.')
+				return -1;
+		if (sp_index(p, n) < 0) {
+			if (nnames == SP_MAX)
+				return -1;
+			names[nnames] = strndup(p, n);
+			if (!names[nnames])
+				return -1;
+			nnames++;
+		}
+		p += n;
+	}
+	for (int i = 0; i < nnames; i++)
+		if (!names[i])
+			return -1;
+	return 0;
+}
+
+int sp_count(void)
+{
+	return nnames;
+}
+
+int sp_index(const char *name, size_t len)
+{
+	for (int i = 0; i < nnames; i++)
+		if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+			return i;
+	return -1;
+}
+
+const char *sp_name(int i)
+{
+	return names[i];
+}
+
+static uint64_t entry_hash(int i, const char *v, bool raw)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)(i * 2 + raw);
+
+	for (; *v; v++) {
+		h ^= (unsigned char)*v;
+		h *= 1099511628211ull;
+	}
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	return h ^ (h >> 32);
+}
+
+/* Offset of entry i in the block, or -1. */
+static long find(const struct sp_set *s, int i)
+{
+	uint32_t off = 0;
+
+	while (off < s->len) {
+		if (s->blk[off] == i)
+			return off;
+		off += 2 + (uint32_t)strlen((const char *)s->blk + off + 2) + 1;
+	}
+	return -1;
+}
+
+const char *sp_get(const struct sp_set *s, int i, bool *raw)
+{
+	long off = find(s, i);
+
+	if (off < 0)
+		return NULL;
+	if (raw)
+		*raw = s->blk[off + 1];
+	return (const char *)s->blk + off + 2;
+}
+
+int sp_put(struct sp_set *s, int i, const char *value, bool raw)
+{
+	long off = find(s, i);
+	uint32_t old_len = 0;
+	uint8_t *blk;
+	size_t vlen = value ? strlen(value) : 0;
+
+	if (off >= 0) {
+		const char *old = (const char *)s->blk + off + 2;
+		if (value && raw == s->blk[off + 1] && strcmp(old, value) == 0)
+			return 0;
+		old_len = 2 + (uint32_t)strlen(old) + 1;
+	}
+	if (!value && off < 0)
+		return 0;
+	size_t len = s->len - old_len + (value ? 2 + vlen + 1 : 0);
+	blk = len ? malloc(len) : NULL;
+	if (len && !blk)
+		return -1;
+	size_t w = 0;
+	if (off >= 0) {
+		s->fp -= entry_hash(i, (const char *)s->blk + off + 2, s->blk[off + 1]);
+		memcpy(blk, s->blk, (size_t)off);
+		w = (size_t)off;
+		memcpy(blk + w, s->blk + off + old_len, s->len - (size_t)off - old_len);
+		w += s->len - (size_t)off - old_len;
+	} else if (s->len) {
+		memcpy(blk, s->blk, s->len);
+		w = s->len;
+	}
+	if (value) {
+		blk[w] = (uint8_t)i;
+		blk[w + 1] = raw;
+		memcpy(blk + w + 2, value, vlen + 1);
+		s->fp += entry_hash(i, value, raw);
+	}
+	free(s->blk);
+	s->blk = blk;
+	s->len = (uint32_t)len;
+	return 0;
+}
+
+void sp_clear(struct sp_set *s)
+{
+	free(s->blk);
+	s->blk = NULL;
+	s->len = 0;
+	s->fp = 0;
+}
+
+static int add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = (*len + n + 1) * 2;
+		char *b = realloc(*buf, c);
+		if (!b)
+			return -1;
+		*buf = b;
+		*cap = c;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
+}
+
+static int add_literal(char **buf, size_t *len, size_t *cap, const char *v)
+{
+	if (add(buf, len, cap, "'", 1) < 0)
+		return -1;
+	for (; *v; v++)
+		if (add(buf, len, cap, v, 1) < 0 || (*v == '\'' && add(buf, len, cap, "'", 1) < 0))
+			return -1;
+	return add(buf, len, cap, "'", 1);
+}
+
+char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	bool raw, sraw;
+
+	*mask = 0;
+	if (sp_same(cl, sv))
+		return NULL;
+	for (int i = 0; i < nnames; i++) {
+		const char *c = sp_get(cl, i, &raw), *s = sp_get(sv, i, &sraw);
+		const char *name = names[i];
+		int rc = 0;
+		if (c ? s && raw == sraw && strcmp(c, s) == 0 : !s)
+			continue;
+		if (len)
+			rc |= add(&buf, &len, &cap, "; ", 2);
+		if (c) {
+			rc |= add(&buf, &len, &cap, "SET ", 4);
+			rc |= add(&buf, &len, &cap, name, strlen(name));
+			rc |= add(&buf, &len, &cap, " TO ", 4);
+			rc |= raw ? add(&buf, &len, &cap, c, strlen(c)) : add_literal(&buf, &len, &cap, c);
+		} else {
+			rc |= add(&buf, &len, &cap, "RESET ", 6);
+			rc |= add(&buf, &len, &cap, name, strlen(name));
+		}
+		if (rc) {
+			free(buf);
+			return NULL;
+		}
+		*mask |= 1ull << i;
+	}
+	return buf;
+}
+
+/* Skips white space and SQL comments. */
+static const char *skip_ws(const char *p, const char *end)
+{
+	for (;;) {
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+			while (p < end && *p != '\n')
+				p++;
+		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+			const char *q = p + 2;
+			while (end - q >= 2 && !(q[0] == '*' && q[1] == '/'))
+				q++;
+			p = end - q >= 2 ? q + 2 : end;
+		} else {
+			return p;
+		}
+	}
+}
+
+static bool word(const char **pp, const char *end, const char *w)
+{
+	size_t n = strlen(w);
+	const char *p = *pp;
+
+	if ((size_t)(end - p) < n || strncasecmp(p, w, n) != 0)
+		return false;
+	if (p + n < end && (isalnum((unsigned char)p[n]) || p[n] == '_'))
+		return false;
+	*pp = p + n;
+	return true;
+}
+
+static size_t ident_len(const char *p, const char *end)
+{
+	size_t n = 0;
+
+	while (p + n < end && (isalnum((unsigned char)p[n]) || p[n] == '_' || p[n] == '.'))
+		n++;
+	return n;
+}
+
+int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
+{
+	const char *p = sql, *end = sql + len;
+	bool reset;
+
+	/* the query text of a Query or Parse message ends with its NUL */
+	while (end > p && end[-1] == '\0')
+		end--;
+	p = skip_ws(p, end);
+	if (word(&p, end, "DISCARD")) {
+		p = skip_ws(p, end);
+		return word(&p, end, "ALL") ? 2 : 0;
+	}
+	if (word(&p, end, "RESET"))
+		reset = true;
+	else if (word(&p, end, "SET"))
+		reset = false;
+	else
+		return 0;
+	p = skip_ws(p, end);
+	if (reset && word(&p, end, "ALL"))
+		return 2;
+	if (!reset && word(&p, end, "LOCAL"))
+		return 0; /* ends with the transaction */
+	if (!reset && word(&p, end, "SESSION")) {
+		p = skip_ws(p, end);
+		if (word(&p, end, "AUTHORIZATION") || word(&p, end, "CHARACTERISTICS"))
+			return 0;
+	}
+	p = skip_ws(p, end);
+	size_t n = ident_len(p, end);
+	if (n == 0)
+		return 0;
+	int i = sp_index(p, n);
+	if (i < 0)
+		return 0;
+	p = skip_ws(p + n, end);
+	if (reset) {
+		/* RESET name [;] and nothing else */
+		if (p < end && *p == ';')
+			p = skip_ws(p + 1, end);
+		if (p != end)
+			return 0;
+		*idx = i;
+		*value = NULL;
+		return 1;
+	}
+	if (p < end && *p == '=')
+		p++;
+	else if (!word(&p, end, "TO"))
+		return 0;
+	p = skip_ws(p, end);
+	const char *v = p, *ve = end;
+	/* one statement only: a ';' outside quotes must end the text */
+	char q = 0;
+	for (const char *s = v; s < end; s++) {
+		if (q) {
+			if (*s == q)
+				q = 0;
+		} else if (*s == '\'' || *s == '"') {
+			q = *s;
+		} else if (*s == ';') {
+			if (skip_ws(s + 1, end) != end)
+				return 0;
+			ve = s;
+			break;
+		}
+	}
+	while (ve > v && isspace((unsigned char)ve[-1]))
+		ve--;
+	if (ve == v || q)
+		return 0;
+	*value = strndup(v, (size_t)(ve - v));
+	if (!*value)
+		return -1;
+	*idx = i;
+	return 1;
+}

@@ -1,0 +1,50 @@
+/* Tracked session parameters: the settings that must follow a client from one server
+ * connection to the next in transaction pooling (client_encoding, DateStyle, TimeZone,
+ * application_name, search_path, ... plus track_extra_parameters). A client and a server
+ * each keep only the values that differ from the pool's defaults (the upstream's login
+ * values), packed in one small block, with an order-independent fingerprint so that
+ * equal sets are recognised without walking them. No I/O. */
+#ifndef CB_SESSPARAM_H
+#define CB_SESSPARAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SP_MAX 64
+
+/* The tracked names: the built-in list plus extra (comma or space separated). -1 when
+ * extra names something that is not a parameter name, or too many. */
+int sp_init(const char *extra);
+int sp_count(void);
+/* Index of a tracked parameter (case-insensitive), or -1. */
+int sp_index(const char *name, size_t len);
+const char *sp_name(int i);
+
+/* Values that differ from the defaults: entries [idx][raw][value\0]. */
+struct sp_set {
+	uint8_t *blk;
+	uint32_t len;
+	uint64_t fp;
+};
+
+/* raw: value is SQL text from a client's SET, not a plain value. */
+const char *sp_get(const struct sp_set *s, int i, bool *raw);
+/* value NULL: back to the default. -1: no memory (the set is unchanged). */
+int sp_put(struct sp_set *s, int i, const char *value, bool raw) __attribute__((warn_unused_result));
+void sp_clear(struct sp_set *s);
+static inline bool sp_same(const struct sp_set *a, const struct sp_set *b)
+{
+	return a->fp == b->fp && a->len == b->len;
+}
+
+/* The statements that take a server from sv to cl ("SET a TO 'x'; RESET b"), malloc'd;
+ * NULL when nothing differs. *mask: the indexes touched. */
+char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask);
+
+/* Recognises "SET [SESSION] name {TO|=} value" and "RESET name" for a tracked name in a
+ * statement's text. 1 with *idx and *value (malloc'd SQL text; NULL for RESET); 2 for
+ * RESET ALL and DISCARD ALL; 0 when the text is not such a statement; -1: no memory. */
+int sp_parse_set(const char *sql, size_t len, int *idx, char **value);
+
+#endif
