@@ -400,6 +400,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			client_close(c, false, "client close request");
 			return;
 		}
+		if (rl_idle_answer(&c->rl, &c->node.pool->rl, in, bufferevent_get_output(bev)) &&
+		    evbuffer_get_length(in) == 0)
+			return;
 		pool_client_want_server(c->node.pool, c);
 		if (!c->closing && c->node.state == CL_WAITING) {
 			c->wait_since = now_usec();

@@ -16,6 +16,7 @@ struct ps_stmt {
 	uint64_t hash;
 	uint64_t id;
 	uint32_t refs;
+	bool ok;
 	size_t len;
 	char name[NAME_LEN];
 	uint8_t body[];
@@ -78,9 +79,8 @@ static int grow(void)
 	return 0;
 }
 
-struct ps_stmt *ps_intern(const uint8_t *body, size_t len)
+static struct ps_stmt *lookup(const uint8_t *body, size_t len, uint64_t h)
 {
-	uint64_t h = fnv1a(body, len);
 	struct ps_stmt *st;
 
 	if (nbuckets)
@@ -89,6 +89,31 @@ struct ps_stmt *ps_intern(const uint8_t *body, size_t len)
 				st->refs++;
 				return st;
 			}
+	return NULL;
+}
+
+struct ps_stmt *ps_find(const uint8_t *body, size_t len)
+{
+	return lookup(body, len, fnv1a(body, len));
+}
+
+void ps_set_ok(struct ps_stmt *st)
+{
+	st->ok = true;
+}
+
+bool ps_is_ok(const struct ps_stmt *st)
+{
+	return st->ok;
+}
+
+struct ps_stmt *ps_intern(const uint8_t *body, size_t len)
+{
+	uint64_t h = fnv1a(body, len);
+	struct ps_stmt *st = lookup(body, len, h);
+
+	if (st)
+		return st;
 	if (nstmts + 1 > nbuckets && grow() < 0 && !nbuckets)
 		return NULL;
 	st = malloc(sizeof(*st) + len);
@@ -97,6 +122,7 @@ struct ps_stmt *ps_intern(const uint8_t *body, size_t len)
 	st->hash = h;
 	st->id = ++next_id;
 	st->refs = 1;
+	st->ok = false;
 	st->len = len;
 	memcpy(st->body, body, len);
 	snprintf(st->name, sizeof(st->name), "cratebouncer_%llu", (unsigned long long)st->id);

@@ -16,6 +16,11 @@ struct ps_set;		/* what one server connection has prepared */
 /* body: a Parse body after the statement name (query\0, int16 count, oids). A new
  * reference, NULL when out of memory. */
 struct ps_stmt *ps_intern(const uint8_t *body, size_t len) __attribute__((warn_unused_result));
+/* The interned statement with this body (a new reference), or NULL. */
+struct ps_stmt *ps_find(const uint8_t *body, size_t len);
+/* A server accepted it once (ParseComplete): a client may be told so without asking. */
+void ps_set_ok(struct ps_stmt *st);
+bool ps_is_ok(const struct ps_stmt *st);
 void ps_ref(struct ps_stmt *st);
 void ps_unref(struct ps_stmt *st);
 /* "cratebouncer_<id>": unique for the daemon's life. */

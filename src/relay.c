@@ -13,6 +13,7 @@
 #include "relay.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -36,8 +37,6 @@ enum rq_kind {
 	RQ_QUERY_DROP,		/* the session state replay */
 	RQ_FAKE_PARSE,		/* answered by the relay */
 	RQ_FAKE_CLOSE,
-	RQ_FAKE_DEALLOCATE,
-	RQ_FAKE_DEALLOCATE_ALL,
 };
 
 struct rl_item {
@@ -241,6 +240,13 @@ static void note_set(struct rl_server *s, struct rl_client *c, const struct rl_o
 	free(value);
 }
 
+static size_t field_len(const uint8_t *p, size_t len)
+{
+	const uint8_t *z = memchr(p, 0, len);
+
+	return z ? (size_t)(z - p) + 1 : 0;
+}
+
 /* DEALLOCATE [PREPARE] name | ALL, as one statement: 1 name, 2 ALL, 0 other. */
 static int parse_deallocate(const char *sql, size_t len, char *name, size_t name_max)
 {
@@ -280,11 +286,41 @@ static int parse_deallocate(const char *sql, size_t len, char *name, size_t name
 	return 1;
 }
 
-static size_t field_len(const uint8_t *p, size_t len)
+/* DEALLOCATE of a client's name, in a Query (off 0) or an unnamed Parse (off: after the
+ * name): the statement goes from the client and from this server, by its server name
+ * (prepared here first, so that the command succeeds as it would have); DEALLOCATE ALL
+ * passes and this server's set is forgotten. 1: rewritten into to_server, 0: pass the
+ * message as is, -1: no memory. */
+static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		      const uint8_t *body, size_t blen, size_t off, struct evbuffer *to_server)
 {
-	const uint8_t *z = memchr(p, 0, len);
+	char name[128];
+	const uint8_t *sql = body + off;
+	size_t qlen = field_len(sql, blen - off);
+	int d = o->rename && qlen ? parse_deallocate((const char *)sql, qlen, name, sizeof(name)) : 0;
+	struct ps_stmt *st;
 
-	return z ? (size_t)(z - p) + 1 : 0;
+	if (d == 2) {
+		ps_map_free(&c->names);
+		ps_set_free(&s->prepared);
+		return 0;
+	}
+	if (d != 1 || !(st = ps_map_get(c->names, name)))
+		return 0;
+	if (ensure(s, o, st, to_server) < 0)
+		return -1;
+	char text[64];
+	int n = snprintf(text, sizeof(text), "DEALLOCATE %s", ps_server_name(st));
+	size_t rest = blen - off - qlen;	/* a Parse's parameter types */
+	put_hdr(to_server, off ? 'P' : 'Q', off + (size_t)n + 1 + rest);
+	if (off)
+		evbuffer_add(to_server, body, off);
+	evbuffer_add(to_server, text, (size_t)n + 1);
+	if (rest)
+		evbuffer_add(to_server, sql + qlen, rest);
+	ps_set_del(&s->prepared, st);
+	ps_map_del(&c->names, name);
+	return 1;
 }
 
 /* Messages handled whole. */
@@ -349,28 +385,20 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		bool done = false;	/* consumed here, not passed as is */
 		switch (type) {
 		case 'Q': {
-			char name[128];
-			int d = o->rename ? parse_deallocate((const char *)body, blen, name, sizeof(name)) : 0;
-			if (d == 1 && ps_map_get(c->names, name)) {
-				ps_map_del(&c->names, name);
-				if (push(s, RQ_FAKE_DEALLOCATE, NULL) < 0)
-					goto nomem;
-				done = true;
-			} else if (d == 2) {
-				ps_map_free(&c->names);
-				if (push(s, RQ_FAKE_DEALLOCATE_ALL, NULL) < 0)
-					goto nomem;
-				done = true;
-			} else {
+			int d = deallocate(s, c, o, body, blen, 0, to_server);
+			if (d < 0)
+				goto nomem;
+			done = d == 1;
+			if (!done) {
 				note_set(s, c, o, body, blen);
 				if (o->rename && blen >= 11 && strncasecmp((const char *)body, "DISCARD ALL", 11) == 0) {
 					/* the server forgets every statement; so does this client */
 					ps_map_free(&c->names);
 					ps_set_free(&s->prepared);
 				}
-				if (push(s, RQ_QUERY, NULL) < 0)
-					goto nomem;
 			}
+			if (push(s, RQ_QUERY, NULL) < 0)
+				goto nomem;
 			break;
 		}
 		case 'P': {
@@ -381,6 +409,10 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			note_set(s, c, o, body + n1, blen - n1);
 			s->client_parses++;
 			if (!o->rename || n1 == 1) {
+				int d = o->rename ? deallocate(s, c, o, body, blen, n1, to_server) : 0;
+				if (d < 0)
+					goto nomem;
+				done = d == 1;
 				s->server_parses++;
 				if (push(s, RQ_PARSE, NULL) < 0)
 					goto nomem;
@@ -467,16 +499,9 @@ bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client)
 		case RQ_FAKE_PARSE:
 			put_hdr(to_client, '1', 0);
 			break;
-		case RQ_FAKE_CLOSE:
+		default:
 			put_hdr(to_client, '3', 0);
 			break;
-		default: {
-			const char *tag = it->kind == RQ_FAKE_DEALLOCATE ? "DEALLOCATE" : "DEALLOCATE ALL";
-			pg_put_msg(to_client, 'C', tag, strlen(tag) + 1);
-			pg_put_ready(to_client, s->status);
-			ready = true;
-			break;
-		}
 		}
 		pop(s);
 	}
@@ -652,6 +677,8 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 		case '1':
 			if (kind == RQ_PARSE || kind == RQ_PARSE_DROP) {
 				pass = kind == RQ_PARSE;
+				if (it->st)
+					ps_set_ok(it->st);
 				pop(s);
 			}
 			break;
@@ -727,6 +754,39 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 out:
 	flush(in, c ? to_client : NULL, &acc);
 	return 0;
+}
+
+bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffer *in,
+		    struct evbuffer *to_client)
+{
+	bool answered = false;
+	uint8_t hdr[PG_HDR_LEN];
+
+	while (o->rename && evbuffer_get_length(in) >= PG_HDR_LEN) {
+		evbuffer_copyout(in, hdr, PG_HDR_LEN);
+		uint32_t mlen = pg_get_u32(hdr + 1);
+		size_t total = (size_t)mlen + 1 + PG_HDR_LEN;
+		if (hdr[0] != 'P' || mlen < 4 || mlen > SMALL_MSG * 16 || evbuffer_get_length(in) < total)
+			break;
+		uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)total);
+		if (!msg || msg[mlen + 1] != 'S' || pg_get_u32(msg + mlen + 2) != 4)
+			break;
+		const uint8_t *body = msg + PG_HDR_LEN;
+		size_t blen = mlen - 4, n1 = field_len(body, blen);
+		if (n1 <= 1 || n1 >= blen)
+			break;
+		struct ps_stmt *st = ps_find(body + n1, blen - n1);
+		if (!st || !ps_is_ok(st) || ps_map_put(&c->names, (const char *)body, st) < 0) {
+			ps_unref(st);
+			break;
+		}
+		ps_unref(st);
+		evbuffer_drain(in, total);
+		put_hdr(to_client, '1', 0);
+		pg_put_ready(to_client, 'I');
+		answered = true;
+	}
+	return answered;
 }
 
 int rl_client_startup(struct rl_client *c, const char *params, const struct rl_opts *o)

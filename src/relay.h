@@ -70,6 +70,11 @@ void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 /* Sends a query of the pooler's own (server_reset_query) whose answers are dropped. */
 void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
 	       struct evbuffer *to_server);
+/* A client without a server sent Parse(name) + Sync (libpq's PQprepare) for a statement
+ * a server has accepted before: answered from the tracked state, no server needed.
+ * True when something was answered. */
+bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffer *in,
+		    struct evbuffer *to_client);
 /* Nothing outstanding in either direction and the server is idle ('I'). */
 bool rl_idle(const struct rl_server *s, const struct rl_client *c);
 /* Nothing outstanding (status not checked). */
