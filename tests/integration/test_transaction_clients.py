@@ -914,9 +914,6 @@ def test_search_path_and_application_name_per_client(cratebouncer, pg):
     check_shared(pids, len(names), pool=2)
 
 
-@pytest.mark.xfail(raises=AssertionError, strict=False,
-                   reason="docs/cratebouncer.md: client startup parameters such as "
-                   "application_name are not sent upstream yet")
 def test_startup_parameters_per_client(cratebouncer):
     """Six clients on a pool of 2, each logging in with its own application_name and
     TimeZone (options=-c timezone=...), interleaving queries: each sees its own."""
