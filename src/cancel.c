@@ -34,12 +34,16 @@ struct canceller {
 	char host[256];
 	char ca_file[512];
 	bool has_ca;
+	void (*done)(uint64_t id);
+	uint64_t id;
 };
 
 static void finish(struct canceller *k, const char *why)
 {
 	if (why)
 		log_debug("cancel request to %s not delivered: %s", k->host, why);
+	if (k->done)
+		k->done(k->id);
 	event_del(&k->timer);
 	if (event_initialized(&k->io))
 		event_del(&k->io);
@@ -57,9 +61,17 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 	finish(arg, "timed out");
 }
 
+/* The request is written; the upstream closes the connection once it has processed it. */
 static void tls_write_cb(struct bufferevent *bev, void *arg)
 {
-	finish(arg, NULL); /* the request is written */
+	(void)arg;
+	bufferevent_enable(bev, EV_READ);
+}
+
+static void tls_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 }
 
 static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -71,7 +83,7 @@ static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	ERR_clear_error();
-	finish(k, "TLS handshake failed");
+	finish(k, (what & BEV_EVENT_EOF) ? NULL : "TLS handshake failed");
 }
 
 static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
@@ -99,8 +111,20 @@ static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	k->fd = -1;
-	bufferevent_setcb(k->bev, NULL, tls_write_cb, tls_event_cb, k);
+	bufferevent_setcb(k->bev, tls_read_cb, tls_write_cb, tls_event_cb, k);
 	bufferevent_enable(k->bev, EV_READ | EV_WRITE);
+}
+
+static void eof_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[64];
+
+	(void)what;
+	if (recv(fd, buf, sizeof(buf), 0) > 0) {
+		event_add(&((struct canceller *)arg)->io, NULL);
+		return;
+	}
+	finish(arg, NULL);
 }
 
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -117,9 +141,14 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	if (k->sslmode == SSLMODE_DISABLE) {
 		uint8_t pkt[16];
 		pg_cancel_bytes(pkt, k->pid, k->key);
-		if (send(fd, pkt, sizeof(pkt), MSG_NOSIGNAL) != (ssize_t)sizeof(pkt))
-			log_debug("cancel request to %s: %s", k->host, strerror(errno));
-		finish(k, NULL);
+		if (send(fd, pkt, sizeof(pkt), MSG_NOSIGNAL) != (ssize_t)sizeof(pkt)) {
+			finish(k, strerror(errno));
+			return;
+		}
+		/* done when the upstream closes the connection */
+		event_del(&k->io);
+		event_assign(&k->io, pools_base(), fd, EV_READ, eof_cb, k);
+		event_add(&k->io, NULL);
 		return;
 	}
 	pg_ssl_request_bytes(ssl_request);
@@ -132,13 +161,19 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void cancel_forward(const struct sockaddr *sa, socklen_t salen, const char *host, int sslmode,
-		    const char *ca_file, uint32_t pid, uint32_t key)
+		    const char *ca_file, uint32_t pid, uint32_t key, void (*done)(uint64_t id),
+		    uint64_t id)
 {
 	struct canceller *k = calloc(1, sizeof(*k));
 	struct timeval tv = { CANCEL_TIMEOUT_SECS, 0 };
 
-	if (!k)
+	if (!k) {
+		if (done)
+			done(id);
 		return;
+	}
+	k->done = done;
+	k->id = id;
 	k->sslmode = sslmode;
 	k->pid = pid;
 	k->key = key;

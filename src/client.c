@@ -170,6 +170,11 @@ struct server *client_server(const struct client *c)
 	return c->server;
 }
 
+uint64_t client_request_time(const struct client *c)
+{
+	return c->request_time ? c->request_time : c->connect_time;
+}
+
 uint64_t client_wait_since(const struct client *c)
 {
 	return c->wait_since;

@@ -44,6 +44,7 @@ enum client_state client_state(const struct client *c);
 struct pool *client_pool(const struct client *c);
 struct server *client_server(const struct client *c);
 uint64_t client_wait_since(const struct client *c);
+uint64_t client_request_time(const struct client *c);
 int clients_total(void);
 /* Tells every client the daemon stops and schedules it for freeing. */
 void clients_shutdown(void);

@@ -145,8 +145,63 @@ int pool_total_servers(const struct pool *pool)
 }
 
 /* The settings a pool takes from the config (at creation and on reload). */
+/* host=a,b,c: the pool's hosts; a host that stays keeps its state. */
+static void set_hosts(struct pool *pool)
+{
+	struct pool_host old[POOL_MAX_HOSTS];
+	int nold = pool->nhosts;
+	const char *p = pool->db->host;
+
+	memcpy(old, pool->hosts, sizeof(old));
+	pool->nhosts = 0;
+	while (*p && pool->nhosts < POOL_MAX_HOSTS) {
+		while (*p == ',' || *p == ' ')
+			p++;
+		size_t n = strcspn(p, ", ");
+		if (!n)
+			break;
+		struct pool_host *h = &pool->hosts[pool->nhosts++];
+		memset(h, 0, sizeof(*h));
+		h->name = xasprintf("%.*s", (int)n, p);
+		for (int i = 0; i < nold; i++)
+			if (old[i].name && strcmp(old[i].name, h->name) == 0) {
+				h->down = old[i].down;
+				h->retry_at = old[i].retry_at;
+			}
+		p += n;
+	}
+	for (int i = 0; i < nold; i++)
+		free(old[i].name);
+	if (pool->nhosts == 0) {
+		pool->hosts[0].name = xstrdup(pool->db->host);
+		pool->nhosts = 1;
+	}
+}
+
+int pool_pick_host(struct pool *pool)
+{
+	for (int k = 0; k < pool->nhosts; k++) {
+		int i = (int)((pool->host_next + (unsigned)k) % (unsigned)pool->nhosts);
+		if (!pool->hosts[i].down) {
+			pool->host_next = (unsigned)i + 1;
+			return i;
+		}
+	}
+	/* all down: keep trying them in turn */
+	return (int)(pool->host_next++ % (unsigned)pool->nhosts);
+}
+
+static bool any_host_up(const struct pool *pool)
+{
+	for (int i = 0; i < pool->nhosts; i++)
+		if (!pool->hosts[i].down)
+			return true;
+	return false;
+}
+
 static void pool_apply_cfg(struct pool *pool)
 {
+	set_hosts(pool);
 	pool->mode = cfg_pool_mode(cur_cfg, pool->db, pool->user);
 	pool->rl.rename = pool->mode != POOL_SESSION && cur_cfg->max_prepared_statements > 0;
 	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
@@ -329,11 +384,22 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 		pool_client_move(client_node(c), CL_WAITING);
 		return;
 	}
+	/* idle longer than server_check_delay: validated first (load balancers drop idle
+	 * connections); the client waits for it */
+	while (n && server_needs_check(n->obj)) {
+		struct pool_node *next = TAILQ_NEXT(n, entry);
+		server_check(n->obj);
+		n = next;
+	}
 	if (n) {
 		pool->stats.server_assignment_count++;
 		stats_hist_add(&pool->stats.wait, 0);
 		server_link(n->obj, c);
 		client_linked(c, n->obj);
+		return;
+	}
+	if (pool->nservers[SV_TESTED] > 0) {
+		pool_client_move(client_node(c), CL_WAITING);
 		return;
 	}
 	if (pool->last_error && now_usec() < pool->retry_at && pool_total_servers(pool) == 0) {
@@ -347,6 +413,13 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 {
 	struct pool *pool = server_node(sv)->pool;
+	int hi = server_host_index(sv);
+
+	if (hi >= 0 && hi < pool->nhosts && pool->hosts[hi].down) {
+		log_info("pool %s/%s: host %s is up again", pool->db->name, pool->user,
+			 pool->hosts[hi].name);
+		pool->hosts[hi].down = false;
+	}
 	uint8_t *copy = malloc(len ? len : 1);
 
 	if (copy) {
@@ -372,6 +445,21 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg)
 {
 	struct pool *pool = server_node(sv)->pool;
+	int hi = server_host_index(sv);
+
+	if (pool->nhosts > 1 && hi >= 0 && hi < pool->nhosts) {
+		struct pool_host *h = &pool->hosts[hi];
+		if (!h->down)
+			log_error("pool %s/%s: host %s is down, skipped until a retry succeeds: %s",
+				  pool->db->name, pool->user, h->name, msg);
+		h->down = true;
+		h->retry_at = now_usec() + (uint64_t)(cur_cfg->server_login_retry * 1e6);
+		if (any_host_up(pool)) {
+			/* the others serve: a connection to the next one, nobody is refused */
+			event_active(janitor, 0, 0);
+			return;
+		}
+	}
 
 	/* the log names each cause once, not once per attempt or client */
 	if (!pool->last_error || strcmp(pool->last_error, msg) != 0)
@@ -409,9 +497,34 @@ void pool_server_idle(struct server *sv)
 
 /* Opens connections for waiting clients and min_pool_size, within pool_size and
  * outside the server_login_retry window. */
+/* Servers of every pool of this database entry (max_db_connections). */
+static int db_servers(const struct pool *of)
+{
+	struct pool *pool;
+	int n = 0;
+
+	TAILQ_FOREACH(pool, &pools, entry)
+		if (strcmp(pool->db->name, of->db->name) == 0)
+			n += pool_total_servers(pool);
+	return n;
+}
+
+/* pool_size, plus reserve_pool_size once a client has waited reserve_pool_timeout. */
+static int pool_limit(const struct pool *pool)
+{
+	int max = pool_size(pool);
+	struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]);
+
+	if (cur_cfg->reserve_pool_size > 0 && w &&
+	    now_usec() - client_wait_since(w->obj) > (uint64_t)(cur_cfg->reserve_pool_timeout * 1e6))
+		max += cur_cfg->reserve_pool_size;
+	return max;
+}
+
 static void launch_if_needed(struct pool *pool)
 {
-	int want, total = pool_total_servers(pool), max = pool_size(pool);
+	int want, total = pool_total_servers(pool), max = pool_limit(pool);
+	int dbmax = cur_cfg->max_db_connections;
 
 	if ((pool->last_error && now_usec() < pool->retry_at) || pools_is_paused(pool->db->name))
 		return;
@@ -422,8 +535,10 @@ static void launch_if_needed(struct pool *pool)
 	int min = cfg_db_min_pool_size(cur_cfg, pool->db);
 	if (total < min && min - total > want)
 		want = min - total;
+	if (dbmax > 0 && max - total > dbmax - db_servers(pool))
+		max = total + dbmax - db_servers(pool);
 	while (want-- > 0 && total++ < max) {
-		server_launch(pool);
+		server_launch(pool, -1);
 		/* a synchronous failure opened the retry window */
 		if (pool->last_error && now_usec() < pool->retry_at)
 			return;
@@ -447,9 +562,31 @@ static void janitor_pool(struct pool *pool, uint64_t now)
 					    cur_cfg->query_wait_timeout);
 		}
 	}
+	if (cur_cfg->client_idle_timeout > 0) {
+		uint64_t lim = (uint64_t)(cur_cfg->client_idle_timeout * 1e6);
+		for (n = TAILQ_FIRST(&pool->clients[CL_IDLE]); n; n = next) {
+			next = TAILQ_NEXT(n, entry);
+			if (now - client_request_time(n->obj) > lim)
+				client_fail(n->obj, "08P01", "client_idle_timeout: idle for more than %g s",
+					    cur_cfg->client_idle_timeout);
+		}
+	}
+	for (n = TAILQ_FIRST(&pool->servers[SV_ACTIVE]); n; n = next) {
+		next = TAILQ_NEXT(n, entry);
+		server_check_timeouts(n->obj, now);
+	}
+	for (int i = 0; i < pool->nhosts; i++) {
+		struct pool_host *h = &pool->hosts[i];
+		/* the background retry of a host that is down */
+		if (pool->nhosts > 1 && h->down && now >= h->retry_at &&
+		    pool_total_servers(pool) < pool_size(pool) && pool->nservers[SV_LOGIN] == 0) {
+			h->retry_at = now + (uint64_t)(cur_cfg->server_login_retry * 1e6);
+			server_launch(pool, i);
+		}
+	}
 	for (n = TAILQ_FIRST(&pool->servers[SV_IDLE]); n; n = next) {
 		next = TAILQ_NEXT(n, entry);
-		if (life_limit && now - server_connect_time(n->obj) > life_limit)
+		if (life_limit && server_expired(n->obj))
 			server_close(n->obj, "server_lifetime reached");
 		else if (idle_limit && now - server_idle_since(n->obj) > idle_limit &&
 			 pool_total_servers(pool) > min)
@@ -725,6 +862,8 @@ void pools_shutdown(void)
 		for (int i = 0; i < SP_MAX; i++)
 			free(pool->defaults[i]);
 		free(pool->last_error);
+		for (int i = 0; i < pool->nhosts; i++)
+			free(pool->hosts[i].name);
 		free(pool);
 	}
 	reap_cb(-1, 0, NULL);

@@ -33,6 +33,16 @@ struct pool_node {
 };
 TAILQ_HEAD(node_list, pool_node);
 
+#define POOL_MAX_HOSTS 16
+
+/* One of an entry's upstream hosts. A host whose connection failed is skipped until a
+ * background retry (every server_login_retry) logs in again. */
+struct pool_host {
+	char *name;
+	bool down;
+	uint64_t retry_at;
+};
+
 struct pool {
 	TAILQ_ENTRY(pool) entry;
 	struct cfg_db *db;	/* own copy: survives reloads */
@@ -49,7 +59,9 @@ struct pool {
 	char *defaults[SP_MAX];	/* tracked parameters as the upstream reports them at login */
 	int mode;		/* enum pool_mode */
 	struct rl_opts rl;	/* how the relay treats this pool's sessions */
-	unsigned host_next;	/* round robin over the entry's hosts */
+	struct pool_host hosts[POOL_MAX_HOSTS];	/* host=a,b,c */
+	int nhosts;
+	unsigned host_next;	/* round robin over the hosts */
 	char *last_error;	/* why the last connect or login failed; NULL once one works */
 	char last_sqlstate[6];
 	uint64_t retry_at;	/* no new connection before this (server_login_retry) */
@@ -126,6 +138,8 @@ void pool_client_login(struct pool *pool, struct client *c);
 /* A client sent a query and has no server. */
 void pool_client_want_server(struct pool *pool, struct client *c);
 
+/* The host a new connection should go to (round robin over the hosts that are up). */
+int pool_pick_host(struct pool *pool);
 /* Server events. */
 void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len);
 void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg);

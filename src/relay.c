@@ -789,6 +789,52 @@ bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffe
 	return answered;
 }
 
+/* "options" in the startup packet: -c name=value and --name=value, backslash escapes. */
+static int startup_options(struct rl_client *c, const struct rl_opts *o, const char *opts)
+{
+	const char *p = opts;
+	char tok[1024];
+	bool want_c = false;
+
+	while (*p) {
+		size_t n = 0;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		while (*p && *p != ' ' && *p != '\t' && n + 1 < sizeof(tok)) {
+			if (*p == '\\' && p[1])
+				p++;
+			tok[n++] = *p++;
+		}
+		tok[n] = '\0';
+		const char *kv = NULL;
+		if (want_c)
+			kv = tok;
+		else if (strcmp(tok, "-c") == 0)
+			want_c = true;
+		else if (strncmp(tok, "-c", 2) == 0)
+			kv = tok + 2;
+		else if (strncmp(tok, "--", 2) == 0)
+			kv = tok + 2;
+		if (!kv)
+			continue;
+		want_c = false;
+		const char *eq = strchr(kv, '=');
+		int i = eq ? sp_index(kv, (size_t)(eq - kv)) : -1;
+		if (i < 0) {
+			log_warn("startup option \"%s\" ignored: not a tracked parameter (see "
+				 "track_extra_parameters)", kv);
+			continue;
+		}
+		if (reported(o, i) && strcmp(o->defaults[i], eq + 1) == 0)
+			continue;
+		if (sp_put(&c->params, i, eq + 1, false) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int rl_client_startup(struct rl_client *c, const char *params, const struct rl_opts *o)
 {
 	const char *p = params;
@@ -796,6 +842,11 @@ int rl_client_startup(struct rl_client *c, const char *params, const struct rl_o
 	while (p && *p) {
 		const char *k = p, *v = p + strlen(p) + 1;
 		p = v + strlen(v) + 1;
+		if (strcmp(k, "options") == 0) {
+			if (startup_options(c, o, v) < 0)
+				return -1;
+			continue;
+		}
 		int i = sp_index(k, strlen(k));
 		if (i < 0)
 			continue;

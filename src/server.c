@@ -56,6 +56,12 @@ struct server {
 	uint64_t connect_time, idle_since;
 	uint64_t query_start, xact_start;	/* for the statistics */
 	struct rl_server rl;		/* what it was asked, has prepared, its settings */
+	char *host;			/* the one of the entry's hosts it connects to */
+	int host_idx;
+	uint64_t id;			/* never reused: cancel completions find it by this */
+	uint64_t ready_time;		/* of the last ReadyForQuery: idle_transaction_timeout */
+	uint8_t cancels;		/* CancelRequests in flight for its session */
+	bool park;			/* returned while a cancel was in flight: held back */
 	uint64_t lifetime;		/* server_lifetime with jitter, microseconds; 0: none */
 	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
 	unsigned gen;			/* pool->gen when launched */
@@ -90,8 +96,22 @@ static struct evbuffer *scratch(void)
 
 static const char *sv_host(const struct server *sv)
 {
-	return sv->node.pool->db->host;
+	return sv->host;
 }
+
+int server_host_index(const struct server *sv)
+{
+	return sv->host_idx;
+}
+
+bool server_expired(const struct server *sv)
+{
+	return sv->lifetime && now_usec() - sv->connect_time > sv->lifetime;
+}
+
+static uint64_t next_id;
+
+static void cancel_done(uint64_t id);
 
 static int sv_port(const struct server *sv)
 {
@@ -113,8 +133,13 @@ void server_cancel(struct server *sv)
 	if (!sv->bev || !sv->be_pid ||
 	    getpeername(bufferevent_getfd(sv->bev), (struct sockaddr *)&ss, &sl) < 0)
 		return;
-	cancel_forward((struct sockaddr *)&ss, sl, db->host, cfg_db_sslmode(cfg, db),
-		       cfg_db_ca_file(cfg, db), sv->be_pid, sv->be_key);
+	/* the server is not handed to anyone else until the cancel has been processed, so
+	 * that a late cancel never hits another client's query */
+	if (sv->cancels == UINT8_MAX)
+		return;
+	sv->cancels++;
+	cancel_forward((struct sockaddr *)&ss, sl, sv->host, cfg_db_sslmode(cfg, db),
+		       cfg_db_ca_file(cfg, db), sv->be_pid, sv->be_key, cancel_done, sv->id);
 }
 
 unsigned server_gen(const struct server *sv)
@@ -234,7 +259,7 @@ void server_pause_read(struct server *sv, bool pause)
 		bufferevent_enable(sv->bev, EV_READ);
 }
 
-void server_launch(struct pool *pool)
+void server_launch(struct pool *pool, int host)
 {
 	const struct cfg *cfg = pools_cfg();
 	struct server *sv = calloc(1, sizeof(*sv));
@@ -251,6 +276,14 @@ void server_launch(struct pool *pool)
 	sv->node.obj = sv;
 	sv->node.is_server = true;
 	sv->fd = -1;
+	sv->id = ++next_id;
+	sv->host_idx = host >= 0 ? host : pool_pick_host(pool);
+	sv->host = strdup(pool->hosts[sv->host_idx].name);
+	if (!sv->host) {
+		free(sv);
+		log_error("out of memory: cannot open a connection to %s", pool->db->host);
+		return;
+	}
 	sv->gen = pool->gen;
 	sv->connect_time = now_usec();
 	rl_server_init(&sv->rl);
@@ -692,6 +725,7 @@ static void ready_cb(void *arg, char status)
 	struct server *sv = arg;
 
 	sv->ready = true;
+	sv->ready_time = now_usec();
 	if (sv->node.state == SV_ACTIVE)
 		count_ready(sv, status);
 	if (status != 'I' && sv->node.pool->mode == POOL_STATEMENT)
@@ -741,7 +775,7 @@ static void after_input(struct server *sv)
 	struct client *c = sv->client;
 
 	if (sv->node.state == SV_RESET || sv->node.state == SV_TESTED) {
-		if (!rl_quiet(&sv->rl, NULL))
+		if (sv->park || !rl_quiet(&sv->rl, NULL))
 			return;
 		if (sv->rl.inject_failed || sv->rl.status != 'I') {
 			server_close(sv, sv->node.state == SV_RESET ? "server_reset_query failed"
@@ -825,7 +859,13 @@ void server_link(struct server *sv, struct client *c)
  * was made under settings a reload changed. */
 static void server_return(struct server *sv)
 {
-	if (sv->lifetime && now_usec() - sv->connect_time > sv->lifetime) {
+	if (sv->cancels) {
+		sv->park = true;
+		pool_server_move(&sv->node, SV_RESET);
+		return;
+	}
+	sv->park = false;
+	if (server_expired(sv)) {
 		server_close(sv, "server_lifetime reached");
 		return;
 	}
@@ -848,8 +888,7 @@ void server_release(struct server *sv, bool mid_message)
 		server_close(sv, "client left in the middle of a transaction or query");
 		return;
 	}
-	if (sv->node.pool->mode != POOL_SESSION || !reset || !*reset ||
-	    (sv->lifetime && now_usec() - sv->connect_time > sv->lifetime) ||
+	if (sv->node.pool->mode != POOL_SESSION || !reset || !*reset || server_expired(sv) ||
 	    sv->gen != sv->node.pool->gen) {
 		server_return(sv);
 		return;
@@ -861,6 +900,54 @@ void server_release(struct server *sv, bool mid_message)
 	sv->ready = false;
 	pool_server_move(&sv->node, SV_RESET);
 	rl_inject(&sv->rl, &sv->node.pool->rl, reset, bufferevent_get_output(sv->bev));
+}
+
+/* A cancel connection for this server's session finished (or gave up). */
+struct find_id {
+	uint64_t id;
+	struct server *found;
+};
+
+static void find_id(struct server *x, struct pool *p, void *arg)
+{
+	struct find_id *f = arg;
+
+	(void)p;
+	if (x->id == f->id)
+		f->found = x;
+}
+
+static void cancel_done(uint64_t id)
+{
+	struct find_id f = { id, NULL };
+	struct server *sv;
+
+	pools_foreach_server(find_id, &f);
+	sv = f.found;
+	if (!sv || !sv->cancels)
+		return;
+	if (--sv->cancels == 0 && sv->park && sv->node.state == SV_RESET && !sv->client)
+		server_return(sv);
+}
+
+void server_check_timeouts(struct server *sv, uint64_t now)
+{
+	const struct cfg *cfg = pools_cfg();
+	struct client *c = sv->client;
+
+	if (!c)
+		return;
+	if (cfg->query_timeout > 0 && !sv->ready &&
+	    now - sv->query_start > (uint64_t)(cfg->query_timeout * 1e6)) {
+		client_fail(c, "57014", "query_timeout: the query ran longer than %g s",
+			    cfg->query_timeout);
+		return;
+	}
+	if (cfg->idle_transaction_timeout > 0 && sv->ready && sv->rl.status != 'I' &&
+	    rl_quiet(&sv->rl, client_relay(c)) &&
+	    now - sv->ready_time > (uint64_t)(cfg->idle_transaction_timeout * 1e6))
+		client_fail(c, "25P03", "idle_transaction_timeout: idle in a transaction for more "
+			    "than %g s", cfg->idle_transaction_timeout);
 }
 
 bool server_needs_check(const struct server *sv)
@@ -928,5 +1015,6 @@ void server_free(struct server *sv)
 	if (sv->params)
 		evbuffer_free(sv->params);
 	rl_server_clear(&sv->rl);
+	free(sv->host);
 	free(sv);
 }

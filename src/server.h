@@ -14,8 +14,14 @@
 struct server;
 struct evbuffer;
 
-/* Starts connecting; the pool hears back through pool_server_login_ok/failed. */
-void server_launch(struct pool *pool);
+/* Starts connecting to the pool's host number host (-1: the pool picks); the pool hears
+ * back through pool_server_login_ok/failed. */
+void server_launch(struct pool *pool, int host);
+int server_host_index(const struct server *sv);
+/* Older than its server_lifetime (which has jitter). */
+bool server_expired(const struct server *sv);
+/* query_timeout and idle_transaction_timeout of a linked server; the client fails. */
+void server_check_timeouts(struct server *sv, uint64_t now);
 /* Give the server to a client: messages flow both ways from now on. */
 void server_link(struct server *sv, struct client *c);
 /* The client left (mid_message: in the middle of sending a message): reset and return
