@@ -1119,3 +1119,117 @@ def test_asyncpg_timeouts_cancel_their_own_queries(cratebouncer):
     res, elapsed = run_async(main())
     assert res == [c * 2 for c in range(sleepers)] + [c + 1000 for c in range(others)]
     assert elapsed < 8, f"took {elapsed:.1f} s: the sleeps were not cancelled"
+
+
+# ---------------------------------------------------------------------------------------------
+# max_prepared_statements
+
+
+def test_prepared_statements_evicted_per_server(cratebouncer):
+    """max_prepared_statements=3: 20 asyncpg connections each prepare 8 statements and
+    cycle through them 4 times on a pool of 5, so the servers keep evicting statements
+    and preparing them again; every result is right."""
+    asyncpg = pytest.importorskip("asyncpg")
+    cb = start(cratebouncer, max_prepared_statements=3)
+    n, kinds = 20, 8
+
+    async def client(c):
+        conn = await asyncpg.connect(**_asyncpg_connect_kw(cb))
+        try:
+            stmts = [await conn.prepare(f"select $1::int * {k + 2}, pg_backend_pid()")
+                     for k in range(kinds)]
+            pids = []
+            for r in range(4):
+                for k, st in enumerate(stmts):
+                    v, pid = await st.fetchrow(c + r)
+                    assert v == (c + r) * (k + 2)
+                    pids.append(pid)
+                # and through asyncpg's own statement cache
+                assert await conn.fetchval(f"select $1::text || '{r}'", str(c)) == f"{c}{r}"
+            return pids
+        finally:
+            await conn.close()
+
+    async def main():
+        return await gather_all([client(c) for c in range(n)])
+
+    check_shared([p for ps in run_async(main()) for p in ps], n)
+
+
+def test_unnamed_statements_without_tracking(cratebouncer, pg):
+    """max_prepared_statements=0 (no tracking): clients that use only unnamed statements or
+    the simple protocol, psycopg 3 with prepare_threshold=None and psycopg2, 30 connections
+    each on a pool of 5."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    cb = start(cratebouncer, max_prepared_statements=0)
+    n = 30
+
+    def pg3(c):
+        with psycopg.connect(cb.conninfo(), autocommit=True, prepare_threshold=None) as conn:
+            out = []
+            for r in range(8):
+                v, pid = conn.execute("select %s::int - %s::int, pg_backend_pid()",
+                                      (c, r)).fetchone()
+                assert v == c - r
+                out.append(pid)
+            return out
+
+    def pg2(c):
+        conn = psycopg2.connect(cb.conninfo())
+        try:
+            out = []
+            with conn.cursor() as cur:
+                for r in range(8):
+                    cur.execute("select %s * %s, pg_backend_pid()", (c, r))
+                    v, pid = cur.fetchone()
+                    conn.commit()
+                    assert v == c * r
+                    out.append(pid)
+            return out
+        finally:
+            conn.close()
+
+    pids = run_threads(lambda i: pg3(i) if i < n else pg2(i - n), 2 * n)
+    check_shared([p for ps in pids for p in ps], 2 * n)
+
+
+@pytest.mark.parametrize("max_prepared", [200, 0])
+def test_asyncpg_statement_cache_disabled(cratebouncer, max_prepared):
+    """asyncpg with statement_cache_size=0 (PgBouncer's advice for transaction pooling):
+    asyncpg then sends Parse(unnamed), Describe, Flush, reads the parameter types, and only
+    then Bind, Execute, Sync, all one implicit transaction that must stay on one server.
+    30 such connections next to 30 psycopg 3 ones (also unnamed statements) on a pool of 5."""
+    asyncpg = pytest.importorskip("asyncpg")
+    cb = start(cratebouncer, max_prepared_statements=max_prepared)
+    n = 30
+
+    async def apg(c):
+        conn = await asyncpg.connect(statement_cache_size=0, **_asyncpg_connect_kw(cb))
+        try:
+            out = []
+            for r in range(5):
+                v, pid = await conn.fetchrow("select $1::int * $2::int, pg_backend_pid()", c, r)
+                assert v == c * r
+                out.append(pid)
+            return out
+        finally:
+            await conn.close()
+
+    async def pg3(c):
+        conn = await psycopg.AsyncConnection.connect(cb.conninfo(), autocommit=True,
+                                                     prepare_threshold=None)
+        try:
+            out = []
+            for r in range(8):
+                cur = await conn.execute("select %s::int - %s::int, pg_backend_pid()", (c, r))
+                v, pid = await cur.fetchone()
+                assert v == c - r
+                out.append(pid)
+            return out
+        finally:
+            await conn.close()
+
+    async def main():
+        return await gather_all([apg(c) for c in range(n)] + [pg3(c) for c in range(n)])
+
+    check_shared([p for ps in run_async(main()) for p in ps], 2 * n)
