@@ -1233,3 +1233,127 @@ def test_asyncpg_statement_cache_disabled(cratebouncer, max_prepared):
         return await gather_all([apg(c) for c in range(n)] + [pg3(c) for c in range(n)])
 
     check_shared([p for ps in run_async(main()) for p in ps], 2 * n)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors, COPY, server-side cursors
+
+
+def test_errors_inside_transactions_and_prepared(cratebouncer, pg):
+    """30 clients: psycopg2 transactions failing half way (the server stays with the failed
+    transaction until ROLLBACK, and nothing of it is committed), and psycopg 3 prepared
+    statements that fail at Parse (undefined table) or at execution (division by zero)
+    between good ones; every error has its own SQLSTATE and the connections go on."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    import psycopg2.errors
+    fresh_table(pg, "tx_err", "client int, v int")
+    cb = start(cratebouncer)
+    n = 15
+
+    def pg2(c):
+        conn = psycopg2.connect(cb.conninfo())
+        try:
+            cur = conn.cursor()
+            for r in range(4):
+                cur.execute("insert into tx_err values (%s, %s)", (c, -1))
+                with pytest.raises(psycopg2.errors.DivisionByZero):
+                    cur.execute("select %s / 0", (r,))
+                with pytest.raises(psycopg2.errors.InFailedSqlTransaction):
+                    cur.execute("select 1")
+                conn.rollback()
+                cur.execute("insert into tx_err values (%s, %s)", (c, r))
+                conn.commit()
+            cur.execute("select count(*), sum(v) from tx_err where client = %s", (c,))
+            return cur.fetchone()
+        finally:
+            conn.close()
+
+    def pg3(c):
+        with psycopg.connect(cb.conninfo(), autocommit=True, prepare_threshold=0) as conn:
+            for r in range(4):
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    conn.execute(f"select v from tx_no_such_table_{c % 3} where v = %s", (r,))
+                with pytest.raises(psycopg.errors.DivisionByZero):
+                    conn.execute("select %s::int / %s::int", (c, 0))
+                assert conn.execute("select %s::int / %s::int", (c * 6, 3)).fetchone() == (2 * c,)
+                with pytest.raises(psycopg.errors.SyntaxError):
+                    conn.execute("selec %s::int", (c,))
+                assert conn.execute("select %s::int + 1", (c,)).fetchone() == (c + 1,)
+            return True
+
+    res = run_threads(lambda i: pg2(i) if i < n else pg3(i - n), 2 * n)
+    assert res[:n] == [(4, 6)] * n
+    assert res[n:] == [True] * n
+    assert pg.sql("select count(*) from tx_err where v < 0") == [(0,)]
+
+
+def test_copy_in_and_out(cratebouncer, pg):
+    """20 psycopg 3 clients each COPY 200 rows in (inside a transaction) and COPY their
+    rows out again, concurrently on a pool of 5; psycopg2's copy_expert too."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    import io
+    fresh_table(pg, "tx_copy", "client int, i int, t text")
+    cb = start(cratebouncer)
+    n, rows = 20, 200
+
+    def pg3(c):
+        with psycopg.connect(cb.conninfo(), autocommit=True) as conn:
+            with conn.transaction():
+                with conn.cursor().copy("copy tx_copy from stdin") as cp:
+                    for i in range(rows):
+                        cp.write_row((c, i, f"c{c}-{i}"))
+                n_in = conn.execute("select count(*) from tx_copy where client = %s",
+                                    (c,)).fetchone()[0]
+            out = []
+            with conn.cursor().copy(f"copy (select i, t from tx_copy where client = {c} "
+                                    "order by i) to stdout") as cp:
+                for row in cp.rows():
+                    out.append(row)
+            assert out == [(str(i), f"c{c}-{i}") for i in range(rows)]
+            return n_in
+
+    def pg2(c):
+        conn = psycopg2.connect(cb.conninfo())
+        try:
+            cur = conn.cursor()
+            data = "".join(f"{c}\t{i}\tp{c}-{i}\n" for i in range(rows))
+            cur.copy_expert("copy tx_copy from stdin", io.StringIO(data))
+            conn.commit()
+            buf = io.StringIO()
+            cur.copy_expert(f"copy (select client, i, t from tx_copy where client = {c} "
+                            "order by i) to stdout", buf)
+            conn.commit()
+            assert buf.getvalue() == data
+            return rows
+        finally:
+            conn.close()
+
+    res = run_threads(lambda i: pg3(i) if i < n else pg2(i), n + 10)
+    assert res == [rows] * (n + 10)
+    assert pg.sql("select count(*), count(distinct client) from tx_copy") == [
+        ((n + 10) * rows, n + 10)]
+
+
+def test_psycopg2_named_cursors(cratebouncer):
+    """psycopg2 named (server-side) cursors, DECLARE and FETCH inside a transaction, in 30
+    threads at once with a small itersize: every client walks its own 1000 rows."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    cb = start(cratebouncer)
+    n = 30
+
+    def client(c):
+        conn = psycopg2.connect(cb.conninfo())
+        try:
+            with conn.cursor(name=f"walk_{c % 3}") as cur:
+                cur.itersize = 64
+                cur.execute("select g * %s from generate_series(1, 1000) g", (c,))
+                total = count = 0
+                for (v,) in cur:
+                    total += v
+                    count += 1
+            conn.commit()
+            return count, total
+        finally:
+            conn.close()
+
+    assert run_threads(client, n) == [(1000, c * 500500) for c in range(n)]
