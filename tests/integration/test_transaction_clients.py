@@ -876,6 +876,23 @@ def test_timezone_and_datestyle_per_client(cratebouncer):
             a.execute("select 1 / 0")
     assert a.execute("show timezone").fetchone()[0] == "Asia/Tokyo"
     assert b.execute("show timezone").fetchone()[0] == "America/Sao_Paulo"
+    # SET LOCAL lasts for its transaction only.
+    with b.transaction():
+        b.execute("set local timezone = 'Europe/Lisbon'")
+        assert b.execute("show timezone").fetchone()[0] == "Europe/Lisbon"
+    assert c.execute("show timezone").fetchone()[0] == default_tz
+    assert b.execute("show timezone").fetchone()[0] == "America/Sao_Paulo"
+    # set_config() rather than SET; RESET back to the login value.
+    assert a.execute("select set_config('TimeZone', 'Asia/Kolkata', false)").fetchone() == (
+        "Asia/Kolkata",)
+    b.execute("reset timezone")
+    for _ in range(2):
+        assert c.execute("show timezone").fetchone()[0] == default_tz
+        assert a.execute("select current_setting('TimeZone'), "
+                         "extract(timezone from now())::int").fetchone() == (
+            "Asia/Kolkata", 5 * 3600 + 1800)
+        assert b.execute("show timezone").fetchone()[0] == default_tz
+        assert b.execute("show datestyle").fetchone()[0] == "SQL, MDY"
 
 
 def test_search_path_and_application_name_per_client(cratebouncer, pg):
