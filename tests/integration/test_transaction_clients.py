@@ -6,7 +6,9 @@ named server-side prepared statement), asyncpg (default statement cache, prepare
 transactions, cursors), aiopg, SQLAlchemy (psycopg2 and asyncpg dialects), pandas, Dask,
 pyodbc with psqlODBC, node-postgres, psql, pgbench (-M simple, extended, prepared); session
 state (TimeZone, DateStyle, search_path, application_name) kept per client on shared
-servers; CancelRequest reaching the right server; a client that dies inside a transaction.
+servers; CancelRequest reaching the right server; a client that dies inside a transaction;
+pool_mode per database and statement mode; max_prepared_statements small and 0; errors
+inside transactions and at Parse; COPY; server-side cursors.
 
 CB_TEST_POOL_MODE=session runs the same clients in session mode (with a pool large enough
 for every client), to tell client-side problems from pooler ones; the default is transaction.
@@ -37,7 +39,6 @@ SESSION_POOL = 64  # in session mode: a server for every client at once
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.environ.get("CB_NODE_DIR", "/var/tmp/cratebouncer-node")
 ODBC_DRIVER = "/usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so"
-PGBENCH = os.environ.get("PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
 CLIENT_TIMEOUT = 40  # seconds for all clients of one test to finish
 
 
