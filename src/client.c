@@ -1,13 +1,12 @@
 /* Client connections. A client's life: startup packet (SSLRequest and GSSENCRequest
  * answered 'N'), authentication per auth_type, the welcome (ParameterStatus from the
  * pool, BackendKeyData issued here), then its session on a server from the pool. An
- * idle logged-in client holds no I/O buffer memory: the bufferevent's evbuffers are
- * empty between messages. */
+ * idle logged-in client holds no I/O buffer memory: its evbuffers are empty between
+ * messages. */
 #include "client.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,6 +29,7 @@
 #include "relay.h"
 #include "scram.h"
 #include "server.h"
+#include "sockio.h"
 #include "util.h"
 
 #define OUT_HIGH_WATER (256 * 1024)
@@ -50,7 +50,7 @@ struct client_auth {
 struct client {
 	struct pool_node node;
 	TAILQ_ENTRY(client) all;	/* every client, for shutdown */
-	struct bufferevent *bev;
+	struct sio *bev;
 	struct server *server;
 	char *params;			/* startup parameters, "k\0v\0..." */
 	const char *user, *database;	/* inside params */
@@ -69,9 +69,9 @@ static int nclients;
 static uint32_t next_pid;
 static const struct authfile *users;
 
-static void read_cb(struct bufferevent *bev, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void read_cb(struct sio *bev, void *arg);
+static void write_cb(struct sio *bev, void *arg);
+static void event_cb(struct sio *bev, short what, void *arg);
 static void client_close(struct client *c, bool flush, const char *reason);
 static void fail(struct client *c, bool log, const char *sqlstate, const char *msg);
 static void login_read(struct client *c);
@@ -84,7 +84,7 @@ void client_set_authfile(const struct authfile *af)
 
 struct evbuffer *client_output(struct client *c)
 {
-	return bufferevent_get_output(c->bev);
+	return sio_output(c->bev);
 }
 
 uint32_t client_id(const struct client *c)
@@ -115,7 +115,7 @@ void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *
 
 	for (c = TAILQ_FIRST(&all_clients); c; c = next) {
 		struct client_info ci = { 0 };
-		int fd = bufferevent_getfd(c->bev);
+		int fd = sio_fd(c->bev);
 		const char *app = c->params ? NULL : "";
 
 		next = TAILQ_NEXT(c, all);
@@ -187,11 +187,11 @@ int clients_total(void)
 
 void client_send(struct client *c, struct evbuffer *src, size_t n)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sio_output(c->bev);
 
 	/* nothing queued: write now, sparing two epoll_ctl calls per response */
 	if (evbuffer_get_length(out) == 0) {
-		int w = evbuffer_write_atmost(src, bufferevent_getfd(c->bev), (ev_ssize_t)n);
+		int w = evbuffer_write_atmost(src, sio_fd(c->bev), (ev_ssize_t)n);
 		if (w > 0)
 			n -= (size_t)w;
 	}
@@ -201,7 +201,7 @@ void client_send(struct client *c, struct evbuffer *src, size_t n)
 
 bool client_output_full(struct client *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH_WATER;
+	return evbuffer_get_length(sio_output(c->bev)) > OUT_HIGH_WATER;
 }
 
 void client_pause_read(struct client *c, bool pause)
@@ -210,9 +210,9 @@ void client_pause_read(struct client *c, bool pause)
 		return;
 	c->paused = pause;
 	if (pause)
-		bufferevent_disable(c->bev, EV_READ);
+		sio_disable(c->bev, EV_READ);
 	else if (c->node.state == CL_ACTIVE || c->node.state == CL_IDLE)
-		bufferevent_enable(c->bev, EV_READ);
+		sio_enable(c->bev, EV_READ);
 }
 
 /* "ip:port" or "unix", for log lines; computed when logging, not stored. */
@@ -223,7 +223,7 @@ static const char *peer(const struct client *c, char *buf, size_t len)
 
 	if (c->unix_socket)
 		return "unix";
-	sock_addr_text(bufferevent_getfd(c->bev), 1, host, sizeof(host), &port, "?");
+	sock_addr_text(sio_fd(c->bev), 1, host, sizeof(host), &port, "?");
 	snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	return buf;
 }
@@ -256,8 +256,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 	}
 	c = calloc(1, sizeof(*c));
 	if (c)
-		c->bev = bufferevent_socket_new(pools_base(), fd,
-						BEV_OPT_CLOSE_ON_FREE);
+		c->bev = sio_new(pools_base(), fd, NULL);
 	if (!c || !c->bev) {
 		free(c);
 		refuse_early(fd, "53200", "out of memory");
@@ -273,13 +272,13 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	sio_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	if (cfg->client_login_timeout > 0) {
 		tv.tv_sec = (time_t)cfg->client_login_timeout;
 		tv.tv_usec = (suseconds_t)((cfg->client_login_timeout - (double)tv.tv_sec) * 1e6);
-		bufferevent_set_timeouts(c->bev, &tv, NULL);
+		sio_set_timeouts(c->bev, &tv, NULL);
 	}
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	sio_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void fail(struct client *c, bool log, const char *sqlstate, const char *msg)
@@ -290,7 +289,7 @@ static void fail(struct client *c, bool log, const char *sqlstate, const char *m
 		return;
 	if (log && pools_cfg()->log_pooler_errors)
 		log_warn("C-%p %s: pooler error: %s", (void *)c, peer(c, buf, sizeof(buf)), msg);
-	pg_put_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
+	pg_put_error(sio_output(c->bev), "FATAL", sqlstate, "%s", msg);
 	client_close(c, true, log ? "pooler error" : "upstream unavailable");
 }
 
@@ -322,8 +321,8 @@ static void bury(struct client *c)
 		return;
 	c->buried = true;
 	TAILQ_REMOVE(&all_clients, c, all);
-	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	sio_setcb(c->bev, NULL, NULL, NULL, NULL);
+	sio_disable(c->bev, EV_READ | EV_WRITE);
 	pool_bury(&c->node);
 }
 
@@ -347,9 +346,9 @@ static void client_close(struct client *c, bool flush, const char *reason)
 	}
 	pool_client_remove(&c->node);
 	nclients--;
-	if (flush && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
-		bufferevent_disable(c->bev, EV_READ);
-		bufferevent_set_timeouts(c->bev, NULL, &tv);
+	if (flush && evbuffer_get_length(sio_output(c->bev)) > 0) {
+		sio_disable(c->bev, EV_READ);
+		sio_set_timeouts(c->bev, NULL, &tv);
 		return; /* write_cb buries it once drained */
 	}
 	bury(c);
@@ -362,14 +361,14 @@ void clients_shutdown(void)
 	while ((c = TAILQ_FIRST(&all_clients))) {
 		client_fail(c, "57P01", "cratebouncer is shutting down");
 		/* one non-blocking attempt to deliver what is queued */
-		evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+		evbuffer_write(sio_output(c->bev), sio_fd(c->bev));
 		bury(c);
 	}
 }
 
 void client_free(struct client *c)
 {
-	bufferevent_free(c->bev);
+	sio_free(c->bev);
 	if (c->auth) {
 		scram_server_free(c->auth->scram);
 		if (c->auth->secret)
@@ -382,7 +381,7 @@ void client_free(struct client *c)
 	free(c);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void read_cb(struct sio *bev, void *arg)
 {
 	struct client *c = arg;
 
@@ -390,7 +389,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		return;
 	c->request_time = now_usec();
 	if (c->admin && c->node.state != CL_LOGIN) {
-		if (admin_handle(c, c->admin, bufferevent_get_input(bev), bufferevent_get_output(bev)) < 0)
+		if (admin_handle(c, c->admin, sio_input(bev), sio_output(bev)) < 0)
 			client_close(c, false, "client close request");
 		return;
 	}
@@ -399,19 +398,19 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		login_read(c);
 		break;
 	case CL_IDLE: {
-		struct evbuffer *in = bufferevent_get_input(bev);
+		struct evbuffer *in = sio_input(bev);
 		uint8_t type;
 		if (evbuffer_copyout(in, &type, 1) == 1 && type == 'X') {
 			client_close(c, false, "client close request");
 			return;
 		}
-		if (rl_idle_answer(&c->rl, &c->node.pool->rl, in, bufferevent_get_output(bev)) &&
+		if (rl_idle_answer(&c->rl, &c->node.pool->rl, in, sio_output(bev)) &&
 		    evbuffer_get_length(in) == 0)
 			return;
 		pool_client_want_server(c->node.pool, c);
 		if (!c->closing && c->node.state == CL_WAITING) {
 			c->wait_since = now_usec();
-			bufferevent_disable(bev, EV_READ);
+			sio_disable(bev, EV_READ);
 		}
 		break;
 	}
@@ -419,17 +418,17 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		forward(c);
 		break;
 	default:
-		bufferevent_disable(bev, EV_READ);
+		sio_disable(bev, EV_READ);
 		break;
 	}
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+static void write_cb(struct sio *bev, void *arg)
 {
 	struct client *c = arg;
 
 	if (c->closing) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(sio_output(bev)) == 0)
 			bury(c);
 		return;
 	}
@@ -438,7 +437,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 		server_pause_read(c->server, false);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void event_cb(struct sio *bev, short what, void *arg)
 {
 	struct client *c = arg;
 
@@ -446,12 +445,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		bury(c);
 		return;
 	}
-	if ((what & BEV_EVENT_TIMEOUT) && c->node.state == CL_LOGIN) {
+	if ((what & SIO_TIMEOUT) && c->node.state == CL_LOGIN) {
 		client_fail(c, "08P01", "client_login_timeout: login not completed in %g s",
 			    pools_cfg()->client_login_timeout);
 		return;
 	}
-	client_close(c, false, what & BEV_EVENT_EOF ? "client disconnected" : "client connection error");
+	client_close(c, false, what & SIO_EOF ? "client disconnected" : "client connection error");
 }
 
 /* Passes the client's messages to its server through the relay; a Terminate ends the
@@ -460,7 +459,7 @@ static void forward(struct client *c)
 {
 	const char *err = NULL;
 
-	switch (server_forward(c->server, c, bufferevent_get_input(c->bev), &err)) {
+	switch (server_forward(c->server, c, sio_input(c->bev), &err)) {
 	case RL_OK:
 		break;
 	case RL_TERMINATE:
@@ -489,7 +488,7 @@ void client_unlinked(struct client *c)
 void client_resume(struct client *c)
 {
 	if (!c->closing && c->node.state == CL_IDLE &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	    evbuffer_get_length(sio_input(c->bev)) > 0)
 		read_cb(c->bev, c);
 }
 
@@ -497,14 +496,14 @@ void client_linked(struct client *c, struct server *sv)
 {
 	c->server = sv;
 	pool_client_move(&c->node, CL_ACTIVE);
-	bufferevent_enable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	sio_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		forward(c);
 }
 
 void client_welcome(struct client *c, const uint8_t *params, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sio_output(c->bev);
 	const uint8_t *p = params;
 
 	if (rl_client_startup(&c->rl, c->params, &c->node.pool->rl) < 0) {
@@ -530,8 +529,8 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 	pg_put_backend_key(out, c->cancel_pid, c->cancel_key);
 	pg_put_ready(out, 'I');
 	pool_client_move(&c->node, CL_IDLE);
-	bufferevent_enable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	sio_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		read_cb(c->bev, c);
 }
 
@@ -545,7 +544,7 @@ static int finish_login(struct client *c, const char *what)
 	free(c->auth->secret);
 	free(c->auth);
 	c->auth = NULL;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	sio_set_timeouts(c->bev, NULL, NULL);
 	c->cancel_pid = ++next_pid;
 	/* a guessable key would let anyone cancel this client's queries */
 	if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1) {
@@ -567,9 +566,9 @@ static void admin_login(struct client *c)
 	if (finish_login(c, " (admin console)") < 0)
 		return;
 	c->node.state = CL_IDLE;
-	admin_welcome(bufferevent_get_output(c->bev), c->cancel_pid, c->cancel_key);
-	bufferevent_enable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	admin_welcome(sio_output(c->bev), c->cancel_pid, c->cancel_key);
+	sio_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		read_cb(c->bev, c);
 }
 
@@ -596,7 +595,7 @@ static void auth_done(struct client *c)
 	if (finish_login(c, "") < 0)
 		return;
 	pool_client_add(pool, &c->node, CL_LOGIN_WAIT);
-	bufferevent_disable(c->bev, EV_READ);
+	sio_disable(c->bev, EV_READ);
 	pool_client_login(pool, c);
 }
 
@@ -626,7 +625,7 @@ static bool peer_ok(struct client *c)
 	struct passwd pw, *res = NULL;
 	char buf[1024];
 
-	if (getsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+	if (getsockopt(sio_fd(c->bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
 	/* In a user namespace (systemd's PrivateUsers=yes) every unmapped uid reads as the
 	 * overflow uid: it names no one, so it must never match a user. */
@@ -644,7 +643,7 @@ static bool peer_ok(struct client *c)
 static void start_auth(struct client *c)
 {
 	const struct cfg *cfg = pools_cfg();
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sio_output(c->bev);
 	struct client_auth *a = c->auth;
 	const char *secret;
 
@@ -745,7 +744,7 @@ static void start_auth(struct client *c)
 static void auth_message(struct client *c, const uint8_t *body, size_t len)
 {
 	struct client_auth *a = c->auth;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = sio_output(c->bev);
 	char *msg = NULL;
 	size_t mlen;
 	const char *err = NULL;
@@ -819,7 +818,7 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 			client_fail(c, "08P01", "too many SSL/GSSENC requests");
 			return;
 		}
-		bufferevent_write(c->bev, "N", 1);
+		evbuffer_add(sio_output(c->bev), "N", 1);
 		return;
 	case PG_STARTUP_CANCEL: {
 		/* the key must match the one we issued; only a linked session has a query to
@@ -853,7 +852,7 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 
 static void login_read(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = sio_input(c->bev);
 	uint8_t hdr[PG_HDR_LEN];
 
 	while (!c->closing && c->node.state == CL_LOGIN) {

@@ -110,7 +110,7 @@ size_t rl_pending(const struct rl_server *s)
 
 bool rl_quiet(const struct rl_server *s, const struct rl_client *c)
 {
-	return s->qlen == 0 && s->pass == 0 && (!c || c->pass == 0);
+	return s->qlen == 0 && s->pass == 0 && !s->unsynced && (!c || c->pass == 0);
 }
 
 bool rl_idle(const struct rl_server *s, const struct rl_client *c)
@@ -364,6 +364,11 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		case 'F': kind = RQ_QUERY; break;
 		default: break;
 		}
+		if (type == 'S')
+			s->unsynced = false;
+		else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' ||
+			 type == 'H')
+			s->unsynced = true;
 		if (!whole(type)) {
 			if (kind >= 0 && push(s, kind, NULL) < 0)
 				goto nomem;

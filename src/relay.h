@@ -37,6 +37,8 @@ struct rl_server {
 	uint32_t pass;		/* bytes of the current server message still to handle */
 	bool drop;		/* ... and they are dropped, not passed */
 	bool inject_failed;	/* an injected query (replay, reset) got an ErrorResponse */
+	bool unsynced;		/* extended-protocol messages since the last Sync: the server
+				 * is mid-way (Flush answers do not end anything) */
 	char status;		/* from the last ReadyForQuery */
 	uint32_t client_parses, server_parses, binds;	/* for the statistics */
 };

@@ -1,0 +1,471 @@
+/* Buffered socket I/O, plain or TLS behind one ops table (the idea of PgBouncer's
+ * sbufio ops). Reading: one recv per readable event, or SSL_read with read-ahead until
+ * OpenSSL holds nothing more, into the input evbuffer, then the read callback. Writing:
+ * straight from the output evbuffer while the socket takes it; an EV_WRITE event is added
+ * only when it does not. Data added to the output by anyone is written from the event
+ * loop (the write event is activated, which costs no syscall). The read event stays
+ * added while reading is enabled. Level-triggered: what one event leaves unread fires
+ * the next. */
+#include "sockio.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define READ_CHUNK 16384
+#define WRITE_CHUNK 16384
+
+struct sio;
+
+/* >0 bytes, 0 would block, -1 EOF, -2 error. */
+struct sio_ops {
+	int (*read)(struct sio *io);
+	int (*write)(struct sio *io);
+};
+
+struct sio {
+	struct event rev, wev, timer;
+	struct evbuffer *in, *out;
+	const struct sio_ops *ops;
+	SSL *ssl;
+	int fd;
+	sio_data_cb rcb, wcb;
+	sio_event_cb ecb;
+	void *arg;
+	unsigned long ssl_err;
+	uint64_t rd_deadline, wr_deadline;
+	bool reading, writing, rev_added, wev_added, activated;
+	bool handshaking, read_wants_write, write_wants_read, dead;
+};
+
+static void update_events(struct sio *io);
+
+static int raw_read(struct sio *io)
+{
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	if (evbuffer_reserve_space(io->in, READ_CHUNK, &v, 1) < 1)
+		return -2;
+	n = recv(io->fd, v.iov_base, v.iov_len, 0);
+	if (n > 0) {
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(io->in, &v, 1);
+		return (int)n;
+	}
+	if (n == 0)
+		return -1;
+	return errno == EAGAIN || errno == EINTR ? 0 : -2;
+}
+
+static int raw_write(struct sio *io)
+{
+	int n = evbuffer_write_atmost(io->out, io->fd, -1);
+
+	if (n >= 0)
+		return n;
+	return errno == EAGAIN || errno == EINTR ? 0 : -2;
+}
+
+/* An SSL_read/SSL_write result that is not data: 0 would block, -1 EOF, -2 error. */
+static int tls_status(struct sio *io, int rc, bool reading)
+{
+	int err = SSL_get_error(io->ssl, rc);
+	unsigned long e;
+
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		if (!reading)
+			io->write_wants_read = true;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		if (reading)
+			io->read_wants_write = true;
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		e = ERR_get_error();
+		if (!e && (errno == 0 || errno == ECONNRESET || errno == EPIPE))
+			return -1; /* closed without close_notify: the upstream went away */
+		io->ssl_err = e;
+		return -2;
+	default:
+		io->ssl_err = ERR_get_error();
+		ERR_clear_error();
+		return -2;
+	}
+}
+
+static int tls_read(struct sio *io)
+{
+	struct evbuffer_iovec v;
+	int total = 0, n;
+
+	do {
+		if (evbuffer_reserve_space(io->in, READ_CHUNK, &v, 1) < 1)
+			return -2;
+		errno = 0;
+		n = SSL_read(io->ssl, v.iov_base, (int)v.iov_len);
+		if (n <= 0) {
+			int st = tls_status(io, n, true);
+			return total > 0 && st == 0 ? total : (total > 0 && st < 0 ? total : st);
+		}
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(io->in, &v, 1);
+		total += n;
+	} while (SSL_has_pending(io->ssl));
+	return total;
+}
+
+static int tls_write(struct sio *io)
+{
+	int total = 0;
+
+	while (evbuffer_get_length(io->out) > 0) {
+		size_t len = evbuffer_get_length(io->out);
+		int chunk = len > WRITE_CHUNK ? WRITE_CHUNK : (int)len;
+		unsigned char *p = evbuffer_pullup(io->out, chunk);
+		if (!p)
+			return -2;
+		errno = 0;
+		int n = SSL_write(io->ssl, p, chunk);
+		if (n <= 0) {
+			int st = tls_status(io, n, false);
+			return st == 0 ? total : st;
+		}
+		evbuffer_drain(io->out, (size_t)n);
+		total += n;
+	}
+	return total;
+}
+
+static const struct sio_ops raw_ops = { raw_read, raw_write };
+static const struct sio_ops tls_ops = { tls_read, tls_write };
+
+static void fire_event(struct sio *io, short what)
+{
+	io->dead = true;
+	io->reading = io->writing = false;
+	update_events(io);
+	if (io->ecb)
+		io->ecb(io, what, io->arg);
+}
+
+/* Runs the handshake on; true when it finished (SIO_CONNECTED was fired). */
+static bool handshake(struct sio *io)
+{
+	errno = 0;
+	int rc = SSL_do_handshake(io->ssl);
+
+	if (rc == 1) {
+		io->handshaking = false;
+		update_events(io);
+		if (io->ecb)
+			io->ecb(io, SIO_CONNECTED, io->arg);
+		return true;
+	}
+	int err = SSL_get_error(io->ssl, rc);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		io->read_wants_write = err == SSL_ERROR_WANT_WRITE;
+		update_events(io);
+		return false;
+	}
+	io->ssl_err = ERR_peek_last_error();
+	fire_event(io, SIO_ERROR | (err == SSL_ERROR_SYSCALL && !io->ssl_err ? SIO_EOF : 0));
+	return false;
+}
+
+static void do_write(struct sio *io);
+static void do_write_cb(struct sio *io, bool cb);
+
+static void do_read(struct sio *io)
+{
+	int n;
+
+	io->read_wants_write = false;
+	n = io->ops->read(io);
+	if (n > 0 && io->rcb && io->reading)
+		io->rcb(io, io->arg);
+	if (n < 0 && !io->dead)
+		fire_event(io, SIO_READING | (n == -1 ? SIO_EOF : SIO_ERROR));
+	else if (io->read_wants_write && !io->dead)
+		update_events(io);
+}
+
+static void read_ev(evutil_socket_t fd, short what, void *arg)
+{
+	struct sio *io = arg;
+
+	(void)fd;
+	(void)what;
+	if (io->handshaking) {
+		handshake(io);
+		return;
+	}
+	if (io->write_wants_read) {
+		io->write_wants_read = false;
+		do_write(io);
+		if (io->dead)
+			return;
+	}
+	if (io->reading)
+		do_read(io);
+}
+
+static void do_write_cb(struct sio *io, bool cb);
+
+static void do_write(struct sio *io)
+{
+	do_write_cb(io, true);
+}
+
+static void do_write_cb(struct sio *io, bool cb)
+{
+	int n = 0;
+
+	if (evbuffer_get_length(io->out) > 0)
+		n = io->ops->write(io);
+	if (n < 0) {
+		fire_event(io, SIO_WRITING | (n == -1 ? SIO_EOF : SIO_ERROR));
+		return;
+	}
+	update_events(io);
+	if (cb && evbuffer_get_length(io->out) == 0 && io->wcb)
+		io->wcb(io, io->arg);
+}
+
+static void write_ev(evutil_socket_t fd, short what, void *arg)
+{
+	struct sio *io = arg;
+
+	(void)fd;
+	(void)what;
+	io->activated = false;
+	if (io->dead)
+		return;
+	if (io->handshaking) {
+		handshake(io);
+		return;
+	}
+	if (io->read_wants_write) {
+		io->read_wants_write = false;
+		if (io->reading)
+			do_read(io);
+		if (io->dead)
+			return;
+	}
+	if (io->writing)
+		do_write(io);
+}
+
+static void timer_ev(evutil_socket_t fd, short what, void *arg)
+{
+	struct sio *io = arg;
+	uint64_t now = now_usec();
+
+	(void)fd;
+	(void)what;
+	if (io->dead)
+		return;
+	if (io->rd_deadline && now >= io->rd_deadline) {
+		io->rd_deadline = 0;
+		fire_event(io, SIO_READING | SIO_TIMEOUT);
+	} else if (io->wr_deadline && now >= io->wr_deadline) {
+		io->wr_deadline = 0;
+		fire_event(io, SIO_WRITING | SIO_TIMEOUT);
+	}
+}
+
+/* Data added to the output by whoever: written from the event loop. */
+static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct sio *io = arg;
+
+	(void)buf;
+	if (info->n_added && !io->activated && !io->wev_added && !io->dead) {
+		io->activated = true;
+		event_active(&io->wev, EV_WRITE, 1);
+	}
+}
+
+/* The read and write events as the state asks; epoll_ctl only on a change. */
+static void update_events(struct sio *io)
+{
+	bool want_r = !io->dead && (io->handshaking ? !io->read_wants_write
+				    : io->reading || io->write_wants_read);
+	bool want_w = !io->dead && (io->handshaking ? io->read_wants_write
+				    : io->read_wants_write ||
+				      (io->writing && evbuffer_get_length(io->out) > 0 &&
+				       !io->write_wants_read));
+
+	if (want_r != io->rev_added) {
+		if (want_r)
+			event_add(&io->rev, NULL);
+		else
+			event_del(&io->rev);
+		io->rev_added = want_r;
+	}
+	if (want_w != io->wev_added) {
+		if (want_w)
+			event_add(&io->wev, NULL);
+		else
+			event_del(&io->wev);
+		io->wev_added = want_w;
+	}
+}
+
+struct sio *sio_new(struct event_base *base, int fd, SSL *ssl)
+{
+	struct sio *io = calloc(1, sizeof(*io));
+
+	if (!io)
+		return NULL;
+	io->in = evbuffer_new();
+	io->out = evbuffer_new();
+	if (!io->in || !io->out || !evbuffer_add_cb(io->out, out_cb, io)) {
+		if (io->in)
+			evbuffer_free(io->in);
+		if (io->out)
+			evbuffer_free(io->out);
+		free(io);
+		return NULL;
+	}
+	io->fd = fd;
+	io->ssl = ssl;
+	io->ops = ssl ? &tls_ops : &raw_ops;
+	event_assign(&io->rev, base, fd, EV_READ | EV_PERSIST, read_ev, io);
+	event_assign(&io->wev, base, fd, EV_WRITE | EV_PERSIST, write_ev, io);
+	evtimer_assign(&io->timer, base, timer_ev, io);
+	if (ssl) {
+		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		SSL_set_read_ahead(ssl, 1);
+		SSL_set_fd(ssl, fd);
+		SSL_set_connect_state(ssl);
+		io->handshaking = true;
+		event_active(&io->wev, EV_WRITE, 1); /* the ClientHello goes from the loop */
+		io->activated = true;
+	}
+	return io;
+}
+
+void sio_free(struct sio *io)
+{
+	if (!io)
+		return;
+	event_del(&io->rev);
+	event_del(&io->wev);
+	event_del(&io->timer);
+	evbuffer_free(io->in);
+	evbuffer_free(io->out);
+	if (io->ssl)
+		SSL_free(io->ssl);
+	if (io->fd >= 0)
+		close(io->fd);
+	free(io);
+}
+
+void sio_setcb(struct sio *io, sio_data_cb read_cb, sio_data_cb write_cb, sio_event_cb event_cb,
+	       void *arg)
+{
+	io->rcb = read_cb;
+	io->wcb = write_cb;
+	io->ecb = event_cb;
+	io->arg = arg;
+}
+
+struct evbuffer *sio_input(struct sio *io)
+{
+	return io->in;
+}
+
+struct evbuffer *sio_output(struct sio *io)
+{
+	return io->out;
+}
+
+void sio_enable(struct sio *io, short what)
+{
+	if (io->dead)
+		return;
+	if (what & EV_READ)
+		io->reading = true;
+	if (what & EV_WRITE)
+		io->writing = true;
+	update_events(io);
+	/* data may have arrived while reading was off and still sit in OpenSSL */
+	if ((what & EV_READ) && io->ssl && !io->handshaking && SSL_has_pending(io->ssl) &&
+	    !io->activated) {
+		io->read_wants_write = true; /* the write event runs a read first */
+		io->activated = true;
+		event_active(&io->wev, EV_WRITE, 1);
+	}
+}
+
+void sio_disable(struct sio *io, short what)
+{
+	if (what & EV_READ)
+		io->reading = false;
+	if (what & EV_WRITE)
+		io->writing = false;
+	update_events(io);
+}
+
+static void arm_timer(struct sio *io)
+{
+	uint64_t next = io->rd_deadline;
+
+	if (io->wr_deadline && (!next || io->wr_deadline < next))
+		next = io->wr_deadline;
+	if (!next) {
+		event_del(&io->timer);
+		return;
+	}
+	uint64_t now = now_usec(), d = next > now ? next - now : 0;
+	struct timeval tv = { (time_t)(d / 1000000), (suseconds_t)(d % 1000000) };
+	event_add(&io->timer, &tv);
+}
+
+void sio_set_timeouts(struct sio *io, const struct timeval *rd, const struct timeval *wr)
+{
+	uint64_t now = now_usec();
+
+	io->rd_deadline = rd ? now + (uint64_t)rd->tv_sec * 1000000 + (uint64_t)rd->tv_usec : 0;
+	io->wr_deadline = wr ? now + (uint64_t)wr->tv_sec * 1000000 + (uint64_t)wr->tv_usec : 0;
+	arm_timer(io);
+}
+
+int sio_fd(const struct sio *io)
+{
+	return io->fd;
+}
+
+SSL *sio_ssl(const struct sio *io)
+{
+	return io->ssl;
+}
+
+unsigned long sio_ssl_error(struct sio *io)
+{
+	return io->ssl_err;
+}
+
+void sio_flush(struct sio *io)
+{
+	if (io->dead || io->handshaking || !io->writing || io->write_wants_read)
+		return;
+	do_write_cb(io, false);
+}
+
+size_t sio_struct_size(void)
+{
+	return sizeof(struct sio);
+}
