@@ -187,16 +187,7 @@ int clients_total(void)
 
 void client_send(struct client *c, struct evbuffer *src, size_t n)
 {
-	struct evbuffer *out = sio_output(c->bev);
-
-	/* nothing queued: write now, sparing two epoll_ctl calls per response */
-	if (evbuffer_get_length(out) == 0) {
-		int w = evbuffer_write_atmost(src, sio_fd(c->bev), (ev_ssize_t)n);
-		if (w > 0)
-			n -= (size_t)w;
-	}
-	if (n)
-		evbuffer_remove_buffer(src, out, n);
+	sio_write_buffer(c->bev, src, n);
 }
 
 bool client_output_full(struct client *c)

@@ -1,13 +1,11 @@
 /* Upstream connections. A server's life: resolve (evdns), connect (non-blocking, each
- * address in turn), SSLRequest, TLS handshake (bufferevent_openssl), login with the
+ * address in turn), SSLRequest, TLS handshake (sockio), login with the
  * pool's credentials, then idle / linked to a client / being reset, until closed.
  * Every step is bounded by server_connect_timeout until the login completes. */
 #include "server.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -33,17 +31,17 @@
 #include "pgproto.h"
 #include "relay.h"
 #include "scram.h"
+#include "sockio.h"
 #include "tlsctx.h"
 #include "util.h"
 
 #define LOGIN_MSG_MAX (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024)
-#define DIRECT_WRITE_MAX 16384
 
 struct server {
 	struct pool_node node;
-	struct bufferevent *bev;
-	evutil_socket_t fd;		/* before the bufferevent owns it */
+	struct sio *bev;
+	evutil_socket_t fd;		/* before the sio owns it */
 	struct event io;		/* connect and SSLRequest answer */
 	struct event timer;		/* server_connect_timeout during login */
 	struct evdns_getaddrinfo_request *dns_req;
@@ -77,10 +75,10 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg);
 static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg);
 static void timeout_cb(evutil_socket_t fd, short what, void *arg);
 static void start_bev(struct server *sv);
-static void login_read_cb(struct bufferevent *bev, void *arg);
-static void fwd_read_cb(struct bufferevent *bev, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void login_read_cb(struct sio *bev, void *arg);
+static void fwd_read_cb(struct sio *bev, void *arg);
+static void write_cb(struct sio *bev, void *arg);
+static void event_cb(struct sio *bev, short what, void *arg);
 static void after_input(struct server *sv);
 static void server_return(struct server *sv);
 
@@ -131,7 +129,7 @@ void server_cancel(struct server *sv)
 	socklen_t sl = sizeof(ss);
 
 	if (!sv->bev || !sv->be_pid ||
-	    getpeername(bufferevent_getfd(sv->bev), (struct sockaddr *)&ss, &sl) < 0)
+	    getpeername(sio_fd(sv->bev), (struct sockaddr *)&ss, &sl) < 0)
 		return;
 	/* the server is not handed to anyone else until the cancel has been processed, so
 	 * that a late cancel never hits another client's query */
@@ -155,7 +153,7 @@ size_t server_struct_size(void)
 void server_describe(struct server *sv, struct server_info *si)
 {
 	static const char *const names[] = { "login", "idle", "active", "used", "tested", "closing" };
-	int fd = sv->bev ? bufferevent_getfd(sv->bev) : sv->fd;
+	int fd = sv->bev ? sio_fd(sv->bev) : sv->fd;
 
 	memset(si, 0, sizeof(*si));
 	si->state = names[sv->node.state];
@@ -193,32 +191,12 @@ uint64_t server_connect_time(const struct server *sv)
 
 void server_send(struct server *sv, struct evbuffer *src, size_t n)
 {
-	struct evbuffer *out = bufferevent_get_output(sv->bev);
-
-	/* Nothing queued: one SSL_write now, one TLS record, no epoll_ctl. When it would
-	 * block, the bytes go to the bufferevent contiguous, so its retry of SSL_write
-	 * starts with the same data, at least as long (OpenSSL's retry rule). */
-	if (sv->ssl && n <= DIRECT_WRITE_MAX && evbuffer_get_length(out) == 0) {
-		unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)n);
-		int w = p ? SSL_write(sv->ssl, p, (int)n) : -1;
-		if (w > 0) {
-			evbuffer_drain(src, (size_t)w);
-			n -= (size_t)w;
-		} else {
-			ERR_clear_error();
-		}
-		if (n) {
-			evbuffer_remove_buffer(src, out, n);
-			evbuffer_pullup(out, -1);
-		}
-		return;
-	}
-	evbuffer_remove_buffer(src, out, n);
+	sio_write_buffer(sv->bev, src, n);
 }
 
 bool server_output_full(struct server *sv)
 {
-	return evbuffer_get_length(bufferevent_get_output(sv->bev)) > OUT_HIGH_WATER;
+	return evbuffer_get_length(sio_output(sv->bev)) > OUT_HIGH_WATER;
 }
 
 void server_note_sent(struct server *sv)
@@ -254,9 +232,9 @@ void server_pause_read(struct server *sv, bool pause)
 		return;
 	sv->paused = pause;
 	if (pause)
-		bufferevent_disable(sv->bev, EV_READ);
+		sio_disable(sv->bev, EV_READ);
 	else
-		bufferevent_enable(sv->bev, EV_READ);
+		sio_enable(sv->bev, EV_READ);
 }
 
 void server_launch(struct pool *pool, int host)
@@ -428,8 +406,7 @@ static void start_bev(struct server *sv)
 	char *err = NULL;
 
 	if (sslmode == SSLMODE_DISABLE) {
-		sv->bev = bufferevent_socket_new(pools_base(), sv->fd,
-						 BEV_OPT_CLOSE_ON_FREE);
+		sv->bev = sio_new(pools_base(), sv->fd, NULL);
 	} else {
 		SSL_CTX *ctx = tls_client_ctx(sslmode, cfg_db_ca_file(cfg, db), &err);
 		if (!ctx) {
@@ -442,11 +419,7 @@ static void start_bev(struct server *sv)
 			server_fail(sv, "08006", "cannot set up TLS for \"%s\"", sv_host(sv));
 			return;
 		}
-		sv->bev = bufferevent_openssl_socket_new(pools_base(), sv->fd, sv->ssl,
-							 BUFFEREVENT_SSL_CONNECTING,
-							 BEV_OPT_CLOSE_ON_FREE);
-		if (sv->bev)
-			bufferevent_openssl_set_allow_dirty_shutdown(sv->bev, 1);
+		sv->bev = sio_new(pools_base(), sv->fd, sv->ssl);
 	}
 	if (!sv->bev) {
 		if (sv->ssl)
@@ -455,11 +428,11 @@ static void start_bev(struct server *sv)
 		server_fail(sv, "53200", "cannot allocate a connection buffer");
 		return;
 	}
-	sv->fd = -1; /* owned by the bufferevent now */
-	bufferevent_setcb(sv->bev, login_read_cb, write_cb, event_cb, sv);
-	bufferevent_enable(sv->bev, EV_READ | EV_WRITE);
+	sv->fd = -1; /* owned by the sio now */
+	sio_setcb(sv->bev, login_read_cb, write_cb, event_cb, sv);
+	sio_enable(sv->bev, EV_READ | EV_WRITE);
 	if (sslmode == SSLMODE_DISABLE)
-		event_cb(sv->bev, BEV_EVENT_CONNECTED, sv);
+		event_cb(sv->bev, SIO_CONNECTED, sv);
 }
 
 static void send_startup(struct server *sv)
@@ -467,7 +440,7 @@ static void send_startup(struct server *sv)
 	struct pool *pool = sv->node.pool;
 	const char *params[] = { "user", pool->user, "database", pool->dbname, NULL };
 
-	pg_put_startup(bufferevent_get_output(sv->bev), params);
+	pg_put_startup(sio_output(sv->bev), params);
 }
 
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -478,30 +451,30 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 		    sv_host(sv), sv_port(sv));
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void event_cb(struct sio *bev, short what, void *arg)
 {
 	struct server *sv = arg;
 	unsigned long ossl;
 
-	if (what & BEV_EVENT_CONNECTED) {
+	if (what & SIO_CONNECTED) {
 		sv->tls_done = true;
 		send_startup(sv);
 		return;
 	}
 	if (sv->login_done) {
-		server_close(sv, what & BEV_EVENT_EOF ? "upstream closed the connection"
+		server_close(sv, what & SIO_EOF ? "upstream closed the connection"
 					       : "upstream connection failed");
 		return;
 	}
-	ossl = sv->ssl ? bufferevent_get_openssl_error(bev) : 0;
+	ossl = sv->ssl ? sio_ssl_error(bev) : 0;
 	if (sv->ssl && !sv->tls_done) {
 		char *why = tls_failure(sv->ssl, sv_host(sv), ossl);
 		server_fail(sv, "08006", "%s", why);
 		free(why);
 	} else {
 		server_fail(sv, "08006", "upstream %s:%d closed the connection during login%s%s",
-			    sv_host(sv), sv_port(sv), (what & BEV_EVENT_ERROR) && errno ? ": " : "",
-			    (what & BEV_EVENT_ERROR) && errno ? strerror(errno) : "");
+			    sv_host(sv), sv_port(sv), (what & SIO_ERROR) && errno ? ": " : "",
+			    (what & SIO_ERROR) && errno ? strerror(errno) : "");
 	}
 	ERR_clear_error();
 }
@@ -510,7 +483,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 {
 	struct pool *pool = sv->node.pool;
-	struct evbuffer *out = bufferevent_get_output(sv->bev);
+	struct evbuffer *out = sio_output(sv->bev);
 	uint32_t code;
 	const uint8_t *data;
 	size_t dlen;
@@ -631,7 +604,7 @@ static void login_done(struct server *sv)
 
 	sv->login_done = true;
 	evtimer_del(&sv->timer);
-	bufferevent_setcb(sv->bev, fwd_read_cb, write_cb, event_cb, sv);
+	sio_setcb(sv->bev, fwd_read_cb, write_cb, event_cb, sv);
 	sv->ready = true;
 	sv->rl.status = 'I';
 	sv->idle_since = now_usec();
@@ -648,10 +621,10 @@ static void login_done(struct server *sv)
 	pool_server_idle(sv);
 }
 
-static void login_read_cb(struct bufferevent *bev, void *arg)
+static void login_read_cb(struct sio *bev, void *arg)
 {
 	struct server *sv = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = sio_input(bev);
 	uint8_t hdr[PG_HDR_LEN];
 	struct pg_error e;
 
@@ -745,10 +718,10 @@ static void take_counts(struct server *sv)
 
 /* Upstream messages through the relay to the linked client (or dropped: a reset or a
  * check query, or nobody linked). */
-static void fwd_read_cb(struct bufferevent *bev, void *arg)
+static void fwd_read_cb(struct sio *bev, void *arg)
 {
 	struct server *sv = arg;
-	struct evbuffer *in = bufferevent_get_input(bev), *out = scratch();
+	struct evbuffer *in = sio_input(bev), *out = scratch();
 	struct client *c = sv->node.state == SV_ACTIVE ? sv->client : NULL;
 	const char *err = NULL;
 
@@ -839,7 +812,7 @@ enum rl_result server_forward(struct server *sv, struct client *c, struct evbuff
 	return RL_OK;
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+static void write_cb(struct sio *bev, void *arg)
 {
 	struct server *sv = arg;
 
@@ -852,7 +825,7 @@ void server_link(struct server *sv, struct client *c)
 {
 	sv->client = c;
 	pool_server_move(&sv->node, SV_ACTIVE);
-	rl_link(&sv->rl, client_relay(c), &sv->node.pool->rl, bufferevent_get_output(sv->bev));
+	rl_link(&sv->rl, client_relay(c), &sv->node.pool->rl, sio_output(sv->bev));
 }
 
 /* Back to the pool after a transaction or a session, unless it has lived long enough or
@@ -899,7 +872,7 @@ void server_release(struct server *sv, bool mid_message)
 		reset = "DEALLOCATE ALL";
 	sv->ready = false;
 	pool_server_move(&sv->node, SV_RESET);
-	rl_inject(&sv->rl, &sv->node.pool->rl, reset, bufferevent_get_output(sv->bev));
+	rl_inject(&sv->rl, &sv->node.pool->rl, reset, sio_output(sv->bev));
 }
 
 /* A cancel connection for this server's session finished (or gave up). */
@@ -962,7 +935,7 @@ void server_check(struct server *sv)
 {
 	pool_server_move(&sv->node, SV_TESTED);
 	rl_inject(&sv->rl, &sv->node.pool->rl, pools_cfg()->server_check_query,
-		  bufferevent_get_output(sv->bev));
+		  sio_output(sv->bev));
 }
 
 static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
@@ -994,8 +967,8 @@ void server_close(struct server *sv, const char *reason)
 		event_del(&sv->io);
 	evtimer_del(&sv->timer);
 	if (sv->bev) {
-		bufferevent_setcb(sv->bev, NULL, NULL, NULL, NULL);
-		bufferevent_disable(sv->bev, EV_READ | EV_WRITE);
+		sio_setcb(sv->bev, NULL, NULL, NULL, NULL);
+		sio_disable(sv->bev, EV_READ | EV_WRITE);
 	}
 	pool_server_remove(&sv->node);
 	pool_bury(&sv->node);
@@ -1004,7 +977,7 @@ void server_close(struct server *sv, const char *reason)
 void server_free(struct server *sv)
 {
 	if (sv->bev)
-		bufferevent_free(sv->bev); /* frees the SSL and closes the socket */
+		sio_free(sv->bev); /* frees the SSL and closes the socket */
 	else if (sv->ssl)
 		SSL_free(sv->ssl);
 	if (sv->fd >= 0)

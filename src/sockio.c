@@ -465,6 +465,20 @@ void sio_flush(struct sio *io)
 	do_write_cb(io, false);
 }
 
+void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
+{
+	bool was = io->activated;
+
+	io->activated = true; /* no write event for what is written right now */
+	evbuffer_remove_buffer(src, io->out, n);
+	io->activated = was;
+	if (io->dead || io->handshaking || !io->writing || io->write_wants_read) {
+		update_events(io);
+		return;
+	}
+	do_write_cb(io, false);
+}
+
 size_t sio_struct_size(void)
 {
 	return sizeof(struct sio);
