@@ -728,25 +728,30 @@ def node_pg():
     node = subprocess.run(["sh", "-c", "command -v node"], stdout=subprocess.PIPE, text=True)
     if node.returncode != 0:
         return None, "node not found on PATH (Debian package nodejs)"
-    path = os.path.join(NODE_DIR, "node_modules")
 
-    def loads():
+    def loads(path):
         res = subprocess.run(["node", "-e", "require('pg')"], env={**os.environ,
                              "NODE_PATH": path}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, timeout=60)
         return res.returncode == 0
 
-    if loads():
-        return path, None
+    node_dir = NODE_DIR
+    if loads(os.path.join(node_dir, "node_modules")):
+        return os.path.join(node_dir, "node_modules"), None
+    if os.path.isdir(node_dir) and not os.access(node_dir, os.W_OK):
+        node_dir = f"{NODE_DIR}-{os.geteuid()}"  # another user's: one of our own
+        if loads(os.path.join(node_dir, "node_modules")):
+            return os.path.join(node_dir, "node_modules"), None
     try:
-        os.makedirs(NODE_DIR, exist_ok=True)
+        os.makedirs(node_dir, exist_ok=True)
         res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
-                              "--prefix", NODE_DIR, "pg@8"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=180, cwd=NODE_DIR)
+                              "--prefix", node_dir, "pg@8"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=180, cwd=node_dir)
     except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"npm install pg failed: {e}"
-    if res.returncode != 0 or not loads():
-        return None, f"npm install pg into {NODE_DIR} failed ({res.returncode}):\n{res.stdout}"
+        return None, f"npm install pg into {node_dir} failed: {e}"
+    path = os.path.join(node_dir, "node_modules")
+    if res.returncode != 0 or not loads(path):
+        return None, f"npm install pg into {node_dir} failed ({res.returncode}):\n{res.stdout}"
     return path, None
 
 
