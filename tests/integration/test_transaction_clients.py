@@ -1380,3 +1380,31 @@ def test_psycopg2_named_cursors(cratebouncer):
             conn.close()
 
     assert run_threads(client, n) == [(1000, c * 500500) for c in range(n)]
+
+
+def test_large_values_and_results(cratebouncer):
+    """30 psycopg 3 clients (prepared statements) send parameters of 64 KiB to 1 MiB, get
+    large values and 20000-row results back, concurrently on a pool of 5: every byte
+    arrives (md5 computed upstream against the client's own)."""
+    import hashlib
+    cb = start(cratebouncer)
+    n = 30
+
+    def client(c):
+        with psycopg.connect(cb.conninfo(), autocommit=True, prepare_threshold=0) as conn:
+            for r in range(3):
+                size = (64 << 10) << ((c + r) % 5)  # 64 KiB .. 1 MiB
+                value = hashlib.sha256(f"{c}.{r}".encode()).hexdigest() * (size // 64)
+                got = conn.execute("select md5(%s::text), length(%s::text)",
+                                   (value, value)).fetchone()
+                assert got == (hashlib.md5(value.encode()).hexdigest(), len(value))
+                back = conn.execute("select repeat(%s::text, %s::int)",
+                                    (f"<{c}>", size // 4)).fetchone()[0]
+                assert back == f"<{c}>" * (size // 4)
+            rows = conn.execute("select g, md5(g::text) from generate_series(1, %s::int) g",
+                                (20000,)).fetchall()
+            assert len(rows) == 20000
+            assert rows[c] == (c + 1, hashlib.md5(str(c + 1).encode()).hexdigest())
+            return sum(g for g, _ in rows)
+
+    assert run_threads(client, n) == [20000 * 20001 // 2] * n
