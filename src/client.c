@@ -33,6 +33,7 @@
 #include "util.h"
 
 #define OUT_HIGH_WATER (256 * 1024)
+#define WAIT_BUFFER_MAX (256 * 1024)
 #define AUTH_MSG_MAX 8192
 #define CLOSE_FLUSH_SECS 5
 #define PEER_LEN (INET6_ADDRSTRLEN + 16)
@@ -399,17 +400,18 @@ static void read_cb(struct sio *bev, void *arg)
 		    evbuffer_get_length(in) == 0)
 			return;
 		pool_client_want_server(c->node.pool, c);
-		if (!c->closing && c->node.state == CL_WAITING) {
+		if (!c->closing && c->node.state == CL_WAITING)
 			c->wait_since = now_usec();
-			sio_disable(bev, EV_READ);
-		}
 		break;
 	}
 	case CL_ACTIVE:
 		forward(c);
 		break;
 	default:
-		sio_disable(bev, EV_READ);
+		/* waiting for a server: reading goes on (no epoll_ctl pair per wait), up to a
+		 * bound on what is buffered */
+		if (evbuffer_get_length(sio_input(bev)) > WAIT_BUFFER_MAX)
+			sio_disable(bev, EV_READ);
 		break;
 	}
 }

@@ -205,6 +205,7 @@ static void pool_apply_cfg(struct pool *pool)
 	pool->mode = cfg_pool_mode(cur_cfg, pool->db, pool->user);
 	pool->rl.rename = pool->mode != POOL_SESSION && cur_cfg->max_prepared_statements > 0;
 	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
+	pool->rl.no_tx = pool->mode == POOL_STATEMENT;
 	pool->rl.defaults = (const char *const *)pool->defaults;
 }
 
@@ -509,6 +510,21 @@ static int db_servers(const struct pool *of)
 	return n;
 }
 
+/* max_db_connections reached while this pool needs a server: an idle server of another
+ * pool of the same entry makes room (its pool can open one again when it needs it). */
+static void evict_idle_elsewhere(struct pool *of)
+{
+	struct pool *pool;
+
+	TAILQ_FOREACH(pool, &pools, entry) {
+		struct pool_node *n = TAILQ_LAST(&pool->servers[SV_IDLE], node_list);
+		if (pool != of && n && strcmp(pool->db->name, of->db->name) == 0) {
+			server_close(n->obj, "max_db_connections: room for another pool");
+			return;
+		}
+	}
+}
+
 /* pool_size, plus reserve_pool_size once a client has waited reserve_pool_timeout. */
 static int pool_limit(const struct pool *pool)
 {
@@ -535,6 +551,8 @@ static void launch_if_needed(struct pool *pool)
 	int min = cfg_db_min_pool_size(cur_cfg, pool->db);
 	if (total < min && min - total > want)
 		want = min - total;
+	if (dbmax > 0 && want > 0 && total < max && db_servers(pool) >= dbmax)
+		evict_idle_elsewhere(pool);
 	if (dbmax > 0 && max - total > dbmax - db_servers(pool))
 		max = total + dbmax - db_servers(pool);
 	while (want-- > 0 && total++ < max) {

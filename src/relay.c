@@ -718,6 +718,11 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			if (avail < PG_HDR_LEN + 1)
 				goto out;
 			s->status = (char)hdr[5];
+			if (o->no_tx && !replay && s->status != 'I' && c) {
+				/* statement mode: the client gets an error instead */
+				s->violation = true;
+				pass = false;
+			}
 			bool done = false;
 			while (!done && (it = head(s))) {
 				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY || it->kind == RQ_QUERY_DROP;

@@ -37,6 +37,7 @@ struct rl_server {
 	uint32_t pass;		/* bytes of the current server message still to handle */
 	bool drop;		/* ... and they are dropped, not passed */
 	bool inject_failed;	/* an injected query (replay, reset) got an ErrorResponse */
+	bool violation;		/* statement mode: a ReadyForQuery T/E was held back */
 	bool unsynced;		/* extended-protocol messages since the last Sync: the server
 				 * is mid-way (Flush answers do not end anything) */
 	char status;		/* from the last ReadyForQuery */
@@ -47,6 +48,7 @@ struct rl_server {
 struct rl_opts {
 	bool rename;		/* named statements are tracked (transaction/statement mode) */
 	int max_prepared;	/* per server */
+	bool no_tx;		/* statement mode: a transaction block is a violation */
 	const char *const *defaults;	/* per tracked parameter: the upstream's login value,
 					 * NULL when the upstream does not report it */
 };

@@ -64,7 +64,7 @@ struct server {
 	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
 	unsigned gen;			/* pool->gen when launched */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
-	bool tls_done, dns_done, crate, paused, login_done, stmt_violation;
+	bool tls_done, dns_done, crate, paused, login_done;
 };
 
 static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
@@ -701,8 +701,6 @@ static void ready_cb(void *arg, char status)
 	sv->ready_time = now_usec();
 	if (sv->node.state == SV_ACTIVE)
 		count_ready(sv, status);
-	if (status != 'I' && sv->node.pool->mode == POOL_STATEMENT)
-		sv->stmt_violation = true;
 }
 
 /* The relay's counters go to the pool's statistics. */
@@ -762,8 +760,8 @@ static void after_input(struct server *sv)
 	if (!c || sv->node.state != SV_ACTIVE)
 		return;
 	take_counts(sv);
-	if (sv->stmt_violation) {
-		sv->stmt_violation = false;
+	if (sv->rl.violation) {
+		sv->rl.violation = false;
 		client_fail(c, "25000", "transaction blocks not allowed in statement pooling mode");
 		return;
 	}

