@@ -32,6 +32,7 @@
 #include "log.h"
 #include "pool.h"
 #include "tlsctx.h"
+#include "sockio.h"
 #include "util.h"
 
 enum run_state { RUNNING, STOP_WAIT_CLIENTS, STOP_WAIT_TRANSACTIONS };
@@ -446,7 +447,7 @@ int main(int argc, char **argv)
 
 	event_set_log_callback(libevent_log);
 	d.base = event_base_new();
-	if (!d.base)
+	if (!d.base || event_base_priority_init(d.base, 3) < 0 || sio_init(d.base) < 0)
 		fatal("cannot create the event loop");
 	struct evdns_base *dns = evdns_base_new(d.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 							EVDNS_BASE_DISABLE_WHEN_INACTIVE);

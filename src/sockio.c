@@ -15,6 +15,7 @@
 #include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,8 +44,14 @@ struct sio {
 	unsigned long ssl_err;
 	uint64_t rd_deadline, wr_deadline;
 	bool reading, writing, rev_added, wev_added, activated;
-	bool handshaking, read_wants_write, write_wants_read, dead;
+	bool handshaking, read_wants_write, write_wants_read, dead, queued;
+	TAILQ_ENTRY(sio) flushq;	/* on the list written at the end of the loop pass */
 };
+
+/* Output of the data path is written once per event loop pass, after every ready event
+ * has been handled: the peers are woken once for a batch, not once per message. */
+static TAILQ_HEAD(, sio) flush_list = TAILQ_HEAD_INITIALIZER(flush_list);
+static struct event *flush_ev;
 
 static void update_events(struct sio *io);
 
@@ -364,6 +371,8 @@ void sio_free(struct sio *io)
 	event_del(&io->rev);
 	event_del(&io->wev);
 	event_del(&io->timer);
+	if (io->queued)
+		TAILQ_REMOVE(&flush_list, io, flushq);
 	evbuffer_free(io->in);
 	evbuffer_free(io->out);
 	if (io->ssl)
@@ -465,18 +474,49 @@ void sio_flush(struct sio *io)
 	do_write_cb(io, false);
 }
 
+static void flush_all(evutil_socket_t fd, short what, void *arg)
+{
+	struct sio *io;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while ((io = TAILQ_FIRST(&flush_list))) {
+		TAILQ_REMOVE(&flush_list, io, flushq);
+		io->queued = false;
+		if (io->dead || io->handshaking || !io->writing || io->write_wants_read)
+			update_events(io);
+		else
+			do_write(io);
+	}
+}
+
+int sio_init(struct event_base *base)
+{
+	/* lowest of the three priorities: after the I/O events of the pass */
+	flush_ev = event_new(base, -1, 0, flush_all, NULL);
+	if (!flush_ev || event_priority_set(flush_ev, 2) < 0)
+		return -1;
+	return 0;
+}
+
 void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
 {
 	bool was = io->activated;
 
-	io->activated = true; /* no write event for what is written right now */
+	io->activated = true; /* written with the batch, not by a write event */
 	evbuffer_remove_buffer(src, io->out, n);
 	io->activated = was;
-	if (io->dead || io->handshaking || !io->writing || io->write_wants_read) {
-		update_events(io);
+	if (!flush_ev) {
+		do_write_cb(io, false);
 		return;
 	}
-	do_write_cb(io, false);
+	if (!io->queued) {
+		if (TAILQ_EMPTY(&flush_list))
+			event_active(flush_ev, 0, 0);
+		TAILQ_INSERT_TAIL(&flush_list, io, flushq);
+		io->queued = true;
+	}
 }
 
 size_t sio_struct_size(void)

@@ -46,7 +46,10 @@ unsigned long sio_ssl_error(struct sio *io);
 /* Writes what is queued now, as far as the socket takes it; the rest goes when it can.
  * Called by the data path after adding to the output. */
 void sio_flush(struct sio *io);
-/* Moves n bytes of src to the output and writes at once (the data path's send). */
+/* The batch writer; the base must have three priorities. -1: no memory. */
+int sio_init(struct event_base *base);
+/* Moves n bytes of src to the output, written at the end of this event loop pass (the
+ * data path's send). */
 void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n);
 size_t sio_struct_size(void);
 
