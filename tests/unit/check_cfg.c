@@ -388,11 +388,14 @@ START_TEST(test_more_errors)
 		NAME ":10: database \"i\": host= is required",
 		NAME ":11: database \"j\": unknown parameter \"\"",
 		NAME ":0: auth_type md5 needs auth_file",
-		NAME ":0: database \"t\": pool_mode transaction is not implemented yet; use session",
 		NULL };
 	static const char *const mode_err[] = {
-		NAME ":0: auth_type scram-sha-256 needs auth_file",
-		NAME ":0: pool_mode statement is not implemented yet; use session", NULL };
+		NAME ":0: auth_type scram-sha-256 needs auth_file", NULL };
+	static const char *const users_err[] = {
+		NAME ":2: user \"a\": pool_mode: \"txn\" is not one of: session, transaction, statement",
+		NAME ":3: user \"b\": unknown parameter \"pool_size\"",
+		NAME ":5: user \"c\" is defined twice",
+		NAME ":0: track_extra_parameters: \"a;b\" is not a list of parameter names", NULL };
 	static const char *const nosection_err[] = {
 		NAME ":1: unknown section []",
 		NAME ":2: unknown section []", NULL };
@@ -427,9 +430,33 @@ START_TEST(test_more_errors)
 			    "j = host=h =x\n"					/* 11 */
 			    "t = host=h pool_mode=transaction\n", db_err);	/* 12 */
 	expect_parse_errors("[cratebouncer]\nauth_type = scram-sha-256\npool_mode = statement\n", mode_err);
+	expect_parse_errors("[users]\n"					/* 1 */
+			    "a = pool_mode=txn\n"				/* 2 */
+			    "b = pool_size=3\n"				/* 3 */
+			    "c = pool_mode=statement\nc = pool_mode=session\n"	/* 4, 5 */
+			    "[cratebouncer]\nauth_type = trust\n"		/* 6 */
+			    "track_extra_parameters = a;b\n", users_err);	/* 7 */
 	expect_parse_errors("a = 1\nb = 2\n[cratebouncer]\nauth_type = trust\n", nosection_err);
 	/* inih would take ':' as a delimiter; cratebouncer insists on '='. */
 	expect_parse_errors("[cratebouncer]\nauth_type = trust\nlisten_port: 7000\n", colon_err);
+}
+END_TEST
+
+/* [users] beats the database entry, which beats the global pool_mode. */
+START_TEST(test_pool_mode_precedence)
+{
+	struct cfg *cfg = parse_ok("[databases]\n"
+				   "s = host=h pool_mode=session\n"
+				   "d = host=h\n"
+				   "[users]\n"
+				   "batch = pool_mode=statement\n"
+				   "[cratebouncer]\nauth_type = trust\npool_mode = transaction\n");
+
+	ck_assert_int_eq(cfg_pool_mode(cfg, cfg_find_db(cfg, "s"), "app"), POOL_SESSION);
+	ck_assert_int_eq(cfg_pool_mode(cfg, cfg_find_db(cfg, "d"), "app"), POOL_TRANSACTION);
+	ck_assert_int_eq(cfg_pool_mode(cfg, cfg_find_db(cfg, "s"), "batch"), POOL_STATEMENT);
+	ck_assert_int_eq(cfg->max_prepared_statements, 200);
+	cfg_free(cfg);
 }
 END_TEST
 
@@ -990,6 +1017,7 @@ int main(void)
 	tcase_add_test(tc, test_error_lines);
 	tcase_add_test(tc, test_more_errors);
 	tcase_add_test(tc, test_durations);
+	tcase_add_test(tc, test_pool_mode_precedence);
 	tcase_add_test(tc, test_bools_ints_enums);
 	tcase_add_test(tc, test_db_entries);
 	tcase_add_test(tc, test_db_fallbacks);

@@ -1,0 +1,372 @@
+/* Unit tests for the message relay and its bookkeeping: tracked session parameters
+ * (sessparam.c), interned prepared statements (prepared.c) and the request queue that
+ * renames statements, answers from its own state and drops what it injected (relay.c).
+ * The relay works on evbuffers only, so the tests feed it bytes and read what it wrote. */
+#include <check.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgproto.h"
+#include "prepared.h"
+#include "relay.h"
+#include "sessparam.h"
+
+/* Appends one message: type, then body parts given as (pointer, length) pairs. */
+static void msg(struct evbuffer *b, char type, const void *body, size_t len)
+{
+	pg_put_msg(b, type, body, len);
+}
+
+static void parse(struct evbuffer *b, const char *name, const char *sql)
+{
+	char body[512];
+	size_t n = strlen(name) + 1, q = strlen(sql) + 1;
+
+	memcpy(body, name, n);
+	memcpy(body + n, sql, q);
+	body[n + q] = 0;
+	body[n + q + 1] = 0; /* no parameter types */
+	msg(b, 'P', body, n + q + 2);
+}
+
+static void put_bind(struct evbuffer *b, const char *stmt)
+{
+	char body[256];
+	size_t n = strlen(stmt) + 1;
+
+	body[0] = 0; /* unnamed portal */
+	memcpy(body + 1, stmt, n);
+	memset(body + 1 + n, 0, 6); /* no formats, no parameters, no result formats */
+	msg(b, 'B', body, 1 + n + 6);
+}
+
+static void execute(struct evbuffer *b)
+{
+	msg(b, 'E', "\0\0\0\0\0", 5);
+}
+
+/* The message types in b, as a string ("12CZ"); b is drained. */
+static char *types(struct evbuffer *b)
+{
+	static char out[256];
+	size_t n = 0;
+	uint8_t hdr[PG_HDR_LEN];
+
+	while (evbuffer_get_length(b) >= PG_HDR_LEN && n + 1 < sizeof(out)) {
+		evbuffer_copyout(b, hdr, PG_HDR_LEN);
+		out[n++] = (char)hdr[0];
+		evbuffer_drain(b, pg_get_u32(hdr + 1) + 1);
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* Does b hold the text somewhere (the server-side names)? */
+static bool holds(struct evbuffer *b, const char *text)
+{
+	struct evbuffer_ptr p = evbuffer_search(b, text, strlen(text), NULL);
+
+	return p.pos >= 0;
+}
+
+static int readies;
+static void on_ready(void *arg, char status)
+{
+	(void)arg;
+	(void)status;
+	readies++;
+}
+
+static const char *defaults[SP_MAX];
+static const struct rl_opts opts = { .rename = true, .max_prepared = 2, .defaults = defaults };
+
+START_TEST(test_parse_set)
+{
+	int idx;
+	char *v;
+
+	ck_assert_int_eq(sp_init("statement_timeout"), 0);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO a, \"B\"", 25, &idx, &v), 1);
+	ck_assert_str_eq(sp_name(idx), "search_path");
+	ck_assert_str_eq(v, "a, \"B\"");
+	free(v);
+	ck_assert_int_eq(sp_parse_set(" set session TimeZone = 'UTC';", 30, &idx, &v), 1);
+	ck_assert_str_eq(sp_name(idx), "TimeZone");
+	ck_assert_str_eq(v, "'UTC'");
+	free(v);
+	ck_assert_int_eq(sp_parse_set("SET statement_timeout = 5", 25, &idx, &v), 1);
+	free(v);
+	ck_assert_int_eq(sp_parse_set("RESET search_path", 17, &idx, &v), 1);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(sp_parse_set("reset all", 9, &idx, &v), 2);
+	ck_assert_int_eq(sp_parse_set("DISCARD ALL", 11, &idx, &v), 2);
+	ck_assert_int_eq(sp_parse_set("SET LOCAL search_path TO x", 26, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET work_mem TO '4MB'", 21, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO x; SELECT 1", 30, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SELECT 'SET search_path TO x'", 29, &idx, &v), 0);
+	ck_assert_int_eq(sp_init("bad-name"), -1);
+	ck_assert_int_eq(sp_init(NULL), 0);
+}
+END_TEST
+
+START_TEST(test_param_sets)
+{
+	struct sp_set a = { 0 }, b = { 0 };
+	uint64_t mask;
+	char *sql;
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	int tz = sp_index("timezone", 8), app = sp_index("application_name", 16);
+	int sp = sp_index("search_path", 11);
+
+	ck_assert_int_eq(sp_put(&a, tz, "UTC", false), 0);
+	ck_assert_int_eq(sp_put(&a, app, "it's", false), 0);
+	ck_assert_int_eq(sp_put(&b, app, "it's", false), 0);
+	ck_assert_int_eq(sp_put(&b, tz, "UTC", false), 0);
+	ck_assert(sp_same(&a, &b)); /* the order values were set in does not matter */
+	ck_assert_ptr_null(sp_diff_sql(&a, &b, &mask));
+	ck_assert_int_eq(sp_put(&b, sp, "x", true), 0);
+	ck_assert_int_eq(sp_put(&a, tz, "Asia/Tokyo", false), 0);
+	sql = sp_diff_sql(&a, &b, &mask);
+	ck_assert_str_eq(sql, "SET TimeZone TO 'Asia/Tokyo'; RESET search_path");
+	free(sql);
+	ck_assert_int_eq(sp_put(&a, app, NULL, false), 0);
+	sql = sp_diff_sql(&a, &b, &mask);
+	ck_assert_str_eq(sql, "SET TimeZone TO 'Asia/Tokyo'; RESET application_name; RESET search_path");
+	free(sql);
+	ck_assert_uint_eq(mask, (1ull << tz) | (1ull << app) | (1ull << sp));
+	sp_clear(&a);
+	sp_clear(&b);
+}
+END_TEST
+
+START_TEST(test_prepared_lru)
+{
+	struct ps_set *set = NULL;
+	struct ps_stmt *evicted;
+	struct ps_stmt *x = ps_intern((const uint8_t *)"select 1\0\0", 11);
+	struct ps_stmt *y = ps_intern((const uint8_t *)"select 2\0\0", 11);
+	struct ps_stmt *z = ps_intern((const uint8_t *)"select 3\0\0", 11);
+	struct ps_stmt *x2 = ps_intern((const uint8_t *)"select 1\0\0", 11);
+
+	ck_assert_ptr_eq(x, x2); /* content-addressed */
+	ck_assert_str_ne(ps_server_name(x), ps_server_name(y));
+	ck_assert_int_eq(ps_set_add(&set, x, 2, &evicted), 0);
+	ck_assert_int_eq(ps_set_add(&set, y, 2, &evicted), 0);
+	ck_assert(ps_set_has(&set, x)); /* x is now the most recently used */
+	ck_assert_int_eq(ps_set_add(&set, z, 2, &evicted), 0);
+	ck_assert_ptr_eq(evicted, y);
+	ps_unref(evicted);
+	ck_assert(!ps_set_has(&set, y));
+	ck_assert_uint_eq(ps_set_count(set), 2);
+	ps_set_free(&set);
+	ps_unref(x);
+	ps_unref(x2);
+	ps_unref(y);
+	ps_unref(z);
+	ck_assert_uint_eq(ps_count(), 0);
+}
+END_TEST
+
+/* Two clients, one server: the second client's Parse of the same statement is answered
+ * by the relay, its Bind is renamed, and every answer arrives in order. */
+START_TEST(test_statements_across_clients)
+{
+	struct rl_server s;
+	struct rl_client a, b;
+	struct evbuffer *in = evbuffer_new(), *to_s = evbuffer_new(), *to_c = evbuffer_new();
+	struct evbuffer *up = evbuffer_new();
+	const char *err = NULL;
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	rl_server_init(&s);
+	rl_client_init(&a);
+	rl_client_init(&b);
+
+	parse(in, "s1", "select 1");
+	put_bind(in, "s1");
+	execute(in);
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &a, &opts, in, to_s, &err), RL_OK);
+	ck_assert(holds(to_s, "cratebouncer_"));
+	ck_assert(!holds(to_s, "s1"));
+	ck_assert_str_eq(types(to_s), "PBES");
+	msg(up, '1', NULL, 0);
+	msg(up, '2', NULL, 0);
+	msg(up, 'C', "SELECT 1", 9);
+	msg(up, 'Z', "I", 1);
+	readies = 0;
+	ck_assert_int_eq(rl_from_server(&s, &a, &opts, up, to_c, on_ready, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "12CZ");
+	ck_assert_int_eq(readies, 1);
+	ck_assert(rl_idle(&s, &a));
+
+	/* client b, same text under another name: the server is not asked to parse */
+	parse(in, "other", "select 1");
+	put_bind(in, "other");
+	execute(in);
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &b, &opts, in, to_s, &err), RL_OK);
+	ck_assert_str_eq(types(to_s), "BES");
+	ck_assert(!rl_flush_fakes(&s, to_c));
+	ck_assert_str_eq(types(to_c), "1"); /* ParseComplete from the relay, at once */
+	msg(up, '2', NULL, 0);
+	msg(up, 'C', "SELECT 1", 9);
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s, &b, &opts, up, to_c, on_ready, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "2CZ");
+
+	/* Close of b's name: answered here; the server keeps the statement for a */
+	msg(in, 'C', "Sother", 7);
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &b, &opts, in, to_s, &err), RL_OK);
+	ck_assert_str_eq(types(to_s), "S");
+	rl_flush_fakes(&s, to_c);
+	ck_assert_str_eq(types(to_c), "3");
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s, &b, &opts, up, to_c, on_ready, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "Z");
+	ck_assert_uint_eq(rl_server_prepared(&s), 1);
+	ck_assert_uint_eq(rl_client_prepared(&b), 0);
+
+	rl_client_clear(&a);
+	rl_client_clear(&b);
+	rl_server_clear(&s);
+	evbuffer_free(in);
+	evbuffer_free(to_s);
+	evbuffer_free(to_c);
+	evbuffer_free(up);
+	ck_assert_uint_eq(ps_count(), 0);
+}
+END_TEST
+
+/* A statement the client prepared elsewhere is prepared on demand, its ParseComplete
+ * dropped; an error skips to Sync and the server forgets what failed. */
+START_TEST(test_prepare_on_demand_and_errors)
+{
+	struct rl_server s1, s2;
+	struct rl_client a;
+	struct evbuffer *in = evbuffer_new(), *to_s = evbuffer_new(), *to_c = evbuffer_new();
+	struct evbuffer *up = evbuffer_new();
+	const char *err = NULL;
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	rl_server_init(&s1);
+	rl_server_init(&s2);
+	rl_client_init(&a);
+	parse(in, "q", "select 2");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s1, &a, &opts, in, to_s, &err), RL_OK);
+	evbuffer_drain(to_s, evbuffer_get_length(to_s));
+	msg(up, '1', NULL, 0);
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s1, &a, &opts, up, to_c, NULL, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "1Z");
+
+	/* next transaction on another server */
+	put_bind(in, "q");
+	execute(in);
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s2, &a, &opts, in, to_s, &err), RL_OK);
+	ck_assert_str_eq(types(to_s), "PBES");
+	msg(up, '1', NULL, 0);
+	msg(up, '2', NULL, 0);
+	msg(up, 'C', "SELECT 1", 9);
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s2, &a, &opts, up, to_c, NULL, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "2CZ"); /* the injected Parse's answer is dropped */
+
+	/* a failing Parse: the error passes, Bind's answer never comes, the set forgets it */
+	parse(in, "bad", "selec 3");
+	put_bind(in, "bad");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s2, &a, &opts, in, to_s, &err), RL_OK);
+	ck_assert_uint_eq(rl_server_prepared(&s2), 2);
+	msg(up, 'E', "SERROR\0C42601\0Msyntax error\0\0", 30);
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s2, &a, &opts, up, to_c, NULL, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "EZ");
+	ck_assert_uint_eq(rl_server_prepared(&s2), 1);
+	ck_assert(rl_idle(&s2, &a));
+
+	evbuffer_drain(to_s, evbuffer_get_length(to_s));
+	rl_client_clear(&a);
+	rl_server_clear(&s1);
+	rl_server_clear(&s2);
+	evbuffer_free(in);
+	evbuffer_free(to_s);
+	evbuffer_free(to_c);
+	evbuffer_free(up);
+	ck_assert_uint_eq(ps_count(), 0);
+}
+END_TEST
+
+/* The session state replay: one SET, whose answers the client never sees, except the
+ * canonical form of a value it asked for. */
+START_TEST(test_replay)
+{
+	struct rl_server s;
+	struct rl_client c;
+	struct evbuffer *to_s = evbuffer_new(), *to_c = evbuffer_new(), *up = evbuffer_new();
+	const char *err = NULL;
+	static const char *defs[SP_MAX];
+	struct rl_opts o = { .rename = true, .max_prepared = 10, .defaults = defs };
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	defs[sp_index("TimeZone", 8)] = "UTC";
+	defs[sp_index("client_encoding", 15)] = "UTF8";
+	rl_server_init(&s);
+	rl_client_init(&c);
+	ck_assert_int_eq(rl_client_startup(&c, "user\0u\0TimeZone\0Asia/Tokyo\0client_encoding\0utf8\0"
+					       "application_name\0x\0", &o), 0);
+	rl_link(&s, &c, &o, to_s);
+	ck_assert(holds(to_s, "SET client_encoding TO 'utf8'; SET TimeZone TO 'Asia/Tokyo'"));
+	ck_assert_str_eq(types(to_s), "Q");
+	msg(up, 'S', "TimeZone\0Asia/Tokyo", 20);
+	msg(up, 'C', "SET", 4);
+	msg(up, 'C', "SET", 4);
+	msg(up, 'Z', "I", 1);
+	readies = 0;
+	ck_assert_int_eq(rl_from_server(&s, &c, &o, up, to_c, on_ready, NULL, &err), 0);
+	/* TimeZone was what the client asked for: dropped; client_encoding did not change on
+	 * the server (utf8 is UTF8): the client is told the canonical value */
+	ck_assert_str_eq(types(to_c), "S");
+	ck_assert_int_eq(readies, 0);
+	ck_assert(sp_same(&c.params, &s.params));
+	rl_link(&s, &c, &o, to_s);
+	ck_assert_uint_eq(evbuffer_get_length(to_s), 0); /* equal now: nothing to replay */
+
+	rl_client_clear(&c);
+	rl_server_clear(&s);
+	evbuffer_free(to_s);
+	evbuffer_free(to_c);
+	evbuffer_free(up);
+}
+END_TEST
+
+static Suite *relay_suite(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_parse_set);
+	tcase_add_test(tc, test_param_sets);
+	tcase_add_test(tc, test_prepared_lru);
+	tcase_add_test(tc, test_statements_across_clients);
+	tcase_add_test(tc, test_prepare_on_demand_and_errors);
+	tcase_add_test(tc, test_replay);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(relay_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
