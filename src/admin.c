@@ -327,8 +327,8 @@ static void pool_row(const struct pool_info *pi, void *arg)
 {
 	const char *row[] = { pi->database, pi->user, num((uint64_t)pi->cl_active),
 			      num((uint64_t)pi->cl_waiting), "0", "0", num((uint64_t)pi->sv_active),
-			      "0", "0", num((uint64_t)pi->sv_idle), num((uint64_t)pi->sv_used), "0",
-			      num((uint64_t)pi->sv_login), num(pi->maxwait_us / 1000000u),
+			      "0", "0", num((uint64_t)pi->sv_idle), num((uint64_t)pi->sv_used),
+			      num((uint64_t)pi->sv_tested), num((uint64_t)pi->sv_login), num(pi->maxwait_us / 1000000u),
 			      num(pi->maxwait_us % 1000000u), pi->pool_mode };
 	rs_row(arg, row);
 }
@@ -358,7 +358,7 @@ static void client_row(const struct client_info *ci, void *arg)
 			      ci->local_addr, inum(ci->local_port), when(ci->connect_usec),
 			      when(ci->request_usec), num(ci->wait_usec / 1000000u),
 			      num(ci->wait_usec % 1000000u), "0", ptr_str(ci->ptr), ptr_str(ci->link),
-			      "0", "", ci->application_name, "0", num(ci->id) };
+			      "0", "", ci->application_name, num(ci->prepared), num(ci->id) };
 	rs_row(arg, row);
 }
 
@@ -371,7 +371,8 @@ static void server_row(struct server *sv, struct pool *pool, void *arg)
 			      si.local_addr, inum(si.local_port), when(si.connect_usec),
 			      when(si.request_usec), "0", "0",
 			      num(server_gen(sv) != pool->gen), ptr_str(si.ptr), ptr_str(si.link),
-			      num(si.remote_pid), si.tls ? "TLS" : "", "", "0", num((uint64_t)(uintptr_t)sv & 0xffffff) };
+			      num(si.remote_pid), si.tls ? "TLS" : "", "", num(si.prepared),
+			      num((uint64_t)(uintptr_t)sv & 0xffffff) };
 	rs_row(arg, row);
 }
 
@@ -403,7 +404,7 @@ static void count_conns(const struct pool_info *pi, void *arg)
 	struct conn_count *cc = arg;
 
 	if (strcmp(pi->database, cc->db) == 0)
-		cc->n += pi->sv_active + pi->sv_idle + pi->sv_used + pi->sv_login;
+		cc->n += pi->sv_active + pi->sv_idle + pi->sv_used + pi->sv_tested + pi->sv_login;
 }
 
 static void show_databases(struct evbuffer *out)
@@ -424,8 +425,9 @@ static void show_databases(struct evbuffer *out)
 		const char *row[] = {
 			db->name, db->host, inum(db->port), db->dbname ? db->dbname : db->name,
 			db->user, inum(cfg_db_pool_size(cfg, db)), inum(cfg_db_min_pool_size(cfg, db)),
-			"0", num((uint64_t)cfg->server_lifetime),
-			db->pool_mode >= 0 ? modes[db->pool_mode] : NULL, "0", inum(cc.n),
+			inum(cfg->reserve_pool_size), num((uint64_t)cfg->server_lifetime),
+			db->pool_mode >= 0 ? modes[db->pool_mode] : NULL, inum(cfg->max_db_connections),
+			inum(cc.n),
 			pools_is_paused(db->name) ? "1" : "0", pools_is_disabled(db->name) ? "1" : "0" };
 		rs_row(&r, row);
 	}

@@ -146,6 +146,7 @@ void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *
 		ci.ptr = c;
 		ci.link = c->server;
 		ci.id = c->cancel_pid;
+		ci.prepared = rl_client_prepared(&c->rl);
 		ci.admin = c->admin != ADMIN_NONE;
 		fn(&ci, arg);
 	}

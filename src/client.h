@@ -57,6 +57,7 @@ struct client_info {
 	uint64_t connect_usec, request_usec, wait_usec;	/* monotonic; wait: so far */
 	const void *ptr, *link;
 	uint32_t id;
+	uint64_t prepared;	/* named statements it has */
 	bool admin;
 };
 void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *arg);

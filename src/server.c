@@ -167,6 +167,7 @@ void server_describe(struct server *sv, struct server_info *si)
 	si->link = sv->client;
 	si->tls = sv->ssl != NULL;
 	si->remote_pid = sv->be_pid;
+	si->prepared = rl_server_prepared(&sv->rl);
 }
 
 enum server_state server_state(const struct server *sv)

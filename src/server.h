@@ -57,6 +57,7 @@ struct server_info {
 	const void *ptr, *link;
 	bool tls;
 	uint32_t remote_pid;
+	uint64_t prepared;	/* statements prepared on it */
 };
 void server_describe(struct server *sv, struct server_info *si);
 unsigned server_gen(const struct server *sv);

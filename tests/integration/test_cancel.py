@@ -13,10 +13,18 @@ import pytest
 
 from helpers import TIMEOUT, clean_env
 
+MODES = {"session": {}, "transaction": {"pool_mode": "transaction", "default_pool_size": 2}}
 
-def test_psycopg_cancel(cratebouncer):
+
+@pytest.fixture(params=sorted(MODES))
+def mode(request):
+    """Each test in session mode and in transaction mode (two servers for several clients)."""
+    return MODES[request.param]
+
+
+def test_psycopg_cancel(cratebouncer, mode):
     """psycopg's conn.cancel() stops a running pg_sleep at once; the connection stays usable."""
-    cb = cratebouncer()
+    cb = cratebouncer(settings=mode)
     with psycopg.connect(cb.conninfo(), autocommit=True) as conn:
         threading.Timer(0.5, conn.cancel).start()
         started = time.monotonic()
@@ -26,9 +34,9 @@ def test_psycopg_cancel(cratebouncer):
         assert conn.execute("select 'usable'").fetchone() == ("usable",)
 
 
-def test_psql_ctrl_c_cancels(cratebouncer):
+def test_psql_ctrl_c_cancels(cratebouncer, mode):
     """SIGINT to psql (Ctrl-C) sends a CancelRequest; the query ends with 57014."""
-    cb = cratebouncer()
+    cb = cratebouncer(settings=mode)
     proc = subprocess.Popen(["psql", "-X", cb.conninfo(), "-c", "select pg_sleep(8)"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=clean_env())
@@ -40,9 +48,9 @@ def test_psql_ctrl_c_cancels(cratebouncer):
     assert "canceling statement due to user request" in err, (out, err)
 
 
-def test_wrong_key_cancels_nothing(cratebouncer):
+def test_wrong_key_cancels_nothing(cratebouncer, mode):
     """A CancelRequest with the right pid but a wrong key leaves the query running."""
-    cb = cratebouncer()
+    cb = cratebouncer(settings=mode)
     with psycopg.connect(cb.conninfo(), autocommit=True) as conn:
         pid = conn.info.backend_pid  # cratebouncer's id for this client, not the upstream's
 
