@@ -128,10 +128,13 @@ int sp_put(struct sp_set *s, int i, const char *value, bool raw)
 	size_t w = 0;
 	if (off >= 0) {
 		s->fp -= entry_hash(i, (const char *)s->blk + off + 2, s->blk[off + 1]);
-		memcpy(blk, s->blk, (size_t)off);
+		size_t rest = s->len - (size_t)off - old_len;
+		if (off)
+			memcpy(blk, s->blk, (size_t)off);
 		w = (size_t)off;
-		memcpy(blk + w, s->blk + off + old_len, s->len - (size_t)off - old_len);
-		w += s->len - (size_t)off - old_len;
+		if (rest)
+			memcpy(blk + w, s->blk + off + old_len, rest);
+		w += rest;
 	} else if (s->len) {
 		memcpy(blk, s->blk, s->len);
 		w = s->len;
