@@ -70,6 +70,8 @@ def pytest_runtest_makereport(item, call):
     for i, b in enumerate(getattr(item, "_cratebouncers", [])):
         text = saved[i] if saved else b.output()
         rep.sections.append((f"cratebouncer {b.workdir} output", text or "(empty)"))
+    for c in getattr(item, "_crate_https", []):
+        rep.sections.append((f"crate_http.py {c.workdir} stderr", c.output() or "(empty)"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,3 +425,130 @@ def pgbench_tables(pg):
     pg.sql("GRANT SELECT, INSERT, UPDATE, DELETE ON pgbench_accounts, pgbench_branches, "
            "pgbench_tellers, pgbench_history TO crate")
     return PGBENCH
+
+
+# ---------------------------------------------------------------------------------------------
+# a CrateDB-shaped HTTPS upstream (tests/crate_http.py) over the test PostgreSQL
+
+CRATE_HTTP = os.path.join(REPO, "tests", "crate_http.py")
+
+
+class CrateHttp:
+    """One tests/crate_http.py process: CrateDB's HTTP endpoint over TLS (the certificate pgenv
+    made, for localhost and 127.0.0.1, signed by pg.ca), backed by the test PostgreSQL as crate.
+    host, port, url (https://127.0.0.1:PORT), ca, user, password, auth ((user, password)),
+    jwt_secret, blob_dir, workdir; stop() -> exit status; output() -> its stderr."""
+
+    host = "127.0.0.1"
+    user = "crate"
+    password = pgenv.PASSWORD
+    jwt_secret = "test-jwt-secret"
+
+    def __init__(self, pg, idle_close=None, redirect_blobs_to=None, blob_dir=None, args=()):
+        self.pg = pg
+        self.ca = pg.ca
+        self.idle_close = idle_close
+        self.redirect_template = redirect_blobs_to
+        self.redirect_blobs_to = None
+        self.workdir = _mkdtemp("cbhttp-")
+        self.blob_dir = blob_dir or os.path.join(self.workdir, "blobs")
+        self.ready_file = os.path.join(self.workdir, "ready")
+        self.stderr_path = os.path.join(self.workdir, "stderr.txt")
+        self.args = list(args)
+        self.proc = None
+        self.port = None
+
+    @property
+    def url(self):
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def auth(self):
+        return (self.user, self.password)
+
+    def start(self):
+        pg_conninfo = (f"host=127.0.0.1 port={self.pg.port} dbname=doc user=crate "
+                       f"password={pgenv.PASSWORD} sslmode=verify-full sslrootcert={self.pg.ca} "
+                       f"connect_timeout={TIMEOUT}")
+        for attempt in range(3):
+            self.port = free_port()
+            cmd = ["/usr/bin/python3", CRATE_HTTP, "--listen", self.host, "--port", str(self.port),
+                   "--cert", self.pg.server_cert, "--key", self.pg.server_key,
+                   "--pg", pg_conninfo, "--user", self.user, "--password", self.password,
+                   "--jwt-secret", self.jwt_secret, "--ready-file", self.ready_file,
+                   "--blob-dir", self.blob_dir, *self.args]
+            if self.idle_close is not None:
+                cmd += ["--idle-close", str(self.idle_close)]
+            if self.redirect_template:
+                self.redirect_blobs_to = self.redirect_template.format(port=self.port)
+                cmd += ["--redirect-blobs-to", self.redirect_blobs_to]
+            with open(self.stderr_path, "ab") as err:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=err,
+                                             cwd=self.workdir)
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                if os.path.exists(self.ready_file):
+                    return self
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+            else:
+                self.stop()
+                raise StartError(f"crate_http.py not ready within {TIMEOUT} s:\n{self.output()}")
+            if self.proc.returncode == 2 and attempt < 2:
+                continue  # lost a race for the port
+            raise StartError(f"crate_http.py exited with {self.proc.returncode}:\n"
+                             f"{self.output()}")
+
+    def stop(self):
+        """SIGTERM (SIGKILL after STOP_GRACE); its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT)
+        return self.proc.returncode
+
+    def output(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def crate_http_factory(pg, request):
+    """crate_http_factory(idle_close=None, redirect_blobs_to=None, blob_dir=None, args=()) -> a
+    started CrateHttp; redirect_blobs_to may name the port as {port} (e.g.
+    "https://localhost:{port}", this same server under its other name). All are stopped at
+    teardown; a failed test's report gets their stderr."""
+    made = []
+    request.node._crate_https = made
+
+    def make(**kw):
+        c = CrateHttp(pg, **kw)
+        made.append(c)
+        try:
+            return c.start()
+        except StartError as e:
+            error = str(e)
+        pytest.fail(error, pytrace=False)
+
+    yield make
+
+    for c in made:
+        c.stop()
+        if not KEEP_TMP:
+            shutil.rmtree(c.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def crate_http(crate_http_factory):
+    """A CrateDB-shaped HTTPS upstream with default options (see CrateHttp)."""
+    return crate_http_factory()
