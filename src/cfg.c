@@ -42,6 +42,7 @@ static const char *const sslmode_names[] = { "disable", "require", "verify-ca", 
 
 #define OPT(n, t, d, r, lo, hi, nm) { NULL, #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) }
 #define ADMIN_OPT(n, t, d, r, lo, hi) { "admin", #n, t, d, r, lo, hi, NULL, offsetof(struct cfg, admin_##n) }
+#define HTTP_OPT(n, t, d, r, lo, hi, nm) { "http", #n, t, d, r, lo, hi, nm, offsetof(struct cfg, http_##n) }
 const struct cfg_opt cfg_options[] = {
 	OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0, NULL),
 	OPT(listen_port, CFG_INT, "6432", false, 1, 65535, NULL),
@@ -91,6 +92,25 @@ const struct cfg_opt cfg_options[] = {
 	ADMIN_OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0),
 	ADMIN_OPT(listen_port, CFG_INT, "0", false, 0, 65535),
 	ADMIN_OPT(access_token_file, CFG_STR, "", true, 0, 0),
+	HTTP_OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0, NULL),
+	HTTP_OPT(listen_port, CFG_INT, "0", false, 0, 65535, NULL),
+	HTTP_OPT(unix_socket, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(upstream, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(user, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(password, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(password_file, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(bearer_token_file, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(pool_size, CFG_INT, "16", false, 1, 10000, NULL),
+	HTTP_OPT(tls_sslmode, CFG_ENUM, "verify-full", false, 0, 0, sslmode_names),
+	HTTP_OPT(tls_ca_file, CFG_STR, "", false, 0, 0, NULL),
+	HTTP_OPT(max_client_conn, CFG_INT, "1000", false, 1, 1000000, NULL),
+	HTTP_OPT(connect_timeout, CFG_TIME, "10", false, 0.01, 3600, NULL),
+	HTTP_OPT(header_timeout, CFG_TIME, "10", false, 0.01, 3600, NULL),
+	HTTP_OPT(idle_timeout, CFG_TIME, "60", false, 0.01, 86400, NULL),
+	HTTP_OPT(request_timeout, CFG_TIME, "300", false, 0.01, 86400, NULL),
+	HTTP_OPT(queue_timeout, CFG_TIME, "30", false, 0.01, 86400, NULL),
+	HTTP_OPT(upstream_idle_timeout, CFG_TIME, "50", false, 0.01, 86400, NULL),
+	HTTP_OPT(max_sql_body_mb, CFG_INT, "100", false, 1, 4096, NULL),
 };
 #undef OPT
 const size_t cfg_noptions = sizeof(cfg_options) / sizeof(cfg_options[0]);
@@ -271,8 +291,8 @@ static int cfg_ini_handler(void *user, const char *section, const char *key, con
 	struct parse_ctx *ctx = user;
 	bool global = strcasecmp(section, "cratebouncer") == 0 || strcasecmp(section, "pgbouncer") == 0;
 
-	if (global || strcasecmp(section, "admin") == 0) {
-		const struct cfg_opt *opt = cfg_find_opt_in(global ? NULL : "admin", key);
+	if (global || strcasecmp(section, "admin") == 0 || strcasecmp(section, "http") == 0) {
+		const struct cfg_opt *opt = cfg_find_opt_in(global ? NULL : section, key);
 		if (!opt) {
 			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown option \"%s\" in [%s]", key, section);
 			return 1;

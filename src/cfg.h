@@ -84,6 +84,27 @@ struct cfg {
 	int admin_listen_port;		/* 0: off */
 	char *admin_access_token_file;
 
+	/* [http]: plaintext HTTP on localhost onto CrateDB's HTTPS endpoint */
+	char *http_listen_addr;
+	int http_listen_port;		/* 0: off */
+	char *http_unix_socket;
+	char *http_upstream;		/* https://host:port */
+	char *http_user;
+	char *http_password;
+	char *http_password_file;
+	char *http_bearer_token_file;
+	int http_pool_size;
+	int http_tls_sslmode;
+	char *http_tls_ca_file;
+	int http_max_client_conn;
+	double http_connect_timeout;
+	double http_header_timeout;
+	double http_idle_timeout;
+	double http_request_timeout;
+	double http_queue_timeout;
+	double http_upstream_idle_timeout;
+	int http_max_sql_body_mb;
+
 	struct cfg_db *dbs;
 	size_t ndbs;
 	struct cfg_user *users;	/* [users] */

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "pool.h"
 #include "tlsctx.h"
+#include "http_proxy.h"
 #include "sockio.h"
 #include "util.h"
 
@@ -214,7 +215,10 @@ static void reload(void)
 
 static void stop_check(void)
 {
-	if (d.state != RUNNING && clients_total() == 0)
+	struct http_stats hs;
+
+	http_proxy_stats(&hs);
+	if (d.state != RUNNING && clients_total() == 0 && hs.clients == 0)
 		event_base_loopbreak(d.base);
 }
 
@@ -235,6 +239,7 @@ static void begin_stop(enum run_state st)
 	notify("STOPPING=1");
 	listeners_stop(); /* new connections are refused from now on */
 	admin_http_stopping(); /* /ready says so; /metrics and /health keep serving */
+	http_proxy_stopping(); /* HTTP clients finish the request they are in */
 	d.state = st;
 	/* shutdown_timeout = 0: wait as long as it takes */
 	d.stop_deadline = d.cfg->shutdown_timeout > 0
@@ -449,6 +454,11 @@ int main(int argc, char **argv)
 			free(admin_err);
 			bad = true;
 		}
+		if (http_proxy_check(d.cfg, &admin_err) < 0) {
+			fprintf(stderr, "%s:0: %s\n", d.cfg_path, admin_err);
+			free(admin_err);
+			bad = true;
+		}
 		authfile_free(d.users);
 		cfg_free(d.cfg);
 		return bad ? 1 : 0;
@@ -498,6 +508,11 @@ int main(int argc, char **argv)
 		listeners_stop();
 		fatal("cannot start the admin HTTP port");
 	}
+	if (http_proxy_start(d.base, pools_dns(), d.cfg) < 0) {
+		listeners_stop();
+		admin_http_stop();
+		fatal("cannot start the HTTP side");
+	}
 	if (*d.cfg->pidfile)
 		write_pidfile(d.cfg->pidfile);
 
@@ -518,6 +533,7 @@ int main(int argc, char **argv)
 	notify("STOPPING=1");
 	listeners_stop();
 	admin_http_stop();
+	http_proxy_stop();
 	clients_shutdown();
 	pools_shutdown();
 	/* libevent may still hold deferred callbacks (and references) for the bufferevents

@@ -1,0 +1,434 @@
+/* HTTP heads, framing checks, JSON errors and the /_sql session recogniser. */
+#include "http_msg.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void http_head_clear(struct http_head *hd)
+{
+	for (int i = 0; i < hd->n; i++) {
+		free(hd->h[i].name);
+		free(hd->h[i].value);
+	}
+	free(hd->url);
+	free(hd->reason);
+	memset(hd, 0, sizeof(*hd));
+}
+
+int http_head_append(char **s, const char *at, size_t len)
+{
+	size_t old = *s ? strlen(*s) : 0;
+	char *n = realloc(*s, old + len + 1);
+
+	if (!n)
+		return -1;
+	memcpy(n + old, at, len);
+	n[old + len] = '\0';
+	*s = n;
+	return 0;
+}
+
+int http_head_field(struct http_head *hd, const char *at, size_t len)
+{
+	hd->bytes += len;
+	if (hd->n > 0 && !hd->in_value)
+		return http_head_append(&hd->h[hd->n - 1].name, at, len);
+	if (hd->n == HTTP_MAX_HEADERS)
+		return -1;
+	hd->in_value = false;
+	hd->h[hd->n].name = NULL;
+	hd->h[hd->n].value = NULL;
+	hd->n++;
+	return http_head_append(&hd->h[hd->n - 1].name, at, len);
+}
+
+int http_head_value(struct http_head *hd, const char *at, size_t len)
+{
+	hd->bytes += len;
+	if (hd->n == 0)
+		return -1;
+	hd->in_value = true;
+	return http_head_append(&hd->h[hd->n - 1].value, at, len);
+}
+
+const char *http_head_get(const struct http_head *hd, const char *name)
+{
+	for (int i = 0; i < hd->n; i++)
+		if (hd->h[i].name && strcasecmp(hd->h[i].name, name) == 0)
+			return hd->h[i].value ? hd->h[i].value : "";
+	return NULL;
+}
+
+int http_head_count(const struct http_head *hd, const char *name)
+{
+	int n = 0;
+
+	for (int i = 0; i < hd->n; i++)
+		if (hd->h[i].name && strcasecmp(hd->h[i].name, name) == 0)
+			n++;
+	return n;
+}
+
+static const char *trim(const char *s, size_t *len)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	*len = n;
+	return s;
+}
+
+const char *http_framing_error(const struct http_head *hd)
+{
+	int cl = http_head_count(hd, "Content-Length"), te = http_head_count(hd, "Transfer-Encoding");
+	size_t n;
+
+	if (cl && te)
+		return "both Content-Length and Transfer-Encoding";
+	if (cl > 1)
+		return "more than one Content-Length";
+	if (te > 1)
+		return "more than one Transfer-Encoding";
+	if (te) {
+		const char *v = trim(http_head_get(hd, "Transfer-Encoding"), &n);
+		if (n != 7 || strncasecmp(v, "chunked", 7) != 0)
+			return "a Transfer-Encoding other than chunked";
+	}
+	if (cl) {
+		const char *v = trim(http_head_get(hd, "Content-Length"), &n);
+		if (n == 0 || n > 18)
+			return "an invalid Content-Length";
+		for (size_t i = 0; i < n; i++)
+			if (!isdigit((unsigned char)v[i]))
+				return "an invalid Content-Length";
+	}
+	for (int i = 0; i < hd->n; i++) {
+		const char *v = hd->h[i].value ? hd->h[i].value : "";
+		if (strpbrk(v, "\r\n"))
+			return "a header value spanning lines";
+	}
+	return NULL;
+}
+
+/* Is name listed in a Connection header's value? */
+static bool named_by_connection(const struct http_head *hd, const char *name)
+{
+	for (int i = 0; i < hd->n; i++) {
+		if (!hd->h[i].name || strcasecmp(hd->h[i].name, "Connection") != 0 || !hd->h[i].value)
+			continue;
+		const char *p = hd->h[i].value;
+		size_t nl = strlen(name);
+		while (*p) {
+			while (*p == ' ' || *p == ',' || *p == '\t')
+				p++;
+			size_t n = strcspn(p, ", \t");
+			if (n == nl && strncasecmp(p, name, n) == 0)
+				return true;
+			p += n;
+		}
+	}
+	return false;
+}
+
+static bool hop_by_hop(const struct http_head *hd, const char *name)
+{
+	static const char *const hop[] = { "Connection", "Keep-Alive", "Proxy-Connection", "TE",
+					   "Trailer", "Upgrade", NULL };
+
+	for (int i = 0; hop[i]; i++)
+		if (strcasecmp(name, hop[i]) == 0)
+			return true;
+	return named_by_connection(hd, name);
+}
+
+void http_put_request(struct evbuffer *out, const char *method, const struct http_head *hd,
+		      const char *host_header, const char *authorization)
+{
+	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", method, hd->url ? hd->url : "/");
+	for (int i = 0; i < hd->n; i++) {
+		const char *name = hd->h[i].name;
+		if (!name || hop_by_hop(hd, name) || strcasecmp(name, "Host") == 0 ||
+		    strcasecmp(name, "Authorization") == 0 || strcasecmp(name, "X-User") == 0 ||
+		    strcasecmp(name, "Proxy-Authorization") == 0)
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", name, hd->h[i].value ? hd->h[i].value : "");
+	}
+	evbuffer_add_printf(out, "Host: %s\r\n", host_header);
+	if (authorization && *authorization)
+		evbuffer_add_printf(out, "Authorization: %s\r\n", authorization);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 307: return "Temporary Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Unknown";
+	}
+}
+
+void http_put_response(struct evbuffer *out, int major, int minor, int status,
+		       const struct http_head *hd, bool close)
+{
+	evbuffer_add_printf(out, "HTTP/%d.%d %d %s\r\n", major, minor, status,
+			    hd->reason && *hd->reason ? hd->reason : http_reason(status));
+	for (int i = 0; i < hd->n; i++) {
+		const char *name = hd->h[i].name;
+		if (!name || hop_by_hop(hd, name))
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", name, hd->h[i].value ? hd->h[i].value : "");
+	}
+	if (close)
+		evbuffer_add(out, "Connection: close\r\n", 19);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void put_json_string(struct evbuffer *out, const char *s)
+{
+	evbuffer_add(out, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			evbuffer_add_printf(out, "\\%c", c);
+		else if (c < 0x20)
+			evbuffer_add_printf(out, "\\u%04x", c);
+		else
+			evbuffer_add(out, s, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+void http_put_error(struct evbuffer *out, int status, int code, bool close, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	struct evbuffer *body = evbuffer_new();
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!body)
+		return;
+	evbuffer_add_printf(body, "{\"error\":{\"message\":");
+	put_json_string(body, msg);
+	evbuffer_add_printf(body, ",\"code\":%d}}", code);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			    "Content-Length: %zu\r\n%s\r\n", status, http_reason(status),
+			    evbuffer_get_length(body), close ? "Connection: close\r\n" : "");
+	evbuffer_add_buffer(out, body);
+	evbuffer_free(body);
+}
+
+/* JSON scanning for the "stmt" member: positions are offsets into body. -1: not there yet. */
+static long skip_ws(const char *b, size_t len, size_t i)
+{
+	while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+		i++;
+	return i < len ? (long)i : -1;
+}
+
+/* After a string starting at b[i] == '"': the index after its closing quote. */
+static long skip_string(const char *b, size_t len, size_t i)
+{
+	for (i++; i < len; i++) {
+		if (b[i] == '\\')
+			i++;
+		else if (b[i] == '"')
+			return (long)i + 1;
+	}
+	return -1;
+}
+
+static long skip_value(const char *b, size_t len, size_t i)
+{
+	int depth = 0;
+
+	for (; i < len; i++) {
+		char c = b[i];
+		if (c == '"') {
+			long e = skip_string(b, len, i);
+			if (e < 0)
+				return -1;
+			i = (size_t)e - 1;
+			if (depth == 0)
+				return e;
+		} else if (c == '[' || c == '{') {
+			depth++;
+		} else if (c == ']' || c == '}') {
+			if (depth == 0)
+				return (long)i;
+			if (--depth == 0)
+				return (long)i + 1;
+		} else if ((c == ',') && depth == 0) {
+			return (long)i;
+		}
+	}
+	return -1;
+}
+
+/* The statement's first word, from the JSON string at b[i] == '"' (escapes as spaces). */
+static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
+{
+	size_t n = 0;
+	bool comment_line = false, comment_block = false;
+
+	for (i++; i < len; i++) {
+		char c = b[i];
+		if (c == '\\') {
+			if (i + 1 >= len)
+				return -1;
+			char e = b[++i];
+			c = e == 'n' || e == 't' || e == 'r' ? ' ' : e;
+			if (e == 'u') {
+				i += 4;
+				c = ' ';
+			}
+		} else if (c == '"') {
+			break;
+		}
+		if (comment_line) {
+			if (c == '\n' || (c == ' ' && b[i - 1] == 'n' && b[i - 2] == '\\'))
+				comment_line = false;
+			continue;
+		}
+		if (comment_block) {
+			if (c == '/' && b[i - 1] == '*')
+				comment_block = false;
+			continue;
+		}
+		if (n == 0 && c == '-' && i + 1 < len && b[i + 1] == '-') {
+			comment_line = true;
+			continue;
+		}
+		if (n == 0 && c == '/' && i + 1 < len && b[i + 1] == '*') {
+			comment_block = true;
+			i++;
+			continue;
+		}
+		if (isalpha((unsigned char)c)) {
+			if (n + 1 < wmax)
+				w[n++] = (char)toupper((unsigned char)c);
+			continue;
+		}
+		if (n > 0)
+			break;
+	}
+	if (i >= len && n == 0)
+		return -1;
+	w[n] = '\0';
+	return 0;
+}
+
+int http_sql_changes_session(const char *b, size_t len, bool complete)
+{
+	static const char *const changing[] = { "SET", "RESET", "DECLARE", "DISCARD", NULL };
+	long i = skip_ws(b, len, 0);
+
+	if (i < 0)
+		return complete ? 0 : -1;
+	if (b[i] != '{')
+		return 0;
+	i++;
+	for (;;) {
+		i = skip_ws(b, len, (size_t)i);
+		if (i < 0)
+			return complete ? 0 : -1;
+		if (b[i] == '}')
+			return 0;
+		if (b[i] == ',') {
+			i++;
+			continue;
+		}
+		if (b[i] != '"')
+			return 0;
+		long ke = skip_string(b, len, (size_t)i);
+		if (ke < 0)
+			return complete ? 0 : -1;
+		bool is_stmt = ke - i == 6 && memcmp(b + i, "\"stmt\"", 6) == 0;
+		i = skip_ws(b, len, (size_t)ke);
+		if (i < 0 || b[i] != ':')
+			return i < 0 && !complete ? -1 : 0;
+		i = skip_ws(b, len, (size_t)i + 1);
+		if (i < 0)
+			return complete ? 0 : -1;
+		if (is_stmt) {
+			char w[16];
+			if (b[i] != '"')
+				return 0;
+			if (first_word(b, len, (size_t)i, w, sizeof(w)) < 0)
+				return complete ? 0 : -1;
+			for (int k = 0; changing[k]; k++)
+				if (strcmp(w, changing[k]) == 0)
+					return 1;
+			return 0;
+		}
+		i = skip_value(b, len, (size_t)i);
+		if (i < 0)
+			return complete ? 0 : -1;
+	}
+}
+
+int http_parse_upstream(const char *url, bool *tls, char **host, int *port, const char **err)
+{
+	const char *p;
+
+	if (strncasecmp(url, "https://", 8) == 0) {
+		*tls = true;
+		p = url + 8;
+	} else if (strncasecmp(url, "http://", 7) == 0) {
+		*tls = false;
+		p = url + 7;
+	} else {
+		*err = "must start with https:// (or http:// with tls_sslmode = disable)";
+		return -1;
+	}
+	size_t n = strcspn(p, ":/");
+	if (n == 0) {
+		*err = "has no host";
+		return -1;
+	}
+	*port = 4200;
+	if (p[n] == ':') {
+		char *end;
+		long v = strtol(p + n + 1, &end, 10);
+		if (end == p + n + 1 || v < 1 || v > 65535 || (*end && strcmp(end, "/") != 0)) {
+			*err = "has an invalid port";
+			return -1;
+		}
+		*port = (int)v;
+	} else if (p[n] == '/' && p[n + 1]) {
+		*err = "must not have a path";
+		return -1;
+	}
+	*host = strndup(p, n);
+	if (!*host) {
+		*err = "out of memory";
+		return -1;
+	}
+	return 0;
+}

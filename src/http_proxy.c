@@ -1,0 +1,1525 @@
+/* The HTTP side. A client connection's life: read a request head (http-parser), take an
+ * upstream connection (same Default-Schema session, idle, not stale) or wait for one,
+ * write the rewritten head (credentials injected), stream the body, stream the response
+ * back, then the next request. An upstream connection whose session a client changed
+ * (SET, RESET, DECLARE ... through /_sql) stays with that client and closes with it.
+ *
+ * Bodies are never held whole: bytes move as they come, the parser only finds where a
+ * message ends, and either side stops reading while the other side's output is above
+ * HIGH_WATER. Requests are not pipelined to the upstream: one at a time per connection. */
+#include "http_proxy.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "cfg.h"
+#include "http_msg.h"
+#include "listener.h"
+#include "log.h"
+#include "sockio.h"
+#include "tlsctx.h"
+#include "util.h"
+
+#define HIGH_WATER (256 * 1024)
+#define MAX_HEAD 8192		/* as CrateDB: 8 kB of headers */
+#define MAX_URL 4096		/* and a 4 kB initial line */
+#define SQL_PEEK_MAX 65536	/* how much of a /_sql body is looked at for SET & co */
+#define TICK_USEC 250000
+#define MAX_LISTENERS 8
+
+enum hc_state { HC_HEAD, HC_WAIT, HC_BODY, HC_RESPONSE, HC_CLOSING };
+enum hu_state { HU_CONNECTING, HU_HANDSHAKE, HU_IDLE, HU_BUSY, HU_CLOSING };
+
+struct hc;
+
+/* An upstream connection. */
+struct hu {
+	TAILQ_ENTRY(hu) entry;
+	struct sio *io;
+	int fd;
+	struct event conn_ev;
+	struct evdns_getaddrinfo_request *dns;
+	struct evutil_addrinfo *addrs, *next_addr;
+	int last_errno;
+	struct hc *client;		/* the request it serves now */
+	struct hc *pinned;		/* its session belongs to this client */
+	char *key;			/* Default-Schema of its session ("" none) */
+	http_parser parser;
+	struct http_head head;
+	enum hu_state state;
+	uint64_t since;
+	int requests;
+	bool head_done, response_started, buried, dns_done;
+};
+
+/* A client connection. */
+struct hc {
+	TAILQ_ENTRY(hc) entry;
+	TAILQ_ENTRY(hc) wait;
+	struct sio *io;
+	http_parser parser;
+	struct http_head head;
+	enum hc_state state;
+	struct hu *up, *pinned;
+	char *key;
+	uint64_t since, req_start;
+	z_stream *z;			/* inflating a compressed /_sql body's start */
+	struct evbuffer *sql_peek;
+	size_t body_bytes;
+	int method;
+	bool waiting, head_started, has_body, body_done, keep_alive, is_sql, pin, sql_known;
+	bool close_after, buried, paused;
+};
+
+static TAILQ_HEAD(hu_list, hu) ups = TAILQ_HEAD_INITIALIZER(ups);
+static TAILQ_HEAD(hc_list, hc) clients = TAILQ_HEAD_INITIALIZER(clients);
+static struct hc_list waiting = TAILQ_HEAD_INITIALIZER(waiting);
+
+static struct {
+	struct event_base *base;
+	struct evdns_base *dns;
+	const struct cfg *cfg;
+	char *host;
+	int port;
+	bool tls;
+	int sslmode;
+	char *ca_file;
+	char host_header[300];
+	char upstream_name[300];
+	char *auth;			/* the Authorization value injected, never logged */
+	struct evconnlistener *l[MAX_LISTENERS];
+	int nl;
+	char *unix_path;
+	struct event *tick, *reaper;
+	struct hu_list up_graveyard;
+	struct hc_list hc_graveyard;
+	int nclients, nup;
+	bool stopping, warned_401, enabled;
+	char *last_error;
+	struct http_stats st;
+} hp;
+
+static http_parser_settings req_settings, resp_settings;
+
+static void hc_close(struct hc *c, const char *why);
+static void hc_read_cb(struct sio *io, void *arg);
+static void hc_write_cb(struct sio *io, void *arg);
+static void hc_event_cb(struct sio *io, short what, void *arg);
+static void hu_read_cb(struct sio *io, void *arg);
+static void hu_write_cb(struct sio *io, void *arg);
+static void hu_event_cb(struct sio *io, short what, void *arg);
+static void hu_close(struct hu *u, const char *why);
+static void hu_launch(const char *key);
+static void acquire(struct hc *c);
+static void attach(struct hc *c, struct hu *u);
+static void parse_head(struct hc *c);
+static void forward_body(struct hc *c);
+static void request_done(struct hc *c);
+static void hu_idle(struct hu *u);
+static void resume_after_head(http_parser *p, const http_parser_settings *s);
+
+/* --------------------------------------------------------------------------------------
+ * small helpers */
+
+static double cfgd(double v)
+{
+	return v * 1e6;
+}
+
+/* Answers the request with a CrateDB-shaped error and closes the connection. */
+static void fail_request(struct hc *c, int status, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void fail_request(struct hc *c, int status, int code, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (c->state == HC_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	hp.st.responses[status / 100]++;
+	http_put_error(sio_output(c->io), status, code, true, "%s", msg);
+	hc_close(c, "error answered");
+}
+
+/* A response whose body ends with the connection (no length, not chunked). */
+static bool needs_eof(const http_parser *p, int method)
+{
+	int st = p->status_code;
+
+	return method != HTTP_HEAD && st >= 200 && st != 204 && st != 304 &&
+	       !(p->flags & F_CHUNKED) && p->content_length == ULLONG_MAX;
+}
+
+static void set_last_error(const char *msg)
+{
+	if (!hp.last_error || strcmp(hp.last_error, msg) != 0)
+		log_error("http: upstream %s: %s", hp.upstream_name, msg);
+	free(hp.last_error);
+	hp.last_error = strdup(msg);
+}
+
+static bool idempotent(int method)
+{
+	return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+	       method == HTTP_DELETE || method == HTTP_PUT;
+}
+
+/* --------------------------------------------------------------------------------------
+ * parser callbacks (requests) */
+
+static int rq_begin(http_parser *p)
+{
+	struct hc *c = p->data;
+
+	c->head_started = true;
+	c->since = now_usec();
+	return 0;
+}
+
+static int rq_url(http_parser *p, const char *at, size_t len)
+{
+	struct hc *c = p->data;
+
+	c->head.bytes += len;
+	if (c->head.bytes > MAX_URL && !c->head.n)
+		return -1;
+	return http_head_append(&c->head.url, at, len);
+}
+
+static int rq_field(http_parser *p, const char *at, size_t len)
+{
+	struct hc *c = p->data;
+
+	return http_head_field(&c->head, at, len) < 0 || c->head.bytes > MAX_HEAD ? -1 : 0;
+}
+
+static int rq_value(http_parser *p, const char *at, size_t len)
+{
+	struct hc *c = p->data;
+
+	return http_head_value(&c->head, at, len) < 0 || c->head.bytes > MAX_HEAD ? -1 : 0;
+}
+
+static int rq_headers_done(http_parser *p)
+{
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* The decoded body: only a /_sql body's start is looked at, for session statements. */
+static int rq_body(http_parser *p, const char *at, size_t len)
+{
+	struct hc *c = p->data;
+
+	c->body_bytes += len;
+	if (!c->is_sql || c->sql_known)
+		return 0;
+	if (c->z) {
+		unsigned char out[8192];
+		c->z->next_in = (unsigned char *)(uintptr_t)at;
+		c->z->avail_in = (uInt)len;
+		while (c->z->avail_in && evbuffer_get_length(c->sql_peek) < SQL_PEEK_MAX) {
+			c->z->next_out = out;
+			c->z->avail_out = sizeof(out);
+			int rc = inflate(c->z, Z_NO_FLUSH);
+			evbuffer_add(c->sql_peek, out, sizeof(out) - c->z->avail_out);
+			if (rc != Z_OK)
+				break;
+		}
+	} else {
+		evbuffer_add(c->sql_peek, at, len);
+	}
+	size_t n = evbuffer_get_length(c->sql_peek);
+	int r = http_sql_changes_session((const char *)evbuffer_pullup(c->sql_peek, -1), n,
+					 n >= SQL_PEEK_MAX);
+	if (r >= 0) {
+		c->sql_known = true;
+		c->pin = r == 1;
+	}
+	return 0;
+}
+
+static int rq_complete(http_parser *p)
+{
+	struct hc *c = p->data;
+
+	c->body_done = true;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* responses */
+
+static int rs_status(http_parser *p, const char *at, size_t len)
+{
+	struct hu *u = p->data;
+
+	u->head.bytes += len;
+	return http_head_append(&u->head.reason, at, len);
+}
+
+static int rs_field(http_parser *p, const char *at, size_t len)
+{
+	struct hu *u = p->data;
+
+	return http_head_field(&u->head, at, len) < 0 || u->head.bytes > 65536 ? -1 : 0;
+}
+
+static int rs_value(http_parser *p, const char *at, size_t len)
+{
+	struct hu *u = p->data;
+
+	return http_head_value(&u->head, at, len) < 0 || u->head.bytes > 65536 ? -1 : 0;
+}
+
+static int rs_complete(http_parser *p)
+{
+	struct hu *u = p->data;
+
+	u->head_done = true; /* a body-less message: the head is the whole of it */
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static void init_parsers(void)
+{
+	http_parser_settings_init(&req_settings);
+	req_settings.on_message_begin = rq_begin;
+	req_settings.on_url = rq_url;
+	req_settings.on_header_field = rq_field;
+	req_settings.on_header_value = rq_value;
+	req_settings.on_headers_complete = rq_headers_done;
+	req_settings.on_body = rq_body;
+	req_settings.on_message_complete = rq_complete;
+	http_parser_settings_init(&resp_settings);
+	resp_settings.on_status = rs_status;
+	resp_settings.on_header_field = rs_field;
+	resp_settings.on_header_value = rs_value;
+	resp_settings.on_headers_complete = rq_headers_done;
+	resp_settings.on_message_complete = rs_complete;
+}
+
+/* --------------------------------------------------------------------------------------
+ * freeing, never inside a connection's own callbacks */
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hu *u;
+	struct hc *c;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while ((u = TAILQ_FIRST(&hp.up_graveyard))) {
+		TAILQ_REMOVE(&hp.up_graveyard, u, entry);
+		if (u->dns)
+			evdns_getaddrinfo_cancel(u->dns);
+		if (event_initialized(&u->conn_ev))
+			event_del(&u->conn_ev);
+		if (u->io)
+			sio_free(u->io);
+		else if (u->fd >= 0)
+			close(u->fd);
+		if (u->addrs)
+			evutil_freeaddrinfo(u->addrs);
+		http_head_clear(&u->head);
+		free(u->key);
+		free(u);
+	}
+	while ((c = TAILQ_FIRST(&hp.hc_graveyard))) {
+		TAILQ_REMOVE(&hp.hc_graveyard, c, entry);
+		sio_free(c->io);
+		http_head_clear(&c->head);
+		if (c->z) {
+			inflateEnd(c->z);
+			free(c->z);
+		}
+		if (c->sql_peek)
+			evbuffer_free(c->sql_peek);
+		free(c->key);
+		free(c);
+	}
+}
+
+static void hc_bury(struct hc *c)
+{
+	if (c->buried)
+		return;
+	c->buried = true;
+	if (c->waiting) {
+		TAILQ_REMOVE(&waiting, c, wait);
+		c->waiting = false;
+	}
+	sio_setcb(c->io, NULL, NULL, NULL, NULL);
+	sio_disable(c->io, EV_READ | EV_WRITE);
+	TAILQ_REMOVE(&clients, c, entry);
+	TAILQ_INSERT_TAIL(&hp.hc_graveyard, c, entry);
+	hp.nclients--;
+	event_active(hp.reaper, 0, 0);
+}
+
+/* Closes after what is queued for the client has been written. */
+static void hc_close(struct hc *c, const char *why)
+{
+	struct timeval tv = { 5, 0 };
+
+	if (c->state == HC_CLOSING)
+		return;
+	log_debug("http: client %p closes: %s", (void *)c, why);
+	c->state = HC_CLOSING;
+	if (c->waiting) {
+		TAILQ_REMOVE(&waiting, c, wait);
+		c->waiting = false;
+	}
+	if (c->up) {
+		struct hu *u = c->up;
+		c->up = NULL;
+		u->client = NULL;
+		hu_close(u, "its client went away during the request");
+	}
+	if (c->pinned) {
+		struct hu *u = c->pinned;
+		c->pinned = NULL;
+		u->pinned = NULL;
+		hu_close(u, "the client that changed its session left");
+	}
+	if (evbuffer_get_length(sio_output(c->io)) > 0) {
+		sio_disable(c->io, EV_READ);
+		sio_set_timeouts(c->io, NULL, &tv);
+		return; /* hc_write_cb buries it once drained */
+	}
+	hc_bury(c);
+}
+
+static void hu_close(struct hu *u, const char *why)
+{
+	if (u->state == HU_CLOSING)
+		return;
+	log_debug("http: upstream connection %p closes: %s", (void *)u, why);
+	if (u->client) {
+		struct hc *c = u->client;
+		u->client = NULL;
+		c->up = NULL;
+		if (c->state != HC_CLOSING)
+			hc_close(c, "upstream connection lost");
+	}
+	if (u->pinned) {
+		u->pinned->pinned = NULL;
+		u->pinned = NULL;
+	}
+	u->state = HU_CLOSING;
+	if (u->io) {
+		sio_setcb(u->io, NULL, NULL, NULL, NULL);
+		sio_disable(u->io, EV_READ | EV_WRITE);
+	}
+	TAILQ_REMOVE(&ups, u, entry);
+	TAILQ_INSERT_TAIL(&hp.up_graveyard, u, entry);
+	hp.nup--;
+	event_active(hp.reaper, 0, 0);
+}
+
+/* --------------------------------------------------------------------------------------
+ * upstream connections */
+
+/* Nothing may arrive on an idle connection: readable means closed (or garbage). */
+static bool stale(struct hu *u)
+{
+	char b;
+	ssize_t n = recv(sio_fd(u->io), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Every waiting client gets the error (nothing else would serve them sooner). */
+static void fail_waiting(const char *msg, int status)
+{
+	struct hc *c;
+
+	set_last_error(msg);
+	hp.st.errors_upstream++;
+	while ((c = TAILQ_FIRST(&waiting))) {
+		TAILQ_REMOVE(&waiting, c, wait);
+		c->waiting = false;
+		fail_request(c, status, status * 10, "%s", msg);
+	}
+}
+
+static void hu_fail(struct hu *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void hu_fail(struct hu *u, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	hu_close(u, msg);
+	fail_waiting(msg, 502);
+}
+
+static void hu_ready(struct hu *u)
+{
+	u->state = HU_IDLE;
+	u->since = now_usec();
+	if (hp.last_error) {
+		log_info("http: upstream %s works again", hp.upstream_name);
+		free(hp.last_error);
+		hp.last_error = NULL;
+	}
+	hu_idle(u);
+}
+
+static void hu_event_cb(struct sio *io, short what, void *arg)
+{
+	struct hu *u = arg;
+	struct hc *c = u->client;
+
+	(void)io;
+	if (what & SIO_CONNECTED) {
+		hu_ready(u);
+		return;
+	}
+	if (u->state == HU_HANDSHAKE) {
+		SSL *ssl = sio_ssl(u->io);
+		char *why = ssl ? tls_failure(ssl, hp.host, sio_ssl_error(u->io)) : NULL;
+		hu_fail(u, "%s", why ? why : "TLS handshake failed");
+		free(why);
+		return;
+	}
+	if (c && !u->response_started) {
+		/* closed before any byte of the answer: a reused connection the upstream had
+		 * dropped; ask again on a fresh one when that cannot run the request twice */
+		bool retry = u->requests > 1 && idempotent(c->method) && !c->has_body;
+		u->client = NULL;
+		c->up = NULL;
+		hu_close(u, "closed before answering");
+		if (retry) {
+			hp.st.retries++;
+			c->state = HC_WAIT;
+			acquire(c);
+		} else {
+			fail_request(c, 502, 5020, "%s", "the CrateDB connection closed before answering; "
+				     "the request was not retried (it may have run)");
+		}
+		return;
+	}
+	if (c && u->head_done && needs_eof(&u->parser, c->method)) {
+		/* a body delimited by the end of the connection: this is its end */
+		u->client = NULL;
+		c->up = NULL;
+		c->close_after = true;
+		hu_close(u, "end of a close-delimited response");
+		request_done(c);
+		return;
+	}
+	hu_close(u, what & SIO_EOF ? "upstream closed the connection" : "upstream connection error");
+}
+
+static void hu_start_io(struct hu *u)
+{
+	SSL *ssl = NULL;
+	char *err = NULL;
+
+	if (hp.tls) {
+		SSL_CTX *ctx = tls_client_ctx(hp.sslmode, hp.ca_file, &err);
+		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, hp.host) : NULL;
+		if (!ssl) {
+			hu_fail(u, "%s", err ? err : "cannot set up TLS");
+			free(err);
+			return;
+		}
+	}
+	u->io = sio_new(hp.base, u->fd, ssl);
+	if (!u->io) {
+		if (ssl)
+			SSL_free(ssl);
+		hu_fail(u, "out of memory");
+		return;
+	}
+	u->fd = -1;
+	sio_setcb(u->io, hu_read_cb, hu_write_cb, hu_event_cb, u);
+	sio_enable(u->io, EV_READ | EV_WRITE);
+	if (hp.tls)
+		u->state = HU_HANDSHAKE;
+	else
+		hu_ready(u);
+}
+
+static void try_connect(struct hu *u);
+
+static void connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hu *u = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)what;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		u->last_errno = err;
+		close(u->fd);
+		u->fd = -1;
+		try_connect(u);
+		return;
+	}
+	hu_start_io(u);
+}
+
+static void try_connect(struct hu *u)
+{
+	int one = 1;
+
+	while (u->next_addr) {
+		struct evutil_addrinfo *ai = u->next_addr;
+		u->next_addr = ai->ai_next;
+		u->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (u->fd < 0) {
+			u->last_errno = errno;
+			continue;
+		}
+		setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(u->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		if (connect(u->fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
+			event_assign(&u->conn_ev, hp.base, u->fd, EV_WRITE, connect_cb, u);
+			event_add(&u->conn_ev, NULL);
+			return;
+		}
+		u->last_errno = errno;
+		close(u->fd);
+		u->fd = -1;
+	}
+	hu_fail(u, "cannot connect to %s: %s", hp.upstream_name,
+		strerror(u->last_errno ? u->last_errno : ECONNREFUSED));
+}
+
+static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct hu *u = arg;
+
+	u->dns_done = true;
+	u->dns = NULL;
+	if (err == EVUTIL_EAI_CANCEL)
+		return;
+	if (err) {
+		hu_fail(u, "cannot resolve \"%s\": %s", hp.host, evutil_gai_strerror(err));
+		return;
+	}
+	u->addrs = u->next_addr = ai;
+	try_connect(u);
+}
+
+static void hu_launch(const char *key)
+{
+	struct hu *u = calloc(1, sizeof(*u));
+	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					 .ai_protocol = IPPROTO_TCP };
+	char port[8];
+
+	if (!u || !(u->key = strdup(key))) {
+		free(u);
+		fail_waiting("out of memory", 503);
+		return;
+	}
+	u->fd = -1;
+	u->state = HU_CONNECTING;
+	u->since = now_usec();
+	TAILQ_INSERT_TAIL(&ups, u, entry);
+	hp.nup++;
+	snprintf(port, sizeof(port), "%d", hp.port);
+	struct evdns_getaddrinfo_request *req =
+		evdns_getaddrinfo(hp.dns, hp.host, port, &hints, dns_cb, u);
+	if (!u->dns_done)
+		u->dns = req;
+}
+
+/* An upstream connection is free: the first client waiting for its session gets it; a
+ * client waiting for another session gets a new connection in its place. */
+static void hu_idle(struct hu *u)
+{
+	struct hc *c;
+
+	u->client = NULL;
+	u->state = HU_IDLE;
+	u->since = now_usec();
+	if (hp.stopping) {
+		hu_close(u, "shutting down");
+		return;
+	}
+	TAILQ_FOREACH(c, &waiting, wait)
+		if (strcmp(c->key, u->key) == 0) {
+			TAILQ_REMOVE(&waiting, c, wait);
+			c->waiting = false;
+			attach(c, u);
+			return;
+		}
+	c = TAILQ_FIRST(&waiting);
+	if (c) {
+		char *key = strdup(c->key);
+		hu_close(u, "making room for a connection with another Default-Schema");
+		if (key)
+			hu_launch(key);
+		free(key);
+	}
+}
+
+/* --------------------------------------------------------------------------------------
+ * requests */
+
+static void acquire(struct hc *c)
+{
+	struct hu *u, *next;
+	int busy_or_connecting = 0;
+
+	if (c->pinned) {
+		attach(c, c->pinned);
+		return;
+	}
+	for (u = TAILQ_FIRST(&ups); u; u = next) {
+		next = TAILQ_NEXT(u, entry);
+		if (u->state != HU_IDLE || u->pinned) {
+			if (u->state == HU_CONNECTING || u->state == HU_HANDSHAKE)
+				busy_or_connecting++;
+			continue;
+		}
+		if (strcmp(u->key, c->key) != 0)
+			continue;
+		if (stale(u)) {
+			hu_close(u, "closed by the upstream while idle");
+			continue;
+		}
+		attach(c, u);
+		return;
+	}
+	c->waiting = true;
+	c->since = now_usec();
+	TAILQ_INSERT_TAIL(&waiting, c, wait);
+	if (hp.nup < hp.cfg->http_pool_size) {
+		/* one connection on the way per waiting client at most */
+		int waiters = 0;
+		struct hc *w;
+		TAILQ_FOREACH(w, &waiting, wait)
+			if (strcmp(w->key, c->key) == 0)
+				waiters++;
+		if (waiters > busy_or_connecting || busy_or_connecting == 0)
+			hu_launch(c->key);
+		return;
+	}
+	/* full: an idle connection of another session makes room */
+	TAILQ_FOREACH(u, &ups, entry)
+		if (u->state == HU_IDLE && !u->pinned) {
+			hu_close(u, "making room for a connection with another Default-Schema");
+			hu_launch(c->key);
+			return;
+		}
+}
+
+static void attach(struct hc *c, struct hu *u)
+{
+	static const char *const methods[] = {
+#define XX(num, name, string) #string,
+		HTTP_METHOD_MAP(XX)
+#undef XX
+	};
+	struct evbuffer *out = sio_output(u->io);
+
+	u->client = c;
+	u->state = HU_BUSY;
+	u->since = now_usec();
+	u->requests++;
+	u->head_done = false;
+	u->response_started = false;
+	http_head_clear(&u->head);
+	http_parser_init(&u->parser, HTTP_RESPONSE);
+	u->parser.data = u;
+	c->up = u;
+	http_put_request(out, methods[c->method], &c->head, hp.host_header, hp.auth);
+	hp.st.requests++;
+	c->req_start = now_usec();
+	if (c->has_body && !c->body_done) {
+		c->state = HC_BODY;
+		resume_after_head(&c->parser, &req_settings);
+		forward_body(c);
+	} else {
+		c->state = HC_RESPONSE;
+		sio_flush(u->io);
+	}
+}
+
+/* Request head complete: checks, then an upstream connection. */
+static void handle_request(struct hc *c)
+{
+	http_parser *p = &c->parser;
+	const char *why = http_framing_error(&c->head);
+	unsigned long long max = (unsigned long long)hp.cfg->http_max_sql_body_mb << 20;
+
+	if (why) {
+		fail_request(c, 400, 4000, "request refused: %s (ambiguous framing)", why);
+		return;
+	}
+	c->method = p->method;
+	c->keep_alive = http_should_keep_alive(p) && !hp.stopping;
+	c->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+	c->body_done = !c->has_body;
+	c->body_bytes = 0;
+	c->pin = false;
+	c->sql_known = true;
+	c->is_sql = c->head.url && strncmp(c->head.url, "/_sql", 5) == 0 &&
+		    (c->head.url[5] == '\0' || c->head.url[5] == '?' || c->head.url[5] == '/');
+	if (c->is_sql && c->has_body && p->content_length != ULLONG_MAX && p->content_length > max) {
+		fail_request(c, 413, 4130, "a /_sql body of more than %d MB is refused (as CrateDB)",
+			     hp.cfg->http_max_sql_body_mb);
+		return;
+	}
+	if (c->is_sql && c->has_body) {
+		const char *ce = http_head_get(&c->head, "Content-Encoding");
+		c->sql_known = false;
+		if (!c->sql_peek && !(c->sql_peek = evbuffer_new())) {
+			fail_request(c, 503, 5030, "%s", "out of memory");
+			return;
+		}
+		evbuffer_drain(c->sql_peek, evbuffer_get_length(c->sql_peek));
+		if (ce && (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "deflate") == 0)) {
+			if (c->z) {
+				inflateEnd(c->z);
+				free(c->z);
+			}
+			c->z = calloc(1, sizeof(*c->z));
+			if (!c->z || inflateInit2(c->z, strcasecmp(ce, "gzip") == 0 ? 16 + MAX_WBITS
+										 : MAX_WBITS) != Z_OK) {
+				free(c->z);
+				c->z = NULL;
+				c->sql_known = true; /* not looked at: passes as it is */
+			}
+		}
+	}
+	const char *schema = http_head_get(&c->head, "Default-Schema");
+	free(c->key);
+	c->key = strdup(schema ? schema : "");
+	if (!c->key) {
+		fail_request(c, 503, 5030, "%s", "out of memory");
+		return;
+	}
+	c->state = HC_WAIT;
+	acquire(c);
+}
+
+static void parse_head(struct hc *c)
+{
+	struct evbuffer *in = sio_input(c->io);
+
+	while (c->state == HC_HEAD && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			return;
+		size_t n = http_parser_execute(&c->parser, &req_settings, v.iov_base, v.iov_len);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		/* paused at the head's final LF, which it did not count: the head includes it,
+		 * and the parser is given it again when the body follows (resume_after_head) */
+		evbuffer_drain(in, e == HPE_PAUSED ? n + 1 : n);
+		if (e == HPE_PAUSED) {
+			handle_request(c);
+			return;
+		}
+		if (e != HPE_OK) {
+			if (c->head.bytes > MAX_HEAD && c->head.n)
+				fail_request(c, 431, 4310, "request headers larger than %s are refused", "8 kB");
+			else if (c->head.bytes > MAX_URL)
+				fail_request(c, 414, 4140, "a request line longer than %s is refused", "4 kB");
+			else
+				fail_request(c, 400, 4000, "malformed HTTP request: %s",
+					     http_errno_description(e));
+			return;
+		}
+	}
+}
+
+/* The parser paused on the head's final LF and wants to see it again. */
+static void resume_after_head(http_parser *p, const http_parser_settings *s)
+{
+	http_parser_pause(p, 0);
+	http_parser_execute(p, s, "\n", 1);
+}
+
+static void forward_body(struct hc *c)
+{
+	struct evbuffer *in = sio_input(c->io);
+	struct hu *u = c->up;
+	unsigned long long max = (unsigned long long)hp.cfg->http_max_sql_body_mb << 20;
+
+	while (u && c->state == HC_BODY && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t n = http_parser_execute(&c->parser, &req_settings, v.iov_base, v.iov_len);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		if (e != HPE_OK && e != HPE_PAUSED) {
+			if (!u->response_started)
+				fail_request(c, 400, 4000, "malformed request body: %s",
+					     http_errno_description(e));
+			else
+				hc_close(c, "malformed request body");
+			return;
+		}
+		hp.st.bytes_in += n;
+		evbuffer_remove_buffer(in, sio_output(u->io), n);
+		if (c->is_sql && c->body_bytes > max) {
+			fail_request(c, 413, 4130, "a /_sql body of more than %s is refused (as CrateDB)",
+				     "the configured max_sql_body_mb");
+			return;
+		}
+		if (c->body_done)
+			c->state = HC_RESPONSE;
+	}
+	if (u) {
+		sio_flush(u->io);
+		if (evbuffer_get_length(sio_output(u->io)) > HIGH_WATER && !c->paused) {
+			c->paused = true;
+			sio_disable(c->io, EV_READ);
+		}
+	}
+}
+
+/* The response is complete: the upstream connection goes back (or stays pinned), the
+ * client reads its next request. */
+static void request_done(struct hc *c)
+{
+	hp.st.request_time_us += now_usec() - c->req_start;
+	if (c->close_after || hp.stopping) {
+		hc_close(c, "response done, connection: close");
+		return;
+	}
+	c->state = HC_HEAD;
+	c->head_started = false;
+	c->since = now_usec();
+	http_head_clear(&c->head);
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	if (c->paused) {
+		c->paused = false;
+		sio_enable(c->io, EV_READ);
+	}
+	if (evbuffer_get_length(sio_input(c->io)) > 0)
+		parse_head(c);
+}
+
+static void response_done(struct hu *u)
+{
+	struct hc *c = u->client;
+	bool keep = http_should_keep_alive(&u->parser);
+
+	u->client = NULL;
+	if (c)
+		c->up = NULL;
+	if (c && c->pin && keep) {
+		/* its session is this client's now */
+		u->pinned = c;
+		c->pinned = u;
+		u->state = HU_BUSY;
+		log_debug("http: upstream connection %p stays with client %p (session changed)",
+			  (void *)u, (void *)c);
+	} else if (u->pinned && keep) {
+		u->state = HU_BUSY;
+	} else if (keep) {
+		hu_idle(u);
+	} else {
+		hu_close(u, "the upstream ends the connection");
+	}
+	if (c)
+		request_done(c);
+}
+
+/* The response head is in: what the client gets of it. */
+static int response_head(struct hu *u)
+{
+	struct hc *c = u->client;
+	int status = u->parser.status_code;
+	struct evbuffer *out = sio_output(c->io);
+
+	if (status == 401) {
+		if (!hp.warned_401)
+			log_error("http: CrateDB at %s refused the credentials cratebouncer injects "
+				  "(user \"%s\"): check [http] user/password/bearer_token_file",
+				  hp.upstream_name, *hp.cfg->http_user ? hp.cfg->http_user : "(token)");
+		hp.warned_401 = true;
+		hp.st.responses[4]++;
+		http_put_error(out, 401, 4010, !c->keep_alive,
+			       "CrateDB refused the credentials cratebouncer injects for %s; "
+			       "the cratebouncer config needs fixing, not this client", hp.upstream_name);
+		u->client = NULL;
+		c->up = NULL;
+		hu_close(u, "401 from the upstream");
+		if (c->body_done) {
+			request_done(c);
+		} else {
+			c->close_after = true;
+			hc_close(c, "request body not sent after a 401");
+		}
+		return -1;
+	}
+	if (status >= 200)
+		hp.warned_401 = false;
+	u->response_started = true;
+	if (status < 200) {
+		/* 100 Continue and the like: passed on, the real answer follows */
+		http_put_response(out, u->parser.http_major, u->parser.http_minor, status, &u->head, false);
+		http_head_clear(&u->head);
+		http_parser_init(&u->parser, HTTP_RESPONSE);
+		u->parser.data = u;
+		u->response_started = false;
+		sio_flush(c->io);
+		return 0;
+	}
+	hp.st.responses[status / 100 < 6 ? status / 100 : 5]++;
+	bool no_body = c->method == HTTP_HEAD || status == 204 || status == 304 ||
+		       (!(u->parser.flags & F_CHUNKED) && u->parser.content_length == 0);
+	bool until_eof = !no_body && needs_eof(&u->parser, c->method);
+	if (until_eof || !c->keep_alive)
+		c->close_after = true;
+	http_put_response(out, u->parser.http_major, u->parser.http_minor, status, &u->head,
+			  c->close_after);
+	u->head_done = true;
+	if (no_body) {
+		sio_flush(c->io);
+		/* the parser may hold on to a HEAD response's announced length: a new one */
+		http_parser_init(&u->parser, HTTP_RESPONSE);
+		u->parser.data = u;
+		u->parser.flags = 0;
+		if (!c->body_done) {
+			/* answered before the body was sent (e.g. 4xx to Expect): close */
+			c->close_after = true;
+			u->client = NULL;
+			c->up = NULL;
+			hu_close(u, "answered before the request body was sent");
+			request_done(c);
+			return -1;
+		}
+		response_done(u);
+		return -1;
+	}
+	resume_after_head(&u->parser, &resp_settings);
+	return 0;
+}
+
+static void hu_read_cb(struct sio *io, void *arg)
+{
+	struct hu *u = arg;
+	struct evbuffer *in = sio_input(io);
+
+	while (evbuffer_get_length(in) > 0) {
+		struct hc *c = u->client;
+		if (!c) {
+			hu_close(u, "unexpected data from the upstream");
+			return;
+		}
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			return;
+		bool in_head = !u->head_done;
+		size_t n = http_parser_execute(&u->parser, &resp_settings, v.iov_base, v.iov_len);
+		enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
+		if (e != HPE_OK && e != HPE_PAUSED) {
+			if (!u->response_started)
+				fail_request(c, 502, 5021, "CrateDB sent an invalid HTTP response: %s",
+					     http_errno_description(e));
+			else
+				hc_close(c, "invalid response body from the upstream");
+			hu_close(u, "invalid response");
+			return;
+		}
+		if (in_head) {
+			evbuffer_drain(in, e == HPE_PAUSED ? n + 1 : n);
+			if (e == HPE_PAUSED && response_head(u) < 0)
+				return;
+			continue;
+		}
+		hp.st.bytes_out += n;
+		evbuffer_remove_buffer(in, sio_output(c->io), n);
+		if (e == HPE_PAUSED) {
+			/* message complete */
+			sio_flush(c->io);
+			response_done(u);
+			return;
+		}
+	}
+	struct hc *c = u->client;
+	if (c) {
+		sio_flush(c->io);
+		if (evbuffer_get_length(sio_output(c->io)) > HIGH_WATER)
+			sio_disable(u->io, EV_READ);
+	}
+}
+
+static void hu_write_cb(struct sio *io, void *arg)
+{
+	struct hu *u = arg;
+	struct hc *c = u->client;
+
+	(void)io;
+	/* the body went out: read more of it */
+	if (c && c->paused && c->state == HC_BODY) {
+		c->paused = false;
+		sio_enable(c->io, EV_READ);
+		forward_body(c);
+	}
+}
+
+/* --------------------------------------------------------------------------------------
+ * clients */
+
+static void hc_read_cb(struct sio *io, void *arg)
+{
+	struct hc *c = arg;
+
+	switch (c->state) {
+	case HC_HEAD:
+		parse_head(c);
+		break;
+	case HC_BODY:
+		forward_body(c);
+		break;
+	default:
+		/* a pipelined next request waits, within bounds */
+		if (evbuffer_get_length(sio_input(io)) > HIGH_WATER) {
+			c->paused = true;
+			sio_disable(io, EV_READ);
+		}
+		break;
+	}
+}
+
+static void hc_write_cb(struct sio *io, void *arg)
+{
+	struct hc *c = arg;
+
+	(void)io;
+	if (c->state == HC_CLOSING) {
+		hc_bury(c);
+		return;
+	}
+	if (c->up && c->up->io)
+		sio_enable(c->up->io, EV_READ);
+}
+
+static void hc_event_cb(struct sio *io, short what, void *arg)
+{
+	struct hc *c = arg;
+
+	(void)io;
+	if (c->state == HC_CLOSING) {
+		hc_bury(c);
+		return;
+	}
+	(void)what;
+	c->state = HC_CLOSING; /* nothing more can be written to it */
+	hc_close(c, "client disconnected");
+	c->state = HC_CLOSING;
+	hc_bury(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct hc *c;
+	int one = 1;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	if (hp.stopping || hp.nclients >= hp.cfg->http_max_client_conn) {
+		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+					   "Content-Length: 86\r\nConnection: close\r\n\r\n"
+					   "{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\",\"code\":5030}}";
+		if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("http: cannot send the refusal: %s", strerror(errno));
+		close(fd);
+		if (!hp.stopping)
+			log_warn("http: refusing a client: max_client_conn (%d) reached",
+				 hp.cfg->http_max_client_conn);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->io = sio_new(hp.base, fd, NULL);
+	if (!c || !c->io) {
+		free(c);
+		close(fd);
+		return;
+	}
+	if (arg == NULL)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->state = HC_HEAD;
+	c->since = now_usec();
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	hp.nclients++;
+	sio_setcb(c->io, hc_read_cb, hc_write_cb, hc_event_cb, c);
+	sio_enable(c->io, EV_READ | EV_WRITE);
+}
+
+/* --------------------------------------------------------------------------------------
+ * timeouts */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	const struct cfg *cfg = hp.cfg;
+	uint64_t now = now_usec();
+	struct hc *c, *cn;
+	struct hu *u, *un;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (c = TAILQ_FIRST(&clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, entry);
+		if (c->state == HC_HEAD && c->head_started && now - c->since > cfgd(cfg->http_header_timeout))
+			fail_request(c, 408, 4080, "request head not received within %s",
+				     "[http] header_timeout");
+		else if (c->state == HC_HEAD && !c->head_started &&
+			 now - c->since > cfgd(cfg->http_idle_timeout))
+			hc_close(c, "idle_timeout");
+		else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->http_queue_timeout))
+			fail_request(c, 503, 5031, "no CrateDB connection became free within %s "
+				     "([http] queue_timeout; pool_size connections are busy)",
+				     "queue_timeout");
+	}
+	for (u = TAILQ_FIRST(&ups); u; u = un) {
+		un = TAILQ_NEXT(u, entry);
+		if ((u->state == HU_CONNECTING || u->state == HU_HANDSHAKE) &&
+		    now - u->since > cfgd(cfg->http_connect_timeout)) {
+			hu_fail(u, "timed out connecting to %s ([http] connect_timeout)", hp.upstream_name);
+		} else if (u->state == HU_BUSY && u->client && !u->response_started &&
+			   (!u->client->has_body || u->client->body_done) &&
+			   now - u->since > cfgd(cfg->http_request_timeout)) {
+			struct hc *cl = u->client;
+			u->client = NULL;
+			cl->up = NULL;
+			hu_close(u, "request_timeout");
+			fail_request(cl, 504, 5040, "CrateDB did not answer within %s",
+				     "[http] request_timeout");
+		} else if (u->state == HU_IDLE && now - u->since > cfgd(cfg->http_upstream_idle_timeout)) {
+			hu_close(u, "upstream_idle_timeout");
+		}
+	}
+}
+
+/* --------------------------------------------------------------------------------------
+ * start and stop */
+
+static char *read_credential(const struct cfg *cfg, const char *file, char **err)
+{
+	char *why = NULL, *path = cfg_expand_path(file, cfg->dir, &why);
+	char *v = path ? read_secret_file(path, &why) : NULL;
+
+	if (!v)
+		*err = xasprintf("%s: %s", path ? path : file, why ? why : "cannot read");
+	free(why);
+	free(path);
+	return v;
+}
+
+/* The Authorization value to inject; NULL with *err. */
+static char *make_auth(const struct cfg *cfg, char **err)
+{
+	*err = NULL;
+	if (*cfg->http_bearer_token_file) {
+		char *tok = read_credential(cfg, cfg->http_bearer_token_file, err);
+		if (!tok)
+			return NULL;
+		char *v = xasprintf("Bearer %s", tok);
+		OPENSSL_cleanse(tok, strlen(tok));
+		free(tok);
+		return v;
+	}
+	if (!*cfg->http_user)
+		return xstrdup("");
+	char *pw = *cfg->http_password_file ? read_credential(cfg, cfg->http_password_file, err)
+					    : xstrdup(cfg->http_password);
+	if (!pw)
+		return NULL;
+	char *plain = xasprintf("%s:%s", cfg->http_user, pw);
+	size_t n = strlen(plain);
+	char *v = xmalloc(6 + 4 * ((n + 2) / 3) + 1);
+	memcpy(v, "Basic ", 6);
+	EVP_EncodeBlock((unsigned char *)v + 6, (const unsigned char *)plain, (int)n);
+	OPENSSL_cleanse(plain, n);
+	OPENSSL_cleanse(pw, strlen(pw));
+	free(plain);
+	free(pw);
+	return v;
+}
+
+int http_proxy_check(const struct cfg *cfg, char **err)
+{
+	bool tls;
+	char *host = NULL;
+	int port;
+	const char *why;
+
+	*err = NULL;
+	if (cfg->http_listen_port == 0 && !*cfg->http_unix_socket)
+		return 0;
+	if (!*cfg->http_upstream) {
+		*err = xstrdup("[http] upstream is required (https://host:4200)");
+		return -1;
+	}
+	if (http_parse_upstream(cfg->http_upstream, &tls, &host, &port, &why) < 0) {
+		*err = xasprintf("[http] upstream \"%s\" %s", cfg->http_upstream, why);
+		return -1;
+	}
+	free(host);
+	if (!tls && cfg->http_tls_sslmode != SSLMODE_DISABLE) {
+		*err = xasprintf("[http] upstream \"%s\" is plain http, but tls_sslmode requires TLS "
+				 "(the injected password would cross the network in the clear)",
+				 cfg->http_upstream);
+		return -1;
+	}
+	if (*cfg->http_password && *cfg->http_password_file) {
+		*err = xstrdup("[http] give password or password_file, not both");
+		return -1;
+	}
+	if (*cfg->http_user && !*cfg->http_password && !*cfg->http_password_file &&
+	    !*cfg->http_bearer_token_file) {
+		*err = xstrdup("[http] user is set but neither password, password_file nor "
+			       "bearer_token_file");
+		return -1;
+	}
+	char *auth = make_auth(cfg, err);
+	if (!auth)
+		return -1;
+	OPENSSL_cleanse(auth, strlen(auth));
+	free(auth);
+	if (cfg->http_listen_port && !cfg->allow_unauthenticated_remote &&
+	    listen_addrs_remote(cfg->http_listen_addr, cfg->http_listen_port)) {
+		*err = xasprintf("[http] listen_addr %s is reachable from other hosts, and the HTTP side "
+				 "hands out the injected credentials to whoever connects; bind it to "
+				 "loopback or set allow_unauthenticated_remote = 1",
+				 cfg->http_listen_addr);
+		return -1;
+	}
+	return 0;
+}
+
+static int listen_unix_http(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_error("http: unix_socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		log_error("http: %s is in use by another process", path);
+		close(fd);
+		return -1;
+	}
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0777) < 0) {
+		log_error("http: cannot bind %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	struct evconnlistener *l = evconnlistener_new(hp.base, accept_cb, (void *)1,
+						      LEV_OPT_CLOSE_ON_FREE, 128, fd);
+	if (!l) {
+		close(fd);
+		return -1;
+	}
+	hp.l[hp.nl++] = l;
+	hp.unix_path = xstrdup(path);
+	log_info("http: listening on %s", path);
+	return 0;
+}
+
+static int listen_tcp_http(const char *addr, int port)
+{
+	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					 .ai_flags = EVUTIL_AI_PASSIVE }, *res, *ai;
+	char ps[8];
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	if (evutil_getaddrinfo(addr, ps, &hints, &res) != 0) {
+		log_error("http: cannot resolve listen_addr %s", addr);
+		return -1;
+	}
+	for (ai = res; ai && hp.nl < MAX_LISTENERS; ai = ai->ai_next) {
+		struct evconnlistener *l = evconnlistener_new_bind(
+			hp.base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
+			ai->ai_addr, (int)ai->ai_addrlen);
+		if (!l) {
+			log_error("http: cannot listen on %s:%d: %s", addr, port, strerror(errno));
+			evutil_freeaddrinfo(res);
+			return -1;
+		}
+		hp.l[hp.nl++] = l;
+		log_info("http: listening on %s:%d, upstream %s", addr, port, hp.upstream_name);
+	}
+	evutil_freeaddrinfo(res);
+	return 0;
+}
+
+int http_proxy_start(struct event_base *base, struct evdns_base *dns, const struct cfg *cfg)
+{
+	char *err = NULL;
+	const char *why;
+	struct timeval tv = { 0, TICK_USEC };
+
+	if (cfg->http_listen_port == 0 && !*cfg->http_unix_socket)
+		return 0;
+	if (http_proxy_check(cfg, &err) < 0) {
+		log_error("%s", err);
+		free(err);
+		return -1;
+	}
+	init_parsers();
+	hp.base = base;
+	hp.dns = dns;
+	hp.cfg = cfg;
+	TAILQ_INIT(&hp.up_graveyard);
+	TAILQ_INIT(&hp.hc_graveyard);
+	if (http_parse_upstream(cfg->http_upstream, &hp.tls, &hp.host, &hp.port, &why) < 0)
+		return -1;
+	hp.sslmode = hp.tls ? cfg->http_tls_sslmode : SSLMODE_DISABLE;
+	const char *ca = *cfg->http_tls_ca_file ? cfg->http_tls_ca_file
+						: *cfg->server_tls_ca_file ? cfg->server_tls_ca_file : NULL;
+	hp.ca_file = ca ? xstrdup(ca) : NULL;
+	snprintf(hp.host_header, sizeof(hp.host_header), strchr(hp.host, ':') ? "[%s]:%d" : "%s:%d",
+		 hp.host, hp.port);
+	snprintf(hp.upstream_name, sizeof(hp.upstream_name), "%s", hp.host_header);
+	hp.auth = make_auth(cfg, &err);
+	if (!hp.auth) {
+		log_error("[http] %s", err);
+		free(err);
+		return -1;
+	}
+	hp.tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+	hp.reaper = event_new(base, -1, 0, reap_cb, NULL);
+	if (!hp.tick || !hp.reaper || event_add(hp.tick, &tv) < 0)
+		fatal("cannot create the HTTP side's timers");
+	if (cfg->http_listen_port) {
+		char *addrs = xstrdup(cfg->http_listen_addr), *save = NULL;
+		for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save))
+			if (listen_tcp_http(a, cfg->http_listen_port) < 0) {
+				free(addrs);
+				return -1;
+			}
+		free(addrs);
+	}
+	if (*cfg->http_unix_socket && listen_unix_http(cfg->http_unix_socket) < 0)
+		return -1;
+	hp.enabled = true;
+	return 0;
+}
+
+bool http_proxy_enabled(void)
+{
+	return hp.enabled;
+}
+
+void http_proxy_stopping(void)
+{
+	struct hc *c, *cn;
+
+	hp.stopping = true;
+	for (int i = 0; i < hp.nl; i++)
+		evconnlistener_disable(hp.l[i]);
+	for (c = TAILQ_FIRST(&clients); c; c = cn) {
+		cn = TAILQ_NEXT(c, entry);
+		if (c->state == HC_HEAD && !c->head_started)
+			hc_close(c, "shutting down");
+	}
+}
+
+void http_proxy_stop(void)
+{
+	struct hc *c;
+	struct hu *u;
+
+	if (!hp.enabled)
+		return;
+	for (int i = 0; i < hp.nl; i++)
+		evconnlistener_free(hp.l[i]);
+	hp.nl = 0;
+	if (hp.unix_path) {
+		unlink(hp.unix_path);
+		free(hp.unix_path);
+		hp.unix_path = NULL;
+	}
+	while ((c = TAILQ_FIRST(&clients))) {
+		c->state = HC_CLOSING;
+		if (c->up) {
+			c->up->client = NULL;
+			c->up = NULL;
+		}
+		if (c->pinned) {
+			c->pinned->pinned = NULL;
+			c->pinned = NULL;
+		}
+		hc_bury(c);
+	}
+	while ((u = TAILQ_FIRST(&ups)))
+		hu_close(u, "shutting down");
+	reap_cb(-1, 0, NULL);
+	event_free(hp.tick);
+	event_free(hp.reaper);
+	hp.tick = hp.reaper = NULL;
+	if (hp.auth)
+		OPENSSL_cleanse(hp.auth, strlen(hp.auth));
+	free(hp.auth);
+	free(hp.host);
+	free(hp.ca_file);
+	free(hp.last_error);
+	hp.auth = hp.host = hp.ca_file = hp.last_error = NULL;
+	hp.enabled = false;
+}
+
+void http_proxy_stats(struct http_stats *st)
+{
+	struct hu *u;
+	struct hc *c;
+
+	*st = hp.st;
+	st->clients = hp.nclients;
+	st->upstream_total = hp.nup;
+	TAILQ_FOREACH(u, &ups, entry) {
+		if (u->state == HU_IDLE)
+			st->upstream_idle++;
+		else if (u->pinned)
+			st->upstream_pinned++;
+		else if (u->state == HU_BUSY)
+			st->upstream_busy++;
+	}
+	TAILQ_FOREACH(c, &waiting, wait)
+		st->waiting++;
+	st->upstream = hp.upstream_name;
+	st->last_error = hp.last_error;
+}
