@@ -303,7 +303,7 @@ static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 			if (i + 1 >= len)
 				return -1;
 			char e = b[++i];
-			c = e == 'n' || e == 't' || e == 'r' ? ' ' : e;
+			c = e == 'n' ? '\n' : e == 't' || e == 'r' ? ' ' : e;
 			if (e == 'u') {
 				i += 4;
 				c = ' ';
@@ -312,7 +312,7 @@ static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 			break;
 		}
 		if (comment_line) {
-			if (c == '\n' || (c == ' ' && b[i - 1] == 'n' && b[i - 2] == '\\'))
+			if (c == '\n')
 				comment_line = false;
 			continue;
 		}
@@ -338,8 +338,8 @@ static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 		if (n > 0)
 			break;
 	}
-	if (i >= len && n == 0)
-		return -1;
+	if (i >= len)
+		return -1; /* the string goes on beyond what is here */
 	w[n] = '\0';
 	return 0;
 }
