@@ -64,6 +64,13 @@ struct hu {
 	struct hc *client;		/* the request it serves now */
 	struct hc *pinned;		/* its session belongs to this client */
 	char *key;			/* Default-Schema of its session ("" none) */
+	char *host;			/* where it connects: the upstream, or a redirect's node */
+	int port;
+	bool tls;
+	char host_header[300];
+	struct hc *for_client;		/* a redirect's connection: made for this request only */
+	bool oneoff;			/* ... and closed after it */
+	bool close_after;		/* the request was not sent whole: not reusable */
 	http_parser parser;
 	struct http_head head;
 	enum hu_state state;
@@ -89,6 +96,10 @@ struct hc {
 	int method;
 	bool waiting, head_started, has_body, body_done, keep_alive, is_sql, pin, sql_known;
 	bool close_after, buried, paused;
+	bool lf_fed;			/* the parser has seen the head's LF again (body parsing) */
+	bool gate;			/* body held until the upstream's 100 Continue (blob PUT) */
+	bool own_expect;		/* the client asked for 100-continue itself */
+	int redirects;
 };
 
 static TAILQ_HEAD(hu_list, hu) ups = TAILQ_HEAD_INITIALIZER(ups);
@@ -130,6 +141,8 @@ static void hu_write_cb(struct sio *io, void *arg);
 static void hu_event_cb(struct sio *io, short what, void *arg);
 static void hu_close(struct hu *u, const char *why);
 static void hu_launch(const char *key);
+static struct hu *hu_launch_to(const char *key, const char *host, int port, bool tls,
+			       struct hc *for_client);
 static void acquire(struct hc *c);
 static void attach(struct hc *c, struct hu *u);
 static void parse_head(struct hc *c);
@@ -347,6 +360,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 			evutil_freeaddrinfo(u->addrs);
 		http_head_clear(&u->head);
 		free(u->key);
+		free(u->host);
 		free(u);
 	}
 	while ((c = TAILQ_FIRST(&hp.hc_graveyard))) {
@@ -405,6 +419,14 @@ static void hc_close(struct hc *c, const char *why)
 		c->pinned = NULL;
 		u->pinned = NULL;
 		hu_close(u, "the client that changed its session left");
+	}
+	struct hu *u, *un;
+	for (u = TAILQ_FIRST(&ups); u; u = un) {
+		un = TAILQ_NEXT(u, entry);
+		if (u->for_client == c) {
+			u->for_client = NULL;
+			hu_close(u, "its client went away before the redirect was followed");
+		}
 	}
 	if (evbuffer_get_length(sio_output(c->io)) > 0) {
 		sio_disable(c->io, EV_READ);
@@ -476,7 +498,13 @@ static void hu_fail(struct hu *u, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	struct hc *fc = u->for_client;
+	u->for_client = NULL;
 	hu_close(u, msg);
+	if (fc) {
+		fail_request(fc, 502, 5022, "following CrateDB's redirect failed: %s", msg);
+		return;
+	}
 	fail_waiting(msg, 502);
 }
 
@@ -488,6 +516,12 @@ static void hu_ready(struct hu *u)
 		log_info("http: upstream %s works again", hp.upstream_name);
 		free(hp.last_error);
 		hp.last_error = NULL;
+	}
+	if (u->for_client) {
+		struct hc *c = u->for_client;
+		u->for_client = NULL;
+		attach(c, u);
+		return;
 	}
 	hu_idle(u);
 }
@@ -504,7 +538,7 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 	}
 	if (u->state == HU_HANDSHAKE) {
 		SSL *ssl = sio_ssl(u->io);
-		char *why = ssl ? tls_failure(ssl, hp.host, sio_ssl_error(u->io)) : NULL;
+		char *why = ssl ? tls_failure(ssl, u->host, sio_ssl_error(u->io)) : NULL;
 		hu_fail(u, "%s", why ? why : "TLS handshake failed");
 		free(why);
 		return;
@@ -543,9 +577,9 @@ static void hu_start_io(struct hu *u)
 	SSL *ssl = NULL;
 	char *err = NULL;
 
-	if (hp.tls) {
+	if (u->tls) {
 		SSL_CTX *ctx = tls_client_ctx(hp.sslmode, hp.ca_file, &err);
-		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, hp.host) : NULL;
+		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, u->host) : NULL;
 		if (!ssl) {
 			hu_fail(u, "%s", err ? err : "cannot set up TLS");
 			free(err);
@@ -562,7 +596,7 @@ static void hu_start_io(struct hu *u)
 	u->fd = -1;
 	sio_setcb(u->io, hu_read_cb, hu_write_cb, hu_event_cb, u);
 	sio_enable(u->io, EV_READ | EV_WRITE);
-	if (hp.tls)
+	if (u->tls)
 		u->state = HU_HANDSHAKE;
 	else
 		hu_ready(u);
@@ -612,7 +646,7 @@ static void try_connect(struct hu *u)
 		close(u->fd);
 		u->fd = -1;
 	}
-	hu_fail(u, "cannot connect to %s: %s", hp.upstream_name,
+	hu_fail(u, "cannot connect to %s: %s", u->host_header,
 		strerror(u->last_errno ? u->last_errno : ECONNREFUSED));
 }
 
@@ -625,35 +659,50 @@ static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 	if (err == EVUTIL_EAI_CANCEL)
 		return;
 	if (err) {
-		hu_fail(u, "cannot resolve \"%s\": %s", hp.host, evutil_gai_strerror(err));
+		hu_fail(u, "cannot resolve \"%s\": %s", u->host, evutil_gai_strerror(err));
 		return;
 	}
 	u->addrs = u->next_addr = ai;
 	try_connect(u);
 }
 
-static void hu_launch(const char *key)
+static struct hu *hu_launch_to(const char *key, const char *host, int port, bool tls,
+			       struct hc *for_client)
 {
 	struct hu *u = calloc(1, sizeof(*u));
 	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 					 .ai_protocol = IPPROTO_TCP };
-	char port[8];
+	char ps[8];
 
-	if (!u || !(u->key = strdup(key))) {
+	if (!u || !(u->key = strdup(key)) || !(u->host = strdup(host))) {
+		if (u)
+			free(u->key);
 		free(u);
-		fail_waiting("out of memory", 503);
-		return;
+		return NULL;
 	}
+	u->port = port;
+	u->tls = tls;
+	u->for_client = for_client;
+	u->oneoff = for_client != NULL;
+	snprintf(u->host_header, sizeof(u->host_header), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
+		 host, port);
 	u->fd = -1;
 	u->state = HU_CONNECTING;
 	u->since = now_usec();
 	TAILQ_INSERT_TAIL(&ups, u, entry);
 	hp.nup++;
-	snprintf(port, sizeof(port), "%d", hp.port);
+	snprintf(ps, sizeof(ps), "%d", port);
 	struct evdns_getaddrinfo_request *req =
-		evdns_getaddrinfo(hp.dns, hp.host, port, &hints, dns_cb, u);
+		evdns_getaddrinfo(hp.dns, host, ps, &hints, dns_cb, u);
 	if (!u->dns_done)
 		u->dns = req;
+	return u;
+}
+
+static void hu_launch(const char *key)
+{
+	if (!hu_launch_to(key, hp.host, hp.port, hp.tls, NULL))
+		fail_waiting("out of memory", 503);
 }
 
 /* An upstream connection is free: the first client waiting for its session gets it; a
@@ -756,12 +805,15 @@ static void attach(struct hc *c, struct hu *u)
 	http_parser_init(&u->parser, HTTP_RESPONSE);
 	u->parser.data = u;
 	c->up = u;
-	http_put_request(out, methods[c->method], &c->head, hp.host_header, hp.auth);
+	http_put_request(out, methods[c->method], &c->head, u->host_header, hp.auth);
 	hp.st.requests++;
 	c->req_start = now_usec();
 	if (c->has_body && !c->body_done) {
 		c->state = HC_BODY;
-		resume_after_head(&c->parser, &req_settings);
+		if (!c->lf_fed) {
+			resume_after_head(&c->parser, &req_settings);
+			c->lf_fed = true;
+		}
 		forward_body(c);
 	} else {
 		c->state = HC_RESPONSE;
@@ -815,6 +867,22 @@ static void handle_request(struct hc *c)
 				c->sql_known = true; /* not looked at: passes as it is */
 			}
 		}
+	}
+	bool blob = c->head.url && strncmp(c->head.url, "/_blobs/", 8) == 0;
+	const char *expect = http_head_get(&c->head, "Expect");
+	c->own_expect = expect != NULL;
+	c->gate = false;
+	c->lf_fed = false;
+	c->redirects = 0;
+	if (blob && c->has_body && !expect) {
+		/* CrateDB may redirect a blob upload to the node holding it: asking first keeps
+		 * the body here until the answer says where it goes */
+		if (http_head_field(&c->head, "Expect", 6) < 0 ||
+		    http_head_value(&c->head, "100-continue", 12) < 0) {
+			fail_request(c, 503, 5030, "%s", "out of memory");
+			return;
+		}
+		c->gate = true;
 	}
 	const char *schema = http_head_get(&c->head, "Default-Schema");
 	free(c->key);
@@ -870,6 +938,15 @@ static void forward_body(struct hc *c)
 	struct hu *u = c->up;
 	unsigned long long max = (unsigned long long)hp.cfg->http_max_sql_body_mb << 20;
 
+	if (u && c->gate) {
+		/* held until the upstream says 100 Continue (or answers at once) */
+		sio_flush(u->io);
+		if (evbuffer_get_length(in) > HIGH_WATER && !c->paused) {
+			c->paused = true;
+			sio_disable(c->io, EV_READ);
+		}
+		return;
+	}
 	while (u && c->state == HC_BODY && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -934,6 +1011,8 @@ static void response_done(struct hu *u)
 	u->client = NULL;
 	if (c)
 		c->up = NULL;
+	if (u->oneoff || u->close_after)
+		keep = false;
 	if (c && c->pin && keep) {
 		/* its session is this client's now */
 		u->pinned = c;
@@ -950,6 +1029,45 @@ static void response_done(struct hu *u)
 	}
 	if (c)
 		request_done(c);
+}
+
+/* A 307 for a blob points at the node that holds it, by an address of the cluster's:
+ * cratebouncer goes there itself (TLS and credentials as for the upstream), so that the
+ * local client's request completes. Only while the body has not been sent. */
+static bool follow_redirect(struct hu *u, struct hc *c)
+{
+	const char *loc = http_head_get(&u->head, "Location");
+	bool tls;
+	char *host = NULL, *url;
+	int port;
+	const char *why;
+
+	if (!loc || !c->head.url || strncmp(c->head.url, "/_blobs/", 8) != 0 || c->redirects >= 3 ||
+	    (c->has_body && !c->gate && !c->own_expect))
+		return false;
+	const char *path = strstr(loc, "://");
+	path = path ? strchr(path + 3, '/') : NULL;
+	if (!path)
+		return false;
+	char *base = strndup(loc, (size_t)(path - loc));
+	int rc = base ? http_parse_upstream(base, &tls, &host, &port, &why) : -1;
+	free(base);
+	if (rc < 0 || (!tls && hp.sslmode != SSLMODE_DISABLE) || !(url = strdup(path))) {
+		free(host);
+		return false;
+	}
+	log_debug("http: following CrateDB's redirect of %s to %s", c->head.url, loc);
+	free(c->head.url);
+	c->head.url = url;
+	c->redirects++;
+	u->client = NULL;
+	c->up = NULL;
+	hu_close(u, "redirected");
+	c->state = HC_WAIT;
+	if (!hu_launch_to(c->key, host, port, tls, c))
+		fail_request(c, 503, 5030, "%s", "out of memory");
+	free(host);
+	return true;
 }
 
 /* The response head is in: what the client gets of it. */
@@ -983,9 +1101,18 @@ static int response_head(struct hu *u)
 	if (status >= 200)
 		hp.warned_401 = false;
 	u->response_started = true;
+	if (status == 307 && follow_redirect(u, c))
+		return -1;
 	if (status < 200) {
-		/* 100 Continue and the like: passed on, the real answer follows */
-		http_put_response(out, u->parser.http_major, u->parser.http_minor, status, &u->head, false);
+		/* 100 Continue and the like: passed on (unless cratebouncer asked for it), the
+		 * real answer follows */
+		if (status == 100 && c->gate) {
+			c->gate = false;
+			forward_body(c);
+		} else if (c->own_expect || status != 100) {
+			http_put_response(out, u->parser.http_major, u->parser.http_minor, status,
+					  &u->head, false);
+		}
 		http_head_clear(&u->head);
 		http_parser_init(&u->parser, HTTP_RESPONSE);
 		u->parser.data = u;
@@ -994,6 +1121,12 @@ static int response_head(struct hu *u)
 		return 0;
 	}
 	hp.st.responses[status / 100 < 6 ? status / 100 : 5]++;
+	if (c->has_body && !c->body_done) {
+		/* answered before (all of) the body went: neither connection can go on */
+		c->close_after = true;
+		u->close_after = true;
+		c->gate = false;
+	}
 	bool no_body = c->method == HTTP_HEAD || status == 204 || status == 304 ||
 		       (!(u->parser.flags & F_CHUNKED) && u->parser.content_length == 0);
 	bool until_eof = !no_body && needs_eof(&u->parser, c->method);
@@ -1202,7 +1335,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		else if (c->state == HC_HEAD && !c->head_started &&
 			 now - c->since > cfgd(cfg->http_idle_timeout))
 			hc_close(c, "idle_timeout");
-		else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->http_queue_timeout))
+		else if (c->gate && c->up && now - c->req_start > 1000000) {
+			/* no 100 Continue within a second: the body goes anyway (RFC 9110 10.1.1) */
+			c->gate = false;
+			forward_body(c);
+		} else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->http_queue_timeout))
 			fail_request(c, 503, 5031, "no CrateDB connection became free within %s "
 				     "([http] queue_timeout; pool_size connections are busy)",
 				     "queue_timeout");
