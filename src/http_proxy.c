@@ -1530,8 +1530,15 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	const char *why;
 	struct timeval tv = { 0, TICK_USEC };
 
-	if (cfg->http_listen_port == 0 && !*cfg->http_unix_socket)
+	const int *fds;
+	int nfds = listeners_http_fds(&fds);
+
+	if (cfg->http_listen_port == 0 && !*cfg->http_unix_socket && nfds == 0)
 		return 0;
+	if (nfds > 0 && !*cfg->http_upstream) {
+		log_error("socket activation passed an \"http\" socket, but [http] upstream is not set");
+		return -1;
+	}
 	if (http_proxy_check(cfg, &err) < 0) {
 		log_error("%s", err);
 		free(err);
@@ -1562,6 +1569,26 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	hp.reaper = event_new(base, -1, 0, reap_cb, NULL);
 	if (!hp.tick || !hp.reaper || event_add(hp.tick, &tv) < 0)
 		fatal("cannot create the HTTP side's timers");
+	if (nfds > 0) {
+		/* socket activation (FileDescriptorName=http): listen_addr/port/unix_socket unused */
+		for (int i = 0; i < nfds && hp.nl < MAX_LISTENERS; i++) {
+			if (!fd_is_loopback(fds[i]) && !cfg->allow_unauthenticated_remote) {
+				log_error("refusing the HTTP socket passed by systemd (fd %d): it is reachable "
+					  "from other hosts and hands out the injected credentials", fds[i]);
+				return -1;
+			}
+			evutil_make_socket_nonblocking(fds[i]);
+			struct evconnlistener *l = evconnlistener_new(hp.base, accept_cb, NULL,
+								      LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+			if (!l)
+				return -1;
+			hp.l[hp.nl++] = l;
+		}
+		hp.enabled = true;
+		log_info("http: serving %d socket%s passed by systemd, upstream %s", nfds,
+			 nfds == 1 ? "" : "s", hp.upstream_name);
+		return 0;
+	}
 	if (cfg->http_listen_port) {
 		char *addrs = xstrdup(cfg->http_listen_addr), *save = NULL;
 		for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save))

@@ -36,11 +36,19 @@ static char *unix_path;
 static bool remote;		/* a listener reachable from other hosts */
 static int admin_fds[MAX_LISTENERS];	/* passed by systemd, named "admin" */
 static int nadmin_fds;
+static int http_fds[MAX_LISTENERS];	/* named "http" */
+static int nhttp_fds;
 
 int listeners_admin_fds(const int **fds)
 {
 	*fds = admin_fds;
 	return nadmin_fds;
+}
+
+int listeners_http_fds(const int **fds)
+{
+	*fds = http_fds;
+	return nhttp_fds;
 }
 
 
@@ -228,9 +236,13 @@ static int adopt_systemd_sockets(struct event_base *base)
 			admin_fds[nadmin_fds++] = fd; /* served by admin_http.c */
 			continue;
 		}
+		if (strcmp(name, "http") == 0 && nhttp_fds < MAX_LISTENERS) {
+			http_fds[nhttp_fds++] = fd; /* served by http_proxy.c */
+			continue;
+		}
 		if (strcmp(name, "pgwire") != 0) {
-			log_warn("socket activation: fd %d is named \"%s\"; this version serves \"pgwire\" "
-				 "and \"admin\", closing it", fd, name);
+			log_warn("socket activation: fd %d is named \"%s\"; this version serves \"pgwire\", "
+				 "\"http\" and \"admin\", closing it", fd, name);
 			close(fd);
 			continue;
 		}

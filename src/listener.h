@@ -15,6 +15,8 @@ void listeners_stop(void);
 bool listeners_remote(void);
 /* Sockets systemd passed with the name "admin", for the admin HTTP port. */
 int listeners_admin_fds(const int **fds);
+/* ... and "http", for the HTTP side. */
+int listeners_http_fds(const int **fds);
 bool fd_is_loopback(int fd);
 /* The same for a listen_addr list, without binding (for -t). */
 bool listen_addrs_remote(const char *list, int port);

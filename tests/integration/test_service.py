@@ -674,3 +674,29 @@ def test_journal_stream_format(service_bouncer, matching):
     else:
         assert all(TIMESTAMP.search(ln) and not re.match(r"<[0-7]>", ln)
                    for ln in lines if "journal_user" in ln)
+
+
+def test_socket_activation_http(service_bouncer, crate_http):
+    """A socket named http serves the HTTP side (although [http] listen_port is 0)."""
+    tool = shutil.which("systemd-socket-activate")
+    if not tool:
+        pytest.skip("systemd-socket-activate not installed (Debian package systemd)")
+    import http.client
+    import json
+    cb = service_bouncer(sections={"http": {"upstream": crate_http.url, "user": crate_http.user,
+                                            "password": crate_http.password,
+                                            "tls_ca_file": crate_http.ca}}).prepare()
+    pg_port, http_port = free_port(), free_port()
+    while http_port == pg_port:
+        http_port = free_port()
+    cb.wrapper = [tool, "-l", f"127.0.0.1:{pg_port}", "-l", f"127.0.0.1:{http_port}",
+                  "--fdname=pgwire:http"]
+    cb.launch(wait=False)
+    wait_until(lambda: listening("127.0.0.1", http_port), TIMEOUT,
+               "systemd-socket-activate listening")
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=TIMEOUT)
+    conn.request("POST", "/_sql", json.dumps({"stmt": "select 6 * 7"}),
+                 {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read())["rows"] == [[42]]
+    conn.close()
