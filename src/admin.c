@@ -21,6 +21,7 @@
 #include "cfg.h"
 #include "client.h"
 #include "listener.h"
+#include "http_proxy.h"
 #include "log.h"
 #include "pgproto.h"
 #include "pool.h"
@@ -586,13 +587,38 @@ static void show_version(struct evbuffer *out)
 
 static void show_http(struct evbuffer *out, bool pools_list)
 {
-	static const char *const http_cols[] = { "listen", "clients:i", "requests:i", NULL };
+	static const char *const http_cols[] = { "listen", "clients:i", "requests:i", "2xx:i", "3xx:i",
+						 "4xx:i", "5xx:i", "retries:i", "upstream_errors:i",
+						 "last_error", NULL };
 	static const char *const pool_cols[] = { "upstream", "user", "cl_active:i", "cl_waiting:i",
-						 "sv_active:i", "sv_idle:i", "requests:i", NULL };
+						 "sv_active:i", "sv_idle:i", "sv_pinned:i", "requests:i",
+						 NULL };
+	const struct cfg *cfg = pools_cfg();
+	struct http_stats st;
 	struct rs r;
 
-	notice(out, "the HTTP side is not part of this version: no HTTP listeners or pools");
+	if (!http_proxy_enabled()) {
+		notice(out, "the HTTP side is off ([http] listen_port = 0)");
+		rs_begin(&r, out, pools_list ? pool_cols : http_cols);
+		rs_end(&r, "SHOW");
+		return;
+	}
+	http_proxy_stats(&st);
 	rs_begin(&r, out, pools_list ? pool_cols : http_cols);
+	if (pools_list) {
+		const char *row[] = { st.upstream, *cfg->http_user ? cfg->http_user : "(token)",
+				      inum(st.clients - st.waiting), inum(st.waiting),
+				      inum(st.upstream_busy), inum(st.upstream_idle),
+				      inum(st.upstream_pinned), num(st.requests) };
+		rs_row(&r, row);
+	} else {
+		char listen[96];
+		snprintf(listen, sizeof(listen), "%s:%d", cfg->http_listen_addr, cfg->http_listen_port);
+		const char *row[] = { listen, inum(st.clients), num(st.requests), num(st.responses[2]),
+				      num(st.responses[3]), num(st.responses[4]), num(st.responses[5]),
+				      num(st.retries), num(st.errors_upstream), st.last_error };
+		rs_row(&r, row);
+	}
 	rs_end(&r, "SHOW");
 }
 

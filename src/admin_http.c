@@ -28,6 +28,7 @@
 #include "cfg.h"
 #include "client.h"
 #include "listener.h"
+#include "http_proxy.h"
 #include "log.h"
 #include "pool.h"
 #include "stats.h"
@@ -118,6 +119,7 @@ static void put_pool_sample(struct evbuffer *o, const char *name, const struct p
 static uint64_t stat_at(const struct stats *st, size_t off);
 static void metrics_histogram(struct evbuffer *o, const struct snapshot *s, const struct hist_def *d);
 static void metrics_write(struct evbuffer *o, const struct snapshot *s);
+static void metrics_http(struct evbuffer *o);
 static void json_histogram(struct evbuffer *o, const struct stats_hist *hs);
 static void json_pool(struct evbuffer *o, const struct pool_info *pi);
 static void handle_metrics(struct evhttp_request *req);
@@ -595,6 +597,52 @@ static void metrics_write(struct evbuffer *o, const struct snapshot *s)
 
 	for (size_t k = 0; k < sizeof(hists) / sizeof(hists[0]); k++)
 		metrics_histogram(o, s, &hists[k]);
+	metrics_http(o);
+}
+
+/* The HTTP side, when it is on: requests by status class, connections, bytes. */
+static void metrics_http(struct evbuffer *o)
+{
+	struct http_stats st;
+	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+	if (!http_proxy_enabled())
+		return;
+	http_proxy_stats(&st);
+	put_family(o, "cratebouncer_http_requests_total", "counter",
+		   "HTTP requests forwarded to the upstream.");
+	evbuffer_add(o, "cratebouncer_http_requests_total{upstream=\"", 44);
+	put_escaped(o, st.upstream, false);
+	evbuffer_add_printf(o, "\"} %llu\n", (unsigned long long)st.requests);
+	put_family(o, "cratebouncer_http_responses_total", "counter",
+		   "HTTP responses to clients by status class (cratebouncer's own errors included).");
+	for (int k = 0; k < 5; k++) {
+		evbuffer_add(o, "cratebouncer_http_responses_total{upstream=\"", 45);
+		put_escaped(o, st.upstream, false);
+		evbuffer_add_printf(o, "\",class=\"%s\"} %llu\n", classes[k],
+				    (unsigned long long)st.responses[k + 1]);
+	}
+	put_family(o, "cratebouncer_http_upstream_errors_total", "counter",
+		   "Failed connections to the HTTP upstream.");
+	evbuffer_add_printf(o, "cratebouncer_http_upstream_errors_total %llu\n",
+			    (unsigned long long)st.errors_upstream);
+	put_family(o, "cratebouncer_http_retries_total", "counter",
+		   "Requests sent again on a fresh connection after a stale one failed.");
+	evbuffer_add_printf(o, "cratebouncer_http_retries_total %llu\n", (unsigned long long)st.retries);
+	put_family(o, "cratebouncer_http_clients", "gauge", "HTTP client connections.");
+	evbuffer_add_printf(o, "cratebouncer_http_clients %d\n", st.clients);
+	put_family(o, "cratebouncer_http_upstream_connections", "gauge",
+		   "Connections to the HTTP upstream by state.");
+	evbuffer_add_printf(o, "cratebouncer_http_upstream_connections{state=\"idle\"} %d\n"
+			    "cratebouncer_http_upstream_connections{state=\"busy\"} %d\n"
+			    "cratebouncer_http_upstream_connections{state=\"pinned\"} %d\n",
+			    st.upstream_idle, st.upstream_busy, st.upstream_pinned);
+	put_family(o, "cratebouncer_http_waiting", "gauge",
+		   "HTTP requests waiting for an upstream connection.");
+	evbuffer_add_printf(o, "cratebouncer_http_waiting %d\n", st.waiting);
+	put_family(o, "cratebouncer_http_upstream_up", "gauge",
+		   "1 unless the last connection to the HTTP upstream failed.");
+	evbuffer_add_printf(o, "cratebouncer_http_upstream_up %d\n", st.last_error ? 0 : 1);
 }
 
 static void handle_metrics(struct evhttp_request *req)
@@ -690,7 +738,28 @@ static void handle_stats(struct evhttp_request *req)
 			evbuffer_add(o, ",", 1);
 		json_pool(o, &s.pools[i]);
 	}
-	evbuffer_add(o, "],\"http\":[]}\n", 13);
+	evbuffer_add(o, "],\"http\":[", 10);
+	if (http_proxy_enabled()) {
+		struct http_stats hs;
+		http_proxy_stats(&hs);
+		evbuffer_add(o, "{\"name\":", 8);
+		put_json_str(o, hs.upstream);
+		evbuffer_add_printf(o, ",\"requests\":%llu,\"responses\":{\"1xx\":%llu,\"2xx\":%llu,"
+				    "\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},\"clients\":%d,\"waiting\":%d,"
+				    "\"upstream\":{\"idle\":%d,\"busy\":%d,\"pinned\":%d},\"upstream_up\":%s,"
+				    "\"last_error\":", (unsigned long long)hs.requests,
+				    (unsigned long long)hs.responses[1], (unsigned long long)hs.responses[2],
+				    (unsigned long long)hs.responses[3], (unsigned long long)hs.responses[4],
+				    (unsigned long long)hs.responses[5], hs.clients, hs.waiting,
+				    hs.upstream_idle, hs.upstream_busy, hs.upstream_pinned,
+				    hs.last_error ? "false" : "true");
+		if (hs.last_error)
+			put_json_str(o, hs.last_error);
+		else
+			evbuffer_add(o, "null", 4);
+		evbuffer_add(o, "}", 1);
+	}
+	evbuffer_add(o, "]}\n", 3);
 	free(s.pools);
 	reply_json(req, 200);
 }

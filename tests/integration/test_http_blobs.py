@@ -42,3 +42,42 @@ def test_blob_roundtrip_and_redirect(cratebouncer, crate_http_factory):
     r.read()
     assert r.status == 404
     assert "Location" not in dict(r.getheaders())
+
+
+def test_http_side_in_admin_console_and_metrics(cratebouncer, crate_http):
+    import json
+    import shutil
+    import subprocess
+
+    from helpers import free_port
+    admin_port = free_port()
+    sec = http_section(crate_http)
+    b = cratebouncer(settings={"admin_users": "crate"},
+                     sections={"http": sec, "admin": {"listen_port": admin_port}})
+    c = http.client.HTTPConnection("127.0.0.1", sec["listen_port"], timeout=10)
+    for i in range(3):
+        c.request("POST", "/_sql", json.dumps({"stmt": "select ?", "args": [i]}),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["rows"] == [[i]]
+    c.request("POST", "/_sql", json.dumps({"stmt": "select * from no_such_table"}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 404
+    out = b.psql("SHOW HTTP", dbname="cratebouncer").stdout
+    assert f"127.0.0.1:{sec['listen_port']}" in out and "|4|3|0|1|0|" in out.replace(" ", ""), out
+    out = b.psql("SHOW HTTP_POOLS", dbname="cratebouncer").stdout
+    assert "127.0.0.1:" in out and "crate" in out
+    a = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    a.request("GET", "/metrics")
+    text = a.getresponse().read().decode()
+    assert 'cratebouncer_http_responses_total{upstream="' in text
+    assert 'class="2xx"} 3' in text and 'class="4xx"} 1' in text
+    if shutil.which("promtool"):
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p
+    a.request("GET", "/stats")
+    st = json.loads(a.getresponse().read())
+    assert st["http"][0]["responses"]["2xx"] == 3 and st["http"][0]["upstream_up"] is True
