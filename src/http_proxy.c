@@ -1267,9 +1267,9 @@ static void hc_event_cb(struct sio *io, short what, void *arg)
 		return;
 	}
 	(void)what;
-	c->state = HC_CLOSING; /* nothing more can be written to it */
+	/* nothing more can be written to it: drop what is queued, so that it goes at once */
+	evbuffer_drain(sio_output(c->io), evbuffer_get_length(sio_output(c->io)));
 	hc_close(c, "client disconnected");
-	c->state = HC_CLOSING;
 	hc_bury(c);
 }
 
