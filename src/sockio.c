@@ -284,8 +284,7 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (io->dead)
-		return;
+	/* also when dead: the owner may be waiting for a flush that will never happen */
 	if (io->rd_deadline && now >= io->rd_deadline) {
 		io->rd_deadline = 0;
 		fire_event(io, SIO_READING | SIO_TIMEOUT);
