@@ -1,9 +1,10 @@
 /* Unit tests that keep the documentation in step with the option table: every entry of
  * cfg_options[] must be documented in docs/cratebouncer.ini.5 (a ".TP" entry whose tag line
  * is ".B name", saying "Default: value." and "Reload: yes" or "Reload: restart needed"), and
- * be present, uncommented and with its default, in the [cratebouncer] section of
- * conf/cratebouncer.ini; every [databases] key must be documented in the man page's
- * [DATABASES] section.
+ * be present, uncommented and with its default, in its section of conf/cratebouncer.ini
+ * ([cratebouncer], [admin] or [http]); an option of a section other than the global one is
+ * documented in the man page's .SH section naming it ([ADMIN], [HTTP]); every [databases]
+ * key must be documented in the man page's [DATABASES] section.
  * The source tree is $CB_SRCDIR (set by make check), else TOP_SRCDIR, else ".". */
 #include <check.h>
 #include <ctype.h>
@@ -161,30 +162,59 @@ static void man_db_section(const char *man, const char **start, const char **end
 	man_section(man, "[DATABASES]", start, end);
 }
 
+/* The sections of the page that belong to one INI section each: [DATABASES] and one per
+ * section of cfg_options[] ([ADMIN], [HTTP]); the global options are documented outside
+ * all of them. */
+static const char *const man_sections[] = { "[DATABASES]", "[ADMIN]", "[HTTP]", NULL };
+
 /* An option's tag in the part of the man page for its section: [admin] options inside the
- * [ADMIN] section, global ones outside both [DATABASES] and [ADMIN]. */
+ * [ADMIN] section, [http] ones inside [HTTP], global ones outside all of man_sections[]. */
 static bool find_opt_tag(const char *man, const struct cfg_opt *o, const char **after)
 {
-	const char *man_end = man + strlen(man), *db_s, *db_e, *ad_s, *ad_e;
+	const char *man_end = man + strlen(man);
 
-	man_db_section(man, &db_s, &db_e);
-	man_section(man, "[ADMIN]", &ad_s, &ad_e);
-	if (o->section)
-		return ad_s && find_tag(ad_s, ad_e, o->name, after);
-	/* the page minus the two special sections, in order */
-	const char *cuts[4] = { db_s, db_e, ad_s, ad_e };
-	if (ad_s && db_s && ad_s < db_s) {
-		cuts[0] = ad_s; cuts[1] = ad_e; cuts[2] = db_s; cuts[3] = db_e;
+	if (o->section) {
+		char title[64];
+		const char *s, *e;
+		size_t n = strlen(o->section);
+		ck_assert_msg(n + 3 <= sizeof(title), "section name %s too long", o->section);
+		title[0] = '[';
+		for (size_t i = 0; i < n; i++)
+			title[i + 1] = (char)toupper((unsigned char)o->section[i]);
+		title[n + 1] = ']';
+		title[n + 2] = '\0';
+		man_section(man, title, &s, &e);
+		return s && find_tag(s, e, o->name, after);
 	}
+	/* the page minus the special sections, in page order */
+	const char *cs[8], *ce[8];
+	size_t nc = 0;
+	for (size_t i = 0; man_sections[i] && nc < 8; i++) {
+		man_section(man, man_sections[i], &cs[nc], &ce[nc]);
+		if (cs[nc])
+			nc++;
+	}
+	for (size_t i = 1; i < nc; i++)
+		for (size_t j = i; j > 0 && cs[j] < cs[j - 1]; j--) {
+			const char *t = cs[j]; cs[j] = cs[j - 1]; cs[j - 1] = t;
+			t = ce[j]; ce[j] = ce[j - 1]; ce[j - 1] = t;
+		}
 	const char *from = man;
-	for (int i = 0; i < 4; i += 2) {
-		if (!cuts[i])
-			continue;
-		if (find_tag(from, cuts[i], o->name, after))
+	for (size_t i = 0; i < nc; i++) {
+		if (find_tag(from, cs[i], o->name, after))
 			return true;
-		from = cuts[i + 1];
+		from = ce[i];
 	}
 	return find_tag(from, man_end, o->name, after);
+}
+
+/* Is name an option of any section? */
+static bool any_opt(const char *name)
+{
+	for (size_t i = 0; i < cfg_noptions; i++)
+		if (strcasecmp(cfg_options[i].name, name) == 0)
+			return true;
+	return false;
 }
 
 /* An option's entry runs from its tag to the next section (.SH/.SS) or the next tag of
@@ -203,7 +233,7 @@ static const char *entry_end(const char *from, const char *to)
 			size_t n = l.len - 3 < sizeof(name) - 1 ? l.len - 3 : sizeof(name) - 1;
 			memcpy(name, l.start + 3, n);
 			name[n] = '\0';
-			if (cfg_find_opt(name) || cfg_find_opt_in("admin", name))
+			if (any_opt(name))
 				return line_start;
 		}
 		after_tp = line_is(&l, ".TP");
@@ -221,8 +251,8 @@ static bool contains(const char *from, const char *to, const char *needle)
 	return false;
 }
 
-/* Finds "name = value" at the start of a line in the [cratebouncer] (or [pgbouncer])
- * section and copies the trimmed value. *commented: a ";name =" or "#name =" was seen. */
+/* Finds "name = value" at the start of a line in the section (NULL: [cratebouncer] or
+ * [pgbouncer]) and copies the trimmed value. *commented: a ";name =" or "#name =" was seen. */
 static bool in_section(const struct line *l, const char *section)
 {
 	if (!section)
@@ -368,16 +398,17 @@ START_TEST(test_sample_conf_known)
 {
 	char *conf = read_doc(SAMPLE_CONF);
 	const char *p = conf, *end = conf + strlen(conf);
-	bool global = false, admin = false;
+	bool global = false;
+	const char *section = NULL;	/* "admin" or "http" in those sections */
 	struct line l;
 
 	while (next_line(&p, end, &l)) {
 		if (l.len > 0 && l.start[0] == '[') {
 			global = in_section(&l, NULL);
-			admin = in_section(&l, "admin");
+			section = in_section(&l, "admin") ? "admin" : in_section(&l, "http") ? "http" : NULL;
 			continue;
 		}
-		if ((!global && !admin) || l.len == 0 || l.start[0] == ';' || l.start[0] == '#')
+		if ((!global && !section) || l.len == 0 || l.start[0] == ';' || l.start[0] == '#')
 			continue;
 		const char *eq = memchr(l.start, '=', l.len);
 		if (!eq)
@@ -387,7 +418,7 @@ START_TEST(test_sample_conf_known)
 		while (n > 0 && isspace((unsigned char)l.start[n - 1]))
 			n--;
 		snprintf(name, sizeof(name), "%.*s", (int)n, l.start);
-		ck_assert_msg(cfg_find_opt_in(admin ? "admin" : NULL, name) != NULL,
+		ck_assert_msg(cfg_find_opt_in(section, name) != NULL,
 			      "%s sets \"%s\", which is not in cfg_options[]", SAMPLE_CONF, name);
 	}
 	free(conf);
