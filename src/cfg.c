@@ -22,7 +22,7 @@ struct parse_ctx {
 	const char *dir;	/* directory of the config file, for relative paths */
 	const char *pos;	/* reader position in the text */
 	int lineno;
-	bool seen[64];		/* options set, to report duplicates */
+	bool seen[128];		/* options set, to report duplicates */
 	char section[64];	/* current section, tracked for long lines */
 	bool inline_password;	/* a password= in the file itself */
 };
@@ -114,6 +114,8 @@ const struct cfg_opt cfg_options[] = {
 };
 #undef OPT
 const size_t cfg_noptions = sizeof(cfg_options) / sizeof(cfg_options[0]);
+_Static_assert(sizeof(cfg_options) / sizeof(cfg_options[0]) <= 128,
+	       "struct parse_ctx's seen[] must hold every option");
 
 static void cfg_error(struct cfg *cfg, const char *file, int line, const char *fmt, ...)
 {

@@ -106,10 +106,20 @@ static TAILQ_HEAD(hu_list, hu) ups = TAILQ_HEAD_INITIALIZER(ups);
 static TAILQ_HEAD(hc_list, hc) clients = TAILQ_HEAD_INITIALIZER(clients);
 static struct hc_list waiting = TAILQ_HEAD_INITIALIZER(waiting);
 
+/* The [http] settings, copied at start: they need a restart, and a reload frees the
+ * config they came from. */
+struct http_conf {
+	int pool_size, max_client_conn, max_sql_body_mb;
+	double connect_timeout, header_timeout, idle_timeout, request_timeout, queue_timeout;
+	double upstream_idle_timeout;
+	char user[256];
+};
+
 static struct {
 	struct event_base *base;
 	struct evdns_base *dns;
-	const struct cfg *cfg;
+	const struct http_conf *cfg;
+	struct http_conf conf;
 	char *host;
 	int port;
 	bool tls;
@@ -766,7 +776,7 @@ static void acquire(struct hc *c)
 	c->waiting = true;
 	c->since = now_usec();
 	TAILQ_INSERT_TAIL(&waiting, c, wait);
-	if (hp.nup < hp.cfg->http_pool_size) {
+	if (hp.nup < hp.cfg->pool_size) {
 		/* one connection on the way per waiting client at most */
 		int waiters = 0;
 		struct hc *w;
@@ -826,7 +836,7 @@ static void handle_request(struct hc *c)
 {
 	http_parser *p = &c->parser;
 	const char *why = http_framing_error(&c->head);
-	unsigned long long max = (unsigned long long)hp.cfg->http_max_sql_body_mb << 20;
+	unsigned long long max = (unsigned long long)hp.cfg->max_sql_body_mb << 20;
 
 	if (why) {
 		fail_request(c, 400, 4000, "request refused: %s (ambiguous framing)", why);
@@ -843,7 +853,7 @@ static void handle_request(struct hc *c)
 		    (c->head.url[5] == '\0' || c->head.url[5] == '?' || c->head.url[5] == '/');
 	if (c->is_sql && c->has_body && p->content_length != ULLONG_MAX && p->content_length > max) {
 		fail_request(c, 413, 4130, "a /_sql body of more than %d MB is refused (as CrateDB)",
-			     hp.cfg->http_max_sql_body_mb);
+			     hp.cfg->max_sql_body_mb);
 		return;
 	}
 	if (c->is_sql && c->has_body) {
@@ -936,7 +946,7 @@ static void forward_body(struct hc *c)
 {
 	struct evbuffer *in = sio_input(c->io);
 	struct hu *u = c->up;
-	unsigned long long max = (unsigned long long)hp.cfg->http_max_sql_body_mb << 20;
+	unsigned long long max = (unsigned long long)hp.cfg->max_sql_body_mb << 20;
 
 	if (u && c->gate) {
 		/* held until the upstream says 100 Continue (or answers at once) */
@@ -1081,7 +1091,7 @@ static int response_head(struct hu *u)
 		if (!hp.warned_401)
 			log_error("http: CrateDB at %s refused the credentials cratebouncer injects "
 				  "(user \"%s\"): check [http] user/password/bearer_token_file",
-				  hp.upstream_name, *hp.cfg->http_user ? hp.cfg->http_user : "(token)");
+				  hp.upstream_name, *hp.cfg->user ? hp.cfg->user : "(token)");
 		hp.warned_401 = true;
 		hp.st.responses[4]++;
 		http_put_error(out, 401, 4010, !c->keep_alive,
@@ -1282,7 +1292,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)l;
 	(void)sa;
 	(void)salen;
-	if (hp.stopping || hp.nclients >= hp.cfg->http_max_client_conn) {
+	if (hp.stopping || hp.nclients >= hp.cfg->max_client_conn) {
 		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 					   "Content-Length: 86\r\nConnection: close\r\n\r\n"
 					   "{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\",\"code\":5030}}";
@@ -1291,7 +1301,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		if (!hp.stopping)
 			log_warn("http: refusing a client: max_client_conn (%d) reached",
-				 hp.cfg->http_max_client_conn);
+				 hp.cfg->max_client_conn);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -1319,7 +1329,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	const struct cfg *cfg = hp.cfg;
+	const struct http_conf *cfg = hp.cfg;
 	uint64_t now = now_usec();
 	struct hc *c, *cn;
 	struct hu *u, *un;
@@ -1329,17 +1339,17 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	for (c = TAILQ_FIRST(&clients); c; c = cn) {
 		cn = TAILQ_NEXT(c, entry);
-		if (c->state == HC_HEAD && c->head_started && now - c->since > cfgd(cfg->http_header_timeout))
+		if (c->state == HC_HEAD && c->head_started && now - c->since > cfgd(cfg->header_timeout))
 			fail_request(c, 408, 4080, "request head not received within %s",
 				     "[http] header_timeout");
 		else if (c->state == HC_HEAD && !c->head_started &&
-			 now - c->since > cfgd(cfg->http_idle_timeout))
+			 now - c->since > cfgd(cfg->idle_timeout))
 			hc_close(c, "idle_timeout");
 		else if (c->gate && c->up && now - c->req_start > 1000000) {
 			/* no 100 Continue within a second: the body goes anyway (RFC 9110 10.1.1) */
 			c->gate = false;
 			forward_body(c);
-		} else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->http_queue_timeout))
+		} else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->queue_timeout))
 			fail_request(c, 503, 5031, "no CrateDB connection became free within %s "
 				     "([http] queue_timeout; pool_size connections are busy)",
 				     "queue_timeout");
@@ -1347,18 +1357,18 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	for (u = TAILQ_FIRST(&ups); u; u = un) {
 		un = TAILQ_NEXT(u, entry);
 		if ((u->state == HU_CONNECTING || u->state == HU_HANDSHAKE) &&
-		    now - u->since > cfgd(cfg->http_connect_timeout)) {
+		    now - u->since > cfgd(cfg->connect_timeout)) {
 			hu_fail(u, "timed out connecting to %s ([http] connect_timeout)", hp.upstream_name);
 		} else if (u->state == HU_BUSY && u->client && !u->response_started &&
 			   (!u->client->has_body || u->client->body_done) &&
-			   now - u->since > cfgd(cfg->http_request_timeout)) {
+			   now - u->since > cfgd(cfg->request_timeout)) {
 			struct hc *cl = u->client;
 			u->client = NULL;
 			cl->up = NULL;
 			hu_close(u, "request_timeout");
 			fail_request(cl, 504, 5040, "CrateDB did not answer within %s",
 				     "[http] request_timeout");
-		} else if (u->state == HU_IDLE && now - u->since > cfgd(cfg->http_upstream_idle_timeout)) {
+		} else if (u->state == HU_IDLE && now - u->since > cfgd(cfg->upstream_idle_timeout)) {
 			hu_close(u, "upstream_idle_timeout");
 		}
 	}
@@ -1547,7 +1557,16 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	init_parsers();
 	hp.base = base;
 	hp.dns = dns;
-	hp.cfg = cfg;
+	hp.conf = (struct http_conf){
+		.pool_size = cfg->http_pool_size, .max_client_conn = cfg->http_max_client_conn,
+		.max_sql_body_mb = cfg->http_max_sql_body_mb,
+		.connect_timeout = cfg->http_connect_timeout, .header_timeout = cfg->http_header_timeout,
+		.idle_timeout = cfg->http_idle_timeout, .request_timeout = cfg->http_request_timeout,
+		.queue_timeout = cfg->http_queue_timeout,
+		.upstream_idle_timeout = cfg->http_upstream_idle_timeout,
+	};
+	snprintf(hp.conf.user, sizeof(hp.conf.user), "%s", cfg->http_user);
+	hp.cfg = &hp.conf;
 	TAILQ_INIT(&hp.up_graveyard);
 	TAILQ_INIT(&hp.hc_graveyard);
 	if (http_parse_upstream(cfg->http_upstream, &hp.tls, &hp.host, &hp.port, &why) < 0)

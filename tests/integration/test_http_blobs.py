@@ -81,3 +81,20 @@ def test_http_side_in_admin_console_and_metrics(cratebouncer, crate_http):
     a.request("GET", "/stats")
     st = json.loads(a.getresponse().read())
     assert st["http"][0]["responses"]["2xx"] == 3 and st["http"][0]["upstream_up"] is True
+
+
+def test_http_side_survives_reload(cratebouncer, crate_http):
+    import json
+    import signal
+    import time
+    sec = http_section(crate_http, header_timeout="5s", queue_timeout="3s")
+    b = cratebouncer(sections={"http": sec})
+    c = http.client.HTTPConnection("127.0.0.1", sec["listen_port"], timeout=10)
+    for round_ in range(3):
+        b.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.6)  # a few timer ticks after the old config is gone
+        c.request("POST", "/_sql", json.dumps({"stmt": "select ?", "args": [round_]}),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["rows"] == [[round_]]
+    assert "reload" in b.log_text().lower()

@@ -162,7 +162,7 @@ START_TEST(test_option_table)
 {
 	/* Every option has a sane entry and can be found by name, in any case. */
 	ck_assert_uint_gt(cfg_noptions, 0);
-	ck_assert_uint_le(cfg_noptions, 64);	/* parse_ctx.seen[64] is indexed by option */
+	ck_assert_uint_le(cfg_noptions, 128);	/* parse_ctx.seen[128] is indexed by option */
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const struct cfg_opt *o = &cfg_options[i];
 		char upper[64];
@@ -443,6 +443,18 @@ START_TEST(test_more_errors)
 END_TEST
 
 /* [users] beats the database entry, which beats the global pool_mode. */
+/* Every option of the table, set once, is accepted (seen[] covers the whole table). */
+START_TEST(test_every_option_once)
+{
+	struct cfg *cfg = parse_ok("[http]\nqueue_timeout = 3\nupstream_idle_timeout = 4\n"
+				   "max_sql_body_mb = 5\n[cratebouncer]\nauth_type = trust\n");
+
+	ck_assert_int_eq(cfg->http_max_sql_body_mb, 5);
+	ck_assert(cfg->http_queue_timeout == 3);
+	cfg_free(cfg);
+}
+END_TEST
+
 START_TEST(test_pool_mode_precedence)
 {
 	struct cfg *cfg = parse_ok("[databases]\n"
@@ -1018,6 +1030,7 @@ int main(void)
 	tcase_add_test(tc, test_more_errors);
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_pool_mode_precedence);
+	tcase_add_test(tc, test_every_option_once);
 	tcase_add_test(tc, test_bools_ints_enums);
 	tcase_add_test(tc, test_db_entries);
 	tcase_add_test(tc, test_db_fallbacks);
