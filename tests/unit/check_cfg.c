@@ -184,7 +184,8 @@ START_TEST(test_option_table)
 		}
 		for (size_t j = 0; j < i; j++)
 			ck_assert_msg(strcmp(cfg_options[j].name, o->name) != 0 ||
-					      (cfg_options[j].section == NULL) != (o->section == NULL),
+					      (cfg_options[j].section == NULL) != (o->section == NULL) ||
+					      (o->section && strcmp(cfg_options[j].section, o->section) != 0),
 				      "%s twice in one section", o->name);
 	}
 	ck_assert_ptr_null(cfg_find_opt("no_such_option"));
