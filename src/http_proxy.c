@@ -748,6 +748,19 @@ static void hu_idle(struct hu *u)
 /* --------------------------------------------------------------------------------------
  * requests */
 
+/* Connections that belong to a client's session are not the pool's: they do not count
+ * against pool_size (one per client at most, so max_client_conn bounds them). */
+static int pinned_count(void)
+{
+	struct hu *u;
+	int n = 0;
+
+	TAILQ_FOREACH(u, &ups, entry)
+		if (u->pinned)
+			n++;
+	return n;
+}
+
 static void acquire(struct hc *c)
 {
 	struct hu *u, *next;
@@ -776,7 +789,7 @@ static void acquire(struct hc *c)
 	c->waiting = true;
 	c->since = now_usec();
 	TAILQ_INSERT_TAIL(&waiting, c, wait);
-	if (hp.nup < hp.cfg->pool_size) {
+	if (hp.nup - pinned_count() < hp.cfg->pool_size) {
 		/* one connection on the way per waiting client at most */
 		int waiters = 0;
 		struct hc *w;
@@ -983,9 +996,15 @@ static void forward_body(struct hc *c)
 	}
 	if (u) {
 		sio_flush(u->io);
-		if (evbuffer_get_length(sio_output(u->io)) > HIGH_WATER && !c->paused) {
-			c->paused = true;
-			sio_disable(c->io, EV_READ);
+		/* stop reading while the upstream has not taken what it got (its write event
+		 * resumes us, hu_write_cb); read on when it has */
+		bool full = evbuffer_get_length(sio_output(u->io)) > HIGH_WATER;
+		if (full != c->paused) {
+			c->paused = full;
+			if (full)
+				sio_disable(c->io, EV_READ);
+			else
+				sio_enable(c->io, EV_READ);
 		}
 	}
 }

@@ -2,8 +2,8 @@
  * sbufio ops). Reading: one recv per readable event, or SSL_read with read-ahead until
  * OpenSSL holds nothing more, into the input evbuffer, then the read callback. Writing:
  * straight from the output evbuffer while the socket takes it; an EV_WRITE event is added
- * only when it does not. Data added to the output by anyone is written from the event
- * loop (the write event is activated, which costs no syscall). The read event stays
+ * only when it does not. Data added to the output by anyone is written at the end of the
+ * event loop pass (the connection is queued; that costs no syscall). The read event stays
  * added while reading is enabled. Level-triggered: what one event leaves unread fires
  * the next. */
 #include "sockio.h"
@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <openssl/err.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -43,7 +44,7 @@ struct sio {
 	void *arg;
 	unsigned long ssl_err;
 	uint64_t rd_deadline, wr_deadline;
-	bool reading, writing, rev_added, wev_added, activated;
+	bool reading, writing, rev_added, wev_added, suppress, pending_read;
 	bool handshaking, read_wants_write, write_wants_read, dead, queued;
 	TAILQ_ENTRY(sio) flushq;	/* on the list written at the end of the loop pass */
 };
@@ -259,7 +260,6 @@ static void write_ev(evutil_socket_t fd, short what, void *arg)
 	nevents++;
 	(void)fd;
 	(void)what;
-	io->activated = false;
 	if (io->dead)
 		return;
 	if (io->handshaking) {
@@ -294,16 +294,16 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void kick(struct sio *io);
+
 /* Data added to the output by whoever: written from the event loop. */
 static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct sio *io = arg;
 
 	(void)buf;
-	if (info->n_added && !io->activated && !io->wev_added && !io->dead) {
-		io->activated = true;
-		event_active(&io->wev, EV_WRITE, 1);
-	}
+	if (info->n_added && !io->suppress && !io->wev_added && !io->dead)
+		kick(io);
 }
 
 /* The read and write events as the state asks; epoll_ctl only on a change. */
@@ -360,8 +360,7 @@ struct sio *sio_new(struct event_base *base, int fd, SSL *ssl)
 		SSL_set_fd(ssl, fd);
 		SSL_set_connect_state(ssl);
 		io->handshaking = true;
-		event_active(&io->wev, EV_WRITE, 1); /* the ClientHello goes from the loop */
-		io->activated = true;
+		kick(io); /* the ClientHello goes from the loop */
 	}
 	return io;
 }
@@ -413,11 +412,9 @@ void sio_enable(struct sio *io, short what)
 		io->writing = true;
 	update_events(io);
 	/* data may have arrived while reading was off and still sit in OpenSSL */
-	if ((what & EV_READ) && io->ssl && !io->handshaking && SSL_has_pending(io->ssl) &&
-	    !io->activated) {
-		io->read_wants_write = true; /* the write event runs a read first */
-		io->activated = true;
-		event_active(&io->wev, EV_WRITE, 1);
+	if ((what & EV_READ) && io->ssl && !io->handshaking && SSL_has_pending(io->ssl)) {
+		io->pending_read = true;
+		kick(io);
 	}
 }
 
@@ -486,11 +483,45 @@ static void flush_all(evutil_socket_t fd, short what, void *arg)
 	while ((io = TAILQ_FIRST(&flush_list))) {
 		TAILQ_REMOVE(&flush_list, io, flushq);
 		io->queued = false;
-		if (io->dead || io->handshaking || !io->writing || io->write_wants_read)
+		if (io->dead)
+			continue;
+		if (io->handshaking) {
+			handshake(io);
+			continue;
+		}
+		if (io->pending_read) {
+			io->pending_read = false;
+			if (io->reading)
+				do_read(io);
+			if (io->dead)
+				continue;
+		}
+		if (!io->writing || io->write_wants_read)
 			update_events(io);
 		else
 			do_write(io);
 	}
+}
+
+/* Queues the connection for the end of this loop pass: its output is written (and a
+ * handshake or buffered read carried on) then. The write event itself is only ever
+ * added or deleted, never activated by hand, so that libevent and wev_added agree. */
+static void kick(struct sio *io)
+{
+	if (io->queued || io->dead)
+		return;
+	if (!flush_ev) {
+		/* no batch writer (sio_init not called): at once */
+		if (io->handshaking)
+			handshake(io);
+		else if (io->writing)
+			do_write(io);
+		return;
+	}
+	if (TAILQ_EMPTY(&flush_list))
+		event_active(flush_ev, 0, 0);
+	TAILQ_INSERT_TAIL(&flush_list, io, flushq);
+	io->queued = true;
 }
 
 int sio_init(struct event_base *base)
@@ -504,21 +535,10 @@ int sio_init(struct event_base *base)
 
 void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
 {
-	bool was = io->activated;
-
-	io->activated = true; /* written with the batch, not by a write event */
+	io->suppress = true;
 	evbuffer_remove_buffer(src, io->out, n);
-	io->activated = was;
-	if (!flush_ev) {
-		do_write_cb(io, false);
-		return;
-	}
-	if (!io->queued) {
-		if (TAILQ_EMPTY(&flush_list))
-			event_active(flush_ev, 0, 0);
-		TAILQ_INSERT_TAIL(&flush_list, io, flushq);
-		io->queued = true;
-	}
+	io->suppress = false;
+	kick(io);
 }
 
 size_t sio_struct_size(void)
