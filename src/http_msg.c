@@ -111,8 +111,15 @@ const char *http_framing_error(const struct http_head *hd)
 	}
 	for (int i = 0; i < hd->n; i++) {
 		const char *v = hd->h[i].value ? hd->h[i].value : "";
+		const char *name = hd->h[i].name ? hd->h[i].name : "";
 		if (strpbrk(v, "\r\n"))
 			return "a header value spanning lines";
+		/* RFC 9112 5.1: no white space between a field name and its colon */
+		if (!*name || strpbrk(name, " \t\r\n"))
+			return "white space in a header name";
+		for (const char *q = name; *q; q++)
+			if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e)
+				return "a header name with control or non-ASCII characters";
 	}
 	return NULL;
 }
@@ -305,8 +312,17 @@ static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 			char e = b[++i];
 			c = e == 'n' ? '\n' : e == 't' || e == 'r' ? ' ' : e;
 			if (e == 'u') {
+				/* \uXXXX: an ASCII letter counts as that letter (\u0053ET is SET) */
+				unsigned v = 0;
+				if (i + 4 >= len)
+					return -1;
+				for (int k = 1; k <= 4; k++) {
+					char h = b[i + k];
+					v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
+							       : isxdigit((unsigned char)h) ? (tolower(h) - 'a' + 10) : 0);
+				}
 				i += 4;
-				c = ' ';
+				c = v < 0x80 ? (char)v : ' ';
 			}
 		} else if (c == '"') {
 			break;

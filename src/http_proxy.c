@@ -1312,10 +1312,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)sa;
 	(void)salen;
 	if (hp.stopping || hp.nclients >= hp.cfg->max_client_conn) {
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-					   "Content-Length: 86\r\nConnection: close\r\n\r\n"
-					   "{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\",\"code\":5030}}";
-		if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+#define BUSY_BODY "{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\"," \
+		  "\"code\":5030}}"
+		char busy[256];
+		int n = snprintf(busy, sizeof(busy), "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+				 "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+				 sizeof(BUSY_BODY) - 1, BUSY_BODY);
+#undef BUSY_BODY
+		if (send(fd, busy, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			log_debug("http: cannot send the refusal: %s", strerror(errno));
 		close(fd);
 		if (!hp.stopping)

@@ -49,6 +49,9 @@ START_TEST(test_framing)
 	add(&hd, "Transfer-Encoding", " Chunked ");
 	ck_assert_ptr_null(http_framing_error(&hd));
 	http_head_clear(&hd);
+	add(&hd, "Content-Length ", "5");
+	ck_assert_str_eq(http_framing_error(&hd), "white space in a header name");
+	http_head_clear(&hd);
 }
 END_TEST
 
@@ -122,6 +125,7 @@ START_TEST(test_session_statements)
 	ck_assert_int_eq(changes("{\"stmt\":\"-- c\\nset x = 1\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\":\"/* c */ DECLARE c CURSOR FOR select 1\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\": \"select 'SET'\"}", true), 0);
+	ck_assert_int_eq(changes("{\"stmt\": \"\\u0053ET application_name = 'x'\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\": \"SETTINGS\"}", true), 0);
 	ck_assert_int_eq(changes("{\"bulk_args\": [[1]], \"stmt\": \"insert into t values (?)\"}", true), 0);
 	ck_assert_int_eq(changes("{\"stmt\": \"SE", false), -1);	/* more needed */
