@@ -9,7 +9,6 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -392,31 +391,6 @@ static void daemonize(void)
 	}
 }
 
-/* The event loop. After a pass that handled socket events, the loop polls on (without
- * blocking, yielding the CPU in between) for up to SPIN_USEC: under load the next
- * events are microseconds away, and catching them this way spares a sleep and a wake-up
- * per batch. Idle, it blocks in epoll_wait as usual. */
-#define SPIN_USEC 50
-static void run_loop(struct event_base *base)
-{
-	for (;;) {
-		if (event_base_loop(base, EVLOOP_ONCE) != 0 || event_base_got_break(base) ||
-		    event_base_got_exit(base))
-			return;
-		uint64_t until = now_usec() + SPIN_USEC;
-		while (now_usec() < until) {
-			uint64_t seen = sio_events();
-			if (event_base_loop(base, EVLOOP_NONBLOCK) != 0 || event_base_got_break(base) ||
-			    event_base_got_exit(base))
-				return;
-			if (sio_events() != seen)
-				until = now_usec() + SPIN_USEC;
-			else
-				sched_yield();
-		}
-	}
-}
-
 int main(int argc, char **argv)
 {
 	bool background = false, check_only = false;
@@ -528,7 +502,7 @@ int main(int argc, char **argv)
 		 d.cfg->ndbs == 1 ? "" : "s");
 	notify("READY=1\nSTATUS=clients: 0, servers: 0");
 
-	run_loop(d.base);
+	event_base_dispatch(d.base);
 
 	notify("STOPPING=1");
 	listeners_stop();

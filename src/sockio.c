@@ -55,12 +55,6 @@ static TAILQ_HEAD(, sio) flush_list = TAILQ_HEAD_INITIALIZER(flush_list);
 static struct event *flush_ev;
 
 static void update_events(struct sio *io);
-static uint64_t nevents;
-
-uint64_t sio_events(void)
-{
-	return nevents;
-}
 
 /* Reads land here and only what arrived is copied into the input buffer: a small
  * allocation for a small message, not a 16 kB chain per read. */
@@ -214,7 +208,6 @@ static void read_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sio *io = arg;
 
-	nevents++;
 	(void)fd;
 	(void)what;
 	if (io->handshaking) {
@@ -257,7 +250,6 @@ static void write_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct sio *io = arg;
 
-	nevents++;
 	(void)fd;
 	(void)what;
 	if (io->dead)

@@ -52,7 +52,5 @@ int sio_init(struct event_base *base);
  * data path's send). */
 void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n);
 size_t sio_struct_size(void);
-/* Socket events handled so far (the event loop's spin). */
-uint64_t sio_events(void);
 
 #endif
