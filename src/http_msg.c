@@ -360,6 +360,33 @@ static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 	return 0;
 }
 
+/* A JSON key's raw text (between the quotes): "stmt", escapes decoded. */
+static bool key_is_stmt(const char *k, size_t n)
+{
+	char d[8];
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = k[i];
+		if (c == '\\' && i + 1 < n) {
+			char e = k[++i];
+			if (e == 'u' && i + 4 < n) {
+				unsigned v = (unsigned)strtoul((char[5]){ k[i + 1], k[i + 2], k[i + 3], k[i + 4], 0 },
+							       NULL, 16);
+				i += 4;
+				c = v < 0x80 ? (char)v : '?';
+			} else {
+				c = e;
+			}
+		}
+		if (m == sizeof(d) - 1)
+			return false;
+		d[m++] = c;
+	}
+	d[m] = '\0';
+	return strcmp(d, "stmt") == 0;
+}
+
 int http_sql_changes_session(const char *b, size_t len, bool complete)
 {
 	static const char *const changing[] = { "SET", "RESET", "DECLARE", "DISCARD", NULL };
@@ -385,23 +412,21 @@ int http_sql_changes_session(const char *b, size_t len, bool complete)
 		long ke = skip_string(b, len, (size_t)i);
 		if (ke < 0)
 			return complete ? 0 : -1;
-		bool is_stmt = ke - i == 6 && memcmp(b + i, "\"stmt\"", 6) == 0;
+		bool is_stmt = key_is_stmt(b + i + 1, (size_t)(ke - i - 2));
 		i = skip_ws(b, len, (size_t)ke);
 		if (i < 0 || b[i] != ':')
 			return i < 0 && !complete ? -1 : 0;
 		i = skip_ws(b, len, (size_t)i + 1);
 		if (i < 0)
 			return complete ? 0 : -1;
-		if (is_stmt) {
+		if (is_stmt && b[i] == '"') {
+			/* every "stmt" member counts (a duplicate key: the parser keeps one of them) */
 			char w[16];
-			if (b[i] != '"')
-				return 0;
 			if (first_word(b, len, (size_t)i, w, sizeof(w)) < 0)
 				return complete ? 0 : -1;
 			for (int k = 0; changing[k]; k++)
 				if (strcmp(w, changing[k]) == 0)
 					return 1;
-			return 0;
 		}
 		i = skip_value(b, len, (size_t)i);
 		if (i < 0)

@@ -92,6 +92,7 @@ struct hc {
 	uint64_t since, req_start;
 	z_stream *z;			/* inflating a compressed /_sql body's start */
 	struct evbuffer *sql_peek;
+	size_t sql_scanned;		/* how much of sql_peek was looked at */
 	size_t body_bytes;
 	int method;
 	bool waiting, head_started, has_body, body_done, keep_alive, is_sql, pin, sql_known;
@@ -99,6 +100,8 @@ struct hc {
 	bool lf_fed;			/* the parser has seen the head's LF again (body parsing) */
 	bool gate;			/* body held until the upstream's 100 Continue (blob PUT) */
 	bool own_expect;		/* the client asked for 100-continue itself */
+	bool body_sent;			/* some of the body went upstream: no redirect now */
+	uint64_t progress;		/* last byte moved for this client (stall timeout) */
 	int redirects;
 };
 
@@ -276,6 +279,10 @@ static int rq_body(http_parser *p, const char *at, size_t len)
 		evbuffer_add(c->sql_peek, at, len);
 	}
 	size_t n = evbuffer_get_length(c->sql_peek);
+	/* looked at again once 1 kB more has come (a body in tiny chunks costs no more) */
+	if (n < SQL_PEEK_MAX && n - c->sql_scanned < 1024)
+		return 0;
+	c->sql_scanned = n;
 	int r = http_sql_changes_session((const char *)evbuffer_pullup(c->sql_peek, -1), n,
 					 n >= SQL_PEEK_MAX);
 	if (r >= 0) {
@@ -289,6 +296,12 @@ static int rq_complete(http_parser *p)
 {
 	struct hc *c = p->data;
 
+	if (c->is_sql && !c->sql_known && c->sql_peek) {
+		size_t n = evbuffer_get_length(c->sql_peek);
+		c->pin = http_sql_changes_session((const char *)evbuffer_pullup(c->sql_peek, -1), n,
+						  true) == 1;
+		c->sql_known = true;
+	}
 	c->body_done = true;
 	http_parser_pause(p, 1);
 	return 0;
@@ -877,18 +890,25 @@ static void handle_request(struct hc *c)
 			return;
 		}
 		evbuffer_drain(c->sql_peek, evbuffer_get_length(c->sql_peek));
-		if (ce && (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "deflate") == 0)) {
+		c->sql_scanned = 0;
+		if (ce && (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "x-gzip") == 0 ||
+			   strcasecmp(ce, "deflate") == 0 || strcasecmp(ce, "x-deflate") == 0)) {
 			if (c->z) {
 				inflateEnd(c->z);
 				free(c->z);
 			}
 			c->z = calloc(1, sizeof(*c->z));
-			if (!c->z || inflateInit2(c->z, strcasecmp(ce, "gzip") == 0 ? 16 + MAX_WBITS
-										 : MAX_WBITS) != Z_OK) {
+			/* 32 + MAX_WBITS: zlib tells gzip from zlib framing itself */
+			if (!c->z || inflateInit2(c->z, 32 + MAX_WBITS) != Z_OK) {
 				free(c->z);
 				c->z = NULL;
-				c->sql_known = true; /* not looked at: passes as it is */
+				c->sql_known = true;
+				c->pin = true; /* cannot be looked at: kept with this client */
 			}
+		} else if (ce && *ce && strcasecmp(ce, "identity") != 0) {
+			/* an encoding cratebouncer cannot read: the session may change unseen */
+			c->sql_known = true;
+			c->pin = true;
 		}
 	}
 	bool blob = c->head.url && strncmp(c->head.url, "/_blobs/", 8) == 0;
@@ -896,6 +916,8 @@ static void handle_request(struct hc *c)
 	c->own_expect = expect != NULL;
 	c->gate = false;
 	c->lf_fed = false;
+	c->body_sent = false;
+	c->progress = now_usec();
 	c->redirects = 0;
 	if (blob && c->has_body && !expect) {
 		/* CrateDB may redirect a blob upload to the node holding it: asking first keeps
@@ -985,14 +1007,20 @@ static void forward_body(struct hc *c)
 			return;
 		}
 		hp.st.bytes_in += n;
+		if (n) {
+			c->body_sent = true;
+			c->progress = now_usec();
+		}
 		evbuffer_remove_buffer(in, sio_output(u->io), n);
 		if (c->is_sql && c->body_bytes > max) {
 			fail_request(c, 413, 4130, "a /_sql body of more than %s is refused (as CrateDB)",
 				     "the configured max_sql_body_mb");
 			return;
 		}
-		if (c->body_done)
+		if (c->body_done) {
 			c->state = HC_RESPONSE;
+			u->since = now_usec(); /* request_timeout counts from here */
+		}
 	}
 	if (u) {
 		sio_flush(u->io);
@@ -1040,8 +1068,9 @@ static void response_done(struct hu *u)
 	u->client = NULL;
 	if (c)
 		c->up = NULL;
-	if (u->oneoff || u->close_after)
-		keep = false;
+	if (u->oneoff || u->close_after || evbuffer_get_length(sio_input(u->io)) > 0 ||
+	    (sio_ssl(u->io) && SSL_has_pending(sio_ssl(u->io))))
+		keep = false; /* more than one answer, or not a fresh session: never handed on */
 	if (c && c->pin && keep) {
 		/* its session is this client's now */
 		u->pinned = c;
@@ -1072,7 +1101,7 @@ static bool follow_redirect(struct hu *u, struct hc *c)
 	const char *why;
 
 	if (!loc || !c->head.url || strncmp(c->head.url, "/_blobs/", 8) != 0 || c->redirects >= 3 ||
-	    (c->has_body && !c->gate && !c->own_expect))
+	    c->body_sent)
 		return false;
 	const char *path = strstr(loc, "://");
 	path = path ? strchr(path + 3, '/') : NULL;
@@ -1220,6 +1249,7 @@ static void hu_read_cb(struct sio *io, void *arg)
 		}
 		hp.st.bytes_out += n;
 		evbuffer_remove_buffer(in, sio_output(c->io), n);
+		c->progress = now_usec();
 		if (e == HPE_PAUSED) {
 			/* message complete */
 			sio_flush(c->io);
@@ -1282,6 +1312,7 @@ static void hc_write_cb(struct sio *io, void *arg)
 		hc_bury(c);
 		return;
 	}
+	c->progress = now_usec();
 	if (c->up && c->up->io)
 		sio_enable(c->up->io, EV_READ);
 }
@@ -1372,6 +1403,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			/* no 100 Continue within a second: the body goes anyway (RFC 9110 10.1.1) */
 			c->gate = false;
 			forward_body(c);
+		} else if ((c->state == HC_BODY || (c->state == HC_RESPONSE && c->up &&
+						     c->up->response_started)) &&
+			   now - c->progress > cfgd(cfg->idle_timeout)) {
+			/* a client that stopped sending its body or reading its answer must not hold
+			 * an upstream connection for ever */
+			hc_close(c, "stalled for idle_timeout in the middle of a request");
 		} else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->queue_timeout))
 			fail_request(c, 503, 5031, "no CrateDB connection became free within %s "
 				     "([http] queue_timeout; pool_size connections are busy)",

@@ -37,6 +37,7 @@ enum rq_kind {
 	RQ_QUERY_DROP,		/* the session state replay */
 	RQ_FAKE_PARSE,		/* answered by the relay */
 	RQ_FAKE_CLOSE,
+	RQ_FAKE_DEALLOCATE,	/* CommandComplete DEALLOCATE + ReadyForQuery */
 };
 
 struct rl_item {
@@ -307,6 +308,12 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	}
 	if (d != 1 || !(st = ps_map_get(c->names, name)))
 		return 0;
+	if (!off && !ps_set_has(&s->prepared, st)) {
+		/* a Query, and this server never had it: nothing to do upstream (preparing it
+		 * first could fail and take the Query with it) */
+		ps_map_del(&c->names, name);
+		return 2;
+	}
 	if (ensure(s, o, st, to_server) < 0)
 		return -1;
 	char text[64];
@@ -393,6 +400,12 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			int d = deallocate(s, c, o, body, blen, 0, to_server);
 			if (d < 0)
 				goto nomem;
+			if (d == 2) {
+				if (push(s, RQ_FAKE_DEALLOCATE, NULL) < 0)
+					goto nomem;
+				evbuffer_drain(in, mlen + 1);
+				continue;
+			}
 			done = d == 1;
 			if (!done) {
 				note_set(s, c, o, body, blen);
@@ -504,8 +517,13 @@ bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client)
 		case RQ_FAKE_PARSE:
 			put_hdr(to_client, '1', 0);
 			break;
-		default:
+		case RQ_FAKE_CLOSE:
 			put_hdr(to_client, '3', 0);
+			break;
+		default:
+			pg_put_msg(to_client, 'C', "DEALLOCATE", 11);
+			pg_put_ready(to_client, s->status);
+			ready = true;
 			break;
 		}
 		pop(s);

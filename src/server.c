@@ -495,6 +495,12 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 
 	if (pg_parse_auth(body, len, &code, &data, &dlen) < 0)
 		goto protocol;
+	if (code == PG_AUTH_OK && sv->scram) {
+		/* SCRAM is mutual: an upstream that did not prove it knows the password */
+		server_fail(sv, "28000", "upstream %s:%d ended SCRAM authentication without proving "
+			    "it knows the password", sv_host(sv), sv_port(sv));
+		return -1;
+	}
 	if (code == PG_AUTH_OK)
 		return 0;
 	if (!pool->password) {
@@ -966,6 +972,8 @@ void server_close(struct server *sv, const char *reason)
 		event_del(&sv->io);
 	evtimer_del(&sv->timer);
 	if (sv->bev) {
+		/* what a client sent before it left (a Query pipelined with Terminate) goes out */
+		sio_flush(sv->bev);
 		sio_setcb(sv->bev, NULL, NULL, NULL, NULL);
 		sio_disable(sv->bev, EV_READ | EV_WRITE);
 	}

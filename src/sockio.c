@@ -55,6 +55,7 @@ static TAILQ_HEAD(, sio) flush_list = TAILQ_HEAD_INITIALIZER(flush_list);
 static struct event *flush_ev;
 
 static void update_events(struct sio *io);
+static void arm_timer(struct sio *io);
 
 /* Reads land here and only what arrived is copied into the input buffer: a small
  * allocation for a small message, not a 16 kB chain per read. */
@@ -99,6 +100,7 @@ static int tls_status(struct sio *io, int rc, bool reading)
 		return -1;
 	case SSL_ERROR_SYSCALL:
 		e = ERR_get_error();
+		ERR_clear_error();
 		if (!e && (errno == 0 || errno == ECONNRESET || errno == EPIPE))
 			return -1; /* closed without close_notify: the upstream went away */
 		io->ssl_err = e;
@@ -116,6 +118,7 @@ static int tls_read(struct sio *io)
 
 	do {
 		errno = 0;
+		ERR_clear_error(); /* SSL_get_error must not see another connection's error */
 		n = SSL_read(io->ssl, read_buf, (int)sizeof(read_buf));
 		if (n <= 0) {
 			/* data already read is delivered; EOF or an error comes with the next event */
@@ -140,6 +143,7 @@ static int tls_write(struct sio *io)
 		if (!p)
 			return -2;
 		errno = 0;
+		ERR_clear_error();
 		int n = SSL_write(io->ssl, p, chunk);
 		if (n <= 0) {
 			int st = tls_status(io, n, false);
@@ -167,6 +171,7 @@ static void fire_event(struct sio *io, short what)
 static bool handshake(struct sio *io)
 {
 	errno = 0;
+	ERR_clear_error();
 	int rc = SSL_do_handshake(io->ssl);
 
 	if (rc == 1) {
@@ -183,6 +188,7 @@ static bool handshake(struct sio *io)
 		return false;
 	}
 	io->ssl_err = ERR_peek_last_error();
+	ERR_clear_error();
 	fire_event(io, SIO_ERROR | (err == SSL_ERROR_SYSCALL && !io->ssl_err ? SIO_EOF : 0));
 	return false;
 }
@@ -280,10 +286,15 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 	if (io->rd_deadline && now >= io->rd_deadline) {
 		io->rd_deadline = 0;
 		fire_event(io, SIO_READING | SIO_TIMEOUT);
-	} else if (io->wr_deadline && now >= io->wr_deadline) {
+		return;
+	}
+	if (io->wr_deadline && now >= io->wr_deadline) {
 		io->wr_deadline = 0;
 		fire_event(io, SIO_WRITING | SIO_TIMEOUT);
+		return;
 	}
+	/* libevent's coarse clock fired a little early: again for what is left */
+	arm_timer(io);
 }
 
 static void kick(struct sio *io);

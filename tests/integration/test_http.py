@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import TIMEOUT, clean_env, free_port, listening, wait_until
+from helpers import CB_BINARY, TIMEOUT, clean_env, free_port, listening, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from crate_http import make_jwt  # noqa: E402
@@ -164,6 +164,19 @@ def curl(*args, timeout=30, check=True):
     if check:
         assert res.returncode == 0, f"curl {args} failed ({res.returncode}): {res.stderr!r}"
     return res
+
+
+def _sanitized():
+    """Is the daemon built with ASan? Its quarantine keeps freed memory resident, so RSS
+    says nothing about what the daemon holds: the bound is checked in the plain build."""
+    try:
+        out = subprocess.run(["ldd", CB_BINARY], capture_output=True, text=True).stdout
+    except OSError:
+        return False
+    return "libasan" in out
+
+
+RSS_LIMIT_MB = float("inf") if _sanitized() else 64
 
 
 class RssSampler:
@@ -940,7 +953,7 @@ def test_large_blob_streams_in_bounded_memory(proxy):
     growth = rss.stop()
     assert (got, n) == (digest, size)
     assert os.path.getsize(os.path.join(b.crate.blob_dir, table, digest)) == size
-    assert growth < 64, f"cratebouncer's RSS grew by {growth:.0f} MB moving a 256 MB blob"
+    assert growth < RSS_LIMIT_MB, f"cratebouncer's RSS grew by {growth:.0f} MB moving a 256 MB blob"
     print(f"256 MB up and down in {time.monotonic() - t0:.1f} s, RSS +{growth:.1f} MB")
     # the same blob again (small one): 409 from the upstream, passed on
     gen, digest = blob_stream(64 * 1024, "small-" + uuid.uuid4().hex)
@@ -956,7 +969,7 @@ def test_chunked_blob_upload(proxy):
     status, body = put_blob(b, "chunky", gen, digest)  # no length: Transfer-Encoding: chunked
     assert status == 201, body
     assert get_blob_sha(b, "chunky", digest) == (digest, size)
-    assert rss.stop() < 64
+    assert rss.stop() < RSS_LIMIT_MB
     # a digest that does not match the body: the upstream's 400 passes through
     gen2, _ = blob_stream(MB, "other")
     status, body = put_blob(b, "chunky", gen2, "0" * 40)
@@ -1335,4 +1348,4 @@ def test_client_leaving_mid_response(proxy):
         r, body = sql(conn(b), "select ?::int", [i])
         assert r.status == 200 and body["rows"] == [[i]], body
     assert get_blob_sha(b, "leave", digest) == (digest, size)
-    assert rss.stop() < 64
+    assert rss.stop() < RSS_LIMIT_MB
