@@ -617,6 +617,19 @@ static void param_status(struct rl_server *s, struct rl_client *c, const struct 
 static void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 			struct evbuffer *to_client)
 {
+	if (s->inject_failed && c) {
+		/* the server's settings are not known any more: it serves this transaction and
+		 * is closed after it (rl_tainted), never reused with a wrong idea of its state */
+		s->tainted = true;
+		log_warn("restoring a client's session settings failed on the upstream; the server "
+			 "connection is closed after this transaction");
+		/* what failed was most likely a client's own SET the upstream had refused, which
+		 * was tracked from its text: those settings go back to the defaults */
+		for (int i = 0; i < sp_count(); i++)
+			if ((s->replay_mask & (1ull << i)) && !reported(o, i) &&
+			    sp_put(&c->params, i, NULL, false) < 0)
+				log_warn("out of memory tracking %s", sp_name(i));
+	}
 	for (int i = 0; c && i < sp_count(); i++) {
 		if (!(s->replay_mask & (1ull << i)) || !reported(o, i))
 			continue;

@@ -38,6 +38,7 @@ struct rl_server {
 	bool drop;		/* ... and they are dropped, not passed */
 	bool inject_failed;	/* an injected query (replay, reset) got an ErrorResponse */
 	bool violation;		/* statement mode: a ReadyForQuery T/E was held back */
+	bool tainted;		/* its session state is unknown: close, do not reuse */
 	bool unsynced;		/* extended-protocol messages since the last Sync: the server
 				 * is mid-way (Flush answers do not end anything) */
 	char status;		/* from the last ReadyForQuery */

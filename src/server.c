@@ -837,6 +837,10 @@ void server_link(struct server *sv, struct client *c)
  * was made under settings a reload changed. */
 static void server_return(struct server *sv)
 {
+	if (sv->rl.tainted) {
+		server_close(sv, "session settings unknown after a failed replay");
+		return;
+	}
 	if (sv->cancels) {
 		sv->park = true;
 		pool_server_move(&sv->node, SV_RESET);

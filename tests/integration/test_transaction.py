@@ -216,3 +216,17 @@ def test_upstream_restart_under_load(cratebouncer, pg):
     rows = {r[0] for r in pg.sql("select id from restart_log")}
     lost = [k for k in acked if k not in rows]
     assert not lost, f"{len(lost)} acknowledged writes lost"
+
+
+def test_refused_set_is_not_replayed_for_ever(cratebouncer):
+    """A SET the upstream refuses (tracked from its text) makes one replay fail: that server is
+    closed after the transaction, the setting is dropped, and the client goes on normally."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 2})
+    a, other = b.connect(), b.connect()
+    with pytest.raises(psycopg.Error):
+        a.execute("SET extra_float_digits TO 99")  # out of range: refused
+    for i in range(6):
+        # interleaved, so that a gets the other server too
+        assert other.execute("select %s::int", (i,)).fetchone()[0] == i
+        assert a.execute("select %s::int + 1", (i,)).fetchone()[0] == i + 1
+    assert b.log_text().count("restoring a client's session settings failed") <= 1
