@@ -218,12 +218,12 @@ static bool reported(const struct rl_opts *o, int i)
 }
 
 /* A client's SET of a parameter the upstream does not report: both sides take it now. */
-static void note_set(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-		     const uint8_t *sql, size_t len)
+static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		     const char *sql, size_t len)
 {
 	int idx = -1;
 	char *value = NULL;
-	int rc = sp_parse_set((const char *)sql, len, &idx, &value);
+	int rc = sp_parse_set(sql, len, &idx, &value);
 
 	if (rc == 1 && !reported(o, idx)) {
 		if (value && strcasecmp(value, "DEFAULT") == 0) {
@@ -239,6 +239,21 @@ static void note_set(struct rl_server *s, struct rl_client *c, const struct rl_o
 				log_warn("out of memory tracking RESET ALL");
 	}
 	free(value);
+}
+
+/* Every statement of a Query (or the one of a Parse) is looked at. */
+static void note_set(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		     const uint8_t *sql, size_t len)
+{
+	const char *p = (const char *)sql, *end = p + len;
+
+	while (end > p && end[-1] == '\0')
+		end--;
+	while (p < end) {
+		const char *next = sp_next_statement(p, end);
+		note_one(s, c, o, p, (size_t)(next - p));
+		p = next;
+	}
 }
 
 static size_t field_len(const uint8_t *p, size_t len)

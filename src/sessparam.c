@@ -262,6 +262,44 @@ static size_t ident_len(const char *p, const char *end)
 	return n;
 }
 
+const char *sp_next_statement(const char *p, const char *end)
+{
+	while (p < end) {
+		char c = *p;
+		if (c == '\'' || c == '"') {
+			const char *e = memchr(p + 1, c, (size_t)(end - p - 1));
+			p = e ? e + 1 : end;
+		} else if (c == '-' && p + 1 < end && p[1] == '-') {
+			const char *e = memchr(p, '\n', (size_t)(end - p));
+			p = e ? e + 1 : end;
+		} else if (c == '/' && p + 1 < end && p[1] == '*') {
+			const char *q = p + 2;
+			while (end - q >= 2 && !(q[0] == '*' && q[1] == '/'))
+				q++;
+			p = end - q >= 2 ? q + 2 : end;
+		} else if (c == '$') {
+			/* a dollar-quoted string: $tag$ ... $tag$ */
+			const char *t = p + 1;
+			while (t < end && (isalnum((unsigned char)*t) || *t == '_'))
+				t++;
+			if (t < end && *t == '$') {
+				size_t tl = (size_t)(t - p + 1);
+				const char *q = t + 1;
+				while (q + tl <= end && memcmp(q, p, tl) != 0)
+					q++;
+				p = q + tl <= end ? q + tl : end;
+			} else {
+				p++;
+			}
+		} else if (c == ';') {
+			return p + 1;
+		} else {
+			p++;
+		}
+	}
+	return end;
+}
+
 int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 {
 	const char *p = sql, *end = sql + len;
@@ -315,24 +353,31 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 		return 0;
 	p = skip_ws(p, end);
 	const char *v = p, *ve = end;
-	/* one statement only: a ';' outside quotes must end the text */
-	char q = 0;
-	for (const char *s = v; s < end; s++) {
-		if (q) {
-			if (*s == q)
-				q = 0;
-		} else if (*s == '\'' || *s == '"') {
-			q = *s;
-		} else if (*s == ';') {
-			if (skip_ws(s + 1, end) != end)
+	/* one statement (sp_next_statement splits a Query): the value ends at its end or at
+	 * a comment; a value with a comment or a ';' inside is not taken */
+	ve = sp_next_statement(v, end);
+	if (ve > v && ve[-1] == ';')
+		ve--;
+	for (const char *s = v; s < ve; s++) {
+		if (*s == '\'' || *s == '"') {
+			const char *e = memchr(s + 1, *s, (size_t)(ve - s - 1));
+			if (!e)
 				return 0;
+			s = e;
+		} else if ((*s == '-' && s + 1 < ve && s[1] == '-') ||
+			   (*s == '/' && s + 1 < ve && s[1] == '*')) {
+			if (skip_ws(s, ve) != ve)
+				return 0; /* something after the comment */
 			ve = s;
 			break;
 		}
 	}
+	const char *rest = skip_ws(ve, end);
+	if (rest != end && !(*rest == ';' && skip_ws(rest + 1, end) == end))
+		return 0;
 	while (ve > v && isspace((unsigned char)ve[-1]))
 		ve--;
-	if (ve == v || q)
+	if (ve == v)
 		return 0;
 	*value = strndup(v, (size_t)(ve - v));
 	if (!*value)

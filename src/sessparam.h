@@ -46,5 +46,8 @@ char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *ma
  * statement's text. 1 with *idx and *value (malloc'd SQL text; NULL for RESET); 2 for
  * RESET ALL and DISCARD ALL; 0 when the text is not such a statement; -1: no memory. */
 int sp_parse_set(const char *sql, size_t len, int *idx, char **value);
+/* The end of the statement starting at p (after its ';', or end): quotes, dollar quotes
+ * and comments are skipped. */
+const char *sp_next_statement(const char *p, const char *end);
 
 #endif

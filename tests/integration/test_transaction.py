@@ -230,3 +230,15 @@ def test_refused_set_is_not_replayed_for_ever(cratebouncer):
         assert other.execute("select %s::int", (i,)).fetchone()[0] == i
         assert a.execute("select %s::int + 1", (i,)).fetchone()[0] == i + 1
     assert b.log_text().count("restoring a client's session settings failed") <= 1
+
+
+def test_set_inside_a_multi_statement_query_follows_the_client(cratebouncer):
+    b = cratebouncer(settings={**TX, "default_pool_size": 2})
+    a, other = b.connect(), b.connect()
+    # simple protocol, two statements in one Query: the SET is tracked all the same
+    with a.cursor() as cur:
+        cur.execute(b"select 1; set search_path to cb_multi, public")
+    for _ in range(4):
+        other.execute("select 1")
+        assert a.execute("show search_path").fetchone()[0] == "cb_multi, public"
+        assert other.execute("show search_path").fetchone()[0] != "cb_multi, public"

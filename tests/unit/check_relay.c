@@ -104,6 +104,23 @@ START_TEST(test_parse_set)
 	ck_assert_int_eq(sp_parse_set("SET LOCAL search_path TO x", 26, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET work_mem TO '4MB'", 21, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET search_path TO x; SELECT 1", 30, &idx, &v), 0);
+	/* a comment must not smuggle a second statement into the value */
+	const char *trick = "SET search_path TO x /* ' */ ; DELETE FROM t; /* ' */";
+	ck_assert_int_eq(sp_parse_set(trick, strlen(trick), &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO z /* c */;", 29, &idx, &v), 1);
+	ck_assert_str_eq(v, "z");
+	free(v);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO x -- why\n", 28, &idx, &v), 1);
+	ck_assert_str_eq(v, "x");
+	free(v);
+	const char *q = "SELECT ';'; SET search_path TO y; SELECT $$;$$";
+	const char *e = q + strlen(q), *a = sp_next_statement(q, e);
+	ck_assert_str_eq(a, " SET search_path TO y; SELECT $$;$$");
+	const char *b2 = sp_next_statement(a, e);
+	ck_assert_int_eq(sp_parse_set(a, (size_t)(b2 - a), &idx, &v), 1);
+	ck_assert_str_eq(v, "y");
+	free(v);
+	ck_assert_ptr_eq(sp_next_statement(b2, e), e);
 	ck_assert_int_eq(sp_parse_set("SELECT 'SET search_path TO x'", 29, &idx, &v), 0);
 	ck_assert_int_eq(sp_init("bad-name"), -1);
 	ck_assert_int_eq(sp_init(NULL), 0);
