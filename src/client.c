@@ -506,19 +506,19 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 	}
 	pg_put_auth(out, PG_AUTH_OK, NULL, 0);
 	/* the upstream's ParameterStatus set, with the values this client asked for */
-	while (len >= PG_HDR_LEN) {
-		uint32_t mlen = pg_get_u32(p + 1);
+	const uint8_t *msg = p, *body;
+	uint8_t type;
+	size_t blen, mlen;
+
+	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen)) {
 		const char *name, *value, *mine;
 		int i;
-		if (mlen < 4 || mlen + 1 > len)
-			break;
-		if (pg_parse_param_status(p + PG_HDR_LEN, mlen - 4, &name, &value) == 0 &&
+		if (type == 'S' && pg_parse_param_status(body, blen, &name, &value) == 0 &&
 		    (i = sp_index(name, strlen(name))) >= 0 && (mine = sp_get(&c->rl.params, i, NULL)))
 			pg_put_param_status(out, name, mine);
 		else
-			evbuffer_add(out, p, mlen + 1);
-		p += mlen + 1;
-		len -= mlen + 1;
+			evbuffer_add(out, msg, mlen);
+		msg = p;
 	}
 	pg_put_backend_key(out, c->cancel_pid, c->cancel_key);
 	pg_put_ready(out, 'I');

@@ -648,26 +648,11 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 
 static void try_connect(struct hu *u)
 {
-	int one = 1;
-
-	while (u->next_addr) {
-		struct evutil_addrinfo *ai = u->next_addr;
-		u->next_addr = ai->ai_next;
-		u->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (u->fd < 0) {
-			u->last_errno = errno;
-			continue;
-		}
-		setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(u->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		if (connect(u->fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
-			event_assign(&u->conn_ev, hp.base, u->fd, EV_WRITE, connect_cb, u);
-			event_add(&u->conn_ev, NULL);
-			return;
-		}
-		u->last_errno = errno;
-		close(u->fd);
-		u->fd = -1;
+	u->fd = sock_connect_next(&u->next_addr, &u->last_errno, 1);
+	if (u->fd >= 0) {
+		event_assign(&u->conn_ev, hp.base, u->fd, EV_WRITE, connect_cb, u);
+		event_add(&u->conn_ev, NULL);
+		return;
 	}
 	hu_fail(u, "cannot connect to %s: %s", u->host_header,
 		strerror(u->last_errno ? u->last_errno : ECONNREFUSED));

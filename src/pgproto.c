@@ -310,3 +310,20 @@ void pg_put_sasl_response(struct evbuffer *out, const void *data, size_t len)
 {
 	pg_put_msg(out, 'p', data, len);
 }
+
+bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body,
+		 size_t *blen, size_t *mlen)
+{
+	if (*len < PG_HDR_LEN)
+		return false;
+	uint32_t n = pg_get_u32(*p + 1);
+	if (n < 4 || (size_t)n + 1 > *len)
+		return false;
+	*type = (*p)[0];
+	*body = *p + PG_HDR_LEN;
+	*blen = n - 4;
+	*mlen = (size_t)n + 1;
+	*p += *mlen;
+	*len -= *mlen;
+	return true;
+}

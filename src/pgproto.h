@@ -51,6 +51,11 @@ int pg_parse_auth(const uint8_t *body, size_t len, uint32_t *code, const uint8_t
 /* 'S' body: name and value, both NUL-terminated inside body. */
 int pg_parse_param_status(const uint8_t *body, size_t len, const char **name, const char **value);
 
+/* Walks a block of whole messages (the welcome's ParameterStatus set): the next one's
+ * type, body and total length; false at the end or at a malformed length. */
+bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body,
+		 size_t *blen, size_t *mlen);
+
 /* Builders. Each appends one complete message. */
 void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlstate,
 		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));

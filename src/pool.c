@@ -216,18 +216,17 @@ static void set_defaults(struct pool *pool, const uint8_t *p, size_t len)
 		free(pool->defaults[i]);
 		pool->defaults[i] = NULL;
 	}
-	while (len >= PG_HDR_LEN) {
-		uint32_t mlen = pg_get_u32(p + 1);
-		const char *name, *value;
-		if (mlen < 4 || mlen + 1 > len)
-			break;
-		if (p[0] == 'S' && pg_parse_param_status(p + PG_HDR_LEN, mlen - 4, &name, &value) == 0) {
+	uint8_t type;
+	const uint8_t *body;
+	size_t blen, mlen;
+	const char *name, *value;
+
+	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen)) {
+		if (type == 'S' && pg_parse_param_status(body, blen, &name, &value) == 0) {
 			int i = sp_index(name, strlen(name));
 			if (i >= 0 && !pool->defaults[i])
 				pool->defaults[i] = strdup(value);
 		}
-		p += mlen + 1;
-		len -= mlen + 1;
 	}
 }
 

@@ -305,35 +305,14 @@ static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 	try_connect(sv);
 }
 
-static void set_sockopts(evutil_socket_t fd)
-{
-	int one = 1;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (pools_cfg()->tcp_keepalive)
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-}
-
 /* Connects to the next address; when none is left, fails with the last error. */
 static void try_connect(struct server *sv)
 {
-	while (sv->next_addr) {
-		struct evutil_addrinfo *ai = sv->next_addr;
-		sv->next_addr = ai->ai_next;
-		sv->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (sv->fd < 0) {
-			sv->last_errno = errno;
-			continue;
-		}
-		set_sockopts(sv->fd);
-		if (connect(sv->fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
-			event_assign(&sv->io, pools_base(), sv->fd, EV_WRITE, connect_cb, sv);
-			event_add(&sv->io, NULL);
-			return;
-		}
-		sv->last_errno = errno;
-		close(sv->fd);
-		sv->fd = -1;
+	sv->fd = sock_connect_next(&sv->next_addr, &sv->last_errno, pools_cfg()->tcp_keepalive);
+	if (sv->fd >= 0) {
+		event_assign(&sv->io, pools_base(), sv->fd, EV_WRITE, connect_cb, sv);
+		event_add(&sv->io, NULL);
+		return;
 	}
 	server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", sv_host(sv), sv_port(sv),
 		    strerror(sv->last_errno ? sv->last_errno : ECONNREFUSED));
@@ -588,19 +567,18 @@ static void server_login_params(struct server *sv, const uint8_t *p, size_t len)
 {
 	const char *const *defaults = sv->node.pool->rl.defaults;
 
-	while (len >= PG_HDR_LEN) {
-		uint32_t mlen = pg_get_u32(p + 1);
-		const char *name, *value;
-		if (mlen < 4 || mlen + 1 > len)
-			break;
-		if (pg_parse_param_status(p + PG_HDR_LEN, mlen - 4, &name, &value) == 0) {
+	uint8_t type;
+	const uint8_t *body;
+	size_t blen, mlen;
+	const char *name, *value;
+
+	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen)) {
+		if (type == 'S' && pg_parse_param_status(body, blen, &name, &value) == 0) {
 			int i = sp_index(name, strlen(name));
 			if (i >= 0 && (!defaults[i] || strcmp(defaults[i], value) != 0) &&
 			    sp_put(&sv->rl.params, i, value, false) < 0)
 				log_warn("out of memory tracking %s", name);
 		}
-		p += mlen + 1;
-		len -= mlen + 1;
 	}
 }
 

@@ -10,6 +10,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
+#include <netinet/tcp.h>
+#include <event2/util.h>
 
 #include "log.h"
 
@@ -125,4 +128,27 @@ uint64_t now_usec(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int sock_connect_next(struct evutil_addrinfo **next, int *last_errno, int keepalive)
+{
+	int one = 1;
+
+	while (*next) {
+		struct evutil_addrinfo *ai = *next;
+		*next = ai->ai_next;
+		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			*last_errno = errno;
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (keepalive)
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
+			return fd;
+		*last_errno = errno;
+		close(fd);
+	}
+	return -1;
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <event2/util.h>
 
 void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
 void *xcalloc(size_t n, size_t size) __attribute__((malloc, returns_nonnull));
@@ -20,6 +21,11 @@ char *read_secret_file(const char *path, char **why);
 /* A socket's peer (peer true) or local address as text and port; for a Unix socket or on
  * error, addr is unix_text and port 0. */
 void sock_addr_text(int fd, int peer, char *addr, size_t len, int *port, const char *unix_text);
+
+/* A non-blocking connect to the next address of *next (advanced past it), TCP_NODELAY and,
+ * with keepalive, SO_KEEPALIVE set: the socket (connected or in progress), or -1 when no
+ * address is left, *last_errno the last failure. */
+int sock_connect_next(struct evutil_addrinfo **next, int *last_errno, int keepalive);
 
 /* Monotonic clock in microseconds. */
 uint64_t now_usec(void);
