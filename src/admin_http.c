@@ -153,6 +153,12 @@ static const struct counter_def counters[] = {
 	{ "server_parses", "server_parse_count", "Parse messages sent to servers.",
 	  offsetof(struct stats, server_parse_count), false },
 	{ "binds", "bind_count", "Bind messages from clients.", offsetof(struct stats, bind_count), false },
+	{ "pipelined_queries", "pipelined_count",
+	  "Queries sent to a server behind another client's (pipeline_depth).",
+	  offsetof(struct stats, pipelined_count), false },
+	{ "pipeline_retries", "pipeline_retry_count",
+	  "Pipelined queries sent again because a cancel meant for an earlier one hit them.",
+	  offsetof(struct stats, pipeline_retry_count), false },
 };
 
 static const struct hist_def hists[] = {

@@ -78,6 +78,8 @@ struct cfg {
 	double idle_transaction_timeout;
 	char *server_check_query;
 	double server_check_delay;
+	int pipeline_depth;
+	double pipeline_max_query_time;
 
 	/* [admin]: the HTTP admin port (metrics, stats, health, dashboard) */
 	char *admin_listen_addr;

@@ -26,9 +26,11 @@
 #include "cfg.h"
 #include "log.h"
 #include "pgproto.h"
+#include "pipeline.h"
 #include "relay.h"
 #include "scram.h"
 #include "server.h"
+#include "sessparam.h"
 #include "sockio.h"
 #include "util.h"
 
@@ -335,7 +337,8 @@ static void client_close(struct client *c, bool flush, const char *reason)
 	if (c->server) {
 		struct server *sv = c->server;
 		c->server = NULL;
-		server_release(sv, c->rl.pass > 0);
+		if (!server_pipe_forget(sv, c) && (c->rl.pass > 0 || !server_head_left(sv)))
+			server_release(sv, c->rl.pass > 0);
 	}
 	pool_client_remove(&c->node);
 	nclients--;
@@ -453,6 +456,15 @@ static void forward(struct client *c)
 {
 	const char *err = NULL;
 
+	if (!server_is_head(c->server, c) || server_pipe_busy(c->server)) {
+		/* its query is pipelined (or others' are behind it): what it sends next
+		 * waits for that answer */
+		if (evbuffer_get_length(sio_input(c->bev)) > WAIT_BUFFER_MAX)
+			sio_disable(c->bev, EV_READ);
+		return;
+	}
+	server_set_head(c->server, 0, false);	/* more than one Query: nothing behind it */
+
 	switch (server_forward(c->server, c, sio_input(c->bev), &err)) {
 	case RL_OK:
 		break;
@@ -488,11 +500,49 @@ void client_resume(struct client *c)
 
 void client_linked(struct client *c, struct server *sv)
 {
+	const struct cfg *cfg = pools_cfg();
+	uint64_t shape = c->node.pool->mode != POOL_SESSION && cfg->pipeline_depth > 0 ?
+			 client_pipe_shape(c) : 0;
+
 	c->server = sv;
 	pool_client_move(&c->node, CL_ACTIVE);
 	sio_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		forward(c);
+	if (c->server == sv && !c->closing)
+		server_set_head(sv, shape, shape && pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6)));
+}
+
+uint64_t client_pipe_shape(struct client *c)
+{
+	struct evbuffer *in = sio_input(c->bev);
+	size_t len = evbuffer_get_length(in);
+	uint8_t hdr[PG_HDR_LEN];
+
+	if (len < PG_HDR_LEN + 1 || len > PIPE_QUERY_MAX || c->rl.pass ||
+	    evbuffer_copyout(in, hdr, PG_HDR_LEN) != PG_HDR_LEN || hdr[0] != 'Q' ||
+	    (size_t)pg_get_u32(hdr + 1) + 1 != len)
+		return 0;
+	const char *msg = (const char *)evbuffer_pullup(in, -1);
+	if (!msg || !sp_autocommit_statement(msg + PG_HDR_LEN, len - PG_HDR_LEN - 1))
+		return 0;
+	return pl_shape(msg + PG_HDR_LEN, len - PG_HDR_LEN - 1, (uint64_t)(uintptr_t)c->node.pool);
+}
+
+bool client_piped(struct client *c, struct server *sv, uint64_t shape)
+{
+	c->server = sv;
+	if (!server_pipe_add(sv, c, shape)) {
+		c->server = NULL;
+		return false;
+	}
+	pool_client_move(&c->node, CL_ACTIVE);
+	return true;
+}
+
+struct evbuffer *client_input(struct client *c)
+{
+	return sio_input(c->bev);
 }
 
 void client_welcome(struct client *c, const uint8_t *params, size_t len)
@@ -820,7 +870,7 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 		struct client *target = client_by_id(st.cancel_pid);
 		if (target && CRYPTO_memcmp(&target->cancel_key, &st.cancel_key, 4) == 0 &&
 		    target->server)
-			server_cancel(target->server);
+			server_cancel_client(target->server, target);
 		else
 			log_debug("C-%p: cancel request for %u matches no running query", (void *)c,
 				  st.cancel_pid);

@@ -31,6 +31,13 @@ void client_refuse_upstream(struct client *c, const char *sqlstate, const char *
 void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
 /* Transaction pooling: the server went back to the pool; the client is idle. */
 void client_unlinked(struct client *c);
+/* Pipelining (see server.h): the shape of its input when that is exactly one autocommit
+ * Query of at most PIPE_QUERY_MAX bytes, else 0. */
+#define PIPE_QUERY_MAX 8192
+uint64_t client_pipe_shape(struct client *c);
+/* Sends its Query behind another client's on sv; false when it cannot go there. */
+bool client_piped(struct client *c, struct server *sv, uint64_t shape);
+struct evbuffer *client_input(struct client *c);
 /* Handles what the client sent meanwhile (asks for a server again). */
 void client_resume(struct client *c);
 struct rl_client;

@@ -11,6 +11,7 @@
 #include "cfg.h"
 #include "client.h"
 #include "log.h"
+#include "pipeline.h"
 #include "server.h"
 #include "util.h"
 #include "pgproto.h"
@@ -376,6 +377,35 @@ void pool_client_login(struct pool *pool, struct client *c)
 	launch_if_needed(pool);
 }
 
+/* c's input is one autocommit Query of a shape known to be fast: it goes behind another
+ * such query on the busy server with the most already queued (a server answering a
+ * pipeline works for several clients per wake-up; the others stay free), before an idle
+ * server is taken. */
+static bool try_pipeline(struct pool *pool, struct client *c)
+{
+	const struct cfg *cfg = cur_cfg;
+	struct pool_node *n;
+	struct server *best = NULL;
+	uint64_t now, shape;
+
+	if (pool->mode == POOL_SESSION || cfg->pipeline_depth <= 0 ||
+	    TAILQ_EMPTY(&pool->servers[SV_ACTIVE]) || !(shape = client_pipe_shape(c)) ||
+	    !pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6)))
+		return false;
+	now = now_usec();
+	TAILQ_FOREACH(n, &pool->servers[SV_ACTIVE], entry) {
+		struct server *sv = n->obj;
+		if (server_pipe_accepts(sv, now) &&
+		    (!best || server_pipe_depth(sv) > server_pipe_depth(best)))
+			best = sv;
+	}
+	if (!best || !client_piped(c, best, shape))
+		return false;
+	pool->stats.server_assignment_count++;
+	stats_hist_add(&pool->stats.wait, 0);
+	return true;
+}
+
 void pool_client_want_server(struct pool *pool, struct client *c)
 {
 	struct pool_node *n = TAILQ_FIRST(&pool->servers[SV_IDLE]);
@@ -384,6 +414,8 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 		pool_client_move(client_node(c), CL_WAITING);
 		return;
 	}
+	if (try_pipeline(pool, c))
+		return;
 	/* idle longer than server_check_delay: validated first (load balancers drop idle
 	 * connections); the client waits for it */
 	while (n && server_needs_check(n->obj)) {

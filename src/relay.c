@@ -119,6 +119,12 @@ bool rl_idle(const struct rl_server *s, const struct rl_client *c)
 	return rl_quiet(s, c) && s->status == 'I';
 }
 
+bool rl_idle_ahead(const struct rl_server *s, const struct rl_client *c, size_t n)
+{
+	return s->qlen == n && s->pass == 0 && !s->unsynced && (!c || c->pass == 0) &&
+	       s->status == 'I';
+}
+
 /* -1: no memory. st gets a new reference. */
 static int push(struct rl_server *s, int kind, struct ps_stmt *st)
 {
@@ -805,6 +811,10 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 		if (type == 'Z' && pass && c && ready) {
 			flush(in, c ? to_client : NULL, &acc);
 			ready(arg, s->status);
+		}
+		if (type == 'Z' && s->stop_after_ready) {
+			flush(in, c ? to_client : NULL, &acc);
+			return 1;
 		}
 	}
 out:

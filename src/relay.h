@@ -41,6 +41,8 @@ struct rl_server {
 	bool tainted;		/* its session state is unknown: close, do not reuse */
 	bool unsynced;		/* extended-protocol messages since the last Sync: the server
 				 * is mid-way (Flush answers do not end anything) */
+	bool stop_after_ready;	/* rl_from_server returns after each ReadyForQuery it passes
+				 * (other clients' queries are pipelined behind this one's) */
 	char status;		/* from the last ReadyForQuery */
 	uint32_t client_parses, server_parses, binds;	/* for the statistics */
 };
@@ -62,7 +64,8 @@ enum rl_result { RL_OK, RL_TERMINATE, RL_ERROR };
 enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 			      struct evbuffer *in, struct evbuffer *to_server, const char **err);
 /* Server to client. ready() is called for every ReadyForQuery the client sees. -1: the
- * server broke the protocol (*err). c may be NULL (nobody linked: everything dropped). */
+ * server broke the protocol (*err). c may be NULL (nobody linked: everything dropped).
+ * 1: stopped after a ReadyForQuery (stop_after_ready), the rest of in not looked at. */
 int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 		   struct evbuffer *in, struct evbuffer *to_client,
 		   void (*ready)(void *arg, char status), void *arg, const char **err);
@@ -82,6 +85,8 @@ bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffe
 		    struct evbuffer *to_client);
 /* Nothing outstanding in either direction and the server is idle ('I'). */
 bool rl_idle(const struct rl_server *s, const struct rl_client *c);
+/* Idle but for n simple Queries pipelined behind (other clients' answers still to come). */
+bool rl_idle_ahead(const struct rl_server *s, const struct rl_client *c, size_t n);
 /* Nothing outstanding (status not checked). */
 bool rl_quiet(const struct rl_server *s, const struct rl_client *c);
 size_t rl_pending(const struct rl_server *s);

@@ -29,6 +29,7 @@
 #include "client.h"
 #include "log.h"
 #include "pgproto.h"
+#include "pipeline.h"
 #include "relay.h"
 #include "scram.h"
 #include "sockio.h"
@@ -37,6 +38,16 @@
 
 #define LOGIN_MSG_MAX (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024)
+
+/* A query pipelined behind another client's (see struct server). */
+struct pipe_entry {
+	struct client *c;	/* NULL: that client left, its answer is dropped */
+	uint64_t shape;		/* pl_shape of its text */
+	uint8_t *q;		/* a copy of its Query message: sent again if a cancel meant
+				 * for another query hits it */
+	uint32_t qlen;
+	bool cancel;		/* its client asked to cancel it before it ran */
+};
 
 struct server {
 	struct pool_node node;
@@ -64,6 +75,22 @@ struct server {
 	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
 	unsigned gen;			/* pool->gen when launched */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
+	/* Pipelining (transaction mode): while the linked client's transaction is one
+	 * autocommit Query of a shape known to be fast, other clients' such Queries may be
+	 * sent behind it; the server answers them in order and each client gets the link
+	 * in turn (pipe_next). */
+	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for retried ones */
+	uint8_t npipe;
+	uint8_t exposed;		/* queries from the next head on that a cancel sent
+					 * for an earlier one may hit: their answers are held */
+	bool pipe_ok;			/* others may be pipelined behind the linked client */
+	bool head_gone;			/* the linked client left; its answer is dropped */
+	bool held;			/* the linked client's answer is held (exposed) */
+	bool head_direct;		/* linked the usual way: its time includes a round trip */
+	struct pipe_entry head;		/* the linked client's query: shape and copy */
+	struct evbuffer *hold;
+	uint64_t progress;		/* last link or ReadyForQuery */
+	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
 	bool tls_done, dns_done, crate, paused, login_done;
 };
 
@@ -81,6 +108,11 @@ static void write_cb(struct sio *bev, void *arg);
 static void event_cb(struct sio *bev, short what, void *arg);
 static void after_input(struct server *sv);
 static void server_return(struct server *sv);
+static void note_time(struct server *sv);
+static void drop_pipe(struct server *sv, const char *reason);
+static bool held_canceled(struct server *sv);
+static void send_query(struct server *sv, struct client *c, struct evbuffer *buf);
+static void pipe_next(struct server *sv, bool retry);
 
 /* Scratch buffer between the relay and the sockets; empty between calls. */
 static struct evbuffer *relay_buf;
@@ -684,8 +716,10 @@ static void ready_cb(void *arg, char status)
 
 	sv->ready = true;
 	sv->ready_time = now_usec();
-	if (sv->node.state == SV_ACTIVE)
+	if (sv->node.state == SV_ACTIVE) {
 		count_ready(sv, status);
+		note_time(sv);
+	}
 }
 
 /* The relay's counters go to the pool's statistics. */
@@ -705,30 +739,265 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 {
 	struct server *sv = arg;
 	struct evbuffer *in = sio_input(bev), *out = scratch();
-	struct client *c = sv->node.state == SV_ACTIVE ? sv->client : NULL;
+	const char *err = NULL;
+	int r;
+
+	do {
+		struct client *c = sv->node.state == SV_ACTIVE ? sv->client : NULL;
+		/* with queries pipelined behind, each answer ends at its ReadyForQuery */
+		sv->rl.stop_after_ready = sv->npipe > 0;
+		r = rl_from_server(&sv->rl, c ? client_relay(c) : NULL, &sv->node.pool->rl, in, out,
+				   ready_cb, sv, &err);
+		if (r < 0) {
+			evbuffer_drain(out, evbuffer_get_length(out));
+			server_close(sv, err);
+			return;
+		}
+		size_t n = evbuffer_get_length(out);
+		if (c && n && sv->held) {
+			/* exposed to a late cancel: passed once it is known not to be hit */
+			evbuffer_remove_buffer(out, sv->hold, n);
+			if (evbuffer_get_length(sv->hold) > HOLD_MAX) {
+				sv->held = false;
+				n = evbuffer_get_length(sv->hold);
+				sv->node.pool->stats.bytes_sent += n;
+				client_send(c, sv->hold, n);
+			}
+		} else if (c && n) {
+			sv->node.pool->stats.bytes_sent += n;
+			client_send(c, out, n);
+		} else if (n) {
+			evbuffer_drain(out, n);
+		}
+		after_input(sv);
+	} while (r == 1 && sv->node.state == SV_ACTIVE && evbuffer_get_length(in) > 0 &&
+		 !sv->paused);
+}
+
+/* ---- Pipelining ---------------------------------------------------------------------- */
+
+static void entry_clear(struct pipe_entry *e)
+{
+	free(e->q);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Sends a client's Query (whole, in buf) through the relay. */
+static void send_query(struct server *sv, struct client *c, struct evbuffer *buf)
+{
+	struct evbuffer *out = scratch();
 	const char *err = NULL;
 
-	if (rl_from_server(&sv->rl, c ? client_relay(c) : NULL, &sv->node.pool->rl, in, out,
-			   ready_cb, sv, &err) < 0) {
-		evbuffer_drain(out, evbuffer_get_length(out));
-		server_close(sv, err);
+	rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, buf, out, &err);
+	size_t n = evbuffer_get_length(out);
+	sv->node.pool->stats.bytes_received += n;
+	server_send(sv, out, n);
+}
+
+/* An ErrorResponse 57014 (query canceled) in a held answer. */
+static bool held_canceled(struct server *sv)
+{
+	size_t len = evbuffer_get_length(sv->hold);
+	const uint8_t *p = evbuffer_pullup(sv->hold, -1), *body;
+	uint8_t type;
+	size_t blen, mlen;
+	struct pg_error e;
+
+	while (p && pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
+		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 && strcmp(e.code, "57014") == 0)
+			return true;
+	return false;
+}
+
+static void pipe_append(struct server *sv, struct client *c, struct pipe_entry *e)
+{
+	sv->pipe[sv->npipe++] = *e;
+	memset(e, 0, sizeof(*e));
+	sv->pipe[sv->npipe - 1].c = c;
+}
+
+/* Sends the linked client's query again (a late cancel hit it); it stays linked. */
+static bool resend_head(struct server *sv, struct client *c)
+{
+	struct evbuffer *b = evbuffer_new();
+	bool ok = b && evbuffer_add(b, sv->head.q, sv->head.qlen) == 0;
+
+	if (ok) {
+		send_query(sv, c, b);
+		sv->ready = true;
+		server_note_sent(sv);
+	}
+	if (b)
+		evbuffer_free(b);
+	return ok;
+}
+
+/* The linked client's answer is complete and queries are pipelined behind it: the next
+ * one's client gets the link. retry: the one that just finished was hit by a cancel sent
+ * for another client's query; it goes again, behind the others. */
+static void pipe_next(struct server *sv, bool retry)
+{
+	struct client *old = sv->head_gone ? NULL : sv->client;
+
+	if (retry && old && resend_head(sv, old)) {
+		pipe_append(sv, old, &sv->head);
+		old = NULL;	/* stays linked to this server, behind the others */
+	}
+	entry_clear(&sv->head);
+	sv->head = sv->pipe[0];
+	memmove(sv->pipe, sv->pipe + 1, (size_t)(sv->npipe - 1) * sizeof(sv->pipe[0]));
+	memset(&sv->pipe[--sv->npipe], 0, sizeof(sv->pipe[0]));
+	sv->client = sv->head.c;
+	sv->head_gone = sv->client == NULL;
+	sv->head_direct = false;
+	sv->held = sv->exposed > 0 && (sv->hold || (sv->hold = evbuffer_new()));
+	if (sv->exposed)
+		sv->exposed--;
+	sv->progress = now_usec();
+	sv->ready = true;	/* its query counts from now in the statistics */
+	server_note_sent(sv);
+	sv->node.pool->stats.server_assignment_count++;
+	if (old) {
+		client_unlinked(old);
+		if (pools_draining())
+			client_fail(old, "57P01", "cratebouncer is shutting down");
+		else
+			client_resume(old);
+	}
+	if (sv->head.cancel && sv->client && !sv->head_gone)
+		server_cancel_client(sv, sv->client);
+}
+
+bool server_pipe_accepts(const struct server *sv, uint64_t now)
+{
+	const struct cfg *cfg = pools_cfg();
+
+	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
+	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed &&
+	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6);
+}
+
+int server_pipe_depth(const struct server *sv)
+{
+	return sv->npipe;
+}
+
+bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
+{
+	struct evbuffer *in = client_input(c);
+	size_t len = evbuffer_get_length(in);
+	struct pipe_entry e = { NULL, shape, malloc(len), (uint32_t)len, false };
+
+	if (!e.q || !sp_same(&sv->rl.params, &client_relay(c)->params)) {
+		free(e.q);
+		return false;
+	}
+	evbuffer_copyout(in, e.q, len);
+	send_query(sv, c, in);
+	pipe_append(sv, c, &e);
+	sv->node.pool->stats.pipelined_count++;
+	return true;
+}
+
+bool server_pipe_forget(struct server *sv, struct client *c)
+{
+	for (int i = 0; i < sv->npipe; i++)
+		if (sv->pipe[i].c == c) {
+			sv->pipe[i].c = NULL;
+			return true;
+		}
+	return false;
+}
+
+bool server_head_left(struct server *sv)
+{
+	if (sv->npipe == 0)
+		return false;
+	sv->client = NULL;
+	sv->head_gone = true;
+	return true;
+}
+
+bool server_is_head(const struct server *sv, const struct client *c)
+{
+	return sv->client == c && !sv->head_gone;
+}
+
+bool server_pipe_busy(const struct server *sv)
+{
+	return sv->npipe > 0;
+}
+
+void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok)
+{
+	entry_clear(&sv->head);
+	sv->head.c = sv->client;
+	sv->head.shape = shape;
+	sv->head_direct = true;
+	sv->pipe_ok = pipe_ok;
+	sv->progress = now_usec();
+}
+
+void server_cancel_client(struct server *sv, struct client *c)
+{
+	if (sv->client != c || sv->head_gone) {
+		/* its query waits behind others': cancelled once it is the one running */
+		for (int i = 0; i < sv->npipe; i++)
+			if (sv->pipe[i].c == c)
+				sv->pipe[i].cancel = true;
 		return;
 	}
-	size_t n = evbuffer_get_length(out);
-	if (c && n) {
-		sv->node.pool->stats.bytes_sent += n;
-		client_send(c, out, n);
-	} else if (n) {
-		evbuffer_drain(out, n);
-	}
-	after_input(sv);
+	/* the queries behind it may be hit if the cancel comes late */
+	if (sv->npipe > sv->exposed)
+		sv->exposed = sv->npipe;
+	server_cancel(sv);
 }
+
+/* The linked client's query answered: what its time says about its shape. */
+static void note_time(struct server *sv)
+{
+	uint64_t t = now_usec() - sv->query_start;
+
+	if (!sv->head.shape)
+		return;
+	if (sv->head_direct) {
+		/* sent when the server was idle: the time includes a round trip */
+		if (!sv->rtt_min || t < sv->rtt_min)
+			sv->rtt_min = t;
+		t -= sv->rtt_min;
+	}
+	pl_note(sv->head.shape, t);
+	sv->head.shape = 0;
+}
+
+static void drop_pipe(struct server *sv, const char *reason)
+{
+	if (sv->client && !sv->head_gone) {
+		struct client *c = sv->client;
+		sv->client = NULL;
+		client_server_lost(c, "08006", reason);
+	}
+	sv->client = NULL;
+	sv->head_gone = false;
+	while (sv->npipe > 0) {
+		struct pipe_entry *e = &sv->pipe[--sv->npipe];
+		struct client *c = e->c;
+		entry_clear(e);
+		if (c)
+			client_server_lost(c, "08006", reason);
+	}
+	entry_clear(&sv->head);
+	if (sv->hold)
+		evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+	sv->held = false;
+}
+
 
 /* After the relay moved messages: a reset or check that finished, a transaction that
  * ended (the server goes back to the pool), a statement-mode violation, SIGINT. */
 static void after_input(struct server *sv)
 {
-	struct client *c = sv->client;
+	struct client *c = sv->head_gone ? NULL : sv->client;
 
 	if (sv->node.state == SV_RESET || sv->node.state == SV_TESTED) {
 		if (sv->park || !rl_quiet(&sv->rl, NULL))
@@ -742,23 +1011,77 @@ static void after_input(struct server *sv)
 		pool_server_idle(sv);
 		return;
 	}
-	if (!c || sv->node.state != SV_ACTIVE)
+	if (sv->node.state != SV_ACTIVE)
 		return;
-	take_counts(sv);
-	if (sv->rl.violation) {
-		sv->rl.violation = false;
-		client_fail(c, "25000", "transaction blocks not allowed in statement pooling mode");
+	if (c) {
+		take_counts(sv);
+		if (sv->rl.violation) {
+			sv->rl.violation = false;
+			client_fail(c, "25000", "transaction blocks not allowed in statement pooling mode");
+			return;
+		}
+	}
+	size_t behind = sv->npipe;
+	if (!rl_idle_ahead(&sv->rl, c ? client_relay(c) : NULL, behind)) {
+		if (behind && sv->rl.status != 'I' && rl_pending(&sv->rl) <= behind) {
+			/* cannot happen with the queries let in; the next client's query must
+			 * never run inside this transaction */
+			log_error("S-%p: a pipelined query left a transaction open", (void *)sv);
+			server_close(sv, "a pipelined query left a transaction open");
+			return;
+		}
+		if (c && client_output_full(c))
+			server_pause_read(sv, true);
 		return;
 	}
-	bool idle = rl_idle(&sv->rl, client_relay(c));
-	if (pools_draining() && idle) {
+	/* the linked client's answer is complete */
+	bool retry = false;
+	if (sv->held) {
+		sv->held = false;
+		if (c && held_canceled(sv) && sv->head.q && sv->npipe < PIPE_MAX + 4) {
+			/* a cancel meant for an earlier query hit this one: it goes again, and
+			 * the cancel is spent */
+			retry = true;
+			sv->exposed = 0;
+			sv->node.pool->stats.pipeline_retry_count++;
+			log_debug("S-%p: a late cancel hit a pipelined query; sending it again",
+				  (void *)sv);
+			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+		} else if (c) {
+			size_t n = evbuffer_get_length(sv->hold);
+			sv->node.pool->stats.bytes_sent += n;
+			client_send(c, sv->hold, n);
+		} else {
+			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+		}
+	}
+	if (behind) {
+		pipe_next(sv, retry);
+		return;
+	}
+	if (retry && resend_head(sv, c))
+		return;
+	sv->exposed = 0;
+	if (!c) {
+		/* the linked client left and nothing is behind: back to the pool */
+		sv->client = NULL;
+		sv->head_gone = false;
+		sv->pipe_ok = false;
+		entry_clear(&sv->head);
+		server_pause_read(sv, false);
+		server_return(sv);
+		return;
+	}
+	if (pools_draining()) {
 		/* SIGINT: its transaction is over, the client goes */
 		client_fail(c, "57P01", "cratebouncer is shutting down");
 		return;
 	}
-	if (idle && sv->node.pool->mode != POOL_SESSION) {
+	if (sv->node.pool->mode != POOL_SESSION) {
 		/* transaction pooling: the server goes back, the client keeps its session */
 		sv->client = NULL;
+		sv->pipe_ok = false;
+		entry_clear(&sv->head);
 		server_pause_read(sv, false);
 		client_unlinked(c);
 		server_return(sv);
@@ -899,6 +1222,9 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 		return;
 	if (cfg->query_timeout > 0 && !sv->ready &&
 	    now - sv->query_start > (uint64_t)(cfg->query_timeout * 1e6)) {
+		/* others' queries wait behind it: the query is cancelled, the server stays */
+		if (sv->npipe)
+			server_cancel_client(sv, c);
 		client_fail(c, "57014", "query_timeout: the query ran longer than %g s",
 			    cfg->query_timeout);
 		return;
@@ -942,11 +1268,7 @@ void server_close(struct server *sv, const char *reason)
 	if (sv->node.state == SV_CLOSING)
 		return;
 	log_debug("S-%p: closing: %s", (void *)sv, reason);
-	if (sv->client) {
-		struct client *c = sv->client;
-		sv->client = NULL;
-		client_server_lost(c, "08006", reason);
-	}
+	drop_pipe(sv, reason);
 	if (sv->dns_req)
 		evdns_getaddrinfo_cancel(sv->dns_req);
 	sv->dns_req = NULL;
@@ -977,6 +1299,11 @@ void server_free(struct server *sv)
 	if (sv->params)
 		evbuffer_free(sv->params);
 	rl_server_clear(&sv->rl);
+	for (int i = 0; i < sv->npipe; i++)
+		entry_clear(&sv->pipe[i]);
+	entry_clear(&sv->head);
+	if (sv->hold)
+		evbuffer_free(sv->hold);
 	free(sv->host);
 	free(sv);
 }

@@ -35,6 +35,32 @@ void server_check(struct server *sv);
 enum rl_result server_forward(struct server *sv, struct client *c, struct evbuffer *in,
 			      const char **err);
 void server_close(struct server *sv, const char *reason);
+
+/* Pipelining (transaction mode): a client's autocommit Query of a shape known to be fast
+ * goes out behind the linked client's on a busy server instead of waiting for a free one
+ * (see struct server in server.c). */
+#define PIPE_MAX 16
+#define HOLD_MAX (1 << 20)	/* an exposed answer held up to this, then passed */
+/* sv's linked client runs such a query and pipeline_depth is not reached. */
+bool server_pipe_accepts(const struct server *sv, uint64_t now);
+int server_pipe_depth(const struct server *sv);
+/* Sends c's Query (its whole input) behind the others; false when c's session settings
+ * differ from the server's (it takes the usual way then). */
+bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape);
+/* c left while its query waits in the pipeline: its answer will be dropped. False when c
+ * is not in the pipeline. */
+bool server_pipe_forget(struct server *sv, struct client *c);
+/* The linked client left with queries of others pipelined behind its own: its answer is
+ * dropped, the server goes on. False (nothing done) when nothing is behind. */
+bool server_head_left(struct server *sv);
+bool server_is_head(const struct server *sv, const struct client *c);
+bool server_pipe_busy(const struct server *sv);
+/* The linked client's transaction starts with one autocommit Query of this shape (0:
+ * another kind); pipe_ok: others may be pipelined behind it. */
+void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok);
+/* c's CancelRequest: its query is cancelled now, or once it runs when it waits behind
+ * others' (a cancel must never hit another client's query). */
+void server_cancel_client(struct server *sv, struct client *c);
 /* Cancels what the upstream session is running (a client's CancelRequest). */
 void server_cancel(struct server *sv);
 /* Client side of forwarding. */

@@ -300,6 +300,25 @@ const char *sp_next_statement(const char *p, const char *end)
 	return end;
 }
 
+bool sp_autocommit_statement(const char *sql, size_t len)
+{
+	static const char *const first[] = { "SELECT", "INSERT", "UPDATE", "DELETE", "VALUES",
+					     "TABLE", "WITH" };
+	const char *p = skip_ws(sql, sql + len), *end = sql + len;
+	bool ok = false;
+
+	if (memchr(sql, '\\', len))
+		return false;
+	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]) && !ok; i++) {
+		const char *q = p;
+		ok = word(&q, end, first[i]);
+	}
+	if (!ok)
+		return false;
+	const char *e = sp_next_statement(p, end);
+	return skip_ws(e, end) == end;
+}
+
 int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 {
 	const char *p = sql, *end = sql + len;

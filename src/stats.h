@@ -20,6 +20,8 @@ struct stats {
 	uint64_t bytes_received, bytes_sent;	/* from clients, to clients */
 	uint64_t xact_time_us, query_time_us, wait_time_us;
 	uint64_t client_parse_count, server_parse_count, bind_count;
+	uint64_t pipelined_count;	/* queries sent behind another client's */
+	uint64_t pipeline_retry_count;	/* ... and sent again after a late cancel hit them */
 	struct stats_hist query, xact, wait;
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pgproto.h"
+#include "pipeline.h"
 #include "prepared.h"
 #include "relay.h"
 #include "sessparam.h"
@@ -362,6 +363,84 @@ START_TEST(test_replay)
 }
 END_TEST
 
+static bool autocommit(const char *sql)
+{
+	return sp_autocommit_statement(sql, strlen(sql));
+}
+
+START_TEST(test_pipeline_statements)
+{
+	/* one statement that ends where it began: may follow another client's */
+	ck_assert(autocommit("SELECT abalance FROM pgbench_accounts WHERE aid = 5;"));
+	ck_assert(autocommit("  select 1"));
+	ck_assert(autocommit("/* c */ INSERT INTO t VALUES (1) -- done"));
+	ck_assert(autocommit("WITH x AS (SELECT 1) SELECT * FROM x"));
+	ck_assert(autocommit("update t set a = 'x;y' where b = $$;$$"));
+	ck_assert(autocommit("VALUES (1)"));
+	ck_assert(autocommit("TABLE t"));
+	/* anything that can leave a transaction or a setting behind, or a second statement */
+	ck_assert(!autocommit("BEGIN"));
+	ck_assert(!autocommit("SET TimeZone = 'UTC'"));
+	ck_assert(!autocommit("SELECT 1; BEGIN"));
+	ck_assert(!autocommit("SELECT 1;;"));
+	ck_assert(!autocommit("SELECT 1; SELECT 2"));
+	ck_assert(!autocommit("CALL p()"));
+	ck_assert(!autocommit("DECLARE c CURSOR FOR SELECT 1"));
+	ck_assert(!autocommit("selectx 1"));
+	ck_assert(!autocommit("LISTEN x"));
+	ck_assert(!autocommit("PREPARE p AS SELECT 1"));
+	ck_assert(!autocommit("EXECUTE p"));
+	/* an escape string could hide a second statement from the splitter */
+	ck_assert(!autocommit("SELECT E'\\''; BEGIN"));
+	ck_assert(!autocommit("SELECT 'a\\'"));
+	ck_assert(!autocommit(""));
+	ck_assert(!autocommit("-- only a comment"));
+}
+END_TEST
+
+static uint64_t shape(const char *sql)
+{
+	return pl_shape(sql, strlen(sql), 7);
+}
+
+START_TEST(test_pipeline_shapes)
+{
+	/* literals, case and spacing do not make a new shape */
+	ck_assert_uint_eq(shape("SELECT abalance FROM a WHERE aid = 17"),
+			  shape("select  abalance\nfrom a where aid = 4242 -- x"));
+	ck_assert_uint_eq(shape("SELECT * FROM t WHERE s = 'it''s' AND x = 1.5e-3"),
+			  shape("SELECT * FROM t WHERE s = 'other' AND x = 2"));
+	/* names, operators and parameters do */
+	ck_assert_uint_ne(shape("SELECT a FROM t"), shape("SELECT b FROM t"));
+	ck_assert_uint_ne(shape("SELECT a FROM t1"), shape("SELECT a FROM t2"));
+	ck_assert_uint_ne(shape("SELECT \"A\" FROM t"), shape("SELECT \"B\" FROM t"));
+	ck_assert_uint_ne(shape("SELECT $1"), shape("SELECT $2"));
+	ck_assert_uint_ne(shape("SELECT pg_sleep(1)"), shape("SELECT pg_sleep(1) FROM t"));
+	ck_assert_uint_ne(pl_shape("SELECT 1", 8, 1), pl_shape("SELECT 1", 8, 2));
+	ck_assert_uint_ne(shape(""), 0);
+
+	/* fast once seen a few times within the limit; a slow run counts at once */
+	uint64_t q = shape("SELECT 1");
+	pl_reset();
+	ck_assert(!pl_fast(q, 1000));
+	pl_note(q, 100);
+	pl_note(q, 100);
+	ck_assert(!pl_fast(q, 1000));
+	pl_note(q, 100);
+	ck_assert(pl_fast(q, 1000));
+	ck_assert(!pl_fast(q, 50));
+	pl_note(q, 5000000);
+	ck_assert(!pl_fast(q, 1000));
+	for (int i = 0; i < 200; i++)
+		pl_note(q, 100);
+	ck_assert(pl_fast(q, 1000));
+	/* a colliding shape takes the slot over and starts unknown */
+	pl_note(q + 4096, 100);
+	ck_assert(!pl_fast(q, 1000));
+	ck_assert(!pl_fast(q + 4096, 1000));
+}
+END_TEST
+
 static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -373,6 +452,8 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_statements_across_clients);
 	tcase_add_test(tc, test_prepare_on_demand_and_errors);
 	tcase_add_test(tc, test_replay);
+	tcase_add_test(tc, test_pipeline_statements);
+	tcase_add_test(tc, test_pipeline_shapes);
 	suite_add_tcase(s, tc);
 	return s;
 }
