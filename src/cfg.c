@@ -90,7 +90,7 @@ const struct cfg_opt cfg_options[] = {
 	OPT(server_check_query, CFG_STR, "select 1", true, 0, 0, NULL),
 	OPT(server_check_delay, CFG_TIME, "30", true, 0, 86400, NULL),
 	OPT(pipeline_depth, CFG_INT, "8", true, 0, 16, NULL),
-	OPT(pipeline_max_query_time, CFG_TIME, "0.005", true, 0, 60, NULL),
+	OPT(pipeline_max_query_time, CFG_TIME, "0.001", true, 0, 60, NULL),
 	ADMIN_OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0),
 	ADMIN_OPT(listen_port, CFG_INT, "0", false, 0, 65535),
 	ADMIN_OPT(access_token_file, CFG_STR, "", true, 0, 0),

@@ -460,7 +460,7 @@ static void forward(struct client *c)
 		/* its query is pipelined (or others' are behind it): what it sends next
 		 * waits for that answer */
 		if (evbuffer_get_length(sio_input(c->bev)) > WAIT_BUFFER_MAX)
-			sio_disable(c->bev, EV_READ);
+			client_pause_read(c, true);	/* client_unlinked resumes it */
 		return;
 	}
 	server_set_head(c->server, 0, false);	/* more than one Query: nothing behind it */

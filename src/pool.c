@@ -388,8 +388,10 @@ static bool try_pipeline(struct pool *pool, struct client *c)
 	struct server *best = NULL;
 	uint64_t now, shape;
 
+	/* clients already waiting go first: servers must drain back to the pool */
 	if (pool->mode == POOL_SESSION || cfg->pipeline_depth <= 0 ||
-	    TAILQ_EMPTY(&pool->servers[SV_ACTIVE]) || !(shape = client_pipe_shape(c)) ||
+	    pool->nclients[CL_WAITING] > 0 || TAILQ_EMPTY(&pool->servers[SV_ACTIVE]) ||
+	    !(shape = client_pipe_shape(c)) ||
 	    !pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6)))
 		return false;
 	now = now_usec();

@@ -770,8 +770,7 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 			evbuffer_drain(out, n);
 		}
 		after_input(sv);
-	} while (r == 1 && sv->node.state == SV_ACTIVE && evbuffer_get_length(in) > 0 &&
-		 !sv->paused);
+	} while (r == 1 && sv->node.state == SV_ACTIVE && evbuffer_get_length(in) > 0);
 }
 
 /* ---- Pipelining ---------------------------------------------------------------------- */

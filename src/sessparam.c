@@ -304,11 +304,15 @@ bool sp_autocommit_statement(const char *sql, size_t len)
 {
 	static const char *const first[] = { "SELECT", "INSERT", "UPDATE", "DELETE", "VALUES",
 					     "TABLE", "WITH" };
-	const char *p = skip_ws(sql, sql + len), *end = sql + len;
+	const char *end = sql + len, *p = skip_ws(sql, end);
 	bool ok = false;
 
 	if (memchr(sql, '\\', len))
 		return false;
+	/* set_config() changes the session for the queries behind it */
+	for (const char *q = sql; q + 10 <= end; q++)
+		if ((*q == 's' || *q == 'S') && strncasecmp(q, "set_config", 10) == 0)
+			return false;
 	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]) && !ok; i++) {
 		const char *q = p;
 		ok = word(&q, end, first[i]);

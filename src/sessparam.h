@@ -51,7 +51,8 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value);
 const char *sp_next_statement(const char *p, const char *end);
 /* One statement that cannot leave a transaction or session setting behind when run by
  * itself from idle: SELECT, INSERT, UPDATE, DELETE, VALUES, TABLE or WITH, nothing after
- * it but comments, no backslash anywhere (escape strings could hide a second statement).
+ * it but comments, no backslash anywhere (escape strings could hide a second statement),
+ * no set_config().
  * Such Queries of different clients may follow each other on one server. */
 bool sp_autocommit_statement(const char *sql, size_t len);
 

@@ -393,6 +393,8 @@ START_TEST(test_pipeline_statements)
 	/* an escape string could hide a second statement from the splitter */
 	ck_assert(!autocommit("SELECT E'\\''; BEGIN"));
 	ck_assert(!autocommit("SELECT 'a\\'"));
+	ck_assert(!autocommit("SELECT set_config('TimeZone', 'UTC', false)"));
+	ck_assert(!autocommit("SELECT pg_catalog.SET_CONFIG('a.b', 'c', false)"));
 	ck_assert(!autocommit(""));
 	ck_assert(!autocommit("-- only a comment"));
 }
