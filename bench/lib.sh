@@ -23,6 +23,7 @@ SCALE=${SCALE:-10}                  # pgbench -i -s
 POOL_SIZE=${POOL_SIZE:-20}          # default_pool_size of both poolers
 POOL_MODE=${POOL_MODE:-session}     # pool_mode of both poolers
 MAX_CLIENT_CONN=${MAX_CLIENT_CONN:-20000}
+PIPELINE_DEPTH=${PIPELINE_DEPTH:-8}  # cratebouncer's pipeline_depth (its default; 0: off, as PgBouncer)
 KEEP=${KEEP:-0}                     # 1: keep the work directory (configs, logs) after the run
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -213,6 +214,7 @@ auth_type = trust
 pool_mode = $POOL_MODE
 default_pool_size = $POOL_SIZE
 max_client_conn = $MAX_CLIENT_CONN
+pipeline_depth = $PIPELINE_DEPTH
 server_tls_sslmode = verify-full
 server_tls_ca_file = $CA
 logfile = $WORK/cb/cratebouncer.log

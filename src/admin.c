@@ -328,7 +328,8 @@ static void pool_row(const struct pool_info *pi, void *arg)
 {
 	const char *row[] = { pi->database, pi->user, num((uint64_t)pi->cl_active),
 			      num((uint64_t)pi->cl_waiting), "0", "0", num((uint64_t)pi->sv_active),
-			      "0", "0", num((uint64_t)pi->sv_idle), num((uint64_t)pi->sv_used),
+			      "0", num((uint64_t)pi->sv_being_canceled), num((uint64_t)pi->sv_idle),
+			      num((uint64_t)pi->sv_used),
 			      num((uint64_t)pi->sv_tested), num((uint64_t)pi->sv_login), num(pi->maxwait_us / 1000000u),
 			      num(pi->maxwait_us % 1000000u), pi->pool_mode };
 	rs_row(arg, row);

@@ -100,8 +100,11 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 	uint64_t now = now_usec();
 
 	TAILQ_FOREACH(pool, &pools, entry) {
-		struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]);
-		int mode = pool->mode;
+		struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]), *n;
+		int mode = pool->mode, canceled = 0;
+		for (int st = 0; st < SV_CLOSING; st++)
+			TAILQ_FOREACH(n, &pool->servers[st], entry)
+				canceled += server_cancels_in_flight(n->obj) > 0;
 		struct pool_info pi = {
 			.database = pool->db->name, .user = pool->user, .dbname = pool->dbname,
 			.host = pool->db->host, .port = pool->db->port, .pool_mode = modes[mode],
@@ -111,7 +114,7 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 			.cl_waiting = pool->nclients[CL_WAITING] + pool->nclients[CL_LOGIN_WAIT],
 			.sv_active = pool->nservers[SV_ACTIVE], .sv_idle = pool->nservers[SV_IDLE],
 			.sv_used = pool->nservers[SV_RESET], .sv_tested = pool->nservers[SV_TESTED],
-			.sv_login = pool->nservers[SV_LOGIN],
+			.sv_login = pool->nservers[SV_LOGIN], .sv_being_canceled = canceled,
 			.maxwait_us = w ? now - client_wait_since(w->obj) : 0,
 			.last_error = pool->last_error, .totals = &pool->stats, .avg = &pool->avg,
 		};

@@ -80,6 +80,7 @@ struct pool_info {
 	const char *pool_mode;
 	int pool_size, min_pool_size;
 	int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_tested, sv_login;
+	int sv_being_canceled;	/* with a CancelRequest for their session in flight */
 	uint64_t maxwait_us;	/* of the longest-waiting client */
 	const char *last_error;	/* why the upstream last failed; NULL when it works */
 	const struct stats *totals;

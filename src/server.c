@@ -172,6 +172,11 @@ void server_cancel(struct server *sv)
 		       cfg_db_ca_file(cfg, db), sv->be_pid, sv->be_key, cancel_done, sv->id);
 }
 
+int server_cancels_in_flight(const struct server *sv)
+{
+	return sv->cancels;
+}
+
 unsigned server_gen(const struct server *sv)
 {
 	return sv->gen;

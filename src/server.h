@@ -61,6 +61,8 @@ void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok);
 /* c's CancelRequest: its query is cancelled now, or once it runs when it waits behind
  * others' (a cancel must never hit another client's query). */
 void server_cancel_client(struct server *sv, struct client *c);
+/* CancelRequests for its session not yet processed by the upstream. */
+int server_cancels_in_flight(const struct server *sv);
 /* Cancels what the upstream session is running (a client's CancelRequest). */
 void server_cancel(struct server *sv);
 /* Client side of forwarding. */
