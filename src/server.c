@@ -91,6 +91,7 @@ struct server {
 	struct evbuffer *hold;
 	uint64_t progress;		/* last link or ReadyForQuery */
 	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
+	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
 	bool tls_done, dns_done, crate, paused, login_done;
 };
 
@@ -168,6 +169,7 @@ void server_cancel(struct server *sv)
 	if (sv->cancels == UINT8_MAX)
 		return;
 	sv->cancels++;
+	sv->cancel_time = now_usec();
 	cancel_forward((struct sockaddr *)&ss, sl, sv->host, cfg_db_sslmode(cfg, db),
 		       cfg_db_ca_file(cfg, db), sv->be_pid, sv->be_key, cancel_done, sv->id);
 }
@@ -899,6 +901,10 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 	evbuffer_copyout(in, e.q, len);
 	send_query(sv, c, in);
 	pipe_append(sv, c, &e);
+	/* the upstream may not have acted on a cancel yet even though it closed the cancel
+	 * connection: queries sent soon after are exposed too */
+	if (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC)
+		sv->exposed = sv->npipe;
 	sv->node.pool->stats.pipelined_count++;
 	return true;
 }

@@ -41,6 +41,7 @@ void server_close(struct server *sv, const char *reason);
  * (see struct server in server.c). */
 #define PIPE_MAX 16
 #define HOLD_MAX (1 << 20)	/* an exposed answer held up to this, then passed */
+#define CANCEL_GRACE_USEC 100000	/* after a cancel, pipelined queries are exposed */
 /* sv's linked client runs such a query and pipeline_depth is not reached. */
 bool server_pipe_accepts(const struct server *sv, uint64_t now);
 int server_pipe_depth(const struct server *sv);
