@@ -429,8 +429,8 @@ static void write_cb(struct sio *bev, void *arg)
 			bury(c);
 		return;
 	}
-	/* our output drained: the server may send more */
-	if (c->server)
+	/* our output drained: the server may send more (if it is answering this client) */
+	if (c->server && server_is_head(c->server, c))
 		server_pause_read(c->server, false);
 }
 
@@ -509,8 +509,12 @@ void client_linked(struct client *c, struct server *sv)
 	sio_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		forward(c);
-	if (c->server == sv && !c->closing)
-		server_set_head(sv, shape, shape && pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6)));
+	if (c->server == sv && !c->closing) {
+		bool fast = shape && pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6));
+		server_set_head(sv, shape, fast);
+		if (fast)
+			pool_pipe_waiting(sv);
+	}
 }
 
 uint64_t client_pipe_shape(struct client *c)

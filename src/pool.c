@@ -411,6 +411,25 @@ static bool try_pipeline(struct pool *pool, struct client *c)
 	return true;
 }
 
+void pool_pipe_waiting(struct server *sv)
+{
+	struct pool *pool = server_node(sv)->pool;
+	uint64_t limit = (uint64_t)(cur_cfg->pipeline_max_query_time * 1e6), now = now_usec();
+	struct pool_node *cn;
+
+	if (pools_is_paused(pool->db->name))
+		return;
+	while ((cn = TAILQ_FIRST(&pool->clients[CL_WAITING])) && server_pipe_accepts(sv, now)) {
+		struct client *c = cn->obj;
+		uint64_t shape = client_pipe_shape(c), waited = now - client_wait_since(c);
+		if (!shape || !pl_fast(shape, limit) || !client_piped(c, sv, shape))
+			break;	/* first come, first served: it waits for a server of its own */
+		pool->stats.server_assignment_count++;
+		pool->stats.wait_time_us += waited;
+		stats_hist_add(&pool->stats.wait, waited);
+	}
+}
+
 void pool_client_want_server(struct pool *pool, struct client *c)
 {
 	struct pool_node *n = TAILQ_FIRST(&pool->servers[SV_IDLE]);

@@ -146,5 +146,8 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len);
 void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg);
 /* A server became idle (after login or reset): give it to a waiting client. */
 void pool_server_idle(struct server *sv);
+/* sv runs a query others may be pipelined behind: waiting clients whose queries qualify
+ * go there, in their order, until one does not. */
+void pool_pipe_waiting(struct server *sv);
 
 #endif

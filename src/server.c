@@ -92,6 +92,7 @@ struct server {
 	uint64_t progress;		/* last link or ReadyForQuery */
 	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
 	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
+	bool pipe_changed;		/* a setting changed with queries pipelined behind */
 	bool tls_done, dns_done, crate, paused, login_done;
 };
 
@@ -112,7 +113,7 @@ static void server_return(struct server *sv);
 static void note_time(struct server *sv);
 static void drop_pipe(struct server *sv, const char *reason);
 static bool held_canceled(struct server *sv);
-static void send_query(struct server *sv, struct client *c, struct evbuffer *buf);
+static bool send_query(struct server *sv, struct client *c, struct evbuffer *buf);
 static void pipe_next(struct server *sv, bool retry);
 
 /* Scratch buffer between the relay and the sockets; empty between calls. */
@@ -724,8 +725,8 @@ static void ready_cb(void *arg, char status)
 	sv->ready = true;
 	sv->ready_time = now_usec();
 	if (sv->node.state == SV_ACTIVE) {
+		note_time(sv);	/* before count_ready restarts the clock */
 		count_ready(sv, status);
-		note_time(sv);
 	}
 }
 
@@ -753,12 +754,18 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 		struct client *c = sv->node.state == SV_ACTIVE ? sv->client : NULL;
 		/* with queries pipelined behind, each answer ends at its ReadyForQuery */
 		sv->rl.stop_after_ready = sv->npipe > 0;
+		uint64_t fp = sv->rl.params.fp;
 		r = rl_from_server(&sv->rl, c ? client_relay(c) : NULL, &sv->node.pool->rl, in, out,
 				   ready_cb, sv, &err);
 		if (r < 0) {
 			evbuffer_drain(out, evbuffer_get_length(out));
 			server_close(sv, err);
 			return;
+		}
+		if (sv->npipe && fp != sv->rl.params.fp && !sv->rl.replay_mask) {
+			/* a query changed a setting (a function did) while others' queries wait
+			 * behind it: they would run with it; the server goes, they are told */
+			sv->pipe_changed = true;
 		}
 		size_t n = evbuffer_get_length(out);
 		if (c && n && sv->held) {
@@ -788,19 +795,29 @@ static void entry_clear(struct pipe_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/* Sends a client's Query (whole, in buf) through the relay. */
-static void send_query(struct server *sv, struct client *c, struct evbuffer *buf)
+/* Sends a client's Query (whole, in buf) through the relay; false if the relay failed
+ * (out of memory: the request queue no longer matches, the server must go). */
+static bool send_query(struct server *sv, struct client *c, struct evbuffer *buf)
 {
 	struct evbuffer *out = scratch();
 	const char *err = NULL;
 
-	rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, buf, out, &err);
+	enum rl_result r = rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, buf, out,
+					  &err);
 	size_t n = evbuffer_get_length(out);
 	sv->node.pool->stats.bytes_received += n;
 	server_send(sv, out, n);
+	return r == RL_OK;
 }
 
-/* An ErrorResponse 57014 (query canceled) in a held answer. */
+/* A cancel sent for this session may still hit the query that runs next. */
+static bool exposed_now(const struct server *sv)
+{
+	return sv->exposed > 0 || sv->cancels > 0 ||
+	       (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC);
+}
+
+/* An ErrorResponse 57014 for a cancel request (not statement_timeout) in a held answer. */
 static bool held_canceled(struct server *sv)
 {
 	size_t len = evbuffer_get_length(sv->hold);
@@ -810,7 +827,8 @@ static bool held_canceled(struct server *sv)
 	struct pg_error e;
 
 	while (p && pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
-		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 && strcmp(e.code, "57014") == 0)
+		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 &&
+		    strcmp(e.code, "57014") == 0 && strstr(e.message, "user request"))
 			return true;
 	return false;
 }
@@ -829,7 +847,7 @@ static bool resend_head(struct server *sv, struct client *c)
 	bool ok = b && evbuffer_add(b, sv->head.q, sv->head.qlen) == 0;
 
 	if (ok) {
-		send_query(sv, c, b);
+		ok = send_query(sv, c, b);
 		sv->ready = true;
 		server_note_sent(sv);
 	}
@@ -856,13 +874,13 @@ static void pipe_next(struct server *sv, bool retry)
 	sv->client = sv->head.c;
 	sv->head_gone = sv->client == NULL;
 	sv->head_direct = false;
-	sv->held = sv->exposed > 0 && (sv->hold || (sv->hold = evbuffer_new()));
+	sv->held = exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
 	if (sv->exposed)
 		sv->exposed--;
 	sv->progress = now_usec();
 	sv->ready = true;	/* its query counts from now in the statistics */
 	server_note_sent(sv);
-	sv->node.pool->stats.server_assignment_count++;
+	server_pause_read(sv, false);	/* the old head's full output is not the new one's */
 	if (old) {
 		client_unlinked(old);
 		if (pools_draining())
@@ -872,15 +890,20 @@ static void pipe_next(struct server *sv, bool retry)
 	}
 	if (sv->head.cancel && sv->client && !sv->head_gone)
 		server_cancel_client(sv, sv->client);
+	pool_pipe_waiting(sv);
 }
 
 bool server_pipe_accepts(const struct server *sv, uint64_t now)
 {
 	const struct cfg *cfg = pools_cfg();
 
+	/* not while a session-state replay is on its way: the tracked values are the
+	 * server's old ones until its answers come */
 	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
-	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed &&
-	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6);
+	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed && !sv->rl.replay_mask &&
+	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->npipe &&
+	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
+	       sv->gen == sv->node.pool->gen && !server_expired(sv);
 }
 
 int server_pipe_depth(const struct server *sv)
@@ -899,8 +922,12 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 		return false;
 	}
 	evbuffer_copyout(in, e.q, len);
-	send_query(sv, c, in);
+	bool sent = send_query(sv, c, in);
 	pipe_append(sv, c, &e);
+	if (!sent) {
+		server_close(sv, "out of memory");
+		return true;	/* c has been told (server_close fails every pipelined client) */
+	}
 	/* the upstream may not have acted on a cancel yet even though it closed the cancel
 	 * connection: queries sent soon after are exposed too */
 	if (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC)
@@ -925,6 +952,8 @@ bool server_head_left(struct server *sv)
 		return false;
 	sv->client = NULL;
 	sv->head_gone = true;
+	/* its answer is dropped from now on: paused for its full output, reading resumes */
+	server_pause_read(sv, false);
 	return true;
 }
 
@@ -957,6 +986,8 @@ void server_cancel_client(struct server *sv, struct client *c)
 				sv->pipe[i].cancel = true;
 		return;
 	}
+	/* its own cancel: its 57014 is its own, never sent again */
+	sv->head.cancel = true;
 	/* the queries behind it may be hit if the cancel comes late */
 	if (sv->npipe > sv->exposed)
 		sv->exposed = sv->npipe;
@@ -1048,7 +1079,8 @@ static void after_input(struct server *sv)
 	bool retry = false;
 	if (sv->held) {
 		sv->held = false;
-		if (c && held_canceled(sv) && sv->head.q && sv->npipe < PIPE_MAX + 4) {
+		if (c && !sv->head.cancel && held_canceled(sv) && sv->head.q &&
+		    sv->npipe < PIPE_MAX + 4) {
 			/* a cancel meant for an earlier query hit this one: it goes again, and
 			 * the cancel is spent */
 			retry = true;
@@ -1065,6 +1097,19 @@ static void after_input(struct server *sv)
 			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
 		}
 	}
+	if (behind && sv->pipe_changed) {
+		log_warn("S-%p: a query changed a session setting with other clients' queries "
+			 "pipelined behind it; closing the connection", (void *)sv);
+		if (c) {
+			/* its own answer is complete: it keeps its session */
+			sv->client = NULL;
+			client_unlinked(c);
+			client_resume(c);
+		}
+		server_close(sv, "a query changed a session setting with others pipelined behind it");
+		return;
+	}
+	sv->pipe_changed = false;
 	if (behind) {
 		pipe_next(sv, retry);
 		return;
@@ -1228,8 +1273,14 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	const struct cfg *cfg = pools_cfg();
 	struct client *c = sv->client;
 
-	if (!c)
+	if (!c) {
+		/* a head that left (query_timeout cancelled it): if the cancel did not end
+		 * its query, the clients behind it are not left waiting for ever */
+		if (sv->head_gone && cfg->query_timeout > 0 && !sv->ready &&
+		    now - sv->query_start > (uint64_t)((cfg->query_timeout + 5) * 1e6))
+			server_close(sv, "query_timeout: a cancelled query did not end");
 		return;
+	}
 	if (cfg->query_timeout > 0 && !sv->ready &&
 	    now - sv->query_start > (uint64_t)(cfg->query_timeout * 1e6)) {
 		/* others' queries wait behind it: the query is cancelled, the server stays */

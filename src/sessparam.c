@@ -221,6 +221,26 @@ char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *ma
 }
 
 /* Skips white space and SQL comments. */
+/* The end of the block comment starting at p: block comments nest, as in PostgreSQL. */
+static const char *comment_end(const char *p, const char *end)
+{
+	int depth = 0;
+
+	while (end - p >= 2) {
+		if (p[0] == '/' && p[1] == '*') {
+			depth++;
+			p += 2;
+		} else if (p[0] == '*' && p[1] == '/') {
+			p += 2;
+			if (--depth == 0)
+				return p;
+		} else {
+			p++;
+		}
+	}
+	return end;
+}
+
 static const char *skip_ws(const char *p, const char *end)
 {
 	for (;;) {
@@ -230,10 +250,7 @@ static const char *skip_ws(const char *p, const char *end)
 			while (p < end && *p != '\n')
 				p++;
 		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
-			const char *q = p + 2;
-			while (end - q >= 2 && !(q[0] == '*' && q[1] == '/'))
-				q++;
-			p = end - q >= 2 ? q + 2 : end;
+			p = comment_end(p, end);
 		} else {
 			return p;
 		}
@@ -262,8 +279,15 @@ static size_t ident_len(const char *p, const char *end)
 	return n;
 }
 
+static bool ident_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_' || c == '$' || (unsigned char)c >= 0x80;
+}
+
 const char *sp_next_statement(const char *p, const char *end)
 {
+	const char *start = p;
+
 	while (p < end) {
 		char c = *p;
 		if (c == '\'' || c == '"') {
@@ -273,14 +297,14 @@ const char *sp_next_statement(const char *p, const char *end)
 			const char *e = memchr(p, '\n', (size_t)(end - p));
 			p = e ? e + 1 : end;
 		} else if (c == '/' && p + 1 < end && p[1] == '*') {
-			const char *q = p + 2;
-			while (end - q >= 2 && !(q[0] == '*' && q[1] == '/'))
-				q++;
-			p = end - q >= 2 ? q + 2 : end;
-		} else if (c == '$') {
-			/* a dollar-quoted string: $tag$ ... $tag$ */
+			p = comment_end(p, end);
+		} else if (c == '$' && (p == start || !ident_char(p[-1])) &&
+			   (p + 1 >= end || !isdigit((unsigned char)p[1]))) {
+			/* a dollar-quoted string, $tag$ ... $tag$, only where a token starts
+			 * and not $1 (a parameter); the tag does not start with a digit */
 			const char *t = p + 1;
-			while (t < end && (isalnum((unsigned char)*t) || *t == '_'))
+			while (t < end && (isalnum((unsigned char)*t) || *t == '_' ||
+					   (unsigned char)*t >= 0x80))
 				t++;
 			if (t < end && *t == '$') {
 				size_t tl = (size_t)(t - p + 1);
@@ -309,10 +333,14 @@ bool sp_autocommit_statement(const char *sql, size_t len)
 
 	if (memchr(sql, '\\', len))
 		return false;
-	/* set_config() changes the session for the queries behind it */
-	for (const char *q = sql; q + 10 <= end; q++)
-		if ((*q == 's' || *q == 'S') && strncasecmp(q, "set_config", 10) == 0)
+	/* set_config() changes the session for the queries behind it; U& identifiers could
+	 * spell it with escapes */
+	for (const char *q = sql; q < end; q++) {
+		if ((*q == 's' || *q == 'S') && end - q >= 10 && strncasecmp(q, "set_config", 10) == 0)
 			return false;
+		if ((*q == 'u' || *q == 'U') && end - q >= 2 && q[1] == '&')
+			return false;
+	}
 	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]) && !ok; i++) {
 		const char *q = p;
 		ok = word(&q, end, first[i]);

@@ -394,6 +394,13 @@ START_TEST(test_pipeline_statements)
 	ck_assert(!autocommit("SELECT E'\\''; BEGIN"));
 	ck_assert(!autocommit("SELECT 'a\\'"));
 	ck_assert(!autocommit("SELECT set_config('TimeZone', 'UTC', false)"));
+	ck_assert(!autocommit("SELECT U&\"set!005fconfig\" UESCAPE '!'('a', 'b', false)"));
+	/* a $ inside an identifier or $1 does not open a dollar quote; comments nest */
+	ck_assert(!autocommit("SELECT 1 AS a$b$; BEGIN; SELECT 1 AS c$b$"));
+	ck_assert(!autocommit("SELECT $1$; BEGIN; SELECT $1$"));
+	ck_assert(!autocommit("/* /* */ SELECT 1 */ BEGIN"));
+	ck_assert(autocommit("SELECT 1 /* /* */ ; BEGIN */"));	/* all one comment */
+	ck_assert(autocommit("SELECT $x$;$x$, $$;$$"));
 	ck_assert(!autocommit("SELECT pg_catalog.SET_CONFIG('a.b', 'c', false)"));
 	ck_assert(!autocommit(""));
 	ck_assert(!autocommit("-- only a comment"));

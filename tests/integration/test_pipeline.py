@@ -1,0 +1,925 @@
+"""Pipelining (pipeline_depth, pipeline_max_query_time): in transaction and statement mode a
+client's autocommit simple Query of a shape known to be fast may be sent to a busy server
+behind other clients' such queries; the server answers in order and each client must get its
+own answer, in its own session state.
+
+Checked: many psycopg2 clients on a pool of 2 each getting the answers to their own literals
+(and their own errors), INSERTs from many clients landing exactly once (transaction and
+statement mode); transaction blocks and SET never pipelined (rollbacks leave nothing, nobody
+runs inside another's transaction, each session keeps its own TimeZone), with a
+pipeline_depth = 0 control; a SELECT set_config() not reaching the queries behind it; a query
+pipelined behind another client's session-state replay; clients that vanish while their query
+is pipelined or running; a cancel of a query waiting behind another (held until it runs,
+nobody else hit); query_timeout of a query with others behind it; the late-cancel race (the
+query behind the target is re-sent, never failed); pipeline_depth = 0; the admin console
+under pipelined load. Counters come from the admin HTTP port's /metrics
+(cratebouncer_pool_pipelined_queries_total, cratebouncer_pool_pipeline_retries_total).
+"""
+
+import http.client
+import os
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from helpers import TIMEOUT, RawConn, free_port, listening, wait_until
+
+ADMIN = "cbadmin"
+POOL = 2
+CLIENT_TIMEOUT = 40  # seconds for all clients of one test to finish
+PIPELINED = "cratebouncer_pool_pipelined_queries_total"
+RETRIES = "cratebouncer_pool_pipeline_retries_total"
+# pipeline_max_query_time for the load tests: the default; queries must be pipelined under
+# this load as configured out of the box
+LOAD_MAX_QT = 0.001
+# a log line the daemon writes when its own invariant broke (src/server.c)
+BROKEN = "a pipelined query left a transaction open"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def start(cratebouncer, mode="transaction", pool=POOL, **extra):
+    """A cratebouncer in mode with default_pool_size=pool, the admin console (cbadmin) and the
+    admin HTTP port on 127.0.0.1 (cb.http_port)."""
+    port = free_port()
+    settings = {"pool_mode": mode, "default_pool_size": pool, "max_client_conn": 300,
+                "admin_users": ADMIN}
+    settings.update(extra)
+    cb = cratebouncer(settings=settings,
+                      sections={"admin": {"listen_addr": "127.0.0.1", "listen_port": port}})
+    cb.http_port = port
+    wait_until(lambda: listening("127.0.0.1", port) or cb.proc.poll() is not None, 3,
+               "the admin HTTP port listening")
+    assert cb.proc.poll() is None, "cratebouncer exited"
+    return cb
+
+
+def metric(cb, name, database="doc", user="crate"):
+    """The value of counter name for the pool (database, user) from /metrics; 0 when the pool
+    has no sample yet. Fails when the family is not declared at all."""
+    conn = http.client.HTTPConnection("127.0.0.1", cb.http_port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        assert resp.status == 200, f"/metrics: {resp.status} {body[:300]}"
+    finally:
+        conn.close()
+    family = name.removesuffix("_total")
+    assert re.search(rf"^# TYPE {family}(_total)? counter$", body, re.M), \
+        f"{name} not declared in /metrics"
+    found = []
+    for line in body.splitlines():
+        m = re.match(rf"^{name}\{{(.*)\}}\s+(\S+)$", line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1)))
+            if labels.get("database") == database and labels.get("user") == user:
+                found.append(float(m.group(2)))
+    assert len(found) <= 1, f"{len(found)} samples of {name} for {database}/{user}"
+    return found[0] if found else 0.0
+
+
+def console(cb):
+    conn = psycopg.connect(cb.conninfo("cratebouncer", ADMIN), autocommit=True,
+                           cursor_factory=psycopg.ClientCursor)
+    cb.connections.append(conn)
+    return conn
+
+
+def show(conn, what):
+    cur = conn.execute(f"SHOW {what}")
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def doc_pool(adm):
+    rows = [r for r in show(adm, "POOLS") if r["database"] == "doc" and r["user"] == "crate"]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def pg2(cb, autocommit=True):
+    conn = psycopg2.connect(cb.conninfo())
+    conn.autocommit = autocommit
+    return conn
+
+
+def crate_backends(pg):
+    """Upstream client backends of user crate (the pooler's servers)."""
+    return pg.sql("select count(*) from pg_stat_activity where usename = 'crate' "
+                  "and backend_type = 'client backend'")[0][0]
+
+
+def no_crate_backends(pg):
+    """Waits until servers of earlier tests' daemons have gone from the upstream."""
+    wait_until(lambda: crate_backends(pg) == 0, 10, "no upstream backends of crate left")
+
+
+class BackendSampler:
+    """Counts crate's upstream backends every 20 ms in a thread; .max once stopped."""
+
+    def __init__(self, pg):
+        self.pg = pg
+        self.max = 0
+        self.samples = 0
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        with self.pg.connect() as conn:
+            while not self.stop_ev.is_set():
+                n = conn.execute("select count(*) from pg_stat_activity where usename = "
+                                 "'crate' and backend_type = 'client backend'").fetchone()[0]
+                self.max = max(self.max, n)
+                self.samples += 1
+                time.sleep(0.02)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(TIMEOUT)
+        return self.max
+
+
+def run_threads(fn, n, timeout=CLIENT_TIMEOUT):
+    """fn(i) for i in range(n), each in its own thread; the results in order. Raises with the
+    first error (and how many clients failed) if any client failed."""
+    deadline = time.monotonic() + timeout
+    ex = ThreadPoolExecutor(max_workers=n)
+    try:
+        futures = [ex.submit(fn, i) for i in range(n)]
+        results, errors = [], []
+        for i, f in enumerate(futures):
+            try:
+                results.append(f.result(timeout=max(0.1, deadline - time.monotonic())))
+            except Exception as e:  # reported below
+                errors.append((i, e))
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+    if errors:
+        i, e = errors[0]
+        raise AssertionError(f"{len(errors)} of {n} clients failed; client {i}: {e!r}") from e
+    return results
+
+
+def fresh_table(pg, name, columns):
+    pg.sql(f"DROP TABLE IF EXISTS {name}")
+    pg.sql(f"CREATE TABLE {name} ({columns})")
+    pg.sql(f"ALTER TABLE {name} OWNER TO crate")
+
+
+def warm(cb, queries, times=5):
+    """Runs each query times (sequentially, on one connection) so that its shape is known to
+    be fast before the load starts."""
+    conn = pg2(cb)
+    try:
+        cur = conn.cursor()
+        for _ in range(times):
+            for q in queries:
+                cur.execute(q)
+                if cur.description:
+                    cur.fetchall()
+    finally:
+        conn.close()
+
+
+FAST = "select %s, %s, %s || '-' || %s, pg_backend_pid()"
+
+
+def fast_client(cb, t, rounds, barrier=None, inserts=False, table=None, errors=True):
+    """A psycopg2 autocommit client running rounds fast queries with its own literals (and
+    INSERTs of its own keys, and now and then a query that fails); asserts every answer; the
+    backend pids seen."""
+    conn = pg2(cb)
+    pids = []
+    try:
+        cur = conn.cursor()
+        if barrier:
+            barrier.wait()
+        for j in range(rounds):
+            cur.execute(FAST, (t, j, f"t{t}", j))
+            row = cur.fetchone()
+            assert row[:3] == (t, j, f"t{t}-{j}"), f"client {t} round {j} got {row}"
+            pids.append(row[3])
+            if inserts and j % 4 == 0:
+                cur.execute(f"insert into {table} values (%s, %s, %s)", (t, j, f"v{t}.{j}"))
+                assert cur.rowcount == 1
+            if errors and j % 25 == 7:
+                with pytest.raises(psycopg2.errors.DivisionByZero):
+                    cur.execute("select %s / 0", (t * 1000 + j,))
+                cur.execute("select %s / 2", (t * 1000 + j,))
+                assert cur.fetchone() == ((t * 1000 + j) // 2,)
+    finally:
+        conn.close()
+    return pids
+
+
+def _wait_active(pg, text, timeout=5):
+    wait_until(lambda: pg.sql("select count(*) from pg_stat_activity where state = 'active' "
+                              "and query = %s", (text,))[0][0] > 0, timeout,
+               f"{text!r} running upstream")
+
+
+def qmsg(sql):
+    """A simple-protocol Query message."""
+    q = sql.encode() + b"\0"
+    return b"Q" + struct.pack("!I", len(q) + 4) + q
+
+
+def read_answer(conn):
+    """The rows (lists of str) of a RawConn's answer, up to its ReadyForQuery; raises
+    PgError on an ErrorResponse (after which the rest of the answer is unread)."""
+    rows = []
+    while True:
+        kind, body = conn.read_msg()
+        if kind == "D":
+            n = struct.unpack("!H", body[:2])[0]
+            pos, row = 2, []
+            for _ in range(n):
+                ln = struct.unpack("!i", body[pos:pos + 4])[0]
+                pos += 4
+                row.append(None if ln < 0 else body[pos:pos + ln].decode())
+                pos += max(ln, 0)
+            rows.append(row)
+        elif kind == "Z":
+            return rows
+
+
+def check_log(cb):
+    log = cb.log_text()
+    assert BROKEN not in log, [ln for ln in log.splitlines() if BROKEN in ln][:5]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. many clients, a small pool
+
+
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_many_clients_get_their_own_answers(cratebouncer, pg, mode):
+    """30 psycopg2 threads on a pool of 2, 200 fast queries each with literals of their own
+    (some failing with division by zero, some INSERTs): every answer is the one its client
+    asked for, every row lands exactly once, queries were pipelined, and no more than 2
+    upstream backends served them."""
+    fresh_table(pg, "pl_rows", "t int, j int, v text")
+    no_crate_backends(pg)
+    cb = start(cratebouncer, mode, pipeline_max_query_time=LOAD_MAX_QT)
+    warm(cb, [FAST % (1, 2, "'w'", 3), "insert into pl_rows values (-1, -1, 'warm')",
+              "select 5 / 2"])
+    pg.sql("delete from pl_rows")
+    before = metric(cb, PIPELINED)
+    n, rounds = 30, 200
+    barrier = threading.Barrier(n, timeout=TIMEOUT * 2)
+    sampler = BackendSampler(pg)
+    try:
+        pids = run_threads(lambda t: fast_client(cb, t, rounds, barrier, inserts=True,
+                                                 table="pl_rows"), n)
+    finally:
+        most = sampler.stop()
+    pipelined = metric(cb, PIPELINED) - before
+    print(f"{mode}: {pipelined:.0f} of {n * rounds} fast queries pipelined; "
+          f"at most {most} upstream backends in {sampler.samples} samples")
+    all_pids = {p for ps in pids for p in ps}
+    assert 1 <= len(all_pids) <= POOL, f"{len(all_pids)} upstream backends for pool {POOL}"
+    assert most <= POOL, f"{most} upstream backends of crate at once for pool {POOL}"
+    assert pipelined > 0, "no query was pipelined"
+    want = {(t, j) for t in range(n) for j in range(0, rounds, 4)}
+    rows = pg.sql("select t, j, v, count(*) from pl_rows group by t, j, v")
+    assert [r for r in rows if r[3] != 1] == [], "rows inserted more than once"
+    assert {(t, j) for t, j, _, _ in rows} == want
+    assert all(v == f"v{t}.{j}" for t, j, v, _ in rows)
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. transaction blocks and SET
+
+
+class LoadUntil:
+    """Lets clients go on until enough queries were pipelined (checked every 0.1 s) and at
+    least min_s have passed, or max_s have passed: .stop is set then."""
+
+    def __init__(self, cb, base, enough, min_s=1.5, max_s=10):
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.pipelined = 0
+        self._halt = threading.Event()
+
+        def watch():
+            while not self._halt.is_set():
+                elapsed = time.monotonic() - self.started
+                try:
+                    self.pipelined = metric(cb, PIPELINED) - base
+                except Exception:  # noqa: BLE001 - the daemon's failure shows elsewhere
+                    pass
+                if (self.pipelined >= enough and elapsed >= min_s) or elapsed >= max_s:
+                    self.stop.set()
+                    return
+                time.sleep(0.1)
+
+        self.thread = threading.Thread(target=watch, daemon=True)
+        self.thread.start()
+
+    def halt(self):
+        self._halt.set()
+        self.stop.set()
+        self.thread.join(TIMEOUT)
+
+
+@pytest.mark.parametrize("depth", [8, 0], ids=["pipelined", "depth0-control"])
+def test_transactions_and_set_stay_isolated(cratebouncer, pg, depth):
+    """While 14 clients hammer fast SELECTs (pipelined), 6 psycopg2 clients run
+    BEGIN; INSERT; SELECT txid_current(); COMMIT or ROLLBACK, and 4 clients SET TimeZone and
+    read it back: rolled back rows never show up anywhere, the fast clients never run inside
+    anyone's transaction (no transaction id, now() = statement_timestamp()) and always see
+    the default TimeZone, and each SET client sees its own zone, by SHOW and by a SELECT of
+    the same shape as the fast clients'. The load goes on until 20 queries were pipelined
+    (at most 10 s). depth0-control: the same with pipeline_depth = 0, where none is."""
+    fresh_table(pg, "pl_tx", "t int, r int, kind text")
+    cb = start(cratebouncer, pipeline_max_query_time=LOAD_MAX_QT, pipeline_depth=depth)
+    probe = ("select %s, txid_current_if_assigned() is null, now() = statement_timestamp(), "
+             "current_setting('TimeZone')")
+    conn = pg2(cb)
+    cur = conn.cursor()
+    cur.execute("show TimeZone")
+    default_tz = cur.fetchone()[0]
+    conn.close()
+    zones = [z for z in ("America/New_York", "Asia/Tokyo", "Europe/Berlin", "Australia/Sydney",
+                         "America/Sao_Paulo") if z != default_tz]
+    warm(cb, [probe % 1, "select count(*) from pl_tx where kind = 'rollback'"])
+    before = metric(cb, PIPELINED)
+    fast_n, tx_n, set_n = 14, 6, 4
+    barrier = threading.Barrier(fast_n + tx_n + set_n + 1, timeout=TIMEOUT * 2)
+    load = None
+    committed = [[] for _ in range(tx_n)]
+
+    def fast(i):
+        conn = pg2(cb)
+        j = 0
+        try:
+            cur = conn.cursor()
+            barrier.wait()
+            while j < 100 or not load.stop.is_set():
+                cur.execute(probe, (i * 100000 + j,))
+                row = cur.fetchone()
+                assert row == (i * 100000 + j, True, True, default_tz), \
+                    f"fast client {i} round {j}: {row}"
+                if j % 10 == 0:
+                    cur.execute("select count(*) from pl_tx where kind = 'rollback'")
+                    assert cur.fetchone() == (0,), "a rolled back (or uncommitted) row visible"
+                j += 1
+        finally:
+            conn.close()
+
+    def tx(i):
+        conn = pg2(cb, autocommit=False)
+        r = 0
+        try:
+            cur = conn.cursor()
+            barrier.wait()
+            while r < 10 or not load.stop.is_set():
+                kind = "commit" if r % 2 else "rollback"
+                cur.execute("insert into pl_tx values (%s, %s, %s)", (i, r, kind))
+                cur.execute("select txid_current()")
+                xid = cur.fetchone()[0]
+                cur.execute(probe, (r,))
+                row = cur.fetchone()
+                assert row[0] == r and row[1] is False and row[3] == default_tz, row
+                cur.execute("select txid_current(), count(*) from pl_tx where t = %s and r = %s",
+                            (i, r))
+                assert cur.fetchone() == (xid, 1), "not the same transaction any more"
+                if kind == "commit":
+                    conn.commit()
+                    committed[i].append(r)
+                else:
+                    conn.rollback()
+                r += 1
+        finally:
+            conn.close()
+
+    def setter(i):
+        conn = pg2(cb)
+        r = 0
+        try:
+            cur = conn.cursor()
+            barrier.wait()
+            while r < 30 or not load.stop.is_set():
+                zone = zones[(i + r // 10) % len(zones)]
+                if r % 10 == 0:
+                    cur.execute("set TimeZone = %s", (zone,))
+                cur.execute("show TimeZone")
+                assert cur.fetchone() == (zone,), f"set client {i} round {r}"
+                for k in range(3):
+                    cur.execute(probe, (r * 10 + k,))
+                    row = cur.fetchone()
+                    assert row == (r * 10 + k, True, True, zone), \
+                        f"set client {i} round {r}: {row}"
+                r += 1
+        finally:
+            conn.close()
+
+    def role(i):
+        if i == 0:
+            nonlocal load
+            barrier.wait()
+            load = LoadUntil(cb, before, 20 if depth else 10**9, max_s=10 if depth else 2)
+            return None
+        i -= 1
+        if i < fast_n:
+            return fast(i)
+        if i < fast_n + tx_n:
+            return tx(i - fast_n)
+        return setter(i - fast_n - tx_n)
+
+    try:
+        run_threads(role, 1 + fast_n + tx_n + set_n)
+    finally:
+        if load:
+            load.halt()
+    pipelined = metric(cb, PIPELINED) - before
+    print(f"depth {depth}: {pipelined:.0f} queries pipelined in "
+          f"{time.monotonic() - load.started:.1f} s")
+    if depth:
+        assert pipelined > 0, "no query was pipelined"
+    else:
+        assert pipelined == 0
+    rows = pg.sql("select t, r, kind, count(*) from pl_tx group by t, r, kind order by t, r")
+    assert rows == [(t, r, "commit", 1) for t in range(tx_n) for r in committed[t]]
+    check_log(cb)
+
+
+def test_select_set_config_does_not_reach_queries_behind(cratebouncer, pg):
+    """A SELECT may change a session setting (set_config(..., false)): pool of 1,
+    pipeline_max_query_time 2 s, S runs SELECT set_config('TimeZone', 'Asia/Tokyo', false),
+    pg_sleep(0.5) and D's SELECT current_setting('TimeZone') is sent while S runs (so,
+    pipelined, if S's query let anything behind it): D must see its own (the default)
+    TimeZone, S keeps Tokyo, and a new client afterwards sees the default."""
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    conn = pg2(cb)
+    cur = conn.cursor()
+    cur.execute("show TimeZone")
+    default_tz = cur.fetchone()[0]
+    conn.close()
+    zone = "Asia/Tokyo" if default_tz != "Asia/Tokyo" else "Europe/Berlin"
+    warm(cb, [f"select set_config('TimeZone', '{default_tz}', false), pg_sleep(0.01)",
+              "select current_setting('TimeZone'), 0"], times=4)
+    before = metric(cb, PIPELINED)
+    s_conn, d_conn = pg2(cb), pg2(cb)
+    out = {}
+
+    def run(name, conn, sql):
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            out[name] = ("ok", cur.fetchone())
+        except Exception as e:  # examined below
+            out[name] = ("error", e)
+
+    try:
+        s_sql = f"select set_config('TimeZone', '{zone}', false), pg_sleep(0.5)"
+        ts = threading.Thread(target=run, args=("S", s_conn, s_sql))
+        ts.start()
+        _wait_active(pg, s_sql)
+        td = threading.Thread(target=run, args=("D", d_conn,
+                                                "select current_setting('TimeZone'), 1"))
+        td.start()
+        for t in (ts, td):
+            t.join(TIMEOUT)
+            assert not t.is_alive()
+        assert out["S"] == ("ok", (zone, "")), out
+        assert out["D"] == ("ok", (default_tz, 1)), \
+            f"D ran with S's setting: {out['D']} (default {default_tz})"
+        cur = s_conn.cursor()
+        cur.execute("show TimeZone")
+        assert cur.fetchone() == (zone,), "S lost its own setting"
+        cur = d_conn.cursor()
+        cur.execute("show TimeZone")
+        assert cur.fetchone() == (default_tz,), "D has S's setting"
+        fresh = pg2(cb)
+        cur = fresh.cursor()
+        cur.execute("select current_setting('TimeZone'), 2")
+        assert cur.fetchone() == (default_tz, 2), "a new client got S's setting"
+        fresh.close()
+    finally:
+        s_conn.close()
+        d_conn.close()
+    print(f"D pipelined behind S: {metric(cb, PIPELINED) > before}")
+    check_log(cb)
+
+
+def test_pipelined_query_behind_a_settings_replay(cratebouncer):
+    """Pool of 1. S has SET TimeZone (its own session setting), D has the default. Both send
+    a fast SELECT current_setting('TimeZone') at the same moment, 20 times, in both orders:
+    the first gets the server and cratebouncer replays its settings (SET ... before its
+    query); the second, if pipelined behind, runs after that replay, so the server's
+    setting must be judged by what it will be then, not by what it was. Each must see its
+    own TimeZone every time."""
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    q = "select current_setting('TimeZone'), {}"
+    warm(cb, [q.format(0)], times=4)
+    d = RawConn(cb.host, cb.port).login("crate", "doc")
+    s = RawConn(cb.host, cb.port).login("crate", "doc")
+    try:
+        default_tz = d.query("show TimeZone")[0][0]
+        zone = "Asia/Tokyo" if default_tz != "Asia/Tokyo" else "Europe/Berlin"
+        s.query(f"set TimeZone = '{zone}'")
+        before = metric(cb, PIPELINED)
+        wrong = []
+        for i in range(20):
+            first, second = (s, d) if i % 2 else (d, s)
+            # the server is left with the settings of the one that goes second
+            second.query(q.format(-1))
+            first.send(qmsg(q.format(i)))
+            second.send(qmsg(q.format(i + 1000)))
+            got = {first: read_answer(first), second: read_answer(second)}
+            want = {first: [[zone if first is s else default_tz, str(i)]],
+                    second: [[zone if second is s else default_tz, str(i + 1000)]]}
+            if got != want:
+                wrong.append((i, "S first" if first is s else "D first",
+                              f"S got {got[s]}, D got {got[d]}"))
+        pipelined = metric(cb, PIPELINED) - before
+        after = (s.query("show TimeZone"), d.query("show TimeZone"))
+        print(f"{pipelined:.0f} of 20 pipelined; afterwards SHOW TimeZone: S {after[0]}, "
+              f"D {after[1]}; wrong: {wrong}")
+        assert not wrong, (f"{len(wrong)} of 20 rounds saw the other's TimeZone "
+                           f"(S has {zone}, D {default_tz}), {pipelined:.0f} pipelined; "
+                           f"afterwards S shows {after[0]}, D {after[1]}: {wrong[:4]}")
+        assert after == ([[zone]], [[default_tz]])
+    finally:
+        d.close()
+        s.close()
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. clients that vanish
+
+
+def _raw_vanisher(cb, k, results):
+    """A raw pgwire client that sends a fast query (or two) and leaves in one of several
+    abrupt ways before (or while) its answer comes."""
+    how = k % 5
+    conn = RawConn(cb.host, cb.port)
+    conn.login("crate", "doc")
+    q = (FAST % (k, 7, f"'r{k}'", 7)).encode() + b"\0"
+    msg = b"Q" + struct.pack("!I", len(q) + 4) + q
+    if how == 0:  # RST right after the query
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.send(msg)
+    elif how == 1:  # a moment later, plain close
+        conn.send(msg)
+        time.sleep(random.random() * 0.003)
+    elif how == 2:  # two queries, then gone
+        conn.send(msg + msg)
+    elif how == 3:  # the query and Terminate at once
+        conn.send(msg + b"X\0\0\0\4")
+    else:  # reads part of the answer, then RST
+        conn.send(msg)
+        try:
+            conn.recv_exact(5)
+        except Exception:  # noqa: BLE001 - it is leaving anyway
+            pass
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.sock.close()
+    results.append(how)
+
+
+def test_vanishing_clients_do_not_disturb_others(cratebouncer, pg):
+    """12 psycopg2 clients hammer fast queries on a pool of 2 while raw clients send the same
+    shape of query and vanish (RST, close, Terminate, two queries then close, half-read
+    answer), and psycopg2 clients have their socket shut down from another thread mid-query:
+    the others get correct answers, the daemon stays up, and once everybody has gone SHOW
+    POOLS shows no client and no active server (nobody's server stuck on a departed
+    client)."""
+    no_crate_backends(pg)
+    cb = start(cratebouncer, pipeline_max_query_time=LOAD_MAX_QT)
+    warm(cb, [FAST % (1, 2, "'w'", 3)])
+    before = metric(cb, PIPELINED)
+    adm = console(cb)
+    n_fast, n_raw, n_shut = 12, 4, 2
+    vanished = []
+    shut_errors = []
+
+    def raw(i):
+        for r in range(40):
+            _raw_vanisher(cb, i * 1000 + r, vanished)
+
+    def shut(i):
+        for r in range(10):
+            conn = pg2(cb)
+            fd_sock = socket.socket(fileno=os.dup(conn.fileno()))
+            timer = threading.Timer(random.random() * 0.02, fd_sock.shutdown, [socket.SHUT_RDWR])
+            timer.start()
+            try:
+                cur = conn.cursor()
+                for j in range(200):
+                    cur.execute(FAST, (i, j, "s", j))
+                    assert cur.fetchone()[:3] == (i, j, f"s-{j}")
+            except psycopg2.OperationalError as e:  # the socket went away under it
+                shut_errors.append(str(e))
+            finally:
+                timer.join()
+                fd_sock.close()
+                conn.close()
+
+    def role(i):
+        if i < n_fast:
+            return fast_client(cb, i, 300, errors=False)
+        if i < n_fast + n_raw:
+            return raw(i - n_fast)
+        return shut(i - n_fast - n_raw)
+
+    sampler = BackendSampler(pg)
+    try:
+        run_threads(role, n_fast + n_raw + n_shut)
+    finally:
+        most = sampler.stop()
+    assert cb.proc.poll() is None, "cratebouncer died"
+    assert len(vanished) == n_raw * 40
+    print(f"{metric(cb, PIPELINED) - before:.0f} pipelined, {len(shut_errors)} psycopg2 "
+          f"connections shut down mid-query, at most {most} upstream backends")
+    assert most <= POOL, f"{most} upstream backends of crate at once for pool {POOL}"
+    assert metric(cb, PIPELINED) > before, "no query was pipelined"
+    wait_until(lambda: (lambda p: (p["cl_active"], p["cl_waiting"], p["sv_active"]) ==
+                        (0, 0, 0))(doc_pool(adm)), 5,
+               "no client and no active server left in SHOW POOLS")
+    assert show(adm, "SERVERS") and len(show(adm, "SERVERS")) <= POOL
+    assert [c for c in show(adm, "CLIENTS") if c["database"] == "doc"] == []
+    # the pool still serves, pipelined too
+    assert fast_client(cb, 99, 20, errors=False)
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. cancel of a query waiting behind another
+
+
+def test_cancel_of_a_query_waiting_behind_another(cratebouncer, pg):
+    """Pool of 1, pipeline_max_query_time 2 s: A runs pg_sleep(1.5); B's pg_sleep(1.5) is
+    pipelined behind it and C's pg_sleep(0.01) behind B; B is cancelled while it waits. A
+    completes, B gets 57014, C completes; the cancel hits nobody else."""
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    warm(cb, ["select pg_sleep(0.01), 'w'"], times=4)
+    before = metric(cb, PIPELINED)
+    ca, cbb, cc = pg2(cb), pg2(cb), pg2(cb)
+    out = {}
+
+    def run(name, conn, sql):
+        t0 = time.monotonic()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            out[name] = ("ok", cur.fetchone(), time.monotonic() - t0)
+        except Exception as e:  # examined below
+            out[name] = ("error", e, time.monotonic() - t0)
+
+    try:
+        ta = threading.Thread(target=run, args=("A", ca, "select pg_sleep(1.5), 'A'"))
+        ta.start()
+        _wait_active(pg, "select pg_sleep(1.5), 'A'")
+        tb = threading.Thread(target=run, args=("B", cbb, "select pg_sleep(1.5), 'B'"))
+        tb.start()
+        wait_until(lambda: metric(cb, PIPELINED) >= before + 1, 1, "B pipelined behind A")
+        tc = threading.Thread(target=run, args=("C", cc, "select pg_sleep(0.01), 'C'"))
+        tc.start()
+        wait_until(lambda: metric(cb, PIPELINED) >= before + 2, 1, "C pipelined behind B")
+        assert "A" not in out, f"A finished too early for the test: {out}"
+        cbb.cancel()
+        for t in (ta, tb, tc):
+            t.join(TIMEOUT)
+            assert not t.is_alive()
+        print({k: (v[0], repr(v[1]), round(v[2], 3)) for k, v in out.items()})
+        assert out["A"][0] == "ok" and out["A"][1] == ("", "A"), f"A: {out['A']}"
+        assert out["B"][0] == "error" and isinstance(out["B"][1], psycopg2.errors.QueryCanceled), \
+            f"B: {out['B']}"
+        assert out["C"][0] == "ok" and out["C"][1] == ("", "C"), f"C: {out['C']}"
+        # every connection goes on
+        for conn, name in ((ca, "a"), (cbb, "b"), (cc, "c")):
+            cur = conn.cursor()
+            cur.execute("select %s", (name,))
+            assert cur.fetchone() == (name,)
+    finally:
+        for conn in (ca, cbb, cc):
+            conn.close()
+    check_log(cb)
+
+
+def test_query_timeout_with_queries_behind(cratebouncer, pg):
+    """Pool of 1, pipeline_max_query_time 2 s, query_timeout 0.5 s: A's pg_sleep(1.2) has
+    B's and C's short queries pipelined behind it. A fails with query_timeout; B and C get
+    their own answers (the cancel that stops A must not reach them), and every connection
+    but A's goes on; the server is not lost (one upstream backend throughout)."""
+    no_crate_backends(pg)
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2, query_timeout=0.5)
+    warm(cb, ["select pg_sleep(0.01), 'w'"], times=4)
+    before = metric(cb, PIPELINED)
+    conns = {k: pg2(cb) for k in "ABC"}
+    out = {}
+
+    def run(name, sql):
+        try:
+            cur = conns[name].cursor()
+            cur.execute(sql)
+            out[name] = ("ok", cur.fetchone())
+        except Exception as e:  # examined below
+            out[name] = ("error", e)
+
+    sampler = BackendSampler(pg)
+    try:
+        ta = threading.Thread(target=run, args=("A", "select pg_sleep(1.2), 'A'"))
+        ta.start()
+        _wait_active(pg, "select pg_sleep(1.2), 'A'")
+        tb = threading.Thread(target=run, args=("B", "select pg_sleep(0.01), 'B'"))
+        tb.start()
+        wait_until(lambda: metric(cb, PIPELINED) >= before + 1, 1, "B pipelined behind A")
+        tc = threading.Thread(target=run, args=("C", "select pg_sleep(0.01), 'C'"))
+        tc.start()
+        wait_until(lambda: metric(cb, PIPELINED) >= before + 2, 1, "C pipelined behind B")
+        for t in (ta, tb, tc):
+            t.join(TIMEOUT)
+            assert not t.is_alive()
+        print({k: (v[0], repr(v[1])) for k, v in out.items()})
+        # psycopg2 reports the connection closed, not the message (as without pipelining)
+        assert out["A"][0] == "error" and isinstance(out["A"][1], psycopg2.OperationalError), \
+            out["A"]
+        assert "pooler error: query_timeout" in cb.log_text()
+        assert out["B"] == ("ok", ("", "B")), out["B"]
+        assert out["C"] == ("ok", ("", "C")), out["C"]
+        for name in "BC":
+            cur = conns[name].cursor()
+            cur.execute("select %s", (name.lower(),))
+            assert cur.fetchone() == (name.lower(),)
+        fresh = pg2(cb)
+        cur = fresh.cursor()
+        cur.execute("select 'fresh'")
+        assert cur.fetchone() == ("fresh",)
+        fresh.close()
+    finally:
+        most = sampler.stop()
+        for c in conns.values():
+            c.close()
+    assert most <= 1, f"{most} upstream backends for a pool of 1"
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. the late-cancel race
+
+
+def test_late_cancel_never_fails_the_query_behind(cratebouncer, pg):
+    """Pool of 1, pipeline_max_query_time 2 s, 20 rounds: A runs pg_sleep(0.2), B's
+    pg_sleep(0.2) is pipelined behind it, and A is cancelled at a random moment between 0.1
+    and 0.3 s after it started (before, around or after its end). A gets its answer or
+    57014; B always gets its own answer (re-sent when the cancel came late and hit it)."""
+    ROUNDS = 20
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    warm(cb, ["select pg_sleep(0.01), 'w'"], times=4)
+    retries_before = metric(cb, RETRIES)
+    ca, cbb = pg2(cb), pg2(cb)
+    outcomes = []
+    not_pipelined = 0
+    try:
+        for rnd in range(ROUNDS):
+            out = {}
+
+            def run(name, conn, sql):
+                try:
+                    cur = conn.cursor()
+                    cur.execute(sql)
+                    out[name] = ("ok", cur.fetchone())
+                except Exception as e:  # examined below
+                    out[name] = ("error", e)
+
+            before = metric(cb, PIPELINED)
+            a_sql, b_sql = f"select pg_sleep(0.2), 'A{rnd}'", f"select pg_sleep(0.2), 'B{rnd}'"
+            started = time.monotonic()
+            ta = threading.Thread(target=run, args=("A", ca, a_sql))
+            ta.start()
+            time.sleep(0.03)
+            tb = threading.Thread(target=run, args=("B", cbb, b_sql))
+            tb.start()
+            # a cancel takes some 40 ms to reach the upstream (a new TLS connection), so
+            # from 0.1 s on it may come while A runs, around its end, during B or after it
+            delay = random.uniform(0.1, 0.3)
+            time.sleep(max(0.0, started + delay - time.monotonic()))
+            ca.cancel()
+            for t in (ta, tb):
+                t.join(TIMEOUT)
+                assert not t.is_alive()
+            if metric(cb, PIPELINED) < before + 1:
+                not_pipelined += 1
+            a, b = out["A"], out["B"]
+            outcomes.append((round(delay, 3), a[0], b[0]))
+            assert b == ("ok", ("", f"B{rnd}")), f"round {rnd} (cancel at {delay:.3f} s): B {b!r}"
+            assert a == ("ok", ("", f"A{rnd}")) or (
+                a[0] == "error" and isinstance(a[1], psycopg2.errors.QueryCanceled)), \
+                f"round {rnd}: A {a!r}"
+            time.sleep(0.05)  # the cancel connection done: the server may pipeline again
+    finally:
+        ca.close()
+        cbb.close()
+    retries = metric(cb, RETRIES) - retries_before
+    print(f"outcomes (cancel delay, A, B): {outcomes}")
+    print(f"pipeline retries: {retries:.0f}; A cancelled {sum(o[1] == 'error' for o in outcomes)}"
+          f" times; B not pipelined in {not_pipelined} rounds")
+    assert not_pipelined < ROUNDS, "B was never pipelined behind A: the race was not exercised"
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. pipeline_depth = 0
+
+
+def test_pipeline_depth_zero_turns_it_off(cratebouncer, pg):
+    """The load of the first test with pipeline_depth = 0: nothing is pipelined, every
+    answer is still right, and the pool of 2 is respected."""
+    fresh_table(pg, "pl_rows0", "t int, j int, v text")
+    no_crate_backends(pg)
+    cb = start(cratebouncer, pipeline_depth=0, pipeline_max_query_time=LOAD_MAX_QT)
+    warm(cb, [FAST % (1, 2, "'w'", 3), "insert into pl_rows0 values (-1, -1, 'warm')"])
+    pg.sql("delete from pl_rows0")
+    n, rounds = 30, 100
+    barrier = threading.Barrier(n, timeout=TIMEOUT * 2)
+    pids = run_threads(lambda t: fast_client(cb, t, rounds, barrier, inserts=True,
+                                             table="pl_rows0"), n)
+    assert len({p for ps in pids for p in ps}) <= POOL
+    assert metric(cb, PIPELINED) == 0, "queries pipelined with pipeline_depth = 0"
+    assert pg.sql("select count(*), count(distinct (t, j)) from pl_rows0") == [
+        (n * len(range(0, rounds, 4)),) * 2]
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. the admin console under pipelined load
+
+
+def test_admin_console_during_pipelined_load(cratebouncer, pg):
+    """SHOW POOLS, SERVERS and CLIENTS keep answering while 30 clients' queries are
+    pipelined on a pool of 2: one doc pool row counting all 30 clients, at most 2 servers,
+    30 doc clients; the daemon stays up."""
+    cb = start(cratebouncer, pipeline_max_query_time=LOAD_MAX_QT)
+    warm(cb, [FAST % (1, 2, "'w'", 3)])
+    before = metric(cb, PIPELINED)
+    adm = console(cb)
+    n = 30
+    connected = threading.Barrier(n + 1, timeout=TIMEOUT * 2)
+    finished = threading.Event()  # every client through its queries
+    release = threading.Event()  # the console checks are over: the clients may go
+    remaining = [n]
+    lock = threading.Lock()
+
+    def client(t):
+        conn = pg2(cb)
+        try:
+            cur = conn.cursor()
+            connected.wait()
+            for j in range(250):
+                cur.execute(FAST, (t, j, "c", t))
+                assert cur.fetchone()[:3] == (t, j, f"c-{t}")
+        finally:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    finished.set()
+            release.wait(CLIENT_TIMEOUT)  # stays connected until then
+            conn.close()
+
+    ex = ThreadPoolExecutor(max_workers=n)
+    futures = [ex.submit(client, t) for t in range(n)]
+    try:
+        connected.wait()
+        rounds = 0
+        states = set()
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        while (not finished.is_set() or rounds < 5) and time.monotonic() < deadline:
+            pool = doc_pool(adm)
+            assert pool["cl_active"] + pool["cl_waiting"] == n, pool
+            assert pool["sv_active"] + pool["sv_idle"] + pool["sv_used"] <= POOL, pool
+            servers = [s for s in show(adm, "SERVERS") if s["database"] == "doc"]
+            assert 1 <= len(servers) <= POOL, servers
+            states.update(s["state"] for s in servers)
+            clients = [c for c in show(adm, "CLIENTS") if c["database"] == "doc"]
+            assert len(clients) == n, f"{len(clients)} doc clients in SHOW CLIENTS"
+            rounds += 1
+        release.set()
+        for f in futures:
+            f.result(CLIENT_TIMEOUT)
+    finally:
+        release.set()
+        ex.shutdown(wait=True)
+    print(f"{rounds} console rounds, server states seen {states}, "
+          f"{metric(cb, PIPELINED) - before:.0f} pipelined")
+    assert "active" in states
+    assert metric(cb, PIPELINED) > before, "no query was pipelined"
+    assert cb.proc.poll() is None
+    check_log(cb)
