@@ -27,6 +27,7 @@
 #include "log.h"
 #include "pgproto.h"
 #include "pipeline.h"
+#include "prepared.h"
 #include "relay.h"
 #include "scram.h"
 #include "server.h"
@@ -517,6 +518,77 @@ void client_linked(struct client *c, struct server *sv)
 	}
 }
 
+/* The text of a C string field at p within end, or NULL when it is not terminated. */
+static const char *field(const uint8_t *p, const uint8_t *end, size_t *len)
+{
+	const uint8_t *z = memchr(p, 0, (size_t)(end - p));
+
+	if (!z)
+		return NULL;
+	*len = (size_t)(z - p);
+	return (const char *)p;
+}
+
+/* An extended-protocol group that runs as one implicit transaction: Parse, Bind, Describe
+ * and Execute messages ending with its only Sync, every statement it binds autocommit. */
+static uint64_t extended_shape(struct client *c, const uint8_t *p, size_t len)
+{
+	const char *sql = NULL, *pname = NULL;
+	size_t sqlen = 0, n;
+	bool executed = false;
+
+	while (len >= PG_HDR_LEN) {
+		uint32_t mlen = pg_get_u32(p + 1);
+		if (mlen < 4 || (size_t)mlen + 1 > len)
+			return 0;
+		const uint8_t *body = p + PG_HDR_LEN, *end = p + 1 + mlen;
+		const char *name, *text;
+		switch (p[0]) {
+		case 'P': {
+			size_t tl;
+			if (!(name = field(body, end, &n)) ||
+			    !(text = field(body + n + 1, end, &tl)) || !sp_autocommit_statement(text, tl))
+				return 0;
+			pname = name;
+			if (!sql)
+				sql = text, sqlen = tl;
+			break;
+		}
+		case 'B': {
+			const char *portal = field(body, end, &n), *stmt;
+			size_t sl;
+			if (!portal || !(stmt = field(body + n + 1, end, &sl)))
+				return 0;
+			if (!pname || strcmp(stmt, pname) != 0) {
+				/* a statement prepared before: its text from the client's names */
+				size_t bl;
+				struct ps_stmt *st = sl ? ps_map_get(c->rl.names, stmt) : NULL;
+				const uint8_t *b = st ? ps_body(st, &bl) : NULL;
+				if (!b || !(text = field(b, b + bl, &n)) || !sp_autocommit_statement(text, n))
+					return 0;
+				if (!sql)
+					sql = text, sqlen = n;
+			}
+			break;
+		}
+		case 'D':
+			break;
+		case 'E':
+			executed = true;
+			break;
+		case 'S':
+			if ((size_t)mlen + 1 != len || !executed || !sql)
+				return 0;
+			return pl_shape(sql, sqlen, (uint64_t)(uintptr_t)c->node.pool);
+		default:
+			return 0;	/* Close, Flush, ...: not pipelined */
+		}
+		p += mlen + 1;
+		len -= mlen + 1;
+	}
+	return 0;
+}
+
 uint64_t client_pipe_shape(struct client *c)
 {
 	struct evbuffer *in = sio_input(c->bev);
@@ -524,13 +596,18 @@ uint64_t client_pipe_shape(struct client *c)
 	uint8_t hdr[PG_HDR_LEN];
 
 	if (len < PG_HDR_LEN + 1 || len > PIPE_QUERY_MAX || c->rl.pass ||
-	    evbuffer_copyout(in, hdr, PG_HDR_LEN) != PG_HDR_LEN || hdr[0] != 'Q' ||
-	    (size_t)pg_get_u32(hdr + 1) + 1 != len)
+	    evbuffer_copyout(in, hdr, PG_HDR_LEN) != PG_HDR_LEN)
 		return 0;
-	const char *msg = (const char *)evbuffer_pullup(in, -1);
-	if (!msg || !sp_autocommit_statement(msg + PG_HDR_LEN, len - PG_HDR_LEN - 1))
+	const uint8_t *msg = evbuffer_pullup(in, -1);
+	if (!msg)
 		return 0;
-	return pl_shape(msg + PG_HDR_LEN, len - PG_HDR_LEN - 1, (uint64_t)(uintptr_t)c->node.pool);
+	if (hdr[0] != 'Q')
+		return c->node.pool->rl.rename ? extended_shape(c, msg, len) : 0;
+	if ((size_t)pg_get_u32(hdr + 1) + 1 != len ||
+	    !sp_autocommit_statement((const char *)msg + PG_HDR_LEN, len - PG_HDR_LEN - 1))
+		return 0;
+	return pl_shape((const char *)msg + PG_HDR_LEN, len - PG_HDR_LEN - 1,
+			(uint64_t)(uintptr_t)c->node.pool);
 }
 
 bool client_piped(struct client *c, struct server *sv, uint64_t shape)

@@ -32,7 +32,8 @@ void client_server_lost(struct client *c, const char *sqlstate, const char *msg)
 /* Transaction pooling: the server went back to the pool; the client is idle. */
 void client_unlinked(struct client *c);
 /* Pipelining (see server.h): the shape of its input when that is exactly one autocommit
- * Query of at most PIPE_QUERY_MAX bytes, else 0. */
+ * Query, or one extended-protocol group (Parse/Bind/Describe/Execute, one Sync at the
+ * end) of such statements, of at most PIPE_QUERY_MAX bytes; else 0. */
 #define PIPE_QUERY_MAX 8192
 uint64_t client_pipe_shape(struct client *c);
 /* Sends its Query behind another client's on sv; false when it cannot go there. */

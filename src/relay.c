@@ -709,9 +709,11 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			s->pass -= (uint32_t)n;
 			continue;
 		}
-		if (c && s->qlen && is_fake(head(s)->kind)) {
+		if (s->qlen && is_fake(head(s)->kind)) {
+			/* the relay's own answers, in their place (dropped with the rest when
+			 * nobody is linked: a pipelined client that left) */
 			flush(in, c ? to_client : NULL, &acc);
-			if (rl_flush_fakes(s, to_client) && ready)
+			if (rl_flush_fakes(s, to_client) && ready && c)
 				ready(arg, s->status);
 			continue;
 		}

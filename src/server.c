@@ -46,6 +46,7 @@ struct pipe_entry {
 	uint8_t *q;		/* a copy of its Query message: sent again if a cancel meant
 				 * for another query hits it */
 	uint32_t qlen;
+	uint16_t items;		/* the relay's request items it added (answers to come) */
 	bool cancel;		/* its client asked to cancel it before it ran */
 };
 
@@ -81,6 +82,7 @@ struct server {
 	 * in turn (pipe_next). */
 	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for retried ones */
 	uint8_t npipe;
+	unsigned pipe_items;		/* the relay's request items of the entries in pipe[] */
 	uint8_t exposed;		/* queries from the next head on that a cancel sent
 					 * for an earlier one may hit: their answers are held */
 	bool pipe_ok;			/* others may be pipelined behind the linked client */
@@ -113,7 +115,7 @@ static void server_return(struct server *sv);
 static void note_time(struct server *sv);
 static void drop_pipe(struct server *sv, const char *reason);
 static bool held_canceled(struct server *sv);
-static bool send_query(struct server *sv, struct client *c, struct evbuffer *buf);
+static int send_query(struct server *sv, struct client *c, struct evbuffer *buf);
 static void pipe_next(struct server *sv, bool retry);
 
 /* Scratch buffer between the relay and the sockets; empty between calls. */
@@ -795,10 +797,12 @@ static void entry_clear(struct pipe_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/* Sends a client's Query (whole, in buf) through the relay; false if the relay failed
- * (out of memory: the request queue no longer matches, the server must go). */
-static bool send_query(struct server *sv, struct client *c, struct evbuffer *buf)
+/* Sends a client's Query or extended-protocol group (whole, in buf) through the relay:
+ * the number of request items it added, or -1 if the relay failed (out of memory: the
+ * request queue no longer matches, the server must go). */
+static int send_query(struct server *sv, struct client *c, struct evbuffer *buf)
 {
+	size_t before = rl_pending(&sv->rl);
 	struct evbuffer *out = scratch();
 	const char *err = NULL;
 
@@ -807,7 +811,7 @@ static bool send_query(struct server *sv, struct client *c, struct evbuffer *buf
 	size_t n = evbuffer_get_length(out);
 	sv->node.pool->stats.bytes_received += n;
 	server_send(sv, out, n);
-	return r == RL_OK;
+	return r == RL_OK ? (int)(rl_pending(&sv->rl) - before) : -1;
 }
 
 /* A cancel sent for this session may still hit the query that runs next. */
@@ -835,6 +839,7 @@ static bool held_canceled(struct server *sv)
 
 static void pipe_append(struct server *sv, struct client *c, struct pipe_entry *e)
 {
+	sv->pipe_items += e->items;
 	sv->pipe[sv->npipe++] = *e;
 	memset(e, 0, sizeof(*e));
 	sv->pipe[sv->npipe - 1].c = c;
@@ -847,7 +852,9 @@ static bool resend_head(struct server *sv, struct client *c)
 	bool ok = b && evbuffer_add(b, sv->head.q, sv->head.qlen) == 0;
 
 	if (ok) {
-		ok = send_query(sv, c, b);
+		int items = send_query(sv, c, b);
+		ok = items >= 0;
+		sv->head.items = (uint16_t)(ok ? items : 0);
 		sv->ready = true;
 		server_note_sent(sv);
 	}
@@ -869,6 +876,7 @@ static void pipe_next(struct server *sv, bool retry)
 	}
 	entry_clear(&sv->head);
 	sv->head = sv->pipe[0];
+	sv->pipe_items -= sv->head.items;
 	memmove(sv->pipe, sv->pipe + 1, (size_t)(sv->npipe - 1) * sizeof(sv->pipe[0]));
 	memset(&sv->pipe[--sv->npipe], 0, sizeof(sv->pipe[0]));
 	sv->client = sv->head.c;
@@ -901,7 +909,7 @@ bool server_pipe_accepts(const struct server *sv, uint64_t now)
 	 * server's old ones until its answers come */
 	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
 	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed && !sv->rl.replay_mask &&
-	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->npipe &&
+	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pipe_items &&
 	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
 	       sv->gen == sv->node.pool->gen && !server_expired(sv);
 }
@@ -915,16 +923,17 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 {
 	struct evbuffer *in = client_input(c);
 	size_t len = evbuffer_get_length(in);
-	struct pipe_entry e = { NULL, shape, malloc(len), (uint32_t)len, false };
+	struct pipe_entry e = { NULL, shape, malloc(len), (uint32_t)len, 0, false };
 
 	if (!e.q || !sp_same(&sv->rl.params, &client_relay(c)->params)) {
 		free(e.q);
 		return false;
 	}
 	evbuffer_copyout(in, e.q, len);
-	bool sent = send_query(sv, c, in);
+	int items = send_query(sv, c, in);
+	e.items = (uint16_t)(items > 0 ? items : 0);
 	pipe_append(sv, c, &e);
-	if (!sent) {
+	if (items < 0) {
 		server_close(sv, "out of memory");
 		return true;	/* c has been told (server_close fails every pipelined client) */
 	}
@@ -1020,6 +1029,7 @@ static void drop_pipe(struct server *sv, const char *reason)
 	}
 	sv->client = NULL;
 	sv->head_gone = false;
+	sv->pipe_items = 0;
 	while (sv->npipe > 0) {
 		struct pipe_entry *e = &sv->pipe[--sv->npipe];
 		struct client *c = e->c;
@@ -1062,7 +1072,7 @@ static void after_input(struct server *sv)
 			return;
 		}
 	}
-	size_t behind = sv->npipe;
+	size_t behind = sv->pipe_items;
 	if (!rl_idle_ahead(&sv->rl, c ? client_relay(c) : NULL, behind)) {
 		if (behind && sv->rl.status != 'I' && rl_pending(&sv->rl) <= behind) {
 			/* cannot happen with the queries let in; the next client's query must
@@ -1097,7 +1107,7 @@ static void after_input(struct server *sv)
 			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
 		}
 	}
-	if (behind && sv->pipe_changed) {
+	if (sv->npipe && sv->pipe_changed) {
 		log_warn("S-%p: a query changed a session setting with other clients' queries "
 			 "pipelined behind it; closing the connection", (void *)sv);
 		if (c) {
@@ -1110,7 +1120,7 @@ static void after_input(struct server *sv)
 		return;
 	}
 	sv->pipe_changed = false;
-	if (behind) {
+	if (sv->npipe) {
 		pipe_next(sv, retry);
 		return;
 	}
