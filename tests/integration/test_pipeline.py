@@ -837,6 +837,91 @@ def test_late_cancel_never_fails_the_query_behind(cratebouncer, pg):
 
 
 # ---------------------------------------------------------------------------------------------
+# 5b. the extended protocol
+
+
+@pytest.mark.parametrize("prepare", [False, True], ids=["unnamed", "named"])
+def test_extended_protocol_clients_get_their_own_answers(cratebouncer, pg, prepare):
+    """30 psycopg 3 threads on a pool of 2 with parameterized queries: unnamed, each one
+    Parse/Bind/Describe/Execute/Sync; named (prepare=True), Bind/Execute/Sync of a statement
+    prepared once. Each asserts its own answers, now and then an error (the group's Sync
+    ends it); such groups are pipelined and no more than 2 upstream backends are used."""
+    cb = start(cratebouncer, pipeline_max_query_time=LOAD_MAX_QT)
+    no_crate_backends(pg)
+    sampler = BackendSampler(pg)
+    before = metric(cb, PIPELINED)
+
+    def client(t):
+        with psycopg.connect(cb.conninfo(), autocommit=True) as conn:
+            for j in range(150):
+                row = conn.execute("select %s::int, %s::int, %s::text || '-' || %s::text",
+                                   (t, j, f"t{t}", str(j)), prepare=prepare).fetchone()
+                assert row == (t, j, f"t{t}-{j}"), f"client {t} round {j} got {row}"
+                if j % 30 == 11:
+                    with pytest.raises(psycopg.errors.DivisionByZero):
+                        conn.execute("select %s::int / 0", (j,), prepare=prepare)
+        return t
+
+    try:
+        assert run_threads(client, 30) == list(range(30))
+    finally:
+        peak = sampler.stop()
+    assert peak <= POOL, f"{peak} upstream backends for a pool of {POOL}"
+    assert metric(cb, PIPELINED) > before, "no extended-protocol group was pipelined"
+    check_log(cb)
+
+
+def test_asyncpg_statement_cache_pipelined(cratebouncer, pg):
+    """asyncpg (named statements from its cache: Bind/Execute/Sync) with 24 connections on a
+    pool of 2: every fetch returns its own values, and transactions of other connections
+    stay whole."""
+    asyncpg = pytest.importorskip("asyncpg")
+    import asyncio
+
+    cb = start(cratebouncer, pipeline_max_query_time=LOAD_MAX_QT)
+    fresh_table(pg, "pipe_async", "k int primary key, v text")
+    before = metric(cb, PIPELINED)
+
+    async def main():
+        kw = dict(host=cb.host, port=cb.port, user="crate", database="doc", ssl=False,
+                  timeout=TIMEOUT)
+        conns = [await asyncpg.connect(**kw) for _ in range(24)]
+
+        async def fast(t, conn):
+            for j in range(120):
+                row = await conn.fetchrow("select $1::int as a, $2::text as b", t, f"{t}.{j}")
+                assert (row["a"], row["b"]) == (t, f"{t}.{j}"), (t, j, row)
+
+        async def writer(t, conn):
+            for j in range(20):
+                async with conn.transaction():
+                    await conn.execute("insert into pipe_async values ($1, $2)", t * 100 + j, "x")
+                    n = await conn.fetchval("select count(*) from pipe_async where k = $1",
+                                            t * 100 + j)
+                    assert n == 1
+                try:
+                    async with conn.transaction():
+                        await conn.execute("insert into pipe_async values ($1, $2)",
+                                           t * 100 + 50 + j, "gone")
+                        raise RuntimeError("roll back")
+                except RuntimeError:
+                    pass
+
+        try:
+            await asyncio.gather(*(fast(t, c) for t, c in enumerate(conns[:20])),
+                                 *(writer(t, c) for t, c in enumerate(conns[20:])))
+        finally:
+            for c in conns:
+                await c.close()
+
+    asyncio.run(asyncio.wait_for(main(), CLIENT_TIMEOUT))
+    rows = pg.sql("select k, v from pipe_async order by k")
+    assert rows == [(t * 100 + j, "x") for t in range(4) for j in range(20)], rows[:10]
+    assert metric(cb, PIPELINED) > before, "no asyncpg query was pipelined"
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. pipeline_depth = 0
 
 
