@@ -41,7 +41,7 @@ uint64_t pl_shape(const char *sql, size_t len, uint64_t salt)
 			continue;
 		}
 		if (c == '-' && p + 1 < end && p[1] == '-') {
-			while (p < end && *p != '\n')
+			while (p < end && *p != '\n' && *p != '\r')
 				p++;
 			space = true;
 			continue;

@@ -48,6 +48,7 @@ struct pipe_entry {
 	uint32_t qlen;
 	uint16_t items;		/* the relay's request items it added (answers to come) */
 	bool cancel;		/* its client asked to cancel it before it ran */
+	bool retried;		/* sent again once already */
 };
 
 struct server {
@@ -95,6 +96,9 @@ struct server {
 	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
 	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
 	bool pipe_changed;		/* a setting changed with queries pipelined behind */
+	bool gone_cancelled;		/* the departed head's query was cancelled */
+	uint64_t head_bytes;		/* of the linked client's answer so far */
+	uint64_t paused_since;		/* reading paused for the linked client's full output */
 	bool tls_done, dns_done, crate, paused, login_done;
 };
 
@@ -274,10 +278,12 @@ void server_pause_read(struct server *sv, bool pause)
 	if (!sv->bev || sv->paused == pause)
 		return;
 	sv->paused = pause;
-	if (pause)
+	if (pause) {
+		sv->paused_since = now_usec();
 		sio_disable(sv->bev, EV_READ);
-	else
+	} else {
 		sio_enable(sv->bev, EV_READ);
+	}
 }
 
 void server_launch(struct pool *pool, int host)
@@ -770,6 +776,7 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 			sv->pipe_changed = true;
 		}
 		size_t n = evbuffer_get_length(out);
+		sv->head_bytes += n;
 		if (c && n && sv->held) {
 			/* exposed to a late cancel: passed once it is known not to be hit */
 			evbuffer_remove_buffer(out, sv->hold, n);
@@ -814,6 +821,24 @@ static int send_query(struct server *sv, struct client *c, struct evbuffer *buf)
 	return r == RL_OK ? (int)(rl_pending(&sv->rl) - before) : -1;
 }
 
+/* The held answer goes to its client after all. */
+static void pass_held(struct server *sv, struct client *c)
+{
+	size_t n = evbuffer_get_length(sv->hold);
+
+	sv->node.pool->stats.bytes_sent += n;
+	client_send(c, sv->hold, n);
+}
+
+/* A safety close: what is still queued for the upstream (pipelined queries of clients
+ * that will be told the connection failed) is dropped, not sent. */
+static void close_discarding(struct server *sv, const char *reason)
+{
+	if (sv->bev)
+		evbuffer_drain(sio_output(sv->bev), evbuffer_get_length(sio_output(sv->bev)));
+	server_close(sv, reason);
+}
+
 /* A cancel sent for this session may still hit the query that runs next. */
 static bool exposed_now(const struct server *sv)
 {
@@ -821,7 +846,8 @@ static bool exposed_now(const struct server *sv)
 	       (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC);
 }
 
-/* An ErrorResponse 57014 for a cancel request (not statement_timeout) in a held answer. */
+/* An ErrorResponse 57014 (query canceled; the message is translated, so any) in a held
+ * answer. A statement_timeout also gives 57014: such a query runs at most once more. */
 static bool held_canceled(struct server *sv)
 {
 	size_t len = evbuffer_get_length(sv->hold);
@@ -831,8 +857,7 @@ static bool held_canceled(struct server *sv)
 	struct pg_error e;
 
 	while (p && pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
-		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 &&
-		    strcmp(e.code, "57014") == 0 && strstr(e.message, "user request"))
+		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 && strcmp(e.code, "57014") == 0)
 			return true;
 	return false;
 }
@@ -870,9 +895,10 @@ static void pipe_next(struct server *sv, bool retry)
 {
 	struct client *old = sv->head_gone ? NULL : sv->client;
 
-	if (retry && old && resend_head(sv, old)) {
+	if (retry && old) {
+		/* sent again already (after_input): it waits behind the others */
 		pipe_append(sv, old, &sv->head);
-		old = NULL;	/* stays linked to this server, behind the others */
+		old = NULL;
 	}
 	entry_clear(&sv->head);
 	sv->head = sv->pipe[0];
@@ -882,6 +908,8 @@ static void pipe_next(struct server *sv, bool retry)
 	sv->client = sv->head.c;
 	sv->head_gone = sv->client == NULL;
 	sv->head_direct = false;
+	sv->head_bytes = 0;
+	sv->gone_cancelled = false;
 	sv->held = exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
 	if (sv->exposed)
 		sv->exposed--;
@@ -909,7 +937,8 @@ bool server_pipe_accepts(const struct server *sv, uint64_t now)
 	 * server's old ones until its answers come */
 	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
 	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed && !sv->rl.replay_mask &&
-	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pipe_items &&
+	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pipe_items && !sv->rl.tainted &&
+	       sv->head_bytes < PIPE_HEAD_BYTES &&
 	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
 	       sv->gen == sv->node.pool->gen && !server_expired(sv);
 }
@@ -923,7 +952,7 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 {
 	struct evbuffer *in = client_input(c);
 	size_t len = evbuffer_get_length(in);
-	struct pipe_entry e = { NULL, shape, malloc(len), (uint32_t)len, 0, false };
+	struct pipe_entry e = { NULL, shape, malloc(len), (uint32_t)len, 0, false, false };
 
 	if (!e.q || !sp_same(&sv->rl.params, &client_relay(c)->params)) {
 		free(e.q);
@@ -982,6 +1011,7 @@ void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok)
 	sv->head.c = sv->client;
 	sv->head.shape = shape;
 	sv->head_direct = true;
+	sv->head_bytes = 0;
 	sv->pipe_ok = pipe_ok;
 	sv->progress = now_usec();
 }
@@ -1059,6 +1089,7 @@ static void after_input(struct server *sv)
 			return;
 		}
 		sv->idle_since = now_usec();
+		sv->ready = true;
 		pool_server_idle(sv);
 		return;
 	}
@@ -1078,7 +1109,7 @@ static void after_input(struct server *sv)
 			/* cannot happen with the queries let in; the next client's query must
 			 * never run inside this transaction */
 			log_error("S-%p: a pipelined query left a transaction open", (void *)sv);
-			server_close(sv, "a pipelined query left a transaction open");
+			close_discarding(sv, "a pipelined query left a transaction open");
 			return;
 		}
 		if (c && client_output_full(c))
@@ -1086,46 +1117,47 @@ static void after_input(struct server *sv)
 		return;
 	}
 	/* the linked client's answer is complete */
-	bool retry = false;
-	if (sv->held) {
-		sv->held = false;
-		if (c && !sv->head.cancel && held_canceled(sv) && sv->head.q &&
-		    sv->npipe < PIPE_MAX + 4) {
-			/* a cancel meant for an earlier query hit this one: it goes again, and
-			 * the cancel is spent */
-			retry = true;
-			sv->exposed = 0;
-			sv->node.pool->stats.pipeline_retry_count++;
-			log_debug("S-%p: a late cancel hit a pipelined query; sending it again",
-				  (void *)sv);
-			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
-		} else if (c) {
-			size_t n = evbuffer_get_length(sv->hold);
-			sv->node.pool->stats.bytes_sent += n;
-			client_send(c, sv->hold, n);
-		} else {
-			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
-		}
-	}
 	if (sv->npipe && sv->pipe_changed) {
 		log_warn("S-%p: a query changed a session setting with other clients' queries "
 			 "pipelined behind it; closing the connection", (void *)sv);
 		if (c) {
 			/* its own answer is complete: it keeps its session */
+			if (sv->held)
+				pass_held(sv, c);
 			sv->client = NULL;
 			client_unlinked(c);
 			client_resume(c);
 		}
-		server_close(sv, "a query changed a session setting with others pipelined behind it");
+		close_discarding(sv, "a query changed a session setting with others pipelined behind it");
 		return;
 	}
 	sv->pipe_changed = false;
+	bool retry = false;
+	if (sv->held) {
+		sv->held = false;
+		if (c && !sv->head.cancel && !sv->head.retried && sv->head.q &&
+		    sv->npipe < PIPE_MAX + 4 && held_canceled(sv) && resend_head(sv, c)) {
+			/* a cancel meant for an earlier query hit this one: it went again, and
+			 * the cancel is spent */
+			retry = true;
+			sv->head.retried = true;
+			sv->exposed = 0;
+			sv->node.pool->stats.pipeline_retry_count++;
+			log_debug("S-%p: a late cancel hit a pipelined query; sent it again",
+				  (void *)sv);
+			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+		} else if (c) {
+			pass_held(sv, c);
+		} else {
+			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+		}
+	}
 	if (sv->npipe) {
 		pipe_next(sv, retry);
 		return;
 	}
-	if (retry && resend_head(sv, c))
-		return;
+	if (retry)
+		return;	/* it stays linked: its query went again */
 	sv->exposed = 0;
 	if (!c) {
 		/* the linked client left and nothing is behind: back to the pool */
@@ -1213,6 +1245,8 @@ static void server_return(struct server *sv)
 		return;
 	}
 	sv->park = false;
+	sv->ready = true;	/* a dropped answer's ReadyForQuery counted too: the next
+				 * client's query times from its own start */
 	if (server_expired(sv)) {
 		server_close(sv, "server_lifetime reached");
 		return;
@@ -1284,11 +1318,26 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	struct client *c = sv->client;
 
 	if (!c) {
-		/* a head that left (query_timeout cancelled it): if the cancel did not end
-		 * its query, the clients behind it are not left waiting for ever */
-		if (sv->head_gone && cfg->query_timeout > 0 && !sv->ready &&
-		    now - sv->query_start > (uint64_t)((cfg->query_timeout + 5) * 1e6))
-			server_close(sv, "query_timeout: a cancelled query did not end");
+		if (!sv->head_gone || !sv->npipe || sv->ready)
+			return;
+		/* the query of a client that left holds others' queries: cancelled once it has
+		 * run for a second (a short write finishes by itself) */
+		if (!sv->gone_cancelled && now - sv->query_start > PIPE_GONE_CANCEL_USEC) {
+			sv->gone_cancelled = true;
+			if (sv->npipe > sv->exposed)
+				sv->exposed = sv->npipe;
+			sv->head.cancel = true;
+			server_cancel(sv);
+		}
+		/* if the cancel did not end it, the clients behind are not left waiting */
+		if (now - sv->query_start > PIPE_GONE_CANCEL_USEC + PIPE_STUCK_USEC)
+			server_close(sv, "a cancelled query of a departed client did not end");
+		return;
+	}
+	if (sv->npipe && sv->paused && now - sv->paused_since > PIPE_STUCK_USEC) {
+		/* it does not read its answer while other clients' queries wait behind it */
+		client_fail(c, "08006", "the client did not read its answer for %d s while other "
+			    "clients' queries waited behind it", (int)(PIPE_STUCK_USEC / 1000000));
 		return;
 	}
 	if (cfg->query_timeout > 0 && !sv->ready &&

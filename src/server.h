@@ -42,6 +42,10 @@ void server_close(struct server *sv, const char *reason);
 #define PIPE_MAX 16
 #define HOLD_MAX (1 << 20)	/* an exposed answer held up to this, then passed */
 #define CANCEL_GRACE_USEC 100000	/* after a cancel, pipelined queries are exposed */
+#define PIPE_HEAD_BYTES 65536		/* not behind an answer already this long */
+#define PIPE_GONE_CANCEL_USEC 1000000	/* a departed client's query holding others: cancelled */
+#define PIPE_STUCK_USEC 10000000	/* a client not reading its answer while others wait
+					 * behind it is disconnected after this */
 /* sv's linked client runs such a query and pipeline_depth is not reached. */
 bool server_pipe_accepts(const struct server *sv, uint64_t now);
 int server_pipe_depth(const struct server *sv);

@@ -247,7 +247,8 @@ static const char *skip_ws(const char *p, const char *end)
 		while (p < end && isspace((unsigned char)*p))
 			p++;
 		if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-			while (p < end && *p != '\n')
+			/* PostgreSQL ends a -- comment at CR as well as at LF */
+			while (p < end && *p != '\n' && *p != '\r')
 				p++;
 		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
 			p = comment_end(p, end);
@@ -294,8 +295,8 @@ const char *sp_next_statement(const char *p, const char *end)
 			const char *e = memchr(p + 1, c, (size_t)(end - p - 1));
 			p = e ? e + 1 : end;
 		} else if (c == '-' && p + 1 < end && p[1] == '-') {
-			const char *e = memchr(p, '\n', (size_t)(end - p));
-			p = e ? e + 1 : end;
+			while (p < end && *p != '\n' && *p != '\r')
+				p++;
 		} else if (c == '/' && p + 1 < end && p[1] == '*') {
 			p = comment_end(p, end);
 		} else if (c == '$' && (p == start || !ident_char(p[-1])) &&

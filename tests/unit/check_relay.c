@@ -400,6 +400,10 @@ START_TEST(test_pipeline_statements)
 	ck_assert(!autocommit("SELECT $1$; BEGIN; SELECT $1$"));
 	ck_assert(!autocommit("/* /* */ SELECT 1 */ BEGIN"));
 	ck_assert(autocommit("SELECT 1 /* /* */ ; BEGIN */"));	/* all one comment */
+	/* a -- comment ends at CR too */
+	ck_assert(!autocommit("SELECT 1 --x\r; SET search_path = evil"));
+	ck_assert(!autocommit("SELECT 1; --x\rBEGIN"));
+	ck_assert(autocommit("SELECT 1 --x; BEGIN"));
 	ck_assert(autocommit("SELECT $x$;$x$, $$;$$"));
 	ck_assert(!autocommit("SELECT pg_catalog.SET_CONFIG('a.b', 'c', false)"));
 	ck_assert(!autocommit(""));
