@@ -922,6 +922,56 @@ def test_asyncpg_statement_cache_pipelined(cratebouncer, pg):
 
 
 # ---------------------------------------------------------------------------------------------
+# 5c. a client that holds others up
+
+
+def test_head_not_reading_does_not_hold_others_for_ever(cratebouncer, pg):
+    """Pool of 1, pipeline_max_query_time 2 s. A's query (a shape learned as fast) sleeps
+    0.3 s and then returns ~200 MB, and A never reads; B's SELECT is pipelined behind it.
+    After 10 s of A not reading, A is disconnected (its error is queued behind its unread
+    answer) and B gets its answer; the daemon goes on serving."""
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    big = ("select case when g = 1 then pg_sleep({s}) end, repeat('x', {n}) "
+           "from generate_series(1, {rows}) g")
+    warm(cb, [big.format(s=0, n=1, rows=1), "select 1 + 1, 2"])
+    a = RawConn(cb.host, cb.port, timeout=30).login("crate", "doc")
+    a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    b = RawConn(cb.host, cb.port, timeout=30).login("crate", "doc")
+    before = metric(cb, PIPELINED)
+    a.send(qmsg(big.format(s=0.3, n=100000, rows=2000)))
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    b.send(qmsg("select 41 + 1, 2"))
+    assert read_answer(b) == [["42", "2"]]
+    waited = time.monotonic() - t0
+    assert metric(cb, PIPELINED) > before, "B was not pipelined behind A"
+    assert waited < 25, f"B waited {waited:.1f} s"
+    wait_until(lambda: "did not read its answer" in cb.log_text(), 5, "A disconnected")
+    a.close()
+    with pg2(cb) as conn:
+        cur = conn.cursor()
+        cur.execute("select 7")
+        assert cur.fetchone() == (7,)
+    check_log(cb)
+
+
+def test_comment_ending_at_cr_hides_no_statement(cratebouncer, pg):
+    """A query whose -- comment ends at a CR (PostgreSQL ends it there) and hides a SET is
+    not pipelined: the client queued after it never runs with that setting."""
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    warm(cb, ["select pg_sleep(0)", "select current_setting('search_path')"])
+    a = RawConn(cb.host, cb.port).login("crate", "doc")
+    b = RawConn(cb.host, cb.port).login("crate", "doc")
+    for _ in range(5):
+        a.send(qmsg("select pg_sleep(0.2) --x\r; set search_path = evil"))
+        time.sleep(0.05)
+        b.send(qmsg("select current_setting('search_path')"))
+        assert read_answer(b) == [['"$user", public']]
+        read_answer(a)   # one ReadyForQuery for both statements
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. pipeline_depth = 0
 
 
