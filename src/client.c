@@ -533,8 +533,9 @@ static const char *field(const uint8_t *p, const uint8_t *end, size_t *len)
  * and Execute messages ending with its only Sync, every statement it binds autocommit. */
 static uint64_t extended_shape(struct client *c, const uint8_t *p, size_t len)
 {
-	const char *sql = NULL, *pname = NULL;
-	size_t sqlen = 0, n;
+	const char *pname = NULL;
+	uint64_t shape = 0, salt = (uint64_t)(uintptr_t)c->node.pool;
+	size_t n;
 	bool executed = false;
 
 	while (len >= PG_HDR_LEN) {
@@ -550,8 +551,8 @@ static uint64_t extended_shape(struct client *c, const uint8_t *p, size_t len)
 			    !(text = field(body + n + 1, end, &tl)) || !sp_autocommit_statement(text, tl))
 				return 0;
 			pname = name;
-			if (!sql)
-				sql = text, sqlen = tl;
+			/* every statement of the group makes its shape */
+			shape = shape * 0x9e3779b97f4a7c15ULL + pl_shape(text, tl, salt);
 			break;
 		}
 		case 'B': {
@@ -566,20 +567,24 @@ static uint64_t extended_shape(struct client *c, const uint8_t *p, size_t len)
 				const uint8_t *b = st ? ps_body(st, &bl) : NULL;
 				if (!b || !(text = field(b, b + bl, &n)) || !sp_autocommit_statement(text, n))
 					return 0;
-				if (!sql)
-					sql = text, sqlen = n;
+				shape = shape * 0x9e3779b97f4a7c15ULL + pl_shape(text, n, salt);
 			}
 			break;
 		}
 		case 'D':
+			/* as the relay checks it: a kind byte and a name ending the message */
+			if (mlen - 4 < 2 || memchr(body + 1, 0, mlen - 5) != end - 1)
+				return 0;
 			break;
 		case 'E':
+			if (!field(body, end, &n))
+				return 0;
 			executed = true;
 			break;
 		case 'S':
-			if ((size_t)mlen + 1 != len || !executed || !sql)
+			if ((size_t)mlen + 1 != len || !executed || !shape)
 				return 0;
-			return pl_shape(sql, sqlen, (uint64_t)(uintptr_t)c->node.pool);
+			return shape;
 		default:
 			return 0;	/* Close, Flush, ...: not pipelined */
 		}
@@ -603,7 +608,7 @@ uint64_t client_pipe_shape(struct client *c)
 		return 0;
 	if (hdr[0] != 'Q')
 		return c->node.pool->rl.rename ? extended_shape(c, msg, len) : 0;
-	if ((size_t)pg_get_u32(hdr + 1) + 1 != len ||
+	if ((size_t)pg_get_u32(hdr + 1) + 1 != len || msg[len - 1] != 0 ||
 	    !sp_autocommit_statement((const char *)msg + PG_HDR_LEN, len - PG_HDR_LEN - 1))
 		return 0;
 	return pl_shape((const char *)msg + PG_HDR_LEN, len - PG_HDR_LEN - 1,

@@ -77,6 +77,8 @@ static void pop(struct rl_server *s)
 {
 	struct rl_item *it = &s->q[s->qhead];
 
+	if ((it->kind == RQ_PARSE || it->kind == RQ_PARSE_DROP) && it->st)
+		s->parses--;
 	ps_unref(it->st);
 	it->st = NULL;
 	s->qhead = (s->qhead + 1) % s->qcap;
@@ -107,6 +109,11 @@ size_t rl_server_prepared(const struct rl_server *s)
 size_t rl_pending(const struct rl_server *s)
 {
 	return s->qlen;
+}
+
+size_t rl_parses_pending(const struct rl_server *s)
+{
+	return s->parses;
 }
 
 bool rl_quiet(const struct rl_server *s, const struct rl_client *c)
@@ -141,6 +148,8 @@ static int push(struct rl_server *s, int kind, struct ps_stmt *st)
 		s->qcap = cap;
 	}
 	struct rl_item *it = &s->q[(s->qhead + s->qlen) % s->qcap];
+	if ((kind == RQ_PARSE || kind == RQ_PARSE_DROP) && st)
+		s->parses++;	/* a named statement others may come to rely on */
 	it->kind = (uint8_t)kind;
 	it->st = st;
 	if (st)
@@ -179,7 +188,7 @@ static int prepare_on(struct rl_server *s, const struct rl_opts *o, struct ps_st
 		put_hdr(out, 'C', 1 + strlen(en) + 1);
 		evbuffer_add(out, "S", 1);
 		evbuffer_add(out, en, strlen(en) + 1);
-		int rc = push(s, RQ_CLOSE_DROP, NULL);
+		int rc = push(s, RQ_CLOSE_DROP, ev);	/* skipped after an error: it stays */
 		ps_unref(ev);
 		if (rc < 0)
 			return -1;
@@ -668,8 +677,13 @@ static void skip_to_sync(struct rl_server *s)
 	struct rl_item *it;
 
 	while ((it = head(s)) && it->kind != RQ_SYNC) {
+		struct ps_stmt *ev = NULL;
 		if ((it->kind == RQ_PARSE || it->kind == RQ_PARSE_DROP) && it->st)
 			ps_set_del(&s->prepared, it->st);
+		/* the server skipped the Close of an evicted statement: it still has it */
+		if (it->kind == RQ_CLOSE_DROP && it->st &&
+		    ps_set_add(&s->prepared, it->st, 0, &ev) < 0)
+			s->tainted = true;
 		pop(s);
 	}
 }

@@ -31,6 +31,7 @@ struct rl_client {
 struct rl_server {
 	struct rl_item *q;
 	uint32_t qhead, qlen, qcap;
+	uint32_t parses;	/* Parse items of named statements not yet answered */
 	struct ps_set *prepared;
 	struct sp_set params;
 	uint64_t replay_mask;	/* parameters the pending replay sets */
@@ -90,6 +91,8 @@ bool rl_idle_ahead(const struct rl_server *s, const struct rl_client *c, size_t 
 /* Nothing outstanding (status not checked). */
 bool rl_quiet(const struct rl_server *s, const struct rl_client *c);
 size_t rl_pending(const struct rl_server *s);
+/* Statements whose Parse the server has not confirmed yet: nobody may rely on them. */
+size_t rl_parses_pending(const struct rl_server *s);
 
 void rl_client_init(struct rl_client *c);
 void rl_client_clear(struct rl_client *c);

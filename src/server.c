@@ -938,6 +938,7 @@ bool server_pipe_accepts(const struct server *sv, uint64_t now)
 	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
 	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed && !sv->rl.replay_mask &&
 	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pipe_items && !sv->rl.tainted &&
+	       rl_parses_pending(&sv->rl) == 0 &&
 	       sv->head_bytes < PIPE_HEAD_BYTES &&
 	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
 	       sv->gen == sv->node.pool->gen && !server_expired(sv);
@@ -963,7 +964,7 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 	e.items = (uint16_t)(items > 0 ? items : 0);
 	pipe_append(sv, c, &e);
 	if (items < 0) {
-		server_close(sv, "out of memory");
+		close_discarding(sv, "out of memory");
 		return true;	/* c has been told (server_close fails every pipelined client) */
 	}
 	/* the upstream may not have acted on a cancel yet even though it closed the cancel
@@ -1136,7 +1137,13 @@ static void after_input(struct server *sv)
 	if (sv->held) {
 		sv->held = false;
 		if (c && !sv->head.cancel && !sv->head.retried && sv->head.q &&
-		    sv->npipe < PIPE_MAX + 4 && held_canceled(sv) && resend_head(sv, c)) {
+		    sv->npipe < PIPE_MAX + 4 && held_canceled(sv)) {
+			if (!resend_head(sv, c)) {
+				/* the relay's queue may not match any more */
+				pass_held(sv, c);
+				close_discarding(sv, "out of memory");
+				return;
+			}
 			/* a cancel meant for an earlier query hit this one: it went again, and
 			 * the cancel is spent */
 			retry = true;
@@ -1318,11 +1325,12 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	struct client *c = sv->client;
 
 	if (!c) {
-		if (!sv->head_gone || !sv->npipe || sv->ready)
+		if (!sv->head_gone || sv->ready)
 			return;
-		/* the query of a client that left holds others' queries: cancelled once it has
-		 * run for a second (a short write finishes by itself) */
-		if (!sv->gone_cancelled && now - sv->query_start > PIPE_GONE_CANCEL_USEC) {
+		/* the query of a client that left holds the server (and maybe others' queries):
+		 * cancelled once it has run for a second (a short write finishes by itself) */
+		if (!sv->gone_cancelled && !sv->head.cancel && !sv->cancels &&
+		    now - sv->query_start > PIPE_GONE_CANCEL_USEC) {
 			sv->gone_cancelled = true;
 			if (sv->npipe > sv->exposed)
 				sv->exposed = sv->npipe;

@@ -972,6 +972,139 @@ def test_comment_ending_at_cr_hides_no_statement(cratebouncer, pg):
 
 
 # ---------------------------------------------------------------------------------------------
+# 5d. extended-protocol groups at the wire level
+
+
+def _msg(t, body):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+def _parse(name, q):
+    return _msg(b"P", name.encode() + b"\0" + q.encode() + b"\0" + struct.pack("!H", 0))
+
+
+def _bind(stmt, params=()):
+    body = b"\0" + stmt.encode() + b"\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for p in params:
+        v = str(p).encode()
+        body += struct.pack("!i", len(v)) + v
+    return _msg(b"B", body + struct.pack("!H", 0))
+
+
+def _execute():
+    return _msg(b"E", b"\0" + struct.pack("!I", 0))
+
+
+SYNC = _msg(b"S", b"")
+
+
+def _answer(conn):
+    """(type, ...) tuples up to the ReadyForQuery: ("D", row), ("E", sqlstate), ("Z",)."""
+    out = []
+    while True:
+        head = conn.recv_exact(5)
+        kind, length = chr(head[0]), struct.unpack("!I", head[1:])[0]
+        body = conn.recv_exact(length - 4)
+        if kind == "E":
+            code = [f[1:].decode() for f in body.split(b"\0") if f[:1] == b"C"]
+            out.append(("E", code[0] if code else None))
+        elif kind == "D":
+            n = struct.unpack("!H", body[:2])[0]
+            pos, row = 2, []
+            for _ in range(n):
+                ln = struct.unpack("!i", body[pos:pos + 4])[0]
+                pos += 4
+                row.append(None if ln < 0 else body[pos:pos + ln].decode())
+                pos += max(ln, 0)
+            out.append(("D", tuple(row)))
+        elif kind == "Z":
+            out.append(("Z",))
+            return out
+
+
+def test_statement_whose_parse_may_fail_is_not_relied_on(cratebouncer):
+    """Pool of 1. A's group fails (division by zero) before its Parse of a named statement
+    "SELECT 42", so the server skips that Parse; B, queued behind A, prepares the same text.
+    B must not be told the statement exists (nothing is pipelined behind an unconfirmed
+    Parse): B gets 42."""
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    a = RawConn(cb.host, cb.port).login("crate", "doc")
+    b = RawConn(cb.host, cb.port).login("crate", "doc")
+
+    def group_a(sleep, div, text):
+        return (_parse("", "SELECT pg_sleep($1::float8)") + _bind("", [sleep]) + _execute() +
+                _parse("", "SELECT 1/$1::int") + _bind("", [div]) + _execute() +
+                _parse("s1", text) + _bind("s1") + _execute() + SYNC)
+
+    for i in range(4):
+        a.send(group_a(0, 1, f"SELECT {100 + i}"))
+        _answer(a)
+        b.send(_parse("sb", f"SELECT {200 + i}") + _bind("sb") + _execute() + SYNC)
+        assert ("D", (str(200 + i),)) in _answer(b)
+    for _ in range(3):
+        a.send(group_a(0.3, 0, "SELECT 42"))
+        time.sleep(0.1)
+        b.send(_parse("sb", "SELECT 42") + _bind("sb") + _execute() + SYNC)
+        assert ("E", "22012") in _answer(a)
+        got = _answer(b)
+        assert ("D", ("42",)) in got, got
+    check_log(cb)
+
+
+def test_skipped_eviction_close_leaves_the_statement_usable(cratebouncer):
+    """max_prepared_statements = 1: preparing s2 evicts s1 (a Close the relay injects), but
+    the group fails first and the server skips that Close; s1 must keep working."""
+    cb = start(cratebouncer, pool=1, max_prepared_statements=1, pipeline_depth=0)
+    a = RawConn(cb.host, cb.port).login("crate", "doc")
+    a.send(_parse("s1", "SELECT 1") + _bind("s1") + _execute() + SYNC)
+    assert ("D", ("1",)) in _answer(a)
+    a.send(_parse("", "SELECT 1/0") + _bind("") + _execute() +
+           _parse("s2", "SELECT 2") + _bind("s2") + _execute() + SYNC)
+    assert ("E", "22012") in _answer(a)
+    for _ in range(3):
+        a.send(_bind("s1") + _execute() + SYNC)
+        got = _answer(a)
+        assert ("D", ("1",)) in got, got
+    a.send(_bind("s2") + _execute() + SYNC)
+    assert ("D", ("2",)) in _answer(a)
+
+
+def test_departed_clients_query_does_not_hold_the_pool(cratebouncer, pg):
+    """Pool of 1. A's UPDATE waits for a row lock, B's is pipelined behind it; B leaves,
+    then A. The departed clients' queries are cancelled after a second, so a new client is
+    served within a few seconds, not once the lock is gone."""
+    fresh_table(pg, "pipe_lock", "id int primary key, x int")
+    pg.sql("insert into pipe_lock values (1, 0)")
+    cb = start(cratebouncer, pool=1, pipeline_max_query_time=2)
+    a = RawConn(cb.host, cb.port).login("crate", "doc")
+    b = RawConn(cb.host, cb.port).login("crate", "doc")
+    for i in range(4):
+        a.send(qmsg(f"UPDATE pipe_lock SET x = {i} WHERE id = 1"))
+        read_answer(a)
+        b.send(qmsg(f"UPDATE pipe_lock SET x = {i} WHERE id = 1"))
+        read_answer(b)
+    with pg.connect() as locker:
+        locker.execute("begin")
+        locker.execute("select * from pipe_lock where id = 1 for update")
+        before = metric(cb, PIPELINED)
+        a.send(qmsg("UPDATE pipe_lock SET x = 10 WHERE id = 1"))
+        time.sleep(0.05)
+        b.send(qmsg("UPDATE pipe_lock SET x = 11 WHERE id = 1"))
+        wait_until(lambda: metric(cb, PIPELINED) > before, 3, "B pipelined behind A")
+        b.close()
+        time.sleep(0.1)
+        a.close()
+        t0 = time.monotonic()
+        c = RawConn(cb.host, cb.port, timeout=20).login("crate", "doc")
+        c.send(qmsg("SELECT 1"))
+        assert read_answer(c) == [["1"]]
+        waited = time.monotonic() - t0
+        locker.execute("rollback")
+    assert waited < 8, f"the new client waited {waited:.1f} s"
+    check_log(cb)
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. pipeline_depth = 0
 
 
