@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 TIMEOUT = 10  # seconds, for every single network wait in the tests
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -207,8 +208,16 @@ class RawConn:
 
     def query(self, sql):
         """Simple query; rows of strings (None for NULL) of the last result."""
+        self.send_query(sql)
+        return self.read_result()
+
+    def send_query(self, sql):
         payload = sql.encode() + b"\0"
         self.send(b"Q" + struct.pack("!I", len(payload) + 4) + payload)
+
+    def read_result(self):
+        """The answer to a query up to its ReadyForQuery: rows of strings (None for NULL) of
+        the last result; raises PgError after the ReadyForQuery if there was an error."""
         rows, error = [], None
         while True:
             try:
@@ -452,3 +461,24 @@ def pgbench_processed(out):
     m = re.search(r"number of transactions actually processed: (\d+)", out)
     assert m, f"no processed-transactions line in pgbench output:\n{out}"
     return int(m.group(1))
+
+
+def run_threads(fn, n, timeout=40):
+    """fn(i) for i in range(n), each in its own thread; the results in order. Raises with the
+    first error (and how many clients failed) if any client failed."""
+    deadline = time.monotonic() + timeout
+    ex = ThreadPoolExecutor(max_workers=n)
+    try:
+        futures = [ex.submit(fn, i) for i in range(n)]
+        results, errors = [], []
+        for i, f in enumerate(futures):
+            try:
+                results.append(f.result(timeout=max(0.1, deadline - time.monotonic())))
+            except Exception as e:  # reported below
+                errors.append((i, e))
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+    if errors:
+        i, e = errors[0]
+        raise AssertionError(f"{len(errors)} of {n} clients failed; client {i}: {e!r}") from e
+    return results

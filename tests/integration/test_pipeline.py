@@ -31,7 +31,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from helpers import TIMEOUT, RawConn, free_port, listening, wait_until
+from helpers import TIMEOUT, RawConn, free_port, listening, run_threads, wait_until
 
 ADMIN = "cbadmin"
 POOL = 2
@@ -152,27 +152,6 @@ class BackendSampler:
         return self.max
 
 
-def run_threads(fn, n, timeout=CLIENT_TIMEOUT):
-    """fn(i) for i in range(n), each in its own thread; the results in order. Raises with the
-    first error (and how many clients failed) if any client failed."""
-    deadline = time.monotonic() + timeout
-    ex = ThreadPoolExecutor(max_workers=n)
-    try:
-        futures = [ex.submit(fn, i) for i in range(n)]
-        results, errors = [], []
-        for i, f in enumerate(futures):
-            try:
-                results.append(f.result(timeout=max(0.1, deadline - time.monotonic())))
-            except Exception as e:  # reported below
-                errors.append((i, e))
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
-    if errors:
-        i, e = errors[0]
-        raise AssertionError(f"{len(errors)} of {n} clients failed; client {i}: {e!r}") from e
-    return results
-
-
 def fresh_table(pg, name, columns):
     pg.sql(f"DROP TABLE IF EXISTS {name}")
     pg.sql(f"CREATE TABLE {name} ({columns})")
@@ -235,25 +214,6 @@ def qmsg(sql):
     """A simple-protocol Query message."""
     q = sql.encode() + b"\0"
     return b"Q" + struct.pack("!I", len(q) + 4) + q
-
-
-def read_answer(conn):
-    """The rows (lists of str) of a RawConn's answer, up to its ReadyForQuery; raises
-    PgError on an ErrorResponse (after which the rest of the answer is unread)."""
-    rows = []
-    while True:
-        kind, body = conn.read_msg()
-        if kind == "D":
-            n = struct.unpack("!H", body[:2])[0]
-            pos, row = 2, []
-            for _ in range(n):
-                ln = struct.unpack("!i", body[pos:pos + 4])[0]
-                pos += 4
-                row.append(None if ln < 0 else body[pos:pos + ln].decode())
-                pos += max(ln, 0)
-            rows.append(row)
-        elif kind == "Z":
-            return rows
 
 
 def check_log(cb):
@@ -541,7 +501,7 @@ def test_pipelined_query_behind_a_settings_replay(cratebouncer):
             second.query(q.format(-1))
             first.send(qmsg(q.format(i)))
             second.send(qmsg(q.format(i + 1000)))
-            got = {first: read_answer(first), second: read_answer(second)}
+            got = {first: first.read_result(), second: second.read_result()}
             want = {first: [[zone if first is s else default_tz, str(i)]],
                     second: [[zone if second is s else default_tz, str(i + 1000)]]}
             if got != want:
@@ -942,7 +902,7 @@ def test_head_not_reading_does_not_hold_others_for_ever(cratebouncer, pg):
     time.sleep(0.1)
     t0 = time.monotonic()
     b.send(qmsg("select 41 + 1, 2"))
-    assert read_answer(b) == [["42", "2"]]
+    assert b.read_result() == [["42", "2"]]
     waited = time.monotonic() - t0
     assert metric(cb, PIPELINED) > before, "B was not pipelined behind A"
     assert waited < 25, f"B waited {waited:.1f} s"
@@ -966,8 +926,8 @@ def test_comment_ending_at_cr_hides_no_statement(cratebouncer, pg):
         a.send(qmsg("select pg_sleep(0.2) --x\r; set search_path = evil"))
         time.sleep(0.05)
         b.send(qmsg("select current_setting('search_path')"))
-        assert read_answer(b) == [['"$user", public']]
-        read_answer(a)   # one ReadyForQuery for both statements
+        assert b.read_result() == [['"$user", public']]
+        a.read_result()   # one ReadyForQuery for both statements
     check_log(cb)
 
 
@@ -1080,9 +1040,9 @@ def test_departed_clients_query_does_not_hold_the_pool(cratebouncer, pg):
     b = RawConn(cb.host, cb.port).login("crate", "doc")
     for i in range(4):
         a.send(qmsg(f"UPDATE pipe_lock SET x = {i} WHERE id = 1"))
-        read_answer(a)
+        a.read_result()
         b.send(qmsg(f"UPDATE pipe_lock SET x = {i} WHERE id = 1"))
-        read_answer(b)
+        b.read_result()
     with pg.connect() as locker:
         locker.execute("begin")
         locker.execute("select * from pipe_lock where id = 1 for update")
@@ -1097,7 +1057,7 @@ def test_departed_clients_query_does_not_hold_the_pool(cratebouncer, pg):
         t0 = time.monotonic()
         c = RawConn(cb.host, cb.port, timeout=20).login("crate", "doc")
         c.send(qmsg("SELECT 1"))
-        assert read_answer(c) == [["1"]]
+        assert c.read_result() == [["1"]]
         waited = time.monotonic() - t0
         locker.execute("rollback")
     assert waited < 8, f"the new client waited {waited:.1f} s"

@@ -25,12 +25,11 @@ import struct
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
-from helpers import TIMEOUT, RawConn, clean_env, pgbench_processed, wait_until
+from helpers import TIMEOUT, RawConn, clean_env, pgbench_processed, run_threads, wait_until
 
 MODE = os.environ.get("CB_TEST_POOL_MODE", "transaction")
 TX = MODE != "session"  # whether clients share servers between transactions
@@ -68,27 +67,6 @@ def fresh_table(pg, name, columns):
     pg.sql(f"DROP TABLE IF EXISTS {name}")
     pg.sql(f"CREATE TABLE {name} ({columns})")
     pg.sql(f"ALTER TABLE {name} OWNER TO crate")
-
-
-def run_threads(fn, n, timeout=CLIENT_TIMEOUT):
-    """fn(i) for i in range(n), each in its own thread; the results in order. Raises with the
-    first error (and how many clients failed) if any client failed."""
-    deadline = time.monotonic() + timeout
-    ex = ThreadPoolExecutor(max_workers=n)
-    try:
-        futures = [ex.submit(fn, i) for i in range(n)]
-        results, errors = [], []
-        for i, f in enumerate(futures):
-            try:
-                results.append(f.result(timeout=max(0.1, deadline - time.monotonic())))
-            except Exception as e:  # reported below
-                errors.append((i, e))
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
-    if errors:
-        i, e = errors[0]
-        raise AssertionError(f"{len(errors)} of {n} clients failed; client {i}: {e!r}") from e
-    return results
 
 
 def run_async(coro, timeout=CLIENT_TIMEOUT):
