@@ -20,6 +20,7 @@ import http.client
 import os
 import random
 import re
+import signal
 import socket
 import struct
 import threading
@@ -1062,6 +1063,41 @@ def test_departed_clients_query_does_not_hold_the_pool(cratebouncer, pg):
         locker.execute("rollback")
     assert waited < 8, f"the new client waited {waited:.1f} s"
     check_log(cb)
+
+
+def test_show_pools_counts_a_cancel_in_flight(cratebouncer, pg):
+    """SHOW POOLS sv_being_canceled is 1 while a CancelRequest for a server's session is on
+    its way (the upstream's postmaster is stopped, so the cancel connection hangs) and 0
+    again once the upstream has dealt with it."""
+    cb = start(cratebouncer, pool=1)
+    adm = console(cb)
+    conn = pg2(cb)
+    with open(os.path.join(pg.data_dir, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    result = {}
+
+    def run():
+        try:
+            conn.cursor().execute("select pg_sleep(5)")
+            result["r"] = "ok"
+        except Exception as e:  # examined below
+            result["r"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    _wait_active(pg, "select pg_sleep(5)")
+    assert doc_pool(adm)["sv_being_canceled"] == 0
+    os.kill(postmaster, signal.SIGSTOP)
+    try:
+        threading.Thread(target=conn.cancel, daemon=True).start()
+        wait_until(lambda: doc_pool(adm)["sv_being_canceled"] == 1, 5,
+                   "sv_being_canceled = 1 with the cancel held up")
+    finally:
+        os.kill(postmaster, signal.SIGCONT)
+    t.join(TIMEOUT)
+    assert isinstance(result.get("r"), psycopg2.errors.QueryCanceled), result
+    wait_until(lambda: doc_pool(adm)["sv_being_canceled"] == 0, 5, "sv_being_canceled back to 0")
+    conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
