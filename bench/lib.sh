@@ -196,51 +196,40 @@ start_upstream() {
 # ---------------------------------------------------------------------------------------------
 # The two poolers, configured alike. Sets CB_PORT, PGB_PORT.
 
+pooler_ini() {  # pooler_ini NAME PORT DIR EXTRA-LINE: the settings both poolers share
+	cat <<EOF
+[databases]
+doc = host=localhost port=$PG_PORT dbname=doc user=crate password=secret
+
+[$1]
+listen_addr = 127.0.0.1
+listen_port = $2
+unix_socket_dir =
+auth_type = trust
+pool_mode = $POOL_MODE
+default_pool_size = $POOL_SIZE
+max_client_conn = $MAX_CLIENT_CONN
+server_tls_sslmode = verify-full
+server_tls_ca_file = $CA
+logfile = $3/$1.log
+pidfile = $3/$1.pid
+$4
+EOF
+}
+
 write_configs() {
 	CB_PORT=$(free_port)
 	PGB_PORT=$(free_port)
 	while [[ $PGB_PORT == "$CB_PORT" ]]; do PGB_PORT=$(free_port); done
 
 	mkdir -p "$WORK/cb" "$WORK/pgb"
-	cat >"$WORK/cb/cratebouncer.ini" <<EOF
-[databases]
-doc = host=localhost port=$PG_PORT dbname=doc user=crate password=secret
-
-[cratebouncer]
-listen_addr = 127.0.0.1
-listen_port = $CB_PORT
-unix_socket_dir =
-auth_type = trust
-pool_mode = $POOL_MODE
-default_pool_size = $POOL_SIZE
-max_client_conn = $MAX_CLIENT_CONN
-pipeline_depth = $PIPELINE_DEPTH
-server_tls_sslmode = verify-full
-server_tls_ca_file = $CA
-logfile = $WORK/cb/cratebouncer.log
-pidfile = $WORK/cb/cratebouncer.pid
-EOF
+	pooler_ini cratebouncer "$CB_PORT" "$WORK/cb" "pipeline_depth = $PIPELINE_DEPTH" \
+		>"$WORK/cb/cratebouncer.ini"
 	chmod 600 "$WORK/cb/cratebouncer.ini"   # it holds a password (cratebouncer warns otherwise)
 
 	printf '"crate" ""\n' >"$WORK/pgb/users.txt"
-	cat >"$WORK/pgb/pgbouncer.ini" <<EOF
-[databases]
-doc = host=localhost port=$PG_PORT dbname=doc user=crate password=secret
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $WORK/pgb/users.txt
-pool_mode = $POOL_MODE
-default_pool_size = $POOL_SIZE
-max_client_conn = $MAX_CLIENT_CONN
-server_tls_sslmode = verify-full
-server_tls_ca_file = $CA
-logfile = $WORK/pgb/pgbouncer.log
-pidfile = $WORK/pgb/pgbouncer.pid
-EOF
+	pooler_ini pgbouncer "$PGB_PORT" "$WORK/pgb" "auth_file = $WORK/pgb/users.txt" \
+		>"$WORK/pgb/pgbouncer.ini"
 	chown -R postgres:postgres "$WORK/pgb"
 }
 

@@ -464,7 +464,7 @@ static void forward(struct client *c)
 			client_pause_read(c, true);	/* client_unlinked resumes it */
 		return;
 	}
-	server_set_head(c->server, 0, false);	/* more than one Query: nothing behind it */
+	server_head_more(c->server);
 
 	switch (server_forward(c->server, c, sio_input(c->bev), &err)) {
 	case RL_OK:
@@ -501,17 +501,18 @@ void client_resume(struct client *c)
 
 void client_linked(struct client *c, struct server *sv)
 {
-	const struct cfg *cfg = pools_cfg();
-	uint64_t shape = c->node.pool->mode != POOL_SESSION && cfg->pipeline_depth > 0 ?
-			 client_pipe_shape(c) : 0;
+	client_linked_shape(c, sv, pool_pipelining(c->node.pool) ? client_pipe_shape(c) : 0);
+}
 
+void client_linked_shape(struct client *c, struct server *sv, uint64_t shape)
+{
 	c->server = sv;
 	pool_client_move(&c->node, CL_ACTIVE);
 	sio_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		forward(c);
 	if (c->server == sv && !c->closing) {
-		bool fast = shape && pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6));
+		bool fast = pool_pipe_fast(shape);
 		server_set_head(sv, shape, fast);
 		if (fast)
 			pool_pipe_waiting(sv);

@@ -22,6 +22,8 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 /* From the pool. */
 void client_welcome(struct client *c, const uint8_t *params, size_t len);
 void client_linked(struct client *c, struct server *sv);
+/* The same, with its input's client_pipe_shape already computed. */
+void client_linked_shape(struct client *c, struct server *sv, uint64_t shape);
 /* Send an ErrorResponse (FATAL) and close after it is written. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -380,22 +380,29 @@ void pool_client_login(struct pool *pool, struct client *c)
 	launch_if_needed(pool);
 }
 
-/* c's input is one autocommit Query of a shape known to be fast: it goes behind another
- * such query on the busy server with the most already queued (a server answering a
- * pipeline works for several clients per wake-up; the others stay free), before an idle
- * server is taken. */
-static bool try_pipeline(struct pool *pool, struct client *c)
+bool pool_pipelining(const struct pool *pool)
 {
-	const struct cfg *cfg = cur_cfg;
+	return pool->mode != POOL_SESSION && cur_cfg->pipeline_depth > 0;
+}
+
+bool pool_pipe_fast(uint64_t shape)
+{
+	return shape && pl_fast(shape, (uint64_t)(cur_cfg->pipeline_max_query_time * 1e6));
+}
+
+/* c's input is one autocommit Query (of this shape) known to be fast: it goes behind
+ * another such query on the busy server with the most already queued (a server answering
+ * a pipeline works for several clients per wake-up; the others stay free), before an idle
+ * server is taken. */
+static bool try_pipeline(struct pool *pool, struct client *c, uint64_t shape)
+{
 	struct pool_node *n;
 	struct server *best = NULL;
-	uint64_t now, shape;
+	uint64_t now;
 
 	/* clients already waiting go first: servers must drain back to the pool */
-	if (pool->mode == POOL_SESSION || cfg->pipeline_depth <= 0 ||
-	    pool->nclients[CL_WAITING] > 0 || TAILQ_EMPTY(&pool->servers[SV_ACTIVE]) ||
-	    !(shape = client_pipe_shape(c)) ||
-	    !pl_fast(shape, (uint64_t)(cfg->pipeline_max_query_time * 1e6)))
+	if (pool->nclients[CL_WAITING] > 0 || TAILQ_EMPTY(&pool->servers[SV_ACTIVE]) ||
+	    !pool_pipe_fast(shape))
 		return false;
 	now = now_usec();
 	TAILQ_FOREACH(n, &pool->servers[SV_ACTIVE], entry) {
@@ -414,7 +421,7 @@ static bool try_pipeline(struct pool *pool, struct client *c)
 void pool_pipe_waiting(struct server *sv)
 {
 	struct pool *pool = server_node(sv)->pool;
-	uint64_t limit = (uint64_t)(cur_cfg->pipeline_max_query_time * 1e6), now = now_usec();
+	uint64_t now = now_usec();
 	struct pool_node *cn;
 
 	if (pools_is_paused(pool->db->name))
@@ -422,7 +429,7 @@ void pool_pipe_waiting(struct server *sv)
 	while ((cn = TAILQ_FIRST(&pool->clients[CL_WAITING])) && server_pipe_accepts(sv, now)) {
 		struct client *c = cn->obj;
 		uint64_t shape = client_pipe_shape(c), waited = now - client_wait_since(c);
-		if (!shape || !pl_fast(shape, limit) || !client_piped(c, sv, shape))
+		if (!pool_pipe_fast(shape) || !client_piped(c, sv, shape))
 			break;	/* first come, first served: it waits for a server of its own */
 		pool->stats.server_assignment_count++;
 		pool->stats.wait_time_us += waited;
@@ -433,12 +440,15 @@ void pool_pipe_waiting(struct server *sv)
 void pool_client_want_server(struct pool *pool, struct client *c)
 {
 	struct pool_node *n = TAILQ_FIRST(&pool->servers[SV_IDLE]);
+	uint64_t shape;
 
 	if (pools_is_paused(pool->db->name)) {
 		pool_client_move(client_node(c), CL_WAITING);
 		return;
 	}
-	if (try_pipeline(pool, c))
+	/* computed once: for a pipeline, or for the server it is linked to below */
+	shape = pool_pipelining(pool) ? client_pipe_shape(c) : 0;
+	if (try_pipeline(pool, c, shape))
 		return;
 	/* idle longer than server_check_delay: validated first (load balancers drop idle
 	 * connections); the client waits for it */
@@ -451,7 +461,7 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 		pool->stats.server_assignment_count++;
 		stats_hist_add(&pool->stats.wait, 0);
 		server_link(n->obj, c);
-		client_linked(c, n->obj);
+		client_linked_shape(c, n->obj, shape);
 		return;
 	}
 	if (pool->nservers[SV_TESTED] > 0) {

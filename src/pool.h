@@ -149,5 +149,9 @@ void pool_server_idle(struct server *sv);
 /* sv runs a query others may be pipelined behind: waiting clients whose queries qualify
  * go there, in their order, until one does not. */
 void pool_pipe_waiting(struct server *sv);
+/* Pipelining applies to this pool (transaction or statement mode, pipeline_depth > 0). */
+bool pool_pipelining(const struct pool *pool);
+/* A shape (not 0) whose queries usually take at most pipeline_max_query_time. */
+bool pool_pipe_fast(uint64_t shape);
 
 #endif

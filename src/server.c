@@ -1006,6 +1006,23 @@ bool server_pipe_busy(const struct server *sv)
 	return sv->npipe > 0;
 }
 
+void server_head_more(struct server *sv)
+{
+	if (!sv->pipe_ok && !sv->head.shape && !sv->head.q && !sv->head.cancel && !sv->head.retried)
+		return;	/* the common case: nothing to forget, no clock read */
+	entry_clear(&sv->head);
+	sv->pipe_ok = false;
+}
+
+/* Its transaction is over: nobody is linked, it reads again. */
+static void unlink_head(struct server *sv)
+{
+	sv->client = NULL;
+	sv->pipe_ok = false;
+	entry_clear(&sv->head);
+	server_pause_read(sv, false);
+}
+
 void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok)
 {
 	entry_clear(&sv->head);
@@ -1168,11 +1185,8 @@ static void after_input(struct server *sv)
 	sv->exposed = 0;
 	if (!c) {
 		/* the linked client left and nothing is behind: back to the pool */
-		sv->client = NULL;
 		sv->head_gone = false;
-		sv->pipe_ok = false;
-		entry_clear(&sv->head);
-		server_pause_read(sv, false);
+		unlink_head(sv);
 		server_return(sv);
 		return;
 	}
@@ -1183,10 +1197,7 @@ static void after_input(struct server *sv)
 	}
 	if (sv->node.pool->mode != POOL_SESSION) {
 		/* transaction pooling: the server goes back, the client keeps its session */
-		sv->client = NULL;
-		sv->pipe_ok = false;
-		entry_clear(&sv->head);
-		server_pause_read(sv, false);
+		unlink_head(sv);
 		client_unlinked(c);
 		server_return(sv);
 		client_resume(c);

@@ -63,6 +63,9 @@ bool server_pipe_busy(const struct server *sv);
 /* The linked client's transaction starts with one autocommit Query of this shape (0:
  * another kind); pipe_ok: others may be pipelined behind it. */
 void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok);
+/* The linked client sent more than that query: nothing goes behind it, and its time says
+ * nothing about a shape. */
+void server_head_more(struct server *sv);
 /* c's CancelRequest: its query is cancelled now, or once it runs when it waits behind
  * others' (a cancel must never hit another client's query). */
 void server_cancel_client(struct server *sv, struct client *c);

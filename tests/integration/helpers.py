@@ -234,17 +234,7 @@ class RawConn:
             if kind == "T":
                 rows = []
             elif kind == "D":
-                n = struct.unpack("!H", body[:2])[0]
-                pos, row = 2, []
-                for _ in range(n):
-                    ln = struct.unpack("!i", body[pos:pos + 4])[0]
-                    pos += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(body[pos:pos + ln].decode())
-                        pos += ln
-                rows.append(row)
+                rows.append(decode_row(body))
             elif kind == "Z":
                 if error:
                     raise error
@@ -482,3 +472,35 @@ def run_threads(fn, n, timeout=40):
         i, e = errors[0]
         raise AssertionError(f"{len(errors)} of {n} clients failed; client {i}: {e!r}") from e
     return results
+
+
+def decode_row(body):
+    """A DataRow body as a list of str (None for NULL)."""
+    n = struct.unpack("!H", body[:2])[0]
+    pos, row = 2, []
+    for _ in range(n):
+        ln = struct.unpack("!i", body[pos:pos + 4])[0]
+        pos += 4
+        if ln < 0:
+            row.append(None)
+        else:
+            row.append(body[pos:pos + ln].decode())
+            pos += ln
+    return row
+
+
+def console(cb, user="cbadmin", dbname="cratebouncer", **kw):
+    """A psycopg 3 admin console connection (simple protocol: ClientCursor), closed at
+    teardown."""
+    import psycopg
+    conn = psycopg.connect(cb.conninfo(dbname, user, **kw), autocommit=True,
+                           cursor_factory=psycopg.ClientCursor)
+    cb.connections.append(conn)
+    return conn
+
+
+def show(conn, what):
+    """SHOW what -> list of {column: value} rows."""
+    cur = conn.execute(f"SHOW {what}")
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -14,8 +14,8 @@ import psycopg2
 import pytest
 
 import pgenv
-from helpers import (TIMEOUT, Background, PgError, RawConn, clean_env, login_error,
-                     pgbench_cmd, pgbench_processed, wait_until)
+from helpers import (TIMEOUT, Background, PgError, RawConn, clean_env, console, login_error,
+                     pgbench_cmd, pgbench_processed, show, wait_until)
 
 ADMIN, STATS = "cbadmin", "cbstats"
 CONSOLE = {"admin_users": ADMIN, "stats_users": STATS}
@@ -64,21 +64,6 @@ ALL_SHOWS = ["STATS", "STATS_TOTALS", "STATS_AVERAGES", "POOLS", "CLIENTS", "SER
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def console(cb, user=ADMIN, dbname="cratebouncer", **kw):
-    """A psycopg 3 console connection (simple protocol: ClientCursor), closed at teardown."""
-    conn = psycopg.connect(cb.conninfo(dbname, user, **kw), autocommit=True,
-                           cursor_factory=psycopg.ClientCursor)
-    cb.connections.append(conn)
-    return conn
-
-
-def show(conn, what):
-    """SHOW what -> list of {column: value} rows."""
-    cur = conn.execute(f"SHOW {what}")
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def one(rows, **match):

@@ -23,8 +23,8 @@ import time
 import psycopg
 import pytest
 
-from helpers import (CB_BINARY, TIMEOUT, Background, clean_env, first_error, free_port,
-                     listening, pgbench_cmd, pgbench_processed, wait_until)
+from helpers import (CB_BINARY, TIMEOUT, Background, clean_env, console, first_error, free_port,
+                     listening, pgbench_cmd, pgbench_processed, show, wait_until)
 
 ADMIN = "cbadmin"
 CONSOLE = {"admin_users": ADMIN}
@@ -80,19 +80,6 @@ def http_bouncer(cratebouncer):
                         pytrace=False)
         return cb
     return make
-
-
-def console(cb):
-    conn = psycopg.connect(cb.conninfo("cratebouncer", ADMIN), autocommit=True,
-                           cursor_factory=psycopg.ClientCursor)
-    cb.connections.append(conn)
-    return conn
-
-
-def show(conn, what):
-    cur = conn.execute(f"SHOW {what}")
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')

@@ -16,6 +16,7 @@ under pipelined load. Counters come from the admin HTTP port's /metrics
 (cratebouncer_pool_pipelined_queries_total, cratebouncer_pool_pipeline_retries_total).
 """
 
+import functools
 import http.client
 import os
 import random
@@ -32,7 +33,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from helpers import TIMEOUT, RawConn, free_port, listening, run_threads, wait_until
+from helpers import (TIMEOUT, RawConn, console, decode_row, free_port, listening, run_threads,
+                     show, wait_until)
 
 ADMIN = "cbadmin"
 POOL = 2
@@ -89,19 +91,6 @@ def metric(cb, name, database="doc", user="crate"):
                 found.append(float(m.group(2)))
     assert len(found) <= 1, f"{len(found)} samples of {name} for {database}/{user}"
     return found[0] if found else 0.0
-
-
-def console(cb):
-    conn = psycopg.connect(cb.conninfo("cratebouncer", ADMIN), autocommit=True,
-                           cursor_factory=psycopg.ClientCursor)
-    cb.connections.append(conn)
-    return conn
-
-
-def show(conn, what):
-    cur = conn.execute(f"SHOW {what}")
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def doc_pool(adm):
@@ -203,6 +192,17 @@ def fast_client(cb, t, rounds, barrier=None, inserts=False, table=None, errors=T
     finally:
         conn.close()
     return pids
+
+
+def query_into(out, name, conn, sql):
+    """Runs sql on a psycopg2 connection (in a thread): out[name] is ("ok", first row) or
+    ("error", the exception)."""
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        out[name] = ("ok", cur.fetchone())
+    except Exception as e:  # examined by the caller
+        out[name] = ("error", e)
 
 
 def _wait_active(pg, text, timeout=5):
@@ -438,13 +438,7 @@ def test_select_set_config_does_not_reach_queries_behind(cratebouncer, pg):
     s_conn, d_conn = pg2(cb), pg2(cb)
     out = {}
 
-    def run(name, conn, sql):
-        try:
-            cur = conn.cursor()
-            cur.execute(sql)
-            out[name] = ("ok", cur.fetchone())
-        except Exception as e:  # examined below
-            out[name] = ("error", e)
+    run = functools.partial(query_into, out)
 
     try:
         s_sql = f"select set_config('TimeZone', '{zone}', false), pg_sleep(0.5)"
@@ -753,13 +747,7 @@ def test_late_cancel_never_fails_the_query_behind(cratebouncer, pg):
         for rnd in range(ROUNDS):
             out = {}
 
-            def run(name, conn, sql):
-                try:
-                    cur = conn.cursor()
-                    cur.execute(sql)
-                    out[name] = ("ok", cur.fetchone())
-                except Exception as e:  # examined below
-                    out[name] = ("error", e)
+            run = functools.partial(query_into, out)
 
             before = metric(cb, PIPELINED)
             a_sql, b_sql = f"select pg_sleep(0.2), 'A{rnd}'", f"select pg_sleep(0.2), 'B{rnd}'"
@@ -970,14 +958,7 @@ def _answer(conn):
             code = [f[1:].decode() for f in body.split(b"\0") if f[:1] == b"C"]
             out.append(("E", code[0] if code else None))
         elif kind == "D":
-            n = struct.unpack("!H", body[:2])[0]
-            pos, row = 2, []
-            for _ in range(n):
-                ln = struct.unpack("!i", body[pos:pos + 4])[0]
-                pos += 4
-                row.append(None if ln < 0 else body[pos:pos + ln].decode())
-                pos += max(ln, 0)
-            out.append(("D", tuple(row)))
+            out.append(("D", tuple(decode_row(body))))
         elif kind == "Z":
             out.append(("Z",))
             return out
