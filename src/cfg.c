@@ -39,6 +39,7 @@ static void apply_defaults(struct cfg *cfg);
 static const char *const pool_mode_names[] = { "session", "transaction", "statement", NULL };
 static const char *const auth_type_names[] = { "trust", "plain", "md5", "scram-sha-256", "peer", NULL };
 static const char *const sslmode_names[] = { "disable", "require", "verify-ca", "verify-full", NULL };
+static const char *const server_kind_names[] = { "auto", "cratedb", "postgresql", NULL };
 
 #define OPT(n, t, d, r, lo, hi, nm) { NULL, #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) }
 #define ADMIN_OPT(n, t, d, r, lo, hi) { "admin", #n, t, d, r, lo, hi, NULL, offsetof(struct cfg, admin_##n) }
@@ -511,7 +512,7 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct cfg *cfg = ctx->cfg;
 	struct cfg_db db = { .port = 5432, .pool_size = -1, .min_pool_size = -1, .pool_mode = -1,
-			     .sslmode = -1 };
+			     .sslmode = -1, .server_kind = SERVER_KIND_AUTO };
 	char key[64], val[1024];
 	const char *p = value, *err = NULL;
 	char *password_file = NULL;
@@ -555,8 +556,11 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 				db.pool_size = (int)iv;
 			else
 				db.min_pool_size = (int)iv;
-		} else if (!strcmp(key, "pool_mode") || !strcmp(key, "sslmode")) {
-			const char *const *names = key[0] == 'p' ? pool_mode_names : sslmode_names;
+		} else if (!strcmp(key, "pool_mode") || !strcmp(key, "sslmode") ||
+			   !strcmp(key, "server_kind")) {
+			const char *const *names = key[0] == 'p' ? pool_mode_names
+						   : !strcmp(key, "sslmode") ? sslmode_names
+									     : server_kind_names;
 			int ev = parse_enum(names, val);
 			if (ev < 0) {
 				char *l = enum_list(names);
@@ -566,8 +570,10 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 				ok = false;
 			} else if (key[0] == 'p')
 				db.pool_mode = ev;
-			else
+			else if (names == sslmode_names)
 				db.sslmode = ev;
+			else
+				db.server_kind = ev;
 		} else {
 			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": unknown parameter \"%s\"", name, key);
 			ok = false;

@@ -9,6 +9,8 @@
 enum pool_mode { POOL_SESSION, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type { AUTH_TRUST, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_PEER };
 enum sslmode { SSLMODE_DISABLE, SSLMODE_REQUIRE, SSLMODE_VERIFY_CA, SSLMODE_VERIFY_FULL };
+/* What the upstream is; auto: CrateDB when its login reports crate_version. */
+enum server_kind { SERVER_KIND_AUTO, SERVER_KIND_CRATEDB, SERVER_KIND_POSTGRESQL };
 
 /* One [databases] entry; -1 / NULL fields fall back to the global setting. */
 struct cfg_db {
@@ -23,6 +25,7 @@ struct cfg_db {
 	int pool_mode;
 	int sslmode;
 	char *sslrootcert;
+	int server_kind;	/* enum server_kind */
 };
 
 /* One [users] entry: settings for the pools of an upstream user. */

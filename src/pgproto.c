@@ -327,3 +327,16 @@ bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **
 	*len -= *mlen;
 	return true;
 }
+
+const char *pg_find_param_status(const uint8_t *p, size_t len, const char *name)
+{
+	uint8_t type;
+	const uint8_t *body;
+	size_t blen, mlen;
+	const char *n, *v;
+
+	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
+		if (type == 'S' && pg_parse_param_status(body, blen, &n, &v) == 0 && strcmp(n, name) == 0)
+			return v;
+	return NULL;
+}

@@ -55,6 +55,8 @@ int pg_parse_param_status(const uint8_t *body, size_t len, const char **name, co
  * type, body and total length; false at the end or at a malformed length. */
 bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body,
 		 size_t *blen, size_t *mlen);
+/* The value of ParameterStatus name in such a block, or NULL. */
+const char *pg_find_param_status(const uint8_t *p, size_t len, const char *name);
 
 /* Builders. Each appends one complete message. */
 void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlstate,

@@ -211,6 +211,8 @@ static void pool_apply_cfg(struct pool *pool)
 	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
 	pool->rl.no_tx = pool->mode == POOL_STATEMENT;
 	pool->rl.defaults = (const char *const *)pool->defaults;
+	pool->rl.crate = pool->db->server_kind == SERVER_KIND_CRATEDB ||
+			 (pool->db->server_kind == SERVER_KIND_AUTO && pool->crate_seen);
 }
 
 /* The tracked parameters among the upstream's login ParameterStatus messages. */
@@ -382,7 +384,9 @@ void pool_client_login(struct pool *pool, struct client *c)
 
 bool pool_pipelining(const struct pool *pool)
 {
-	return pool->mode != POOL_SESSION && cur_cfg->pipeline_depth > 0;
+	/* CrateDB runs a query that arrives while another runs at once, and their rows
+	 * interleave: never two clients' queries in flight on one CrateDB connection */
+	return pool->mode != POOL_SESSION && cur_cfg->pipeline_depth > 0 && !pool->rl.crate;
 }
 
 bool pool_pipe_fast(uint64_t shape)
@@ -494,6 +498,13 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 		pool->welcome = copy;
 		pool->welcome_len = len;
 		set_defaults(pool, copy, len);
+		bool was = pool->rl.crate;
+		pool->crate_seen = pg_find_param_status(copy, len, "crate_version") != NULL;
+		pool_apply_cfg(pool);
+		if (pool->rl.crate && !was)
+			log_info("pool %s/%s: the upstream is CrateDB (%s); no pipelining, CrateDB's "
+				 "transactions, settings and reset", pool->db->name, pool->user,
+				 pg_find_param_status(copy, len, "crate_version"));
 	}
 	if (pool->last_error) {
 		log_info("upstream %s:%d for pool %s/%s works again", pool->db->host, pool->db->port,

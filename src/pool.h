@@ -57,6 +57,7 @@ struct pool {
 	uint8_t *welcome;	/* the upstream's ParameterStatus messages, verbatim */
 	size_t welcome_len;
 	char *defaults[SP_MAX];	/* tracked parameters as the upstream reports them at login */
+	bool crate_seen;	/* its login reported crate_version */
 	int mode;		/* enum pool_mode */
 	struct rl_opts rl;	/* how the relay treats this pool's sessions */
 	struct pool_host hosts[POOL_MAX_HOSTS];	/* host=a,b,c */

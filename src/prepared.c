@@ -18,6 +18,7 @@ struct ps_stmt {
 	uint32_t refs;
 	bool ok;
 	size_t len;
+	size_t ctxlen;			/* the context after the body (CrateDB: search_path) */
 	char name[NAME_LEN];
 	uint8_t body[];
 };
@@ -47,15 +48,20 @@ static struct ps_stmt **buckets;
 static size_t nbuckets, nstmts;
 static uint64_t next_id;
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
+static uint64_t fnv1a_from(uint64_t h, const uint8_t *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ull;
-
 	while (n--) {
 		h ^= *p++;
 		h *= 1099511628211ull;
 	}
 	return h;
+}
+
+static uint64_t key_hash(const uint8_t *body, size_t len, const char *ctx, size_t ctxlen)
+{
+	uint64_t h = fnv1a_from(1469598103934665603ull, body, len);
+
+	return ctxlen ? fnv1a_from(h ^ 0x9e3779b97f4a7c15ull, (const uint8_t *)ctx, ctxlen) : h;
 }
 
 static int grow(void)
@@ -79,22 +85,27 @@ static int grow(void)
 	return 0;
 }
 
-static struct ps_stmt *lookup(const uint8_t *body, size_t len, uint64_t h)
+static struct ps_stmt *lookup(const uint8_t *body, size_t len, const char *ctx, size_t ctxlen,
+			      uint64_t h)
 {
 	struct ps_stmt *st;
 
 	if (nbuckets)
 		for (st = buckets[h & (nbuckets - 1)]; st; st = st->next)
-			if (st->hash == h && st->len == len && memcmp(st->body, body, len) == 0) {
+			if (st->hash == h && st->len == len && st->ctxlen == ctxlen &&
+			    memcmp(st->body, body, len) == 0 &&
+			    (!ctxlen || memcmp(st->body + len, ctx, ctxlen) == 0)) {
 				st->refs++;
 				return st;
 			}
 	return NULL;
 }
 
-struct ps_stmt *ps_find(const uint8_t *body, size_t len)
+struct ps_stmt *ps_find(const uint8_t *body, size_t len, const char *ctx)
 {
-	return lookup(body, len, fnv1a(body, len));
+	size_t cl = ctx ? strlen(ctx) : 0;
+
+	return lookup(body, len, ctx, cl, key_hash(body, len, ctx, cl));
 }
 
 void ps_set_ok(struct ps_stmt *st)
@@ -107,18 +118,22 @@ bool ps_is_ok(const struct ps_stmt *st)
 	return st->ok;
 }
 
-struct ps_stmt *ps_intern(const uint8_t *body, size_t len)
+struct ps_stmt *ps_intern(const uint8_t *body, size_t len, const char *ctx)
 {
-	uint64_t h = fnv1a(body, len);
-	struct ps_stmt *st = lookup(body, len, h);
+	size_t cl = ctx ? strlen(ctx) : 0;
+	uint64_t h = key_hash(body, len, ctx, cl);
+	struct ps_stmt *st = lookup(body, len, ctx, cl, h);
 
 	if (st)
 		return st;
 	if (nstmts + 1 > nbuckets && grow() < 0 && !nbuckets)
 		return NULL;
-	st = malloc(sizeof(*st) + len);
+	st = malloc(sizeof(*st) + len + cl);
 	if (!st)
 		return NULL;
+	st->ctxlen = cl;
+	if (cl)
+		memcpy(st->body + len, ctx, cl);
 	st->hash = h;
 	st->id = ++next_id;
 	st->refs = 1;

@@ -13,11 +13,14 @@ struct ps_stmt;
 struct ps_map;		/* a client's names */
 struct ps_set;		/* what one server connection has prepared */
 
-/* body: a Parse body after the statement name (query\0, int16 count, oids). A new
+/* body: a Parse body after the statement name (query\0, int16 count, oids). ctx (NULL:
+ * none) is part of the key: on CrateDB, which analyses a statement at Parse against the
+ * session's search_path and never again, the search_path it was parsed under. A new
  * reference, NULL when out of memory. */
-struct ps_stmt *ps_intern(const uint8_t *body, size_t len) __attribute__((warn_unused_result));
-/* The interned statement with this body (a new reference), or NULL. */
-struct ps_stmt *ps_find(const uint8_t *body, size_t len);
+struct ps_stmt *ps_intern(const uint8_t *body, size_t len, const char *ctx)
+	__attribute__((warn_unused_result));
+/* The interned statement with this body and ctx (a new reference), or NULL. */
+struct ps_stmt *ps_find(const uint8_t *body, size_t len, const char *ctx);
 /* A server accepted it once (ParseComplete): a client may be told so without asking. */
 void ps_set_ok(struct ps_stmt *st);
 bool ps_is_ok(const struct ps_stmt *st);

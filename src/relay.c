@@ -38,11 +38,15 @@ enum rq_kind {
 	RQ_FAKE_PARSE,		/* answered by the relay */
 	RQ_FAKE_CLOSE,
 	RQ_FAKE_DEALLOCATE,	/* CommandComplete DEALLOCATE + ReadyForQuery */
+	RQ_FAKE_FUNCCALL,	/* CrateDB: ErrorResponse + ReadyForQuery for a FunctionCall */
+	RQ_FAKE_DISCARD,	/* CrateDB: CommandComplete DISCARD ALL + ReadyForQuery */
 };
 
 struct rl_item {
 	uint8_t kind;
 	struct ps_stmt *st;	/* PARSE, PARSE_DROP: a reference, to undo on error */
+	char *fx;		/* QUERY, SYNC on CrateDB: what its statements do to the
+				 * transaction and cursors (records: op, name, NUL) */
 };
 
 static bool is_fake(int kind)
@@ -81,6 +85,8 @@ static void pop(struct rl_server *s)
 		s->parses--;
 	ps_unref(it->st);
 	it->st = NULL;
+	free(it->fx);
+	it->fx = NULL;
 	s->qhead = (s->qhead + 1) % s->qcap;
 	s->qlen--;
 }
@@ -94,6 +100,14 @@ void rl_server_clear(struct rl_server *s)
 	s->qcap = s->qhead = 0;
 	ps_set_free(&s->prepared);
 	sp_clear(&s->params);
+	for (uint32_t i = 0; i < s->ncursors; i++)
+		free(s->cursors[i]);
+	free(s->cursors);
+	s->cursors = NULL;
+	s->ncursors = 0;
+	free(s->fx);
+	s->fx = NULL;
+	s->fxlen = 0;
 }
 
 size_t rl_client_prepared(const struct rl_client *c)
@@ -152,6 +166,7 @@ static int push(struct rl_server *s, int kind, struct ps_stmt *st)
 		s->parses++;	/* a named statement others may come to rely on */
 	it->kind = (uint8_t)kind;
 	it->st = st;
+	it->fx = NULL;
 	if (st)
 		ps_ref(st);
 	s->qlen++;
@@ -227,10 +242,175 @@ static void put_renamed(struct evbuffer *out, char type, const uint8_t *body, si
 	evbuffer_add(out, body + name_off + name_len, len - name_off - name_len);
 }
 
+/* A parameter whose changes the upstream reports by ParameterStatus. CrateDB reports its
+ * values at login but never after a SET: there every setting is followed from the text. */
 static bool reported(const struct rl_opts *o, int i)
 {
-	return o->defaults && o->defaults[i];
+	return !o->crate && o->defaults && o->defaults[i];
 }
+
+/* value is the upstream's login value of parameter i. */
+static bool is_default(const struct rl_opts *o, int i, const char *value)
+{
+	return o->defaults && o->defaults[i] && strcmp(o->defaults[i], value) == 0;
+}
+
+/* A SET's SQL value that is the login value in plain quotes ('ISO', psycopg2's DateStyle
+ * on CrateDB, whose default it is). */
+static bool raw_is_default(const struct rl_opts *o, int i, const char *raw)
+{
+	size_t n = strlen(raw);
+
+	if (!o->defaults || !o->defaults[i] || n < 2 || raw[0] != '\'' || raw[n - 1] != '\'' ||
+	    memchr(raw + 1, '\'', n - 2))
+		return false;
+	return strlen(o->defaults[i]) == n - 2 && strncasecmp(o->defaults[i], raw + 1, n - 2) == 0;
+}
+
+/* ---- CrateDB's transaction and cursors --------------------------------------------- */
+
+/* Appends an effect record (op, name, NUL) to *fx, which stays NUL-terminated. */
+static int fx_add(char **fx, uint32_t *len, int op, const char *name)
+{
+	size_t n = strlen(name);
+	char *b = realloc(*fx, *len + n + 3);
+
+	if (!b)
+		return -1;
+	b[*len] = (char)op;
+	memcpy(b + *len + 1, name, n + 1);
+	*len += (uint32_t)n + 2;
+	b[*len] = '\0';
+	*fx = b;
+	return 0;
+}
+
+/* The effects of the statements in sql (a Query's text or a Parse's statement). */
+static int fx_of(const char *sql, size_t len, char **fx, uint32_t *fxlen)
+{
+	const char *p = sql, *end = sql + len;
+	char name[128];
+
+	while (end > p && end[-1] == '\0')
+		end--;
+	while (p < end) {
+		const char *next = sp_next_statement(p, end);
+		int op = sp_tx_statement(p, (size_t)(next - p), name, sizeof(name));
+		bool named = op == SP_TX_DECLARE || op == SP_TX_DECLARE_HOLD || op == SP_TX_CLOSE;
+		if (op != SP_TX_NONE && fx_add(fx, fxlen, op, named ? name : "") < 0)
+			return -1;
+		p = next;
+	}
+	return 0;
+}
+
+/* Closes the cursors of this kind ('H', 'W'; 0: all) or this name. */
+static void cursors_close(struct rl_server *s, char kind, const char *name)
+{
+	uint32_t w = 0;
+
+	for (uint32_t i = 0; i < s->ncursors; i++) {
+		char *cu = s->cursors[i];
+		if ((name ? strcmp(cu + 1, name) == 0 : !kind || cu[0] == kind))
+			free(cu);
+		else
+			s->cursors[w++] = cu;
+	}
+	s->ncursors = w;
+}
+
+static void cursor_open(struct rl_server *s, char kind, const char *name)
+{
+	size_t n = strlen(name);
+	char **v = realloc(s->cursors, (s->ncursors + 1) * sizeof(*v));
+	char *cu = malloc(n + 2);
+
+	if (v)
+		s->cursors = v;
+	if (!v || !cu) {
+		free(cu);
+		s->tainted = true;	/* its state is not known: closed after this client */
+		return;
+	}
+	cu[0] = kind;
+	memcpy(cu + 1, name, n + 1);
+	s->cursors[s->ncursors++] = cu;
+}
+
+/* A Query or Sync was answered: its statements took effect. After an error only what
+ * opens a transaction or a cursor is believed (holding the server longer is safe,
+ * releasing it inside a transaction is not). */
+static void fx_apply(struct rl_server *s, const char *fx, bool failed)
+{
+	for (const char *p = fx; p && *p; p += strlen(p + 1) + 2) {
+		const char *name = p + 1;
+		switch (*p) {
+		case SP_TX_BEGIN:
+			s->crate_tx = true;
+			break;
+		case SP_TX_COMMIT:
+			if (!failed) {
+				s->crate_tx = false;
+				cursors_close(s, 'W', NULL);
+			}
+			break;
+		case SP_TX_DECLARE_HOLD:
+			cursor_open(s, 'H', name);
+			break;
+		case SP_TX_DECLARE:
+			/* WITHOUT HOLD needs a transaction; outside one CrateDB refuses it */
+			if (s->crate_tx)
+				cursor_open(s, 'W', name);
+			break;
+		case SP_TX_CLOSE:
+			if (!failed)
+				cursors_close(s, 0, name);
+			break;
+		case SP_TX_CLOSE_ALL:
+			if (!failed)
+				cursors_close(s, 0, NULL);
+			break;
+		case SP_TX_DISCARD_ALL:
+			if (!failed) {
+				cursors_close(s, 0, NULL);
+				s->crate_tx = false;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The status a CrateDB session really has. */
+static char crate_status(const struct rl_server *s)
+{
+	return s->crate_tx || s->ncursors ? 'T' : 'I';
+}
+
+static struct rl_item *tail(struct rl_server *s)
+{
+	return &s->q[(s->qhead + s->qlen - 1) % s->qcap];
+}
+
+/* One DISCARD ALL and nothing else. */
+static bool discard_all(const uint8_t *sql, size_t len)
+{
+	const char *p = (const char *)sql, *end = p + len;
+	char name[8];
+
+	while (end > p && end[-1] == '\0')
+		end--;
+	const char *next = sp_next_statement(p, end);
+	if (sp_tx_statement(p, (size_t)(next - p), name, sizeof(name)) != SP_TX_DISCARD_ALL)
+		return false;
+	for (; next < end; next++)
+		if (*next != ';' && *next != ' ' && *next != '\t' && *next != '\n' && *next != '\r')
+			return false;
+	return true;
+}
+
+#define CRATE_RESET "COMMIT; CLOSE ALL; DEALLOCATE ALL"
 
 /* A client's SET of a parameter the upstream does not report: both sides take it now. */
 static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
@@ -241,13 +421,14 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	int rc = sp_parse_set(sql, len, &idx, &value);
 
 	if (rc == 1 && !reported(o, idx)) {
-		if (value && strcasecmp(value, "DEFAULT") == 0) {
+		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
 			free(value);
 			value = NULL;
 		}
 		if (sp_put(&c->params, idx, value, true) < 0 || sp_put(&s->params, idx, value, true) < 0)
 			log_warn("out of memory tracking a SET of %s", sp_name(idx));
-	} else if (rc == 2) {
+	} else if (rc == 2 && !o->crate) {
+		/* CrateDB has no RESET ALL, and its DISCARD ALL keeps the settings */
 		for (int i = 0; i < sp_count(); i++)
 			if (!reported(o, i) && (sp_put(&c->params, i, NULL, false) < 0 ||
 						sp_put(&s->params, i, NULL, false) < 0))
@@ -360,6 +541,21 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	return 1;
 }
 
+/* What a shared statement is keyed by besides its text: on CrateDB the search_path it is
+ * analysed under (at Parse, never again), so that clients with different search_paths
+ * never run each other's. */
+static const char *stmt_ctx(const struct rl_client *c, const struct rl_opts *o)
+{
+	static int sp = -2;
+
+	if (!o->crate)
+		return NULL;
+	if (sp == -2)
+		sp = sp_index("search_path", 11);
+	const char *v = sp >= 0 ? sp_get(&c->params, sp, NULL) : NULL;
+	return v ? v : "";
+}
+
 /* Messages handled whole. */
 static bool whole(uint8_t type)
 {
@@ -377,8 +573,12 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			size_t n = avail < c->pass ? avail : c->pass;
 			if (n == 0)
 				return RL_OK;
-			evbuffer_remove_buffer(in, to_server, n);
+			if (c->drop)
+				evbuffer_drain(in, n);
+			else
+				evbuffer_remove_buffer(in, to_server, n);
 			c->pass -= (uint32_t)n;
+			c->drop = c->drop && c->pass;
 			continue;
 		}
 		if (avail < PG_HDR_LEN)
@@ -393,6 +593,17 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		if (type == 'X') {
 			evbuffer_drain(in, avail);
 			return RL_TERMINATE;
+		}
+		if (o->crate && (type == 'F' || type == 'd' || type == 'c' || type == 'f')) {
+			/* CrateDB answers a FunctionCall with an ErrorResponse and no ReadyForQuery
+			 * (the client would hang): cratebouncer answers it. It has no COPY FROM
+			 * STDIN, so COPY messages can only come outside COPY mode, where
+			 * PostgreSQL ignores them: so does cratebouncer. */
+			if (type == 'F' && push(s, RQ_FAKE_FUNCCALL, NULL) < 0)
+				goto nomem;
+			c->pass = mlen + 1;
+			c->drop = true;
+			continue;
 		}
 		int kind = -1;
 		switch (type) {
@@ -409,6 +620,12 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		if (!whole(type)) {
 			if (kind >= 0 && push(s, kind, NULL) < 0)
 				goto nomem;
+			if (type == 'S' && o->crate && s->fx) {
+				/* what the group's statements do, applied at its ReadyForQuery */
+				tail(s)->fx = s->fx;
+				s->fx = NULL;
+				s->fxlen = 0;
+			}
 			c->pass = mlen + 1;
 			continue;
 		}
@@ -427,6 +644,21 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		bool done = false;	/* consumed here, not passed as is */
 		switch (type) {
 		case 'Q': {
+			if (o->crate && discard_all(body, blen)) {
+				/* CrateDB's DISCARD ALL would make the session uncancellable (it leaves
+				 * the cancel map): what it clears is cleared this way instead */
+				if (o->rename)
+					ps_map_free(&c->names);
+				ps_set_free(&s->prepared);
+				if (push(s, RQ_QUERY_DROP, NULL) < 0 ||
+				    fx_add(&tail(s)->fx, &(uint32_t){ 0 }, SP_TX_DISCARD_ALL, "") < 0 ||
+				    push(s, RQ_FAKE_DISCARD, NULL) < 0)
+					goto nomem;
+				s->inject_failed = false;
+				pg_put_query(to_server, CRATE_RESET);
+				evbuffer_drain(in, mlen + 1);
+				continue;
+			}
 			int d = deallocate(s, c, o, body, blen, 0, to_server);
 			if (d < 0)
 				goto nomem;
@@ -447,6 +679,11 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			}
 			if (push(s, RQ_QUERY, NULL) < 0)
 				goto nomem;
+			if (o->crate) {
+				uint32_t n = 0;
+				if (fx_of((const char *)body, blen, &tail(s)->fx, &n) < 0)
+					goto nomem;
+			}
 			break;
 		}
 		case 'P': {
@@ -455,6 +692,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				return RL_ERROR;
 			}
 			note_set(s, c, o, body + n1, blen - n1);
+			if (o->crate && n1 == 1 && fx_of((const char *)body + n1, blen - n1, &s->fx, &s->fxlen) < 0)
+				goto nomem;
 			s->client_parses++;
 			if (!o->rename || n1 == 1) {
 				int d = o->rename ? deallocate(s, c, o, body, blen, n1, to_server) : 0;
@@ -466,7 +705,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					goto nomem;
 				break;
 			}
-			struct ps_stmt *st = ps_intern(body + n1, blen - n1);
+			struct ps_stmt *st = ps_intern(body + n1, blen - n1, stmt_ctx(c, o));
 			if (!st || ps_map_put(&c->names, (const char *)body, st) < 0) {
 				ps_unref(st);
 				goto nomem;
@@ -489,6 +728,10 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			struct ps_stmt *st = o->rename && n2 > 1 ? ps_map_get(c->names, (const char *)body + n1)
 							       : NULL;
 			if (st) {
+				size_t bl;
+				const uint8_t *b = ps_body(st, &bl);
+				if (o->crate && fx_of((const char *)b, bl, &s->fx, &s->fxlen) < 0)
+					goto nomem;
 				if (ensure(s, o, st, to_server) < 0)
 					goto nomem;
 				put_renamed(to_server, 'B', body, blen, n1, n2, st);
@@ -535,7 +778,7 @@ nomem:
 	return RL_ERROR;
 }
 
-bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client)
+bool rl_flush_fakes(struct rl_server *s, const struct rl_opts *o, struct evbuffer *to_client)
 {
 	struct rl_item *it;
 	bool ready = false;
@@ -550,9 +793,24 @@ bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client)
 		case RQ_FAKE_CLOSE:
 			put_hdr(to_client, '3', 0);
 			break;
+		case RQ_FAKE_FUNCCALL:
+			pg_put_error(to_client, "ERROR", "0A000", "%s",
+				     "FunctionCall messages are not supported by CrateDB");
+			pg_put_ready(to_client, s->status);
+			ready = true;
+			break;
+		case RQ_FAKE_DISCARD:
+			if (s->inject_failed)
+				pg_put_error(to_client, "ERROR", "XX000", "%s",
+					     "DISCARD ALL failed on the upstream");
+			else
+				pg_put_msg(to_client, 'C', "DISCARD ALL", 12);
+			pg_put_ready(to_client, 'I');	/* CrateDB after any simple Query */
+			ready = true;
+			break;
 		default:
 			pg_put_msg(to_client, 'C', "DEALLOCATE", 11);
-			pg_put_ready(to_client, s->status);
+			pg_put_ready(to_client, o->crate ? 'I' : s->status);
 			ready = true;
 			break;
 		}
@@ -569,7 +827,7 @@ void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 
 	if (sp_same(&c->params, &s->params))
 		return;
-	sql = sp_diff_sql(&c->params, &s->params, &mask);
+	sql = sp_diff_sql(&c->params, &s->params, &mask, o->crate);
 	if (!sql)
 		return;
 	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
@@ -624,7 +882,7 @@ static void param_status(struct rl_server *s, struct rl_client *c, const struct 
 	if (pg_parse_param_status(body, len, &name, &value) < 0 ||
 	    (i = sp_index(name, strlen(name))) < 0)
 		return;
-	const char *v = reported(o, i) && strcmp(o->defaults[i], value) == 0 ? NULL : value;
+	const char *v = is_default(o, i, value) ? NULL : value;
 	if (sp_put(&s->params, i, v, false) < 0)
 		log_warn("out of memory tracking %s", name);
 	if (!c)
@@ -651,8 +909,9 @@ static void replay_done(struct rl_server *s, struct rl_client *c, const struct r
 		/* the server's settings are not known any more: it serves this transaction and
 		 * is closed after it (rl_tainted), never reused with a wrong idea of its state */
 		s->tainted = true;
-		log_warn("restoring a client's session settings failed on the upstream; the server "
-			 "connection is closed after this transaction");
+		log_warn("a query cratebouncer sent to restore or clear a client's session state "
+			 "failed on the upstream; the server connection is closed after this "
+			 "transaction");
 		/* what failed was most likely a client's own SET the upstream had refused, which
 		 * was tracked from its text: those settings go back to the defaults */
 		for (int i = 0; i < sp_count(); i++)
@@ -727,7 +986,7 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			/* the relay's own answers, in their place (dropped with the rest when
 			 * nobody is linked: a pipelined client that left) */
 			flush(in, c ? to_client : NULL, &acc);
-			if (rl_flush_fakes(s, to_client) && ready && c)
+			if (rl_flush_fakes(s, o, to_client) && ready && c)
 				ready(arg, s->status);
 			continue;
 		}
@@ -779,22 +1038,34 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 		case 'E':
 			if (replay)
 				s->inject_failed = true;
-			else if (kind >= 0 && kind != RQ_QUERY)
+			else
+				s->failed = true;
+			if (!replay && kind >= 0 && kind != RQ_QUERY)
 				skip_to_sync(s);
 			break;
 		case 'Z': {
 			if (avail < PG_HDR_LEN + 1)
 				goto out;
-			s->status = (char)hdr[5];
+			char raw = (char)hdr[5];
+			bool done = false;
+			while (!done && (it = head(s))) {
+				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY || it->kind == RQ_QUERY_DROP;
+				if (done && o->crate) {
+					fx_apply(s, it->fx, s->failed || (replay && s->inject_failed));
+					/* at a Sync CrateDB tells the transaction ('E': an error, no news) */
+					if (it->kind == RQ_SYNC && raw != 'E')
+						s->crate_tx = raw == 'T';
+				}
+				pop(s);
+			}
+			s->failed = false;
+			/* CrateDB: 'I' after BEGIN (simple protocol), 'E' after an autocommit
+			 * error (extended): neither says what the session is */
+			s->status = o->crate ? crate_status(s) : raw;
 			if (o->no_tx && !replay && s->status != 'I' && c) {
 				/* statement mode: the client gets an error instead */
 				s->violation = true;
 				pass = false;
-			}
-			bool done = false;
-			while (!done && (it = head(s))) {
-				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY || it->kind == RQ_QUERY_DROP;
-				pop(s);
 			}
 			if (replay) {
 				flush(in, c ? to_client : NULL, &acc);
@@ -857,7 +1128,7 @@ bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffe
 		size_t blen = mlen - 4, n1 = field_len(body, blen);
 		if (n1 <= 1 || n1 >= blen)
 			break;
-		struct ps_stmt *st = ps_find(body + n1, blen - n1);
+		struct ps_stmt *st = ps_find(body + n1, blen - n1, stmt_ctx(c, o));
 		if (!st || !ps_is_ok(st) || ps_map_put(&c->names, (const char *)body, st) < 0) {
 			ps_unref(st);
 			break;
@@ -909,7 +1180,7 @@ static int startup_options(struct rl_client *c, const struct rl_opts *o, const c
 				 "track_extra_parameters)", kv);
 			continue;
 		}
-		if (reported(o, i) && strcmp(o->defaults[i], eq + 1) == 0)
+		if (is_default(o, i, eq + 1))
 			continue;
 		if (sp_put(&c->params, i, eq + 1, false) < 0)
 			return -1;
@@ -932,10 +1203,38 @@ int rl_client_startup(struct rl_client *c, const char *params, const struct rl_o
 		int i = sp_index(k, strlen(k));
 		if (i < 0)
 			continue;
-		if (reported(o, i) && strcmp(o->defaults[i], v) == 0)
+		if (is_default(o, i, v))
 			continue;
 		if (sp_put(&c->params, i, v, false) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+void rl_reset_crate(struct rl_server *s, const struct rl_opts *o, struct evbuffer *to_server)
+{
+	struct sp_set none = { 0 };
+	uint64_t mask;
+	char *set = sp_diff_sql(&none, &s->params, &mask, true);
+	size_t n = strlen(CRATE_RESET) + (set ? strlen(set) + 2 : 0) + 1;
+	char *sql = malloc(n);
+	uint32_t fl = 0;
+
+	(void)o;
+	s->inject_failed = false;
+	if (!sql || push(s, RQ_QUERY_DROP, NULL) < 0 ||
+	    fx_add(&tail(s)->fx, &fl, SP_TX_DISCARD_ALL, "") < 0) {
+		free(sql);
+		free(set);
+		s->inject_failed = true;
+		s->tainted = true;
+		return;
+	}
+	snprintf(sql, n, "%s%s%s", CRATE_RESET, set ? "; " : "", set ? set : "");
+	pg_put_query(to_server, sql);
+	log_debug("resetting a CrateDB session: %s", sql);
+	free(sql);
+	free(set);
+	sp_clear(&s->params);
+	ps_set_free(&s->prepared);
 }

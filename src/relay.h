@@ -24,6 +24,7 @@ struct rl_client {
 	struct ps_map *names;
 	struct sp_set params;
 	uint32_t pass;		/* bytes of the current (streamed) message still to pass */
+	bool drop;		/* ... and they are dropped (COPY messages to CrateDB) */
 };
 
 /* A server's side: what it was asked and has not answered yet, what it has prepared,
@@ -44,8 +45,18 @@ struct rl_server {
 				 * is mid-way (Flush answers do not end anything) */
 	bool stop_after_ready;	/* rl_from_server returns after each ReadyForQuery it passes
 				 * (other clients' queries are pipelined behind this one's) */
-	char status;		/* from the last ReadyForQuery */
+	char status;		/* from the last ReadyForQuery; on CrateDB what the session
+				 * really is: 'T' in a transaction or with a cursor open */
 	uint32_t client_parses, server_parses, binds;	/* for the statistics */
+	/* CrateDB answers 'I' after BEGIN in the simple protocol and 'E' after an autocommit
+	 * error in the extended one: its transaction and cursors are followed from the
+	 * statements, applied when their ReadyForQuery comes. */
+	bool crate_tx;		/* BEGIN until COMMIT/END */
+	bool failed;		/* an ErrorResponse since the last ReadyForQuery */
+	char **cursors;		/* open cursors: 'H' (WITH HOLD) or 'W', then the name */
+	uint32_t ncursors;
+	char *fx;		/* effects of the extended-protocol messages since the last Sync */
+	uint32_t fxlen;
 };
 
 /* How the relay behaves for one pool. */
@@ -55,6 +66,7 @@ struct rl_opts {
 	bool no_tx;		/* statement mode: a transaction block is a violation */
 	const char *const *defaults;	/* per tracked parameter: the upstream's login value,
 					 * NULL when the upstream does not report it */
+	bool crate;		/* the upstream is CrateDB (see docs/cratebouncer.md) */
 };
 
 enum rl_result { RL_OK, RL_TERMINATE, RL_ERROR };
@@ -71,7 +83,7 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 		   struct evbuffer *in, struct evbuffer *to_client,
 		   void (*ready)(void *arg, char status), void *arg, const char **err);
 /* Emits the answers the relay owes the client now; true when one was a ReadyForQuery. */
-bool rl_flush_fakes(struct rl_server *s, struct evbuffer *to_client);
+bool rl_flush_fakes(struct rl_server *s, const struct rl_opts *o, struct evbuffer *to_client);
 /* A client was linked to the server: brings the server's session state to the client's
  * (an injected SET whose answers are dropped). */
 void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
@@ -79,6 +91,10 @@ void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 /* Sends a query of the pooler's own (server_reset_query) whose answers are dropped. */
 void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
 	       struct evbuffer *to_server);
+/* CrateDB's session reset (its DISCARD ALL keeps settings and makes the session
+ * uncancellable): COMMIT; CLOSE ALL; DEALLOCATE ALL and every tracked setting back to
+ * its default, answers dropped. */
+void rl_reset_crate(struct rl_server *s, const struct rl_opts *o, struct evbuffer *to_server);
 /* A client without a server sent Parse(name) + Sync (libpq's PQprepare) for a statement
  * a server has accepted before: answered from the tracked state, no server needed.
  * True when something was answered. */

@@ -99,7 +99,7 @@ struct server {
 	bool gone_cancelled;		/* the departed head's query was cancelled */
 	uint64_t head_bytes;		/* of the linked client's answer so far */
 	uint64_t paused_since;		/* reading paused for the linked client's full output */
-	bool tls_done, dns_done, crate, paused, login_done;
+	bool tls_done, dns_done, paused, login_done;
 };
 
 static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
@@ -681,10 +681,6 @@ static void login_read_cb(struct sio *bev, void *arg)
 				return;
 			break;
 		case 'S': {
-			const char *name, *value;
-			if (pg_parse_param_status(body, blen, &name, &value) == 0 &&
-			    strcmp(name, "crate_version") == 0)
-				sv->crate = true;
 			if (!sv->params)
 				sv->params = evbuffer_new();
 			if (sv->params)
@@ -857,7 +853,11 @@ static bool held_canceled(struct server *sv)
 	struct pg_error e;
 
 	while (p && pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
-		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 && strcmp(e.code, "57014") == 0)
+		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 &&
+		    (strcmp(e.code, "57014") == 0 ||
+		     /* CrateDB: a killed job is XX000 "Job killed" */
+		     (sv->node.pool->rl.crate && strcmp(e.code, "XX000") == 0 &&
+		      strstr(e.message, "killed"))))
 			return true;
 	return false;
 }
@@ -1222,7 +1222,7 @@ enum rl_result server_forward(struct server *sv, struct client *c, struct evbuff
 	if (r != RL_OK)
 		return r;
 	/* answers the relay gives itself, when nothing is ahead of them */
-	if (rl_flush_fakes(&sv->rl, out))
+	if (rl_flush_fakes(&sv->rl, &sv->node.pool->rl, out))
 		ready_cb(sv, sv->rl.status);
 	n = evbuffer_get_length(out);
 	if (n) {
@@ -1293,13 +1293,15 @@ void server_release(struct server *sv, bool mid_message)
 		server_return(sv);
 		return;
 	}
-	/* CrateDB's DISCARD ALL does not reset settings but drops the session from the
-	 * cancel map; DEALLOCATE ALL clears what can be cleared without that. */
-	if (sv->crate && strcasecmp(reset, "DISCARD ALL") == 0)
-		reset = "DEALLOCATE ALL";
 	sv->ready = false;
 	pool_server_move(&sv->node, SV_RESET);
-	rl_inject(&sv->rl, &sv->node.pool->rl, reset, sio_output(sv->bev));
+	/* CrateDB's DISCARD ALL does not reset settings and drops the session from the
+	 * cancel map: its own reset clears cursors, statements, the transaction and the
+	 * settings instead */
+	if (sv->node.pool->rl.crate && strcasecmp(reset, "DISCARD ALL") == 0)
+		rl_reset_crate(&sv->rl, &sv->node.pool->rl, sio_output(sv->bev));
+	else
+		rl_inject(&sv->rl, &sv->node.pool->rl, reset, sio_output(sv->bev));
 }
 
 /* A cancel connection for this server's session finished (or gave up). */

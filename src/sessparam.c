@@ -9,10 +9,15 @@
 #include <string.h>
 #include <strings.h>
 
+/* PostgreSQL's reported and commonly set parameters, then CrateDB's session settings
+ * (SessionSettingRegistry) that PostgreSQL does not report: a client's SET of one of
+ * those must not stay on a shared server either. */
 static const char *const builtin[] = { "client_encoding", "DateStyle", "TimeZone",
 				       "application_name", "search_path",
 				       "standard_conforming_strings", "IntervalStyle",
-				       "extra_float_digits", NULL };
+				       "extra_float_digits", "statement_timeout",
+				       "enable_hashjoin", "error_on_unknown_object_key",
+				       "memory.operation_limit", "insert_select_fail_fast", NULL };
 static char *names[SP_MAX];
 static int nnames;
 
@@ -185,7 +190,7 @@ static int add_literal(char **buf, size_t *len, size_t *cap, const char *v)
 	return add(buf, len, cap, "'", 1);
 }
 
-char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask)
+char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask, bool crate)
 {
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -207,6 +212,11 @@ char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *ma
 			rc |= add(&buf, &len, &cap, name, strlen(name));
 			rc |= add(&buf, &len, &cap, " TO ", 4);
 			rc |= raw ? add(&buf, &len, &cap, c, strlen(c)) : add_literal(&buf, &len, &cap, c);
+		} else if (crate) {
+			/* CrateDB has no RESET name (a syntax error that fails the whole Query) */
+			rc |= add(&buf, &len, &cap, "SET ", 4);
+			rc |= add(&buf, &len, &cap, name, strlen(name));
+			rc |= add(&buf, &len, &cap, " TO DEFAULT", 11);
 		} else {
 			rc |= add(&buf, &len, &cap, "RESET ", 6);
 			rc |= add(&buf, &len, &cap, name, strlen(name));
@@ -436,4 +446,87 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 		return -1;
 	*idx = i;
 	return 1;
+}
+
+/* An identifier as CrateDB folds it: unquoted lower-cased, "quoted" as is. Its length
+ * in the text, 0 when there is none (or it does not fit). */
+static size_t ident_folded(const char *p, const char *end, char *out, size_t max)
+{
+	size_t n = 0, i = 0;
+
+	if (p < end && *p == '"') {
+		for (i = 1; p + i < end && p[i] != '"'; i++) {
+			if (n + 1 >= max)
+				return 0;
+			out[n++] = p[i];
+		}
+		if (p + i >= end || n == 0)
+			return 0;
+		out[n] = '\0';
+		return i + 1;
+	}
+	while (p + i < end && ident_char(p[i])) {
+		if (n + 1 >= max)
+			return 0;
+		out[n++] = (char)tolower((unsigned char)p[i]);
+		i++;
+	}
+	out[n] = '\0';
+	return i;
+}
+
+int sp_tx_statement(const char *sql, size_t len, char *name, size_t max)
+{
+	const char *p = sql, *end = sql + len;
+
+	while (end > p && end[-1] == '\0')
+		end--;
+	p = skip_ws(p, end);
+	if (word(&p, end, "BEGIN"))
+		return SP_TX_BEGIN;
+	if (word(&p, end, "START")) {
+		p = skip_ws(p, end);
+		return word(&p, end, "TRANSACTION") ? SP_TX_BEGIN : SP_TX_NONE;
+	}
+	if (word(&p, end, "COMMIT") || word(&p, end, "END"))
+		return SP_TX_COMMIT;
+	if (word(&p, end, "DISCARD")) {
+		p = skip_ws(p, end);
+		return word(&p, end, "ALL") ? SP_TX_DISCARD_ALL : SP_TX_NONE;
+	}
+	if (word(&p, end, "CLOSE")) {
+		p = skip_ws(p, end);
+		const char *q = p;
+		if (word(&q, end, "ALL"))
+			return SP_TX_CLOSE_ALL;
+		/* a name that does not fit: as if every cursor were closed would be wrong, so
+		 * nothing is known to close */
+		return ident_folded(p, end, name, max) ? SP_TX_CLOSE : SP_TX_NONE;
+	}
+	if (!word(&p, end, "DECLARE"))
+		return SP_TX_NONE;
+	p = skip_ws(p, end);
+	size_t n = ident_folded(p, end, name, max);
+	if (n == 0) {
+		/* an open cursor whose name cannot be tracked: it is never seen closed but by
+		 * CLOSE ALL or the session's end (the server stays with its client) */
+		snprintf(name, max, "%s", "");
+		return SP_TX_DECLARE_HOLD;
+	}
+	p += n;
+	/* declareCursorParams, then CURSOR [{WITH | WITHOUT} HOLD] FOR */
+	while (p < end) {
+		p = skip_ws(p, end);
+		if (word(&p, end, "CURSOR"))
+			break;
+		size_t w = ident_len(p, end);
+		p += w ? w : 1;
+	}
+	p = skip_ws(p, end);
+	if (word(&p, end, "WITH")) {
+		p = skip_ws(p, end);
+		if (word(&p, end, "HOLD"))
+			return SP_TX_DECLARE_HOLD;
+	}
+	return SP_TX_DECLARE;
 }

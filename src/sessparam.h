@@ -38,9 +38,10 @@ static inline bool sp_same(const struct sp_set *a, const struct sp_set *b)
 	return a->fp == b->fp && a->len == b->len;
 }
 
-/* The statements that take a server from sv to cl ("SET a TO 'x'; RESET b"), malloc'd;
- * NULL when nothing differs. *mask: the indexes touched. */
-char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask);
+/* The statements that take a server from sv to cl ("SET a TO 'x'; RESET b"; for CrateDB,
+ * which has no RESET name, "SET b TO DEFAULT"), malloc'd; NULL when nothing differs.
+ * *mask: the indexes touched. */
+char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask, bool crate);
 
 /* Recognises "SET [SESSION] name {TO|=} value" and "RESET name" for a tracked name in a
  * statement's text. 1 with *idx and *value (malloc'd SQL text; NULL for RESET); 2 for
@@ -55,5 +56,13 @@ const char *sp_next_statement(const char *p, const char *end);
  * no set_config().
  * Such Queries of different clients may follow each other on one server. */
 bool sp_autocommit_statement(const char *sql, size_t len);
+
+/* What one statement does to a CrateDB session's transaction and cursors (CrateDB's
+ * grammar: BEGIN/START TRANSACTION, COMMIT/END, DECLARE name ... CURSOR [WITH[OUT] HOLD],
+ * CLOSE name | ALL, DISCARD ALL; there is no ROLLBACK). name gets the cursor name as
+ * CrateDB folds it (DECLARE, CLOSE; "" for a declared cursor whose name does not fit). */
+enum sp_tx { SP_TX_NONE, SP_TX_BEGIN, SP_TX_COMMIT, SP_TX_DECLARE, SP_TX_DECLARE_HOLD,
+	     SP_TX_CLOSE, SP_TX_CLOSE_ALL, SP_TX_DISCARD_ALL };
+int sp_tx_statement(const char *sql, size_t len, char *name, size_t max);
 
 #endif

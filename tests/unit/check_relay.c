@@ -143,14 +143,14 @@ START_TEST(test_param_sets)
 	ck_assert_int_eq(sp_put(&b, app, "it's", false), 0);
 	ck_assert_int_eq(sp_put(&b, tz, "UTC", false), 0);
 	ck_assert(sp_same(&a, &b)); /* the order values were set in does not matter */
-	ck_assert_ptr_null(sp_diff_sql(&a, &b, &mask));
+	ck_assert_ptr_null(sp_diff_sql(&a, &b, &mask, false));
 	ck_assert_int_eq(sp_put(&b, sp, "x", true), 0);
 	ck_assert_int_eq(sp_put(&a, tz, "Asia/Tokyo", false), 0);
-	sql = sp_diff_sql(&a, &b, &mask);
+	sql = sp_diff_sql(&a, &b, &mask, false);
 	ck_assert_str_eq(sql, "SET TimeZone TO 'Asia/Tokyo'; RESET search_path");
 	free(sql);
 	ck_assert_int_eq(sp_put(&a, app, NULL, false), 0);
-	sql = sp_diff_sql(&a, &b, &mask);
+	sql = sp_diff_sql(&a, &b, &mask, false);
 	ck_assert_str_eq(sql, "SET TimeZone TO 'Asia/Tokyo'; RESET application_name; RESET search_path");
 	free(sql);
 	ck_assert_uint_eq(mask, (1ull << tz) | (1ull << app) | (1ull << sp));
@@ -163,10 +163,10 @@ START_TEST(test_prepared_lru)
 {
 	struct ps_set *set = NULL;
 	struct ps_stmt *evicted;
-	struct ps_stmt *x = ps_intern((const uint8_t *)"select 1\0\0", 11);
-	struct ps_stmt *y = ps_intern((const uint8_t *)"select 2\0\0", 11);
-	struct ps_stmt *z = ps_intern((const uint8_t *)"select 3\0\0", 11);
-	struct ps_stmt *x2 = ps_intern((const uint8_t *)"select 1\0\0", 11);
+	struct ps_stmt *x = ps_intern((const uint8_t *)"select 1\0\0", 11, NULL);
+	struct ps_stmt *y = ps_intern((const uint8_t *)"select 2\0\0", 11, NULL);
+	struct ps_stmt *z = ps_intern((const uint8_t *)"select 3\0\0", 11, NULL);
+	struct ps_stmt *x2 = ps_intern((const uint8_t *)"select 1\0\0", 11, NULL);
 
 	ck_assert_ptr_eq(x, x2); /* content-addressed */
 	ck_assert_str_ne(ps_server_name(x), ps_server_name(y));
@@ -227,7 +227,7 @@ START_TEST(test_statements_across_clients)
 	msg(in, 'S', NULL, 0);
 	ck_assert_int_eq(rl_from_client(&s, &b, &opts, in, to_s, &err), RL_OK);
 	ck_assert_str_eq(types(to_s), "BES");
-	ck_assert(!rl_flush_fakes(&s, to_c));
+	ck_assert(!rl_flush_fakes(&s, &opts, to_c));
 	ck_assert_str_eq(types(to_c), "1"); /* ParseComplete from the relay, at once */
 	msg(up, '2', NULL, 0);
 	msg(up, 'C', "SELECT 1", 9);
@@ -240,7 +240,7 @@ START_TEST(test_statements_across_clients)
 	msg(in, 'S', NULL, 0);
 	ck_assert_int_eq(rl_from_client(&s, &b, &opts, in, to_s, &err), RL_OK);
 	ck_assert_str_eq(types(to_s), "S");
-	rl_flush_fakes(&s, to_c);
+	rl_flush_fakes(&s, &opts, to_c);
 	ck_assert_str_eq(types(to_c), "3");
 	msg(up, 'Z', "I", 1);
 	ck_assert_int_eq(rl_from_server(&s, &b, &opts, up, to_c, on_ready, NULL, &err), 0);
