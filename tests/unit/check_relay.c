@@ -454,6 +454,176 @@ START_TEST(test_pipeline_shapes)
 }
 END_TEST
 
+START_TEST(test_crate_statements)
+{
+	char name[64];
+	struct sp_set a = { 0 }, b = { 0 };
+	uint64_t mask;
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+#define TX(sql) sp_tx_statement(sql, strlen(sql), name, sizeof(name))
+	ck_assert_int_eq(TX("begin"), SP_TX_BEGIN);
+	ck_assert_int_eq(TX(" /* c */ START TRANSACTION ISOLATION LEVEL READ COMMITTED"), SP_TX_BEGIN);
+	ck_assert_int_eq(TX("commit work"), SP_TX_COMMIT);
+	ck_assert_int_eq(TX("END"), SP_TX_COMMIT);
+	ck_assert_int_eq(TX("ROLLBACK"), SP_TX_NONE); /* not in CrateDB's grammar */
+	ck_assert_int_eq(TX("beginning"), SP_TX_NONE);
+	ck_assert_int_eq(TX("DECLARE Cur NO SCROLL CURSOR WITH HOLD FOR SELECT 1"), SP_TX_DECLARE_HOLD);
+	ck_assert_str_eq(name, "cur");
+	ck_assert_int_eq(TX("declare \"Cur\" cursor without hold for select 1"), SP_TX_DECLARE);
+	ck_assert_str_eq(name, "Cur");
+	ck_assert_int_eq(TX("DECLARE c CURSOR FOR SELECT 'with hold'"), SP_TX_DECLARE);
+	ck_assert_int_eq(TX("close ALL"), SP_TX_CLOSE_ALL);
+	ck_assert_int_eq(TX("CLOSE c1"), SP_TX_CLOSE);
+	ck_assert_str_eq(name, "c1");
+	ck_assert_int_eq(TX("DISCARD ALL"), SP_TX_DISCARD_ALL);
+	ck_assert_int_eq(TX("SELECT 'BEGIN'"), SP_TX_NONE);
+#undef TX
+	/* no RESET name on CrateDB */
+	int sp = sp_index("search_path", 11), st = sp_index("statement_timeout", 17);
+	ck_assert_int_ge(st, 0);
+	ck_assert_int_ge(sp_index("memory.operation_limit", 22), 0);
+	ck_assert_int_eq(sp_put(&b, sp, "x", true), 0);
+	ck_assert_int_eq(sp_put(&b, st, "'5s'", true), 0);
+	ck_assert_int_eq(sp_put(&a, st, "'5s'", true), 0);
+	char *sql = sp_diff_sql(&a, &b, &mask, true);
+	ck_assert_str_eq(sql, "SET search_path TO DEFAULT");
+	free(sql);
+	sp_clear(&a);
+	sp_clear(&b);
+	/* statements are keyed by their search_path too */
+	struct ps_stmt *x = ps_intern((const uint8_t *)"select 1\0\0", 11, "a");
+	struct ps_stmt *y = ps_intern((const uint8_t *)"select 1\0\0", 11, "b");
+	struct ps_stmt *z = ps_intern((const uint8_t *)"select 1\0\0", 11, NULL);
+	struct ps_stmt *x2 = ps_find((const uint8_t *)"select 1\0\0", 11, "a");
+	ck_assert_ptr_ne(x, y);
+	ck_assert_ptr_ne(x, z);
+	ck_assert_ptr_eq(x, x2);
+	ck_assert_ptr_null(ps_find((const uint8_t *)"select 1\0\0", 11, "c"));
+	ps_unref(x);
+	ps_unref(x2);
+	ps_unref(y);
+	ps_unref(z);
+}
+END_TEST
+
+/* Feeds the server's answer bytes and returns the relay's idea of the session. */
+static char answer(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		   const char *msgs)
+{
+	struct evbuffer *up = evbuffer_new(), *to_c = evbuffer_new();
+	const char *err = NULL;
+
+	for (const char *p = msgs; *p; p++) {
+		if (*p == 'Z') {
+			p++;
+			msg(up, 'Z', p, 1);
+		} else if (*p == 'E') {
+			msg(up, 'E', "SERROR\0C42000\0Mboom\0\0", 21);
+		} else {
+			msg(up, *p, "X\0", 2);
+		}
+	}
+	ck_assert_int_eq(rl_from_server(s, c, o, up, to_c, NULL, NULL, &err), 0);
+	evbuffer_free(up);
+	evbuffer_free(to_c);
+	return s->status;
+}
+
+static void query(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+		  struct evbuffer *to_s, const char *sql)
+{
+	struct evbuffer *in = evbuffer_new();
+	const char *err = NULL;
+
+	pg_put_query(in, sql);
+	ck_assert_int_eq(rl_from_client(s, c, o, in, to_s, &err), RL_OK);
+	evbuffer_free(in);
+}
+
+/* CrateDB answers 'I' after BEGIN and 'E' after an autocommit error: the relay follows
+ * the transaction and the cursors from the statements. */
+START_TEST(test_crate_transactions)
+{
+	struct rl_server s;
+	struct rl_client c;
+	struct evbuffer *to_s = evbuffer_new(), *in = evbuffer_new(), *to_c = evbuffer_new();
+	static const char *defs[SP_MAX];
+	struct rl_opts o = { .rename = true, .max_prepared = 10, .defaults = defs, .crate = true };
+	const char *err = NULL;
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	defs[sp_index("DateStyle", 9)] = "ISO";
+	rl_server_init(&s);
+	rl_client_init(&c);
+	query(&s, &c, &o, to_s, "BEGIN");
+	ck_assert_int_eq(answer(&s, &c, &o, "CZI"), 'T');
+	ck_assert(!rl_idle(&s, &c));
+	query(&s, &c, &o, to_s, "DECLARE c1 CURSOR FOR SELECT 1");
+	query(&s, &c, &o, to_s, "declare c2 cursor with hold for select 1");
+	ck_assert_int_eq(answer(&s, &c, &o, "CZICZI"), 'T');
+	ck_assert_uint_eq(s.ncursors, 2);
+	query(&s, &c, &o, to_s, "COMMIT");
+	ck_assert_int_eq(answer(&s, &c, &o, "CZI"), 'T'); /* c2 is still open */
+	ck_assert_uint_eq(s.ncursors, 1);
+	query(&s, &c, &o, to_s, "CLOSE C2");
+	ck_assert_int_eq(answer(&s, &c, &o, "CZI"), 'I');
+	ck_assert(rl_idle(&s, &c));
+	/* a WITHOUT HOLD cursor outside a transaction is refused by CrateDB: none opens */
+	query(&s, &c, &o, to_s, "DECLARE c3 CURSOR FOR SELECT 1");
+	ck_assert_int_eq(answer(&s, &c, &o, "EZI"), 'I');
+	/* extended protocol: an autocommit error ends with 'E', which is idle on CrateDB */
+	parse(in, "", "SELECT x");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_int_eq(answer(&s, &c, &o, "EZE"), 'I');
+	ck_assert(rl_idle(&s, &c));
+	/* and a Sync's 'T' is believed: a BEGIN run through Parse/Bind/Execute */
+	parse(in, "", "BEGIN");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_int_eq(answer(&s, &c, &o, "1ZT"), 'T');
+	query(&s, &c, &o, to_s, "END");
+	ck_assert_int_eq(answer(&s, &c, &o, "CZI"), 'I');
+	/* a failed COMMIT is not believed to have ended anything */
+	query(&s, &c, &o, to_s, "BEGIN; SELECT 1");
+	ck_assert_int_eq(answer(&s, &c, &o, "CCZI"), 'T');
+	query(&s, &c, &o, to_s, "COMMIT");
+	ck_assert_int_eq(answer(&s, &c, &o, "EZI"), 'T');
+	/* DISCARD ALL becomes a reset that keeps the session cancellable */
+	evbuffer_drain(to_s, evbuffer_get_length(to_s));
+	query(&s, &c, &o, to_s, "discard all;");
+	ck_assert(holds(to_s, "COMMIT; CLOSE ALL; DEALLOCATE ALL"));
+	ck_assert(!holds(to_s, "discard"));
+	struct evbuffer *up = evbuffer_new();
+	msg(up, 'C', "COMMIT", 7);
+	msg(up, 'C', "CLOSE", 6);
+	msg(up, 'C', "DEALLOCATE", 11);
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s, &c, &o, up, to_c, NULL, NULL, &err), 0);
+	ck_assert_str_eq(types(to_c), "CZ");
+	ck_assert(rl_idle(&s, &c));
+	/* a FunctionCall is answered, never sent */
+	evbuffer_drain(to_s, evbuffer_get_length(to_s));
+	msg(in, 'F', "\0\0\0\1\0\0\0\0\0\0", 10);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_uint_eq(evbuffer_get_length(to_s), 0);
+	ck_assert(rl_flush_fakes(&s, &o, to_c));
+	ck_assert_str_eq(types(to_c), "EZ");
+	/* psycopg2's SET DATESTYLE TO 'ISO' is CrateDB's default: nothing to replay */
+	query(&s, &c, &o, to_s, "SET DATESTYLE TO 'ISO'");
+	ck_assert_uint_eq(c.params.len, 0);
+	query(&s, &c, &o, to_s, "SET statement_timeout = '1s'");
+	ck_assert_uint_ne(c.params.len, 0);
+	rl_client_clear(&c);
+	rl_server_clear(&s);
+	evbuffer_free(to_s);
+	evbuffer_free(in);
+	evbuffer_free(to_c);
+	evbuffer_free(up);
+}
+END_TEST
+
 static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -467,6 +637,8 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_replay);
 	tcase_add_test(tc, test_pipeline_statements);
 	tcase_add_test(tc, test_pipeline_shapes);
+	tcase_add_test(tc, test_crate_statements);
+	tcase_add_test(tc, test_crate_transactions);
 	suite_add_tcase(s, tc);
 	return s;
 }
