@@ -633,6 +633,24 @@ START_TEST(test_db_entries)
 }
 END_TEST
 
+START_TEST(test_db_server_kind)
+{
+	struct cfg *cfg = parse_ok("[cratebouncer]\nauth_type = trust\n[databases]\n"
+				   "a = host=h\nc = host=h server_kind=cratedb\n"
+				   "p = host=h server_kind=PostgreSQL\n");
+
+	ck_assert_int_eq(cfg_find_db(cfg, "a")->server_kind, SERVER_KIND_AUTO);
+	ck_assert_int_eq(cfg_find_db(cfg, "c")->server_kind, SERVER_KIND_CRATEDB);
+	ck_assert_int_eq(cfg_find_db(cfg, "p")->server_kind, SERVER_KIND_POSTGRESQL);
+	cfg_free(cfg);
+	cfg = cfg_parse_string("[cratebouncer]\nauth_type = trust\n[databases]\n"
+			       "x = host=h server_kind=mysql\n", NAME);
+	ck_assert_uint_eq(cfg->nerrors, 1);
+	ck_assert_ptr_nonnull(strstr(cfg->errors[0], "server_kind: \"mysql\" is not one of: auto, cratedb, postgresql"));
+	cfg_free(cfg);
+}
+END_TEST
+
 START_TEST(test_db_fallbacks)
 {
 	struct cfg *cfg = parse_ok(
@@ -1024,6 +1042,7 @@ int main(void)
 	int failed;
 
 	tcase_add_test(tc, test_doc_config);
+	tcase_add_test(tc, test_db_server_kind);
 	tcase_add_test(tc, test_option_table);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_pgbouncer_alias);

@@ -23,7 +23,7 @@
 /* The keys parse_db() in src/cfg.c accepts, and the catch-all entry. */
 static const char *const db_keys[] = {
 	"host", "port", "dbname", "user", "password", "password_file", "pool_size",
-	"min_pool_size", "pool_mode", "sslmode", "sslrootcert",
+	"min_pool_size", "pool_mode", "sslmode", "sslrootcert", "server_kind",
 	"*",	/* the entry serving every database name not listed */
 	NULL
 };
