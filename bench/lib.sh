@@ -23,6 +23,11 @@ SCALE=${SCALE:-10}                  # pgbench -i -s
 POOL_SIZE=${POOL_SIZE:-20}          # default_pool_size of both poolers
 POOL_MODE=${POOL_MODE:-session}     # pool_mode of both poolers
 MAX_CLIENT_CONN=${MAX_CLIENT_CONN:-20000}
+# The upstream both poolers use: postgresql (the suite's TLS-only PostgreSQL 15), standin (the
+# CrateDB stand-in tests/crate_pg.py in front of it), or cratedb (a real CrateDB given by
+# CRATEDB_HOST, CRATEDB_PORT, CRATEDB_USER, CRATEDB_PASSWORD, CRATEDB_CA; its pgbench_accounts
+# and pgbench_branches tables are made at scale SCALE). See bench/README.md.
+UPSTREAM=${UPSTREAM:-postgresql}
 PIPELINE_DEPTH=${PIPELINE_DEPTH:-8}  # cratebouncer's pipeline_depth (its default; 0: off, as PgBouncer)
 KEEP=${KEEP:-0}                     # 1: keep the work directory (configs, logs) after the run
 
@@ -43,6 +48,7 @@ CB_BIN=""       # the copy of $CRATEBOUNCER that runs (a rebuild during the run 
 CB_PID=""
 PGB_PID=""
 IDLE_PID=""
+STANDIN_PID=""
 FAILED=0        # set to 1 by anything that failed to run; bench_finish exits 1 then
 NOFILE=""
 
@@ -95,6 +101,7 @@ cleanup() {
 	stop_pid "$IDLE_PID" idle_clients
 	stop_pid "$CB_PID" cratebouncer
 	stop_pid "$PGB_PID" pgbouncer
+	stop_pid "$STANDIN_PID" crate_pg
 	wait 2>/dev/null || true
 	[[ -z $WORK ]] || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
 	if [[ -z $WORK ]]; then
@@ -191,6 +198,51 @@ start_upstream() {
 		"GRANT SELECT, INSERT, UPDATE ON pgbench_accounts, pgbench_branches, pgbench_tellers,
 		 pgbench_history TO crate" || die "GRANT failed"
 	note "pgbench tables at scale $SCALE initialized in $((SECONDS - t0)) s"
+	UP_HOST=localhost UP_PORT=$PG_PORT UP_USER=crate UP_PASSWORD=secret
+	case $UPSTREAM in
+	postgresql) ;;
+	standin) start_standin ;;
+	cratedb) use_cratedb ;;
+	*) die "UPSTREAM=$UPSTREAM: not one of postgresql, standin, cratedb" ;;
+	esac
+}
+
+# The CrateDB stand-in in front of the PostgreSQL: the poolers' upstream from now on.
+start_standin() {
+	local port i
+	port=$(free_port)
+	"$PY" "$ROOT/tests/crate_pg.py" --listen 127.0.0.1 --port "$port" \
+		--cert "$PGENV_DIR/ssl/server.crt" --key "$PGENV_DIR/ssl/server.key" \
+		--pg-host 127.0.0.1 --pg-port "$PG_PORT" --pg-ca "$CA" \
+		--ready-file "$WORK/standin.port" >"$WORK/standin.log" 2>&1 &
+	STANDIN_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $WORK/standin.port ]] && break
+		kill -0 "$STANDIN_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	[[ -s $WORK/standin.port ]] || { cat "$WORK/standin.log" >&2; die "crate_pg.py did not start"; }
+	UP_PORT=$port
+	note "upstream: the CrateDB stand-in (tests/crate_pg.py) on localhost:$UP_PORT in front of it"
+}
+
+# A real CrateDB: pgbench -S reads pgbench_accounts there (and counts pgbench_branches for
+# the scale).
+use_cratedb() {
+	[[ -n ${CRATEDB_PORT:-} && -n ${CRATEDB_CA:-} ]] || die "UPSTREAM=cratedb needs CRATEDB_HOST, CRATEDB_PORT, CRATEDB_USER, CRATEDB_PASSWORD, CRATEDB_CA"
+	UP_HOST=${CRATEDB_HOST:-localhost} UP_PORT=$CRATEDB_PORT UP_USER=${CRATEDB_USER:-crate}
+	UP_PASSWORD=${CRATEDB_PASSWORD:-} CA=$CRATEDB_CA
+	local conn="host=$UP_HOST port=$UP_PORT user=$UP_USER dbname=doc sslmode=verify-full sslrootcert=$CA"
+	PGPASSWORD=$UP_PASSWORD "$PSQL" -X -q -v ON_ERROR_STOP=1 "$conn" \
+		-c "DROP TABLE IF EXISTS pgbench_accounts" \
+		-c "CREATE TABLE pgbench_accounts (aid INT PRIMARY KEY, bid INT, abalance INT, filler TEXT)" \
+		-c "INSERT INTO pgbench_accounts (aid, bid, abalance, filler) SELECT g, 1, 0, '' FROM generate_series(1, $((SCALE * 100000))) AS t(g)" \
+		-c "DROP TABLE IF EXISTS pgbench_branches" \
+		-c "CREATE TABLE pgbench_branches (bid INT PRIMARY KEY, bbalance INT, filler TEXT)" \
+		-c "INSERT INTO pgbench_branches (bid, bbalance, filler) SELECT g, 0, '' FROM generate_series(1, $SCALE) AS t(g)" \
+		-c "REFRESH TABLE pgbench_accounts" -c "REFRESH TABLE pgbench_branches" >/dev/null ||
+		die "cannot make the pgbench tables on CrateDB"
+	note "upstream: CrateDB on $UP_HOST:$UP_PORT (pgbench_accounts at scale $SCALE)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +251,7 @@ start_upstream() {
 pooler_ini() {  # pooler_ini NAME PORT DIR EXTRA-LINE: the settings both poolers share
 	cat <<EOF
 [databases]
-doc = host=localhost port=$PG_PORT dbname=doc user=crate password=secret
+doc = host=$UP_HOST port=$UP_PORT dbname=doc user=$UP_USER password=$UP_PASSWORD
 
 [$1]
 listen_addr = 127.0.0.1

@@ -47,14 +47,22 @@ def _mkdtemp(prefix):
 # per-test time limit, and daemon logs attached to failure reports
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "time_limit(seconds): a longer per-test time limit")
+
+
 @pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail (rather than hang) a test that runs longer than TEST_TIME_LIMIT seconds."""
+def _time_limit(request):
+    """Fail (rather than hang) a test that runs longer than TEST_TIME_LIMIT seconds (or its
+    time_limit marker's)."""
+    m = request.node.get_closest_marker("time_limit")
+    limit = int(m.args[0]) if m else TEST_TIME_LIMIT
+
     def on_alarm(signum, frame):
-        raise TimeoutError(f"test exceeded {TEST_TIME_LIMIT} s")
+        raise TimeoutError(f"test exceeded {limit} s")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIME_LIMIT)
+    signal.alarm(limit)
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
