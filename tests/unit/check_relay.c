@@ -578,8 +578,18 @@ START_TEST(test_crate_transactions)
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
 	ck_assert_int_eq(answer(&s, &c, &o, "EZE"), 'I');
 	ck_assert(rl_idle(&s, &c));
-	/* and a Sync's 'T' is believed: a BEGIN run through Parse/Bind/Execute */
+	/* a BEGIN run through Parse/Bind/Execute (CrateDB's Sync says 'I': it reports the
+	 * state from before the deferred execution) */
 	parse(in, "", "BEGIN");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_int_eq(answer(&s, &c, &o, "1ZI"), 'T');
+	parse(in, "", "COMMIT");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_int_eq(answer(&s, &c, &o, "1ZT"), 'I');
+	/* a Sync's unexplained 'T' is believed */
+	parse(in, "", "SELECT 1");
 	msg(in, 'S', NULL, 0);
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
 	ck_assert_int_eq(answer(&s, &c, &o, "1ZT"), 'T');
