@@ -1005,6 +1005,7 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 		int kind = it ? it->kind : -1;
 		bool replay = kind == RQ_QUERY_DROP;
 		bool pass = !replay;
+		bool restatus = false;	/* a ReadyForQuery passed with the session's real status */
 		switch (type) {
 		case '1':
 			if (kind == RQ_PARSE || kind == RQ_PARSE_DROP) {
@@ -1066,6 +1067,10 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			/* CrateDB: 'I' after BEGIN (simple protocol), 'E' after an autocommit
 			 * error (extended): neither says what the session is */
 			s->status = o->crate ? crate_status(s) : raw;
+			/* CrateDB's 'E' after an error is no failed transaction (there is none: the
+			 * next statement runs); told 'E', libpq clients (asyncpg's pool) send a
+			 * ROLLBACK, which CrateDB does not have: the client gets the real status */
+			restatus = o->crate && raw == 'E' && s->status != raw;
 			if (o->no_tx && !replay && s->status != 'I' && c) {
 				/* statement mode: the client gets an error instead */
 				s->violation = true;
@@ -1089,7 +1094,11 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			break;
 		}
 		size_t n = avail < (size_t)mlen + 1 ? avail : (size_t)mlen + 1;
-		if (pass && c) {
+		if (pass && c && restatus) {
+			flush(in, to_client, &acc);
+			evbuffer_drain(in, n);
+			pg_put_ready(to_client, s->status);
+		} else if (pass && c) {
 			acc += n;
 		} else {
 			flush(in, c ? to_client : NULL, &acc);
