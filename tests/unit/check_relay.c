@@ -578,6 +578,20 @@ START_TEST(test_crate_transactions)
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
 	ck_assert_int_eq(answer(&s, &c, &o, "EZE"), 'I');
 	ck_assert(rl_idle(&s, &c));
+	/* ... and the client is told 'I' (told 'E', asyncpg sends a ROLLBACK CrateDB lacks) */
+	struct evbuffer *up0 = evbuffer_new();
+	uint8_t z[6];
+	parse(in, "", "SELECT x");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	msg(up0, 'E', "SERROR\0C42000\0Mboom\0\0", 21);
+	msg(up0, 'Z', "E", 1);
+	ck_assert_int_eq(rl_from_server(&s, &c, &o, up0, to_c, NULL, NULL, &err), 0);
+	evbuffer_drain(to_c, evbuffer_get_length(to_c) - 6);
+	evbuffer_remove(to_c, z, 6);
+	ck_assert_int_eq(z[0], 'Z');
+	ck_assert_int_eq(z[5], 'I');
+	evbuffer_free(up0);
 	/* a BEGIN run through Parse/Bind/Execute (CrateDB's Sync says 'I': it reports the
 	 * state from before the deferred execution) */
 	parse(in, "", "BEGIN");
