@@ -1053,9 +1053,10 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY || it->kind == RQ_QUERY_DROP;
 				if (done && o->crate) {
 					fx_apply(s, it->fx, s->failed || (replay && s->inject_failed));
-					/* CrateDB's Sync reports the state from before the group's
-					 * deferred executions ran: only a 'T' nothing here explains is
-					 * news (a transaction opened in a way not seen), never an 'I' */
+					/* CrateDB's Sync reads the state before the group's deferred
+					 * executions run (it can be stale): only a 'T' nothing here
+					 * explains is news (a transaction opened in a way not seen),
+					 * never an 'I' */
 					if (it->kind == RQ_SYNC && raw == 'T' &&
 					    !(it->fx && (strchr(it->fx, SP_TX_COMMIT) ||
 							 strchr(it->fx, SP_TX_DISCARD_ALL))))

@@ -19,9 +19,10 @@ checked against a real CrateDB 6.5.0 through tests/integration/test_crate.py:
   beginTransaction/commit); there is no ROLLBACK (SqlBaseParser.g4), and no RESET name: both
   are syntax errors (42601), and one bad statement fails the whole Query before any of it runs
   (SqlParser.createStatementsForSimpleQuery).
-- A Sync reports the session's state from before its deferred executions run (PWP handleSync:
-  `session.transactionState()` is read before `session.sync()`), 'E' after an error in the
-  group (ignoreTillSync), even in autocommit.
+- A Sync reports `session.transactionState()` ('T' after BEGIN, read before the group's
+  deferred executions run: PWP handleSync), and 'E' after an error at Parse or Bind
+  (ignoreTillSync), even in autocommit; an error while executing leaves it 'I' (seen on
+  CrateDB 6.5.0).
 - SET of a registered session setting applies; SET of an unknown name, SET LOCAL and SET TIME
   ZONE are ignored (SetSessionPlan); `SET name TO DEFAULT` resets one.
 - DECLARE ... WITHOUT HOLD (the default) needs a transaction ("DECLARE CURSOR can only be used
@@ -166,7 +167,7 @@ class Session:
         self.order = asyncio.Lock()  # ordered messages: one job's at a time
         self.primary_lock = asyncio.Lock()
         self.tasks = set()
-        self.ext_error = False
+        self.ext_error = self.bound = False
         self.prepared = set()
         self.drop = []  # answer types of injected messages to drop, in order
 
@@ -532,14 +533,20 @@ class Session:
                 if self.drop and rt == self.drop[0]:
                     self.drop.pop(0)
                     continue
+                if rt == b"2":
+                    self.bound = True
                 if rt == b"E":
-                    self.ext_error = True
+                    # PWP: an error at Parse/Bind sets ignoreTillSync, and that Sync answers
+                    # 'E'; one while executing does not
+                    self.ext_error = self.ext_error or not self.bound
                     self.send(self.crate_error(error_fields(rb)))
                     continue
                 if rt == b"Z":
-                    # PWP handleSync: the state read before the group's deferred executions
-                    self.send(ready("E" if self.ext_error else ("T" if self.in_tx else "I")))
-                    self.ext_error = False
+                    # PWP handleSync: session.transactionState() (an extended BEGIN runs on
+                    # PostgreSQL, whose 'T' says so)
+                    z = "E" if self.ext_error else ("T" if self.in_tx or rb == b"T" else "I")
+                    self.send(ready(z))
+                    self.ext_error = self.bound = False
                     break
                 self.send(msg(rt, rb))
 

@@ -51,6 +51,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "time_limit(seconds): a longer per-test time limit")
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The real-CrateDB tier (crate_targets.py) says whether it ran."""
+    if os.environ.get("CB_CRATEDB_PG"):
+        terminalreporter.write_line("real-CrateDB tier: ran against CB_CRATEDB_PG")
+    else:
+        terminalreporter.write_line("real-CrateDB tier: SKIPPED (CB_CRATEDB_PG is not set; the "
+                                    "CrateDB tests ran against the stand-in only)")
+
+
 @pytest.fixture(autouse=True)
 def _time_limit(request):
     """Fail (rather than hang) a test that runs longer than TEST_TIME_LIMIT seconds (or its

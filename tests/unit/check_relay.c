@@ -592,8 +592,8 @@ START_TEST(test_crate_transactions)
 	ck_assert_int_eq(z[0], 'Z');
 	ck_assert_int_eq(z[5], 'I');
 	evbuffer_free(up0);
-	/* a BEGIN run through Parse/Bind/Execute (CrateDB's Sync says 'I': it reports the
-	 * state from before the deferred execution) */
+	/* a BEGIN run through Parse/Bind/Execute: even a stale 'I' at its Sync (CrateDB reads
+	 * the state before the group's deferred executions) does not end it */
 	parse(in, "", "BEGIN");
 	msg(in, 'S', NULL, 0);
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
