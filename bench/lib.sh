@@ -24,7 +24,7 @@ POOL_SIZE=${POOL_SIZE:-20}          # default_pool_size of both poolers
 POOL_MODE=${POOL_MODE:-session}     # pool_mode of both poolers
 MAX_CLIENT_CONN=${MAX_CLIENT_CONN:-20000}
 # The upstream both poolers use: postgresql (the suite's TLS-only PostgreSQL 15), standin (the
-# CrateDB stand-in tests/crate_pg.py in front of it), or cratedb (a real CrateDB given by
+# CrateDB stand-in tests/crate_pgwire.py in front of it), or cratedb (a real CrateDB given by
 # CRATEDB_HOST, CRATEDB_PORT, CRATEDB_USER, CRATEDB_PASSWORD, CRATEDB_CA; its pgbench_accounts
 # and pgbench_branches tables are made at scale SCALE). See bench/README.md.
 UPSTREAM=${UPSTREAM:-postgresql}
@@ -101,7 +101,7 @@ cleanup() {
 	stop_pid "$IDLE_PID" idle_clients
 	stop_pid "$CB_PID" cratebouncer
 	stop_pid "$PGB_PID" pgbouncer
-	stop_pid "$STANDIN_PID" crate_pg
+	stop_pid "$STANDIN_PID" crate_pgwire
 	wait 2>/dev/null || true
 	[[ -z $WORK ]] || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
 	if [[ -z $WORK ]]; then
@@ -211,7 +211,7 @@ start_upstream() {
 start_standin() {
 	local port i
 	port=$(free_port)
-	"$PY" "$ROOT/tests/crate_pg.py" --listen 127.0.0.1 --port "$port" \
+	"$PY" "$ROOT/tests/crate_pgwire.py" --listen 127.0.0.1 --port "$port" \
 		--cert "$PGENV_DIR/ssl/server.crt" --key "$PGENV_DIR/ssl/server.key" \
 		--pg-host 127.0.0.1 --pg-port "$PG_PORT" --pg-ca "$CA" \
 		--ready-file "$WORK/standin.port" >"$WORK/standin.log" 2>&1 &
@@ -221,9 +221,9 @@ start_standin() {
 		kill -0 "$STANDIN_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	[[ -s $WORK/standin.port ]] || { cat "$WORK/standin.log" >&2; die "crate_pg.py did not start"; }
+	[[ -s $WORK/standin.port ]] || { cat "$WORK/standin.log" >&2; die "crate_pgwire.py did not start"; }
 	UP_PORT=$port
-	note "upstream: the CrateDB stand-in (tests/crate_pg.py) on localhost:$UP_PORT in front of it"
+	note "upstream: the CrateDB stand-in (tests/crate_pgwire.py) on localhost:$UP_PORT in front of it"
 }
 
 # A real CrateDB: pgbench -S reads pgbench_accounts there (and counts pgbench_branches for

@@ -1,5 +1,5 @@
 """The CrateDB-dialect upstreams the CrateDB tests run against (test_crate.py,
-test_crate_clients.py): "standin", tests/crate_pg.py in front of the suite's PostgreSQL
+test_crate_clients.py): "standin", tests/crate_pgwire.py in front of the suite's PostgreSQL
 (always), and "cratedb", a real CrateDB given by CB_CRATEDB_PG (a libpq conninfo with TLS,
 e.g. "host=localhost port=5432 user=crate password=... dbname=doc sslmode=verify-full
 sslrootcert=/path/ca.pem"), skipped with that reason shown when the variable is unset."""
