@@ -206,18 +206,20 @@ def test_with_hold_cursor_holds_the_server(cratebouncer, target):
 def test_extended_error_is_not_a_transaction(cratebouncer, target):
     """An autocommit error in the extended protocol (Sync answers 'E' on CrateDB): in
     statement mode the client stays, in transaction mode the server is released."""
+    # with a parameter psycopg uses the extended protocol (without, a simple Query)
+    bad = ("SELECT v FROM missing_tbl_xyz WHERE v = %s", ("x",))
     cb = bouncer(cratebouncer, target, mode="statement", pool=1)
     with psycopg.connect(cb.conninfo(), autocommit=True) as c:
         for k in range(3):
             with pytest.raises(psycopg.Error) as e:
-                c.execute("SELECT v FROM missing_tbl_xyz")
+                c.execute(*bad)
             assert "missing_tbl_xyz" in str(e.value)
-            assert c.execute("SELECT 1 + 1").fetchone()[0] == 2
+            assert c.execute("SELECT 1 + %s", (1,)).fetchone()[0] == 2
     cb2 = bouncer(cratebouncer, target, mode="transaction", pool=1, query_wait_timeout=5)
     a = psycopg.connect(cb2.conninfo(), autocommit=True)
     try:
         with pytest.raises(psycopg.Error):
-            a.execute("SELECT v FROM missing_tbl_xyz")
+            a.execute(*bad)
         with psycopg.connect(cb2.conninfo(), autocommit=True) as b:
             assert b.execute("SELECT 3").fetchone()[0] == 3
     finally:
