@@ -203,6 +203,13 @@ static bool any_host_up(const struct pool *pool)
 	return false;
 }
 
+/* CrateDB mode: forced by server_kind, else when the upstream's login said crate_version. */
+static void set_kind(struct pool *pool)
+{
+	pool->rl.crate = pool->db->server_kind == SERVER_KIND_CRATEDB ||
+			 (pool->db->server_kind == SERVER_KIND_AUTO && pool->crate_seen);
+}
+
 static void pool_apply_cfg(struct pool *pool)
 {
 	set_hosts(pool);
@@ -211,8 +218,7 @@ static void pool_apply_cfg(struct pool *pool)
 	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
 	pool->rl.no_tx = pool->mode == POOL_STATEMENT;
 	pool->rl.defaults = (const char *const *)pool->defaults;
-	pool->rl.crate = pool->db->server_kind == SERVER_KIND_CRATEDB ||
-			 (pool->db->server_kind == SERVER_KIND_AUTO && pool->crate_seen);
+	set_kind(pool);
 }
 
 /* The tracked parameters among the upstream's login ParameterStatus messages. */
@@ -500,7 +506,7 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 		set_defaults(pool, copy, len);
 		bool was = pool->rl.crate;
 		pool->crate_seen = pg_find_param_status(copy, len, "crate_version") != NULL;
-		pool_apply_cfg(pool);
+		set_kind(pool);
 		if (pool->rl.crate && !was)
 			log_info("pool %s/%s: the upstream is CrateDB (%s); no pipelining, CrateDB's "
 				 "transactions, settings and reset", pool->db->name, pool->user,

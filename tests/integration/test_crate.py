@@ -417,4 +417,4 @@ def test_isolation_under_mixed_load(cratebouncer, target):
     assert stats["mismatch"] == 0
     assert not errors, f"{len(errors)} async clients failed: {errors[0]!r}"
     assert not threads_err, f"sync clients failed: {threads_err[0]!r}"
-    assert stats["ok"] > 1000
+    assert stats["ok"] >= 10 * ISOLATION_SECONDS, "too little load to say anything"
