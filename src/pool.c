@@ -500,17 +500,18 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 
 	if (copy) {
 		memcpy(copy, params, len);
+		bool was = pool->welcome && pool->rl.crate;
 		free(pool->welcome);
 		pool->welcome = copy;
 		pool->welcome_len = len;
 		set_defaults(pool, copy, len);
-		bool was = pool->rl.crate;
-		pool->crate_seen = pg_find_param_status(copy, len, "crate_version") != NULL;
+		const char *cv = pg_find_param_status(copy, len, "crate_version");
+		pool->crate_seen = cv != NULL;
 		set_kind(pool);
 		if (pool->rl.crate && !was)
 			log_info("pool %s/%s: the upstream is CrateDB (%s); no pipelining, CrateDB's "
 				 "transactions, settings and reset", pool->db->name, pool->user,
-				 pg_find_param_status(copy, len, "crate_version"));
+				 cv ? cv : "server_kind=cratedb");
 	}
 	if (pool->last_error) {
 		log_info("upstream %s:%d for pool %s/%s works again", pool->db->host, pool->db->port,

@@ -56,6 +56,31 @@ def test_crate_mode_recognised(cratebouncer, target):
     wait_until(lambda: "the upstream is CrateDB" in cb.log_text(), what="CrateDB mode in the log")
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "cratedb"])
+def test_server_kind_overrides(cratebouncer, target, pg, upstream, kind):
+    """server_kind=cratedb turns CrateDB mode on for an upstream that does not report
+    crate_version (the suite's PostgreSQL, where SET name TO DEFAULT works too);
+    server_kind=postgresql turns it off on CrateDB, where the PostgreSQL replay (RESET name)
+    then fails: the override is taken, and the mode is why the replay works."""
+    if kind == "postgresql":
+        db = target.entry(server_kind="postgresql")
+    else:
+        db = upstream(server_kind="cratedb")
+    cb = cratebouncer(settings={"pool_mode": "transaction", "default_pool_size": 1},
+                      databases={"doc": db})
+    with psycopg.connect(cb.conninfo(), autocommit=True) as a, \
+            psycopg.connect(cb.conninfo(), autocommit=True) as b:
+        a.execute("SET statement_timeout = '8s'")
+        assert _show(a, "statement_timeout") == "8s"
+        if kind == "cratedb":
+            assert _show(b, "statement_timeout") in ("0", "0s")
+        else:
+            _show(b, "statement_timeout")
+    log = cb.log_text()
+    assert ("the upstream is CrateDB" in log) == (kind == "cratedb"), log
+    assert ("failed on the upstream" in log) == (kind == "postgresql"), log
+
+
 # ---------------------------------------------------------------------------------------------
 # pipelining: no client ever gets another's rows
 
