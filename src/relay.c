@@ -382,6 +382,16 @@ static void fx_apply(struct rl_server *s, const char *fx, bool failed)
 	}
 }
 
+/* Does fx hold a record of op? (Records are op, name, NUL: strchr would stop at the
+ * first one's end.) */
+static bool fx_has(const char *fx, int op)
+{
+	for (const char *p = fx; p && *p; p += strlen(p + 1) + 2)
+		if (*p == op)
+			return true;
+	return false;
+}
+
 /* The status a CrateDB session really has. */
 static char crate_status(const struct rl_server *s)
 {
@@ -1058,8 +1068,7 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 					 * explains is news (a transaction opened in a way not seen),
 					 * never an 'I' */
 					if (it->kind == RQ_SYNC && raw == 'T' &&
-					    !(it->fx && (strchr(it->fx, SP_TX_COMMIT) ||
-							 strchr(it->fx, SP_TX_DISCARD_ALL))))
+					    !fx_has(it->fx, SP_TX_COMMIT) && !fx_has(it->fx, SP_TX_DISCARD_ALL))
 						s->crate_tx = true;
 				}
 				pop(s);

@@ -602,6 +602,16 @@ START_TEST(test_crate_transactions)
 	msg(in, 'S', NULL, 0);
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
 	ck_assert_int_eq(answer(&s, &c, &o, "1ZT"), 'I');
+	/* a COMMIT after another statement of the group still explains a stale 'T' */
+	parse(in, "", "BEGIN");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_int_eq(answer(&s, &c, &o, "1ZT"), 'T');
+	parse(in, "", "CLOSE ALL");
+	parse(in, "", "COMMIT");
+	msg(in, 'S', NULL, 0);
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_int_eq(answer(&s, &c, &o, "11ZT"), 'I');
 	/* a Sync's unexplained 'T' is believed */
 	parse(in, "", "SELECT 1");
 	msg(in, 'S', NULL, 0);
