@@ -219,6 +219,24 @@ def _bootstrap_sql(env):
         conn.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {users}")
         conn.execute("CREATE SCHEMA doc")  # CrateDB's default schema, for realism
         conn.execute(f"GRANT USAGE, CREATE ON SCHEMA doc TO {users}")
+        # What the snippets of CrateDB's Python guide read: sys.cluster's name and a few of
+        # sys.summits' rows (CrateDB's own values; CrateDB has 1605 summits).
+        conn.execute("CREATE SCHEMA sys")
+        conn.execute(f"GRANT USAGE ON SCHEMA sys TO {users}")
+        conn.execute("CREATE TABLE sys.cluster (id text, name text, master_node text)")
+        conn.execute("INSERT INTO sys.cluster VALUES "
+                     "('7ab2e1b4-1d3f-4b8e-9b7c-2f1e9a6c5d01', 'crate', 'pgenv-node')")
+        conn.execute("CREATE TABLE sys.summits (mountain text, height integer, "
+                     "prominence integer, country text, range text, region text, "
+                     "first_ascent integer)")
+        conn.execute("""INSERT INTO sys.summits VALUES
+            ('Mont Blanc', 4808, 4695, 'FR/IT', 'U-Savoy/Aosta', 'Mont Blanc massif', 1786),
+            ('Monte Rosa', 4634, 2165, 'CH', 'Valais', 'Monte Rosa Alps', 1855),
+            ('Dom', 4545, 1046, 'CH', 'Valais', 'Mischabel', 1858),
+            ('Liskamm', 4527, 376, 'CH/IT', 'Valais/Aosta', 'Monte Rosa Alps', 1861),
+            ('Weisshorn', 4506, 1235, 'CH', 'Valais', 'Weisshorn-Matterhorn', 1861),
+            ('Matterhorn', 4478, 1042, 'CH/IT', 'Valais/Aosta', 'Weisshorn-Matterhorn', 1865)""")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA sys TO {users}")
 
 
 def start(directory, port=15432):
