@@ -65,6 +65,7 @@ struct hu {
 	struct hc *pinned;		/* its session belongs to this client */
 	char *key;			/* Default-Schema of its session ("" none) */
 	char *host;			/* where it connects: the upstream, or a redirect's node */
+	char *tls_name;			/* the name its certificate must carry (NULL: host) */
 	int port;
 	bool tls;
 	char host_header[300];
@@ -90,7 +91,9 @@ struct hc {
 	struct hu *up, *pinned;
 	char *key;
 	uint64_t since, req_start;
-	z_stream *z;			/* inflating a compressed /_sql body's start */
+	z_stream *z;			/* inflating a compressed /_sql body */
+	bool z_done;			/* ... to its end (or to an error) */
+	size_t inflated;		/* its size inflated so far, as CrateDB limits it */
 	struct evbuffer *sql_peek;
 	size_t sql_scanned;		/* how much of sql_peek was looked at */
 	size_t body_bytes;
@@ -98,8 +101,7 @@ struct hc {
 	bool waiting, head_started, has_body, body_done, keep_alive, is_sql, pin, sql_known;
 	bool close_after, buried, paused;
 	bool lf_fed;			/* the parser has seen the head's LF again (body parsing) */
-	bool gate;			/* body held until the upstream's 100 Continue (blob PUT) */
-	bool own_expect;		/* the client asked for 100-continue itself */
+	bool own_expect;		/* the client asked for 100-continue */
 	bool body_sent;			/* some of the body went upstream: no redirect now */
 	uint64_t progress;		/* last byte moved for this client (stall timeout) */
 	int redirects;
@@ -131,6 +133,10 @@ static struct {
 	char host_header[300];
 	char upstream_name[300];
 	char *auth;			/* the Authorization value injected, never logged */
+	char *cred_path;		/* the file it comes from, read again when it changes */
+	bool cred_token;		/* ... a bearer token (else a password) */
+	struct stat cred_st;
+	bool cred_warned;
 	struct evconnlistener *l[MAX_LISTENERS];
 	int nl;
 	char *unix_path;
@@ -154,14 +160,15 @@ static void hu_write_cb(struct sio *io, void *arg);
 static void hu_event_cb(struct sio *io, short what, void *arg);
 static void hu_close(struct hu *u, const char *why);
 static void hu_launch(const char *key);
-static struct hu *hu_launch_to(const char *key, const char *host, int port, bool tls,
-			       struct hc *for_client);
+static struct hu *hu_launch_to(const char *key, const char *host, const char *tls_name, int port,
+			       bool tls, struct hc *for_client);
 static void acquire(struct hc *c);
 static void attach(struct hc *c, struct hu *u);
 static void parse_head(struct hc *c);
 static void forward_body(struct hc *c);
 static void request_done(struct hc *c);
 static void hu_idle(struct hu *u);
+static void cred_refresh(void);
 static void resume_after_head(http_parser *p, const http_parser_settings *s);
 
 /* --------------------------------------------------------------------------------------
@@ -255,29 +262,43 @@ static int rq_headers_done(http_parser *p)
 	return 0;
 }
 
-/* The decoded body: only a /_sql body's start is looked at, for session statements. */
+/* A compressed /_sql body is inflated on the side, all of it: CrateDB limits its size
+ * after decompression. Its start goes to sql_peek; the rest is only counted. */
+static void inflate_body(struct hc *c, const char *at, size_t len)
+{
+	unsigned char out[16384];
+	size_t max = (size_t)hp.cfg->max_sql_body_mb << 20;
+
+	c->z->next_in = (unsigned char *)(uintptr_t)at;
+	c->z->avail_in = (uInt)len;
+	while (c->z->avail_in && !c->z_done) {
+		c->z->next_out = out;
+		c->z->avail_out = sizeof(out);
+		int rc = inflate(c->z, Z_NO_FLUSH);
+		size_t n = sizeof(out) - c->z->avail_out;
+		c->inflated += n;
+		if (!c->sql_known && evbuffer_get_length(c->sql_peek) < SQL_PEEK_MAX)
+			evbuffer_add(c->sql_peek, out, n);
+		/* the end, an error (CrateDB will say), or over the limit (forward_body says) */
+		if (rc != Z_OK || c->inflated > max)
+			c->z_done = true;
+	}
+}
+
+/* The decoded body: a /_sql body's start is looked at, for session statements. */
 static int rq_body(http_parser *p, const char *at, size_t len)
 {
 	struct hc *c = p->data;
 
 	c->body_bytes += len;
-	if (!c->is_sql || c->sql_known)
+	if (!c->is_sql)
 		return 0;
-	if (c->z) {
-		unsigned char out[8192];
-		c->z->next_in = (unsigned char *)(uintptr_t)at;
-		c->z->avail_in = (uInt)len;
-		while (c->z->avail_in && evbuffer_get_length(c->sql_peek) < SQL_PEEK_MAX) {
-			c->z->next_out = out;
-			c->z->avail_out = sizeof(out);
-			int rc = inflate(c->z, Z_NO_FLUSH);
-			evbuffer_add(c->sql_peek, out, sizeof(out) - c->z->avail_out);
-			if (rc != Z_OK)
-				break;
-		}
-	} else {
+	if (c->z)
+		inflate_body(c, at, len);
+	else if (!c->sql_known)
 		evbuffer_add(c->sql_peek, at, len);
-	}
+	if (c->sql_known)
+		return 0;
 	size_t n = evbuffer_get_length(c->sql_peek);
 	/* looked at again once 1 kB more has come (a body in tiny chunks costs no more) */
 	if (n < SQL_PEEK_MAX && n - c->sql_scanned < 1024)
@@ -384,6 +405,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 		http_head_clear(&u->head);
 		free(u->key);
 		free(u->host);
+		free(u->tls_name);
 		free(u);
 	}
 	while ((c = TAILQ_FIRST(&hp.hc_graveyard))) {
@@ -561,7 +583,8 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 	}
 	if (u->state == HU_HANDSHAKE) {
 		SSL *ssl = sio_ssl(u->io);
-		char *why = ssl ? tls_failure(ssl, u->host, sio_ssl_error(u->io)) : NULL;
+		char *why = ssl ? tls_failure(ssl, u->tls_name ? u->tls_name : u->host,
+					      sio_ssl_error(u->io)) : NULL;
 		hu_fail(u, "%s", why ? why : "TLS handshake failed");
 		free(why);
 		return;
@@ -602,7 +625,8 @@ static void hu_start_io(struct hu *u)
 
 	if (u->tls) {
 		SSL_CTX *ctx = tls_client_ctx(hp.sslmode, hp.ca_file, &err);
-		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, u->host) : NULL;
+		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, u->tls_name ? u->tls_name : u->host)
+			  : NULL;
 		if (!ssl) {
 			hu_fail(u, "%s", err ? err : "cannot set up TLS");
 			free(err);
@@ -674,17 +698,20 @@ static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 	try_connect(u);
 }
 
-static struct hu *hu_launch_to(const char *key, const char *host, int port, bool tls,
-			       struct hc *for_client)
+static struct hu *hu_launch_to(const char *key, const char *host, const char *tls_name, int port,
+			       bool tls, struct hc *for_client)
 {
 	struct hu *u = calloc(1, sizeof(*u));
 	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 					 .ai_protocol = IPPROTO_TCP };
 	char ps[8];
 
-	if (!u || !(u->key = strdup(key)) || !(u->host = strdup(host))) {
-		if (u)
+	if (!u || !(u->key = strdup(key)) || !(u->host = strdup(host)) ||
+	    (tls_name && !(u->tls_name = strdup(tls_name)))) {
+		if (u) {
 			free(u->key);
+			free(u->host);
+		}
 		free(u);
 		return NULL;
 	}
@@ -709,7 +736,7 @@ static struct hu *hu_launch_to(const char *key, const char *host, int port, bool
 
 static void hu_launch(const char *key)
 {
-	if (!hu_launch_to(key, hp.host, hp.port, hp.tls, NULL))
+	if (!hu_launch_to(key, hp.host, NULL, hp.port, hp.tls, NULL))
 		fail_waiting("out of memory", 503);
 }
 
@@ -862,13 +889,18 @@ static void handle_request(struct hc *c)
 	c->sql_known = true;
 	c->is_sql = c->head.url && strncmp(c->head.url, "/_sql", 5) == 0 &&
 		    (c->head.url[5] == '\0' || c->head.url[5] == '?' || c->head.url[5] == '/');
-	if (c->is_sql && c->has_body && p->content_length != ULLONG_MAX && p->content_length > max) {
+	const char *ce = http_head_get(&c->head, "Content-Encoding");
+	bool compressed = ce && *ce && strcasecmp(ce, "identity") != 0;
+	/* a compressed body is limited after decompression (inflate_body), as CrateDB does */
+	if (c->is_sql && c->has_body && !compressed && p->content_length != ULLONG_MAX &&
+	    p->content_length > max) {
 		fail_request(c, 413, 4130, "a /_sql body of more than %d MB is refused (as CrateDB)",
 			     hp.cfg->max_sql_body_mb);
 		return;
 	}
+	c->inflated = 0;
+	c->z_done = false;
 	if (c->is_sql && c->has_body) {
-		const char *ce = http_head_get(&c->head, "Content-Encoding");
 		c->sql_known = false;
 		if (!c->sql_peek && !(c->sql_peek = evbuffer_new())) {
 			fail_request(c, 503, 5030, "%s", "out of memory");
@@ -896,24 +928,13 @@ static void handle_request(struct hc *c)
 			c->pin = true;
 		}
 	}
-	bool blob = c->head.url && strncmp(c->head.url, "/_blobs/", 8) == 0;
-	const char *expect = http_head_get(&c->head, "Expect");
-	c->own_expect = expect != NULL;
-	c->gate = false;
+	/* A blob PUT goes as the client sent it: without Expect, CrateDB stores it on the node
+	 * it reaches; with Expect: 100-continue it may redirect it first (follow_redirect). */
+	c->own_expect = http_head_get(&c->head, "Expect") != NULL;
 	c->lf_fed = false;
 	c->body_sent = false;
 	c->progress = now_usec();
 	c->redirects = 0;
-	if (blob && c->has_body && !expect) {
-		/* CrateDB may redirect a blob upload to the node holding it: asking first keeps
-		 * the body here until the answer says where it goes */
-		if (http_head_field(&c->head, "Expect", 6) < 0 ||
-		    http_head_value(&c->head, "100-continue", 12) < 0) {
-			fail_request(c, 503, 5030, "%s", "out of memory");
-			return;
-		}
-		c->gate = true;
-	}
 	const char *schema = http_head_get(&c->head, "Default-Schema");
 	free(c->key);
 	c->key = strdup(schema ? schema : "");
@@ -968,15 +989,6 @@ static void forward_body(struct hc *c)
 	struct hu *u = c->up;
 	unsigned long long max = (unsigned long long)hp.cfg->max_sql_body_mb << 20;
 
-	if (u && c->gate) {
-		/* held until the upstream says 100 Continue (or answers at once) */
-		sio_flush(u->io);
-		if (evbuffer_get_length(in) > HIGH_WATER && !c->paused) {
-			c->paused = true;
-			sio_disable(c->io, EV_READ);
-		}
-		return;
-	}
 	while (u && c->state == HC_BODY && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -997,9 +1009,10 @@ static void forward_body(struct hc *c)
 			c->progress = now_usec();
 		}
 		evbuffer_remove_buffer(in, sio_output(u->io), n);
-		if (c->is_sql && c->body_bytes > max) {
-			fail_request(c, 413, 4130, "a /_sql body of more than %s is refused (as CrateDB)",
-				     "the configured max_sql_body_mb");
+		if (c->is_sql && (c->body_bytes > max || c->inflated > max)) {
+			fail_request(c, 413, 4130, "a /_sql body of more than %d MB%s is refused "
+				     "(as CrateDB)", hp.cfg->max_sql_body_mb,
+				     c->inflated > max ? " after decompression" : "");
 			return;
 		}
 		if (c->body_done) {
@@ -1074,32 +1087,51 @@ static void response_done(struct hu *u)
 		request_done(c);
 }
 
-/* A 307 for a blob points at the node that holds it, by an address of the cluster's:
- * cratebouncer goes there itself (TLS and credentials as for the upstream), so that the
- * local client's request completes. Only while the body has not been sent. */
-static bool follow_redirect(struct hu *u, struct hc *c)
+/* A 307 for a blob points at the node that holds it: CrateDB redirects GET, HEAD and a PUT
+ * that asked for 100-continue to https://<the node's publish IP>:<port>/_blobs/..., which
+ * the local client could not use. cratebouncer goes there itself, with the upstream's TLS
+ * settings and credentials; a node addressed by an IP literal must show a certificate for
+ * the configured cluster host name (the nodes share the cluster's certificate), which is
+ * also the SNI. 1: followed; 0: not a blob redirect, passed on as it is; -1: it cannot be
+ * followed, and the client was told why. */
+static int follow_redirect(struct hu *u, struct hc *c)
 {
 	const char *loc = http_head_get(&u->head, "Location");
-	bool tls;
-	char *host = NULL, *url;
-	int port;
-	const char *why;
+	const char *why = NULL;
+	char *host = NULL, *url = NULL;
+	bool tls = false;
+	int port = 0;
 
-	if (!loc || !c->head.url || strncmp(c->head.url, "/_blobs/", 8) != 0 || c->redirects >= 3 ||
-	    c->body_sent)
-		return false;
-	const char *path = strstr(loc, "://");
+	if (!c->head.url || strncmp(c->head.url, "/_blobs/", 8) != 0)
+		return 0;
+	const char *path = loc ? strstr(loc, "://") : NULL;
 	path = path ? strchr(path + 3, '/') : NULL;
-	if (!path)
-		return false;
-	char *base = strndup(loc, (size_t)(path - loc));
-	int rc = base ? http_parse_upstream(base, &tls, &host, &port, &why) : -1;
+	char *base = path ? strndup(loc, (size_t)(path - loc)) : NULL;
+	const char *perr;
+	if (!loc)
+		why = "the redirect has no Location";
+	else if (c->body_sent)
+		why = "the request body had gone to the first node already (send a blob PUT with "
+		      "Expect: 100-continue, or without Expect, which CrateDB stores on any node)";
+	else if (c->redirects >= 3)
+		why = "more than 3 redirects";
+	else if (!base || http_parse_upstream(base, &tls, &host, &port, &perr) < 0)
+		why = "the Location is not an http(s) URL";
+	else if (!tls && hp.sslmode != SSLMODE_DISABLE)
+		why = "the Location is plain http://, and the injected credentials go only over TLS";
+	else if (!(url = strdup(path)))
+		why = "out of memory";
 	free(base);
-	if (rc < 0 || (!tls && hp.sslmode != SSLMODE_DISABLE) || !(url = strdup(path))) {
+	if (why) {
 		free(host);
-		return false;
+		fail_request(c, 502, 5023, "CrateDB redirected %s to %s, which cratebouncer cannot "
+			     "follow: %s", c->head.url, loc ? loc : "(none)", why);
+		return -1;
 	}
-	log_debug("http: following CrateDB's redirect of %s to %s", c->head.url, loc);
+	/* an IP literal: the node's certificate is the cluster's */
+	const char *tls_name = tls && is_ip_literal(host) && !is_ip_literal(hp.host) ? hp.host : NULL;
+	log_debug("http: following CrateDB's redirect of %s to %s%s%s", c->head.url, loc,
+		  tls_name ? ", certificate checked for " : "", tls_name ? tls_name : "");
 	free(c->head.url);
 	c->head.url = url;
 	c->redirects++;
@@ -1107,10 +1139,10 @@ static bool follow_redirect(struct hu *u, struct hc *c)
 	c->up = NULL;
 	hu_close(u, "redirected");
 	c->state = HC_WAIT;
-	if (!hu_launch_to(c->key, host, port, tls, c))
+	if (!hu_launch_to(c->key, host, tls_name, port, tls, c))
 		fail_request(c, 503, 5030, "%s", "out of memory");
 	free(host);
-	return true;
+	return 1;
 }
 
 /* The response head is in: what the client gets of it. */
@@ -1120,7 +1152,10 @@ static int response_head(struct hu *u)
 	int status = u->parser.status_code;
 	struct evbuffer *out = sio_output(c->io);
 
-	if (status == 401) {
+	/* A failed login is a plain 401 with WWW-Authenticate; a 401 with CrateDB's JSON (4010,
+	 * 4011: a missing privilege) is an answer to the query, passed on as it is. */
+	if (status == 401 && http_head_get(&u->head, "WWW-Authenticate")) {
+		cred_refresh();
 		if (!hp.warned_401)
 			log_error("http: CrateDB at %s refused the credentials cratebouncer injects "
 				  "(user \"%s\"): check [http] user/password/bearer_token_file",
@@ -1144,15 +1179,12 @@ static int response_head(struct hu *u)
 	if (status >= 200)
 		hp.warned_401 = false;
 	u->response_started = true;
-	if (status == 307 && follow_redirect(u, c))
+	if (status == 307 && follow_redirect(u, c) != 0)
 		return -1;
 	if (status < 200) {
 		/* 100 Continue and the like: passed on (unless cratebouncer asked for it), the
 		 * real answer follows */
-		if (status == 100 && c->gate) {
-			c->gate = false;
-			forward_body(c);
-		} else if (c->own_expect || status != 100) {
+		if (c->own_expect || status != 100) {
 			http_put_response(out, u->parser.http_major, u->parser.http_minor, status,
 					  &u->head, false);
 		}
@@ -1168,7 +1200,6 @@ static int response_head(struct hu *u)
 		/* answered before (all of) the body went: neither connection can go on */
 		c->close_after = true;
 		u->close_after = true;
-		c->gate = false;
 	}
 	bool no_body = c->method == HTTP_HEAD || status == 204 || status == 304 ||
 		       (!(u->parser.flags & F_CHUNKED) && u->parser.content_length == 0);
@@ -1384,11 +1415,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		else if (c->state == HC_HEAD && !c->head_started &&
 			 now - c->since > cfgd(cfg->idle_timeout))
 			hc_close(c, "idle_timeout");
-		else if (c->gate && c->up && now - c->req_start > 1000000) {
-			/* no 100 Continue within a second: the body goes anyway (RFC 9110 10.1.1) */
-			c->gate = false;
-			forward_body(c);
-		} else if ((c->state == HC_BODY || (c->state == HC_RESPONSE && c->up &&
+		else if ((c->state == HC_BODY || (c->state == HC_RESPONSE && c->up &&
 						     c->up->response_started)) &&
 			   now - c->progress > cfgd(cfg->idle_timeout)) {
 			/* a client that stopped sending its body or reading its answer must not hold
@@ -1417,52 +1444,103 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			hu_close(u, "upstream_idle_timeout");
 		}
 	}
+	cred_refresh();
 }
 
 /* --------------------------------------------------------------------------------------
  * start and stop */
 
-static char *read_credential(const struct cfg *cfg, const char *file, char **err)
+/* The Authorization value for a bearer token or a user's password. */
+static char *auth_value(bool token, const char *user, const char *secret)
 {
-	char *why = NULL, *path = cfg_expand_path(file, cfg->dir, &why);
-	char *v = path ? read_secret_file(path, &why) : NULL;
-
-	if (!v)
-		*err = xasprintf("%s: %s", path ? path : file, why ? why : "cannot read");
-	free(why);
-	free(path);
-	return v;
-}
-
-/* The Authorization value to inject; NULL with *err. */
-static char *make_auth(const struct cfg *cfg, char **err)
-{
-	*err = NULL;
-	if (*cfg->http_bearer_token_file) {
-		char *tok = read_credential(cfg, cfg->http_bearer_token_file, err);
-		if (!tok)
-			return NULL;
-		char *v = xasprintf("Bearer %s", tok);
-		OPENSSL_cleanse(tok, strlen(tok));
-		free(tok);
-		return v;
-	}
-	if (!*cfg->http_user)
-		return xstrdup("");
-	char *pw = *cfg->http_password_file ? read_credential(cfg, cfg->http_password_file, err)
-					    : xstrdup(cfg->http_password);
-	if (!pw)
-		return NULL;
-	char *plain = xasprintf("%s:%s", cfg->http_user, pw);
+	if (token)
+		return xasprintf("Bearer %s", secret);
+	char *plain = xasprintf("%s:%s", user, secret);
 	size_t n = strlen(plain);
 	char *v = xmalloc(6 + 4 * ((n + 2) / 3) + 1);
 	memcpy(v, "Basic ", 6);
 	EVP_EncodeBlock((unsigned char *)v + 6, (const unsigned char *)plain, (int)n);
 	OPENSSL_cleanse(plain, n);
-	OPENSSL_cleanse(pw, strlen(pw));
 	free(plain);
-	free(pw);
 	return v;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		OPENSSL_cleanse(s, strlen(s));
+		free(s);
+	}
+}
+
+/* The Authorization value to inject; NULL with *err. With remember, the file it came from
+ * is watched (cred_refresh). */
+static char *make_auth(const struct cfg *cfg, bool remember, char **err)
+{
+	const char *file = *cfg->http_bearer_token_file ? cfg->http_bearer_token_file
+			 : *cfg->http_user && *cfg->http_password_file ? cfg->http_password_file : NULL;
+	bool token = *cfg->http_bearer_token_file != '\0';
+	char *secret = NULL, *why = NULL;
+	struct stat st;
+
+	*err = NULL;
+	if (!token && !*cfg->http_user)
+		return xstrdup("");
+	if (!file)
+		return auth_value(false, cfg->http_user, cfg->http_password);
+	char *path = cfg_expand_path(file, cfg->dir, &why);
+	if (!path || stat(path, &st) < 0 || !(secret = read_secret_file(path, &why))) {
+		*err = xasprintf("%s: %s", path ? path : file, why ? why : strerror(errno));
+		free(why);
+		free(path);
+		return NULL;
+	}
+	char *v = auth_value(token, cfg->http_user, secret);
+	free_secret(secret);
+	if (remember) {
+		free(hp.cred_path);
+		hp.cred_path = path;
+		hp.cred_token = token;
+		hp.cred_st = st;
+	} else {
+		free(path);
+	}
+	return v;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The token (or password) file is read again when it changes: a JWT expires and is
+ * replaced, in place or by a rename. Checked every tick and at once when CrateDB refuses a
+ * login. One that cannot be read keeps the credential in use, logged once. */
+static void cred_refresh(void)
+{
+	struct stat st;
+	char *why = NULL, *secret;
+
+	if (!hp.cred_path || (stat(hp.cred_path, &st) == 0 && same_file(&st, &hp.cred_st)))
+		return;
+	if (stat(hp.cred_path, &st) < 0 || !(secret = read_secret_file(hp.cred_path, &why))) {
+		if (!hp.cred_warned)
+			log_error("http: %s changed but cannot be read (%s); still injecting the %s "
+				  "read before", hp.cred_path, why ? why : strerror(errno),
+				  hp.cred_token ? "token" : "password");
+		hp.cred_warned = true;
+		free(why);
+		return;
+	}
+	free_secret(hp.auth);
+	hp.auth = auth_value(hp.cred_token, hp.cfg->user, secret);
+	free_secret(secret);
+	hp.cred_st = st;
+	hp.cred_warned = false;
+	hp.warned_401 = false;
+	log_info("http: %s changed: the new %s is injected from now on", hp.cred_path,
+		 hp.cred_token ? "token" : "password");
 }
 
 int http_proxy_check(const struct cfg *cfg, char **err)
@@ -1500,7 +1578,7 @@ int http_proxy_check(const struct cfg *cfg, char **err)
 			       "bearer_token_file");
 		return -1;
 	}
-	char *auth = make_auth(cfg, err);
+	char *auth = make_auth(cfg, false, err);
 	if (!auth)
 		return -1;
 	OPENSSL_cleanse(auth, strlen(auth));
@@ -1623,7 +1701,7 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	snprintf(hp.host_header, sizeof(hp.host_header), strchr(hp.host, ':') ? "[%s]:%d" : "%s:%d",
 		 hp.host, hp.port);
 	snprintf(hp.upstream_name, sizeof(hp.upstream_name), "%s", hp.host_header);
-	hp.auth = make_auth(cfg, &err);
+	hp.auth = make_auth(cfg, true, &err);
 	if (!hp.auth) {
 		log_error("[http] %s", err);
 		free(err);
@@ -1726,7 +1804,8 @@ void http_proxy_stop(void)
 	free(hp.host);
 	free(hp.ca_file);
 	free(hp.last_error);
-	hp.auth = hp.host = hp.ca_file = hp.last_error = NULL;
+	free(hp.cred_path);
+	hp.auth = hp.host = hp.ca_file = hp.last_error = hp.cred_path = NULL;
 	hp.enabled = false;
 }
 

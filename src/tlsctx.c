@@ -21,7 +21,7 @@ struct ctx_entry {
 static struct ctx_entry *ctxs;
 static size_t nctxs;
 
-static bool is_ip_literal(const char *host)
+bool is_ip_literal(const char *host)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;

@@ -4,12 +4,15 @@
 #define CB_TLSCTX_H
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
 
 /* Cached; NULL with *err (malloc'd) when the CA file cannot be loaded. */
 SSL_CTX *tls_client_ctx(int sslmode, const char *ca_file, char **err);
 /* A new SSL for host, verification set up per sslmode. NULL on failure. */
 SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host);
 /* Describes why a handshake failed, naming host: malloc'd. */
+/* host is an IPv4 or IPv6 address, not a name (no SNI; certificates checked by IP). */
+bool is_ip_literal(const char *host);
 char *tls_failure(SSL *ssl, const char *host, unsigned long ossl_err);
 void tls_free_all(void);
 

@@ -47,10 +47,12 @@ What differs from CrateDB (it is PostgreSQL underneath):
   session, so tests can see which session served a request. Real CrateDB has no such header.
 - --idle-close S closes a keep-alive connection after S seconds without a request (CrateDB
   does not by default; a cloud load balancer does).
-- --redirect-blobs-to URL: blob GET and PUT answer `307 Temporary Redirect` with
-  `Location: URL + path` (as a CrateDB node does for a blob that lives on another node) unless
-  the request is marked as already redirected: its Host header is the URL's host:port, or it
-  carries `X-Test-Redirected: 1` (the header is test-only). HEAD and DELETE are served locally.
+- --redirect-blobs-to URL: blob GET, HEAD, and PUT with `Expect: 100-continue` answer
+  `307 Temporary Redirect` with `Location: URL + path` (as a CrateDB node does for a blob that
+  lives on another node; CrateDB's URL is https://<the node's publish IP>:<port>) unless the
+  request is marked as already redirected: its Host header is the URL's host:port, or it
+  carries `X-Test-Redirected: 1` (the header is test-only). A PUT without Expect is stored
+  locally, as CrateDB stores it on any node; DELETE is served locally.
   Point URL at this same server under its other name (https://localhost:PORT when clients use
   127.0.0.1; the certificate covers both) or at a second instance sharing --blob-dir.
 
@@ -784,7 +786,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def blob(self, table, digest):
         srv = self.server
         method = self.command
-        if method in ("GET", "PUT") and srv.redirect_to and not self.redirected():
+        # CrateDB redirects GET and HEAD, and a PUT only when it asks for 100-continue (one
+        # without Expect is stored by whichever node it reaches)
+        expect = (self.headers.get("Expect") or "").strip().lower() == "100-continue"
+        if (srv.redirect_to and not self.redirected() and
+                (method in ("GET", "HEAD") or (method == "PUT" and expect))):
             target = srv.redirect_to.rstrip("/") + self.path
             raise HttpError(307, b"", headers={"Location": target})
         directory = os.path.join(srv.blob_dir, table)
