@@ -48,7 +48,7 @@ struct pipe_entry {
 	uint32_t qlen;
 	uint16_t items;		/* the relay's request items it added (answers to come) */
 	bool cancel;		/* its client asked to cancel it before it ran */
-	bool retried;		/* sent again once already */
+	uint8_t retries;	/* times sent again */
 };
 
 struct server {
@@ -81,7 +81,7 @@ struct server {
 	 * autocommit Query of a shape known to be fast, other clients' such Queries may be
 	 * sent behind it; the server answers them in order and each client gets the link
 	 * in turn (pipe_next). */
-	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for retried ones */
+	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for ones sent again */
 	uint8_t npipe;
 	unsigned pipe_items;		/* the relay's request items of the entries in pipe[] */
 	uint8_t exposed;		/* queries from the next head on that a cancel sent
@@ -1008,7 +1008,7 @@ bool server_pipe_busy(const struct server *sv)
 
 void server_head_more(struct server *sv)
 {
-	if (!sv->pipe_ok && !sv->head.shape && !sv->head.q && !sv->head.cancel && !sv->head.retried)
+	if (!sv->pipe_ok && !sv->head.shape && !sv->head.q && !sv->head.cancel && !sv->head.retries)
 		return;	/* the common case: nothing to forget, no clock read */
 	entry_clear(&sv->head);
 	sv->pipe_ok = false;
@@ -1153,7 +1153,7 @@ static void after_input(struct server *sv)
 	bool retry = false;
 	if (sv->held) {
 		sv->held = false;
-		if (c && !sv->head.cancel && !sv->head.retried && sv->head.q &&
+		if (c && !sv->head.cancel && sv->head.retries < PIPE_RETRIES && sv->head.q &&
 		    sv->npipe < PIPE_MAX + 4 && held_canceled(sv)) {
 			if (!resend_head(sv, c)) {
 				/* the relay's queue may not match any more */
@@ -1161,10 +1161,12 @@ static void after_input(struct server *sv)
 				close_discarding(sv, "out of memory");
 				return;
 			}
-			/* a cancel meant for an earlier query hit this one: it went again, and
-			 * the cancel is spent */
+			/* a cancel meant for an earlier query hit this one: it went again. The
+			 * cancel may not be spent: PostgreSQL signals the backend twice (its pid,
+			 * then its process group), and under load each can end a query; what runs
+			 * next is held again while the cancel is recent */
 			retry = true;
-			sv->head.retried = true;
+			sv->head.retries++;
 			sv->exposed = 0;
 			sv->node.pool->stats.pipeline_retry_count++;
 			log_debug("S-%p: a late cancel hit a pipelined query; sent it again",
@@ -1180,8 +1182,11 @@ static void after_input(struct server *sv)
 		pipe_next(sv, retry);
 		return;
 	}
-	if (retry)
-		return;	/* it stays linked: its query went again */
+	if (retry) {
+		/* it stays linked: its query went again, held while the cancel is recent */
+		sv->held = exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
+		return;
+	}
 	sv->exposed = 0;
 	if (!c) {
 		/* the linked client left and nothing is behind: back to the pool */

@@ -42,6 +42,8 @@ void server_close(struct server *sv, const char *reason);
 #define PIPE_MAX 16
 #define HOLD_MAX (1 << 20)	/* an exposed answer held up to this, then passed */
 #define CANCEL_GRACE_USEC 100000	/* after a cancel, pipelined queries are exposed */
+#define PIPE_RETRIES 2			/* a query a late cancel hit goes again at most so often
+					 * (PostgreSQL's one cancel may end two queries) */
 #define PIPE_HEAD_BYTES 65536		/* not behind an answer already this long */
 #define PIPE_GONE_CANCEL_USEC 1000000	/* a departed client's query holding others: cancelled */
 #define PIPE_STUCK_USEC 10000000	/* a client not reading its answer while others wait
