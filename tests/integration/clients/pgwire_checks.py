@@ -89,3 +89,16 @@ def bounded(fn, *args, timeout=45, **kw):
         return ex.submit(fn, *args, **kw).result(timeout=timeout)
     finally:
         ex.shutdown(wait=False)
+
+
+def connectorx_threads_pool(pool_mode):
+    """The sidecar's pool for CLIENTS application threads that call connectorx's read_sql
+    (also under pandas or Polars). connectorx 0.4.6 holds Python's GIL while it waits for a
+    connection from its r2d2 pool (seen without any pooler: against a server that never
+    answers, every other Python thread stops until r2d2's 30 s timeout). A read queued in the
+    sidecar for a server connection so stops the threads that would free one: in session mode
+    a server is freed only when its client disconnects, which those threads have still to do,
+    and all of them wait until query_wait_timeout. Through any pooler in session mode, then,
+    pool_size must cover the threads that read at once; in transaction mode a server is free
+    as soon as its query is answered, and 2 do for 8 threads."""
+    return CLIENTS if pool_mode == "session" else 2
