@@ -144,7 +144,7 @@ static bool named_by_connection(const struct http_head *hd, const char *name)
 	return false;
 }
 
-static bool hop_by_hop(const struct http_head *hd, const char *name)
+static bool hop_by_hop(const struct http_head *hd, const char *name, bool has_connection)
 {
 	static const char *const hop[] = { "Connection", "Keep-Alive", "Proxy-Connection", "TE",
 					   "Trailer", "Upgrade", NULL };
@@ -152,25 +152,74 @@ static bool hop_by_hop(const struct http_head *hd, const char *name)
 	for (int i = 0; hop[i]; i++)
 		if (strcasecmp(name, hop[i]) == 0)
 			return true;
-	return named_by_connection(hd, name);
+	return has_connection && named_by_connection(hd, name);
+}
+
+/* A head is put together here and added to the evbuffer in one piece (or a few). */
+struct hbuf {
+	struct evbuffer *out;
+	size_t n;
+	char b[4096];
+};
+
+static void hb_put(struct hbuf *h, const char *s, size_t len)
+{
+	if (h->n + len > sizeof(h->b)) {
+		evbuffer_add(h->out, h->b, h->n);
+		h->n = 0;
+		if (len > sizeof(h->b)) {
+			evbuffer_add(h->out, s, len);
+			return;
+		}
+	}
+	memcpy(h->b + h->n, s, len);
+	h->n += len;
+}
+
+static void hb_str(struct hbuf *h, const char *s)
+{
+	hb_put(h, s, strlen(s));
+}
+
+static void hb_header(struct hbuf *h, const char *name, const char *value)
+{
+	hb_str(h, name);
+	hb_put(h, ": ", 2);
+	hb_str(h, value ? value : "");
+	hb_put(h, "\r\n", 2);
+}
+
+static void hb_end(struct hbuf *h)
+{
+	hb_put(h, "\r\n", 2);
+	evbuffer_add(h->out, h->b, h->n);
+	h->n = 0;
 }
 
 void http_put_request(struct evbuffer *out, const char *method, const struct http_head *hd,
 		      const char *host_header, const char *authorization)
 {
-	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", method, hd->url ? hd->url : "/");
+	struct hbuf h;
+	bool conn = http_head_get(hd, "Connection") != NULL;
+
+	h.out = out;
+	h.n = 0;
+	hb_str(&h, method);
+	hb_put(&h, " ", 1);
+	hb_str(&h, hd->url ? hd->url : "/");
+	hb_put(&h, " HTTP/1.1\r\n", 11);
 	for (int i = 0; i < hd->n; i++) {
 		const char *name = hd->h[i].name;
-		if (!name || hop_by_hop(hd, name) || strcasecmp(name, "Host") == 0 ||
+		if (!name || hop_by_hop(hd, name, conn) || strcasecmp(name, "Host") == 0 ||
 		    strcasecmp(name, "Authorization") == 0 || strcasecmp(name, "X-User") == 0 ||
 		    strcasecmp(name, "Proxy-Authorization") == 0)
 			continue;
-		evbuffer_add_printf(out, "%s: %s\r\n", name, hd->h[i].value ? hd->h[i].value : "");
+		hb_header(&h, name, hd->h[i].value);
 	}
-	evbuffer_add_printf(out, "Host: %s\r\n", host_header);
+	hb_header(&h, "Host", host_header);
 	if (authorization && *authorization)
-		evbuffer_add_printf(out, "Authorization: %s\r\n", authorization);
-	evbuffer_add(out, "\r\n", 2);
+		hb_header(&h, "Authorization", authorization);
+	hb_end(&h);
 }
 
 const char *http_reason(int status)
@@ -202,17 +251,24 @@ const char *http_reason(int status)
 void http_put_response(struct evbuffer *out, int major, int minor, int status,
 		       const struct http_head *hd, bool close)
 {
-	evbuffer_add_printf(out, "HTTP/%d.%d %d %s\r\n", major, minor, status,
-			    hd->reason && *hd->reason ? hd->reason : http_reason(status));
+	struct hbuf h;
+	bool conn = http_head_get(hd, "Connection") != NULL;
+	char line[32];
+
+	h.out = out;
+	h.n = 0;
+	hb_put(&h, line, (size_t)snprintf(line, sizeof(line), "HTTP/%d.%d %d ", major, minor, status));
+	hb_str(&h, hd->reason && *hd->reason ? hd->reason : http_reason(status));
+	hb_put(&h, "\r\n", 2);
 	for (int i = 0; i < hd->n; i++) {
 		const char *name = hd->h[i].name;
-		if (!name || hop_by_hop(hd, name))
+		if (!name || hop_by_hop(hd, name, conn))
 			continue;
-		evbuffer_add_printf(out, "%s: %s\r\n", name, hd->h[i].value ? hd->h[i].value : "");
+		hb_header(&h, name, hd->h[i].value);
 	}
 	if (close)
-		evbuffer_add(out, "Connection: close\r\n", 19);
-	evbuffer_add(out, "\r\n", 2);
+		hb_put(&h, "Connection: close\r\n", 19);
+	hb_end(&h);
 }
 
 static void put_json_string(struct evbuffer *out, const char *s)
@@ -420,13 +476,15 @@ int http_sql_changes_session(const char *b, size_t len, bool complete)
 		if (i < 0)
 			return complete ? 0 : -1;
 		if (is_stmt && b[i] == '"') {
-			/* every "stmt" member counts (a duplicate key: the parser keeps one of them) */
+			/* the first "stmt" member decides: CrateDB refuses a body with two
+			 * (es.xcontent.strict_duplicate_detection, on by default) */
 			char w[16];
 			if (first_word(b, len, (size_t)i, w, sizeof(w)) < 0)
 				return complete ? 0 : -1;
 			for (int k = 0; changing[k]; k++)
 				if (strcmp(w, changing[k]) == 0)
 					return 1;
+			return 0;
 		}
 		i = skip_value(b, len, (size_t)i);
 		if (i < 0)

@@ -93,6 +93,7 @@ struct hc {
 	uint64_t since, req_start;
 	z_stream *z;			/* inflating a compressed /_sql body */
 	bool z_done;			/* ... to its end (or to an error) */
+	bool z_count;			/* its inflated size could pass the limit: counted */
 	size_t inflated;		/* its size inflated so far, as CrateDB limits it */
 	struct evbuffer *sql_peek;
 	size_t sql_scanned;		/* how much of sql_peek was looked at */
@@ -262,8 +263,27 @@ static int rq_headers_done(http_parser *p)
 	return 0;
 }
 
-/* A compressed /_sql body is inflated on the side, all of it: CrateDB limits its size
- * after decompression. Its start goes to sql_peek; the rest is only counted. */
+/* The session recogniser on what sql_peek holds, once 1 kB more has come (a body in tiny
+ * chunks costs no more), or at the end. */
+static void sql_check(struct hc *c, bool complete)
+{
+	size_t n = evbuffer_get_length(c->sql_peek);
+
+	if (!complete && n < SQL_PEEK_MAX && n - c->sql_scanned < 1024)
+		return;
+	c->sql_scanned = n;
+	int r = http_sql_changes_session((const char *)evbuffer_pullup(c->sql_peek, -1), n,
+					 complete || n >= SQL_PEEK_MAX);
+	if (r >= 0) {
+		c->sql_known = true;
+		c->pin = r == 1;
+	}
+}
+
+/* A compressed /_sql body is inflated on the side: its start for the recogniser, and all of
+ * it when its inflated size could pass the limit (CrateDB limits it after decompression).
+ * Deflate expands at most 1032:1, so a body whose Content-Length times 1032 is within the
+ * limit is inflated only until the recogniser knows. */
 static void inflate_body(struct hc *c, const char *at, size_t len)
 {
 	unsigned char out[16384];
@@ -272,15 +292,19 @@ static void inflate_body(struct hc *c, const char *at, size_t len)
 	c->z->next_in = (unsigned char *)(uintptr_t)at;
 	c->z->avail_in = (uInt)len;
 	while (c->z->avail_in && !c->z_done) {
+		/* small steps while the recogniser looks: it usually knows after the first */
+		size_t room = c->sql_known ? sizeof(out) : 1024;
 		c->z->next_out = out;
-		c->z->avail_out = sizeof(out);
+		c->z->avail_out = (uInt)room;
 		int rc = inflate(c->z, Z_NO_FLUSH);
-		size_t n = sizeof(out) - c->z->avail_out;
+		size_t n = room - c->z->avail_out;
 		c->inflated += n;
-		if (!c->sql_known && evbuffer_get_length(c->sql_peek) < SQL_PEEK_MAX)
+		if (!c->sql_known && evbuffer_get_length(c->sql_peek) < SQL_PEEK_MAX) {
 			evbuffer_add(c->sql_peek, out, n);
+			sql_check(c, false);
+		}
 		/* the end, an error (CrateDB will say), or over the limit (forward_body says) */
-		if (rc != Z_OK || c->inflated > max)
+		if (rc != Z_OK || c->inflated > max || (c->sql_known && !c->z_count))
 			c->z_done = true;
 	}
 }
@@ -293,23 +317,14 @@ static int rq_body(http_parser *p, const char *at, size_t len)
 	c->body_bytes += len;
 	if (!c->is_sql)
 		return 0;
-	if (c->z)
+	if (c->z) {
 		inflate_body(c, at, len);
-	else if (!c->sql_known)
-		evbuffer_add(c->sql_peek, at, len);
+		return 0;
+	}
 	if (c->sql_known)
 		return 0;
-	size_t n = evbuffer_get_length(c->sql_peek);
-	/* looked at again once 1 kB more has come (a body in tiny chunks costs no more) */
-	if (n < SQL_PEEK_MAX && n - c->sql_scanned < 1024)
-		return 0;
-	c->sql_scanned = n;
-	int r = http_sql_changes_session((const char *)evbuffer_pullup(c->sql_peek, -1), n,
-					 n >= SQL_PEEK_MAX);
-	if (r >= 0) {
-		c->sql_known = true;
-		c->pin = r == 1;
-	}
+	evbuffer_add(c->sql_peek, at, len);
+	sql_check(c, false);
 	return 0;
 }
 
@@ -900,6 +915,7 @@ static void handle_request(struct hc *c)
 	}
 	c->inflated = 0;
 	c->z_done = false;
+	c->z_count = p->content_length == ULLONG_MAX || p->content_length > max / 1032;
 	if (c->is_sql && c->has_body) {
 		c->sql_known = false;
 		if (!c->sql_peek && !(c->sql_peek = evbuffer_new())) {

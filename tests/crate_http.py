@@ -58,7 +58,8 @@ What it does, as CrateDB does:
   made, from the request that made it; later Default-Schema headers on that connection are
   ignored. Without the header the schema is `doc`, CrateDB's default.
 - `/_sql` (any URI that starts with it, with any method) takes `{"stmt", "args"}` or
-  `{"stmt", "bulk_args"}` with exactly one statement: a second one after a `;` is `400` 4000
+  `{"stmt", "bulk_args"}` with exactly one statement (a key given twice, at any depth, is
+  refused as not JSON, below): a second one after a `;` is `400` 4000
   `ParsingException[line 1:11: mismatched input 'select' expecting <EOF>]` (`;;`: "extraneous
   input ';' expecting <EOF>"); one trailing `;` is fine. `?` and `$N` placeholders. `?types`
   adds `col_types` only as `?types`, `?types=` or `?types=true` (not `=1`, `=TRUE`, nor given
@@ -493,6 +494,15 @@ def _json_token(v):
     return "START_OBJECT"
 
 
+def _no_duplicate_keys(pairs):
+    """CrateDB's JSON parser detects duplicate keys at any depth (strict duplicate
+    detection): the body is refused as unparseable."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise ValueError("duplicate key")
+    return d
+
+
 def parse_sql_body(raw):
     """CrateDB's SQLRequestParser: (stmt, args or None, bulk_args or None)."""
     if not raw:
@@ -501,7 +511,7 @@ def parse_sql_body(raw):
     cant = CrateError(4000, f"SQLParseException[Can't parse [{text}]. Expecting payload with "
                             "`stmt` string and `args` or `bulk_args` arrays]")
     try:
-        req = json.loads(raw)
+        req = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, UnicodeDecodeError):
         raise cant from None
     stmt = args = bulk = None

@@ -132,6 +132,11 @@ START_TEST(test_session_statements)
 	ck_assert_int_eq(changes("{\"args\": [1, 2", false), -1);
 	ck_assert_int_eq(changes("{\"args\": [1, 2", true), 0);
 	ck_assert_int_eq(changes("[1]", true), 0);
+	/* the first top-level stmt decides, and early: CrateDB refuses a key given twice (400
+	 * 4000, checked on 6.4.4), so a second stmt never runs */
+	ck_assert_int_eq(changes("{\"stmt\": \"select 1\", \"stmt\": \"set x = 1\"}", true), 0);
+	ck_assert_int_eq(changes("{\"stmt\": \"select 1\", \"args\": [1, 2", false), 0);
+	ck_assert_int_eq(changes("{\"args\": [{\"stmt\": \"select 1\"}], \"stmt\": \"set x = 1\"}", true), 1);
 }
 END_TEST
 
