@@ -827,7 +827,8 @@ static int query(struct client *c, enum admin_role role, char *q, struct evbuffe
 	return rc;
 }
 
-int admin_handle(struct client *c, enum admin_role role, struct evbuffer *in, struct evbuffer *out)
+int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbuffer *in,
+		 struct evbuffer *out)
 {
 	uint8_t hdr[PG_HDR_LEN];
 
@@ -838,8 +839,18 @@ int admin_handle(struct client *c, enum admin_role role, struct evbuffer *in, st
 			pg_put_error(out, "FATAL", "08P01", "invalid message length");
 			return -1;
 		}
+		if (hdr[0] == 0 || !strchr("QXSPBEDCHFdcf", hdr[0])) {
+			pg_put_error(out, "FATAL", "08P01", "invalid frontend message type %u", hdr[0]);
+			return -1;
+		}
 		if (evbuffer_get_length(in) < (size_t)len + 1)
 			return 0;
+		/* after an extended-protocol message, the rest of its group up to Sync is
+		 * skipped (as PostgreSQL skips after an error) */
+		if (*skip && hdr[0] != 'S' && hdr[0] != 'X') {
+			evbuffer_drain(in, len + 1);
+			continue;
+		}
 		switch (hdr[0]) {
 		case 'X':
 			evbuffer_drain(in, len + 1);
@@ -859,14 +870,21 @@ int admin_handle(struct client *c, enum admin_role role, struct evbuffer *in, st
 		}
 		case 'S':	/* Sync ends an extended-protocol attempt */
 			evbuffer_drain(in, len + 1);
+			*skip = false;
 			pg_put_ready(out, 'I');
 			break;
-		case 'P':
+		case 'P': case 'B': case 'E': case 'D': case 'C': case 'H':
 			evbuffer_drain(in, len + 1);
 			error(out, "0A000", "the admin console speaks only the simple query protocol "
 			      "(psql, or psycopg with a ClientCursor)");
+			*skip = true;
 			break;
-		default:	/* the rest of an extended-protocol attempt: skipped until Sync */
+		case 'F':
+			evbuffer_drain(in, len + 1);
+			error(out, "0A000", "the admin console does not take function calls");
+			pg_put_ready(out, 'I');
+			break;
+		case 'd': case 'c': case 'f':	/* COPY messages outside COPY: ignored */
 			evbuffer_drain(in, len + 1);
 			break;
 		}

@@ -27,7 +27,9 @@ enum admin_role admin_role_for(const struct cfg *cfg, const char *user);
 /* AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery. */
 void admin_welcome(struct evbuffer *out, uint32_t pid, uint32_t key);
 /* Consumes complete messages from in and answers into out. -1 when the client sent
- * Terminate (the caller closes it). */
-int admin_handle(struct client *c, enum admin_role role, struct evbuffer *in, struct evbuffer *out);
+ * Terminate or a message that ends its session (the caller closes it once out is sent).
+ * *skip: the client's "skipping an extended-protocol group up to Sync". */
+int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbuffer *in,
+		 struct evbuffer *out);
 
 #endif

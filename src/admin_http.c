@@ -9,6 +9,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -883,6 +885,31 @@ static void handle_dashboard(struct evhttp_request *req)
 	reply(req, 200, "text/html; charset=utf-8");
 }
 
+/* What evhttp lets through and RFC 9112 refuses: header names with white space or control
+ * characters, control characters in values, no Host (or two) in HTTP/1.1. */
+static const char *head_error(struct evhttp_request *req)
+{
+	const struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+	const struct evkeyval *kv;
+	int hosts = 0;
+
+	TAILQ_FOREACH(kv, ih, next) {
+		for (const unsigned char *q = (const unsigned char *)kv->key; *q; q++)
+			if (*q <= 0x20 || *q >= 0x7f)
+				return "a header name with white space or control characters";
+		for (const unsigned char *q = (const unsigned char *)kv->value; *q; q++)
+			if ((*q < 0x20 && *q != '\t') || *q == 0x7f)
+				return "a header value with control characters";
+		if (strcasecmp(kv->key, "Host") == 0)
+			hosts++;
+	}
+	if (hosts > 1)
+		return "more than one Host header";
+	if (hosts == 0 && (req->major > 1 || (req->major == 1 && req->minor >= 1)))
+		return "an HTTP/1.1 request without a Host header";
+	return NULL;
+}
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
@@ -892,6 +919,13 @@ static void request_cb(struct evhttp_request *req, void *arg)
 
 	evhttp_add_header(oh, "Cache-Control", "no-store");
 	evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
+	const char *bad = head_error(req);
+	if (bad) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "request refused: %s", bad);
+		reply_error(req, 400, msg);
+		return;
+	}
 	if (!peer_loopback(req) && !bearer_ok(req)) {
 		if (!h.token_set) {
 			reply_error(req, 403, "requests from other hosts are refused: no "

@@ -65,6 +65,7 @@ struct client {
 	uint64_t request_time;		/* last message from the client, for SHOW CLIENTS */
 	uint8_t ssl_requests;
 	uint8_t admin;			/* enum admin_role, for console clients */
+	bool admin_skip;		/* the console skips an extended-protocol group */
 	bool unix_socket, paused, closing, buried;
 };
 
@@ -386,8 +387,8 @@ static void read_cb(struct sio *bev, void *arg)
 		return;
 	c->request_time = now_usec();
 	if (c->admin && c->node.state != CL_LOGIN) {
-		if (admin_handle(c, c->admin, sio_input(bev), sio_output(bev)) < 0)
-			client_close(c, false, "client close request");
+		if (admin_handle(c, c->admin, &c->admin_skip, sio_input(bev), sio_output(bev)) < 0)
+			client_close(c, true, "client close request");
 		return;
 	}
 	switch (c->node.state) {

@@ -114,6 +114,9 @@ const char *http_framing_error(const struct http_head *hd)
 		const char *name = hd->h[i].name ? hd->h[i].name : "";
 		if (strpbrk(v, "\r\n"))
 			return "a header value spanning lines";
+		for (const char *q = v; *q; q++)
+			if (((unsigned char)*q < 0x20 && *q != '\t') || (unsigned char)*q == 0x7f)
+				return "a header value with control characters";
 		/* RFC 9112 5.1: no white space between a field name and its colon */
 		if (!*name || strpbrk(name, " \t\r\n"))
 			return "white space in a header name";
@@ -121,6 +124,18 @@ const char *http_framing_error(const struct http_head *hd)
 			if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e)
 				return "a header name with control or non-ASCII characters";
 	}
+	return NULL;
+}
+
+const char *http_host_error(const struct http_head *hd, int major, int minor)
+{
+	int n = http_head_count(hd, "Host");
+
+	/* RFC 9112 3.2: a server must answer 400 to an HTTP/1.1 request without exactly one */
+	if (n > 1)
+		return "more than one Host header";
+	if (n == 0 && (major > 1 || (major == 1 && minor >= 1)))
+		return "an HTTP/1.1 request without a Host header";
 	return NULL;
 }
 

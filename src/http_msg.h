@@ -40,6 +40,9 @@ int http_head_count(const struct http_head *hd, const char *name);
  * Content-Length and Transfer-Encoding, Content-Length twice, a Transfer-Encoding other
  * than "chunked". */
 const char *http_framing_error(const struct http_head *hd);
+/* Why a request's Host headers are refused (RFC 9112 3.2: one, and required from HTTP/1.1
+ * on), or NULL. */
+const char *http_host_error(const struct http_head *hd, int major, int minor);
 
 /* The request as the upstream gets it: hop-by-hop headers (RFC 9110 7.6.1: Connection,
  * those it names, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade) and the client's

@@ -102,6 +102,8 @@ struct hc {
 	bool waiting, head_started, has_body, body_done, keep_alive, is_sql, pin, sql_known;
 	bool close_after, buried, paused;
 	bool lf_fed;			/* the parser has seen the head's LF again (body parsing) */
+	bool head_lf;			/* the head so far ends with an LF (obs-fold check) */
+	bool folded;			/* a head line starts with white space (obs-fold) */
 	bool own_expect;		/* the client asked for 100-continue */
 	bool body_sent;			/* some of the body went upstream: no redirect now */
 	uint64_t progress;		/* last byte moved for this client (stall timeout) */
@@ -895,6 +897,15 @@ static void handle_request(struct hc *c)
 		fail_request(c, 400, 4000, "request refused: %s (ambiguous framing)", why);
 		return;
 	}
+	if (c->folded) {
+		fail_request(c, 400, 4000, "%s", "request refused: a header line folded onto the "
+			     "next (obs-fold)");
+		return;
+	}
+	if ((why = http_host_error(&c->head, p->http_major, p->http_minor))) {
+		fail_request(c, 400, 4000, "request refused: %s", why);
+		return;
+	}
 	c->method = p->method;
 	c->keep_alive = http_should_keep_alive(p) && !hp.stopping;
 	c->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
@@ -972,6 +983,15 @@ static void parse_head(struct hc *c)
 			return;
 		size_t n = http_parser_execute(&c->parser, &req_settings, v.iov_base, v.iov_len);
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		/* obs-fold (a line of the head starting with white space): http-parser joins it
+		 * to the header before; refused instead (RFC 9112 5.2 allows either), as nginx
+		 * and HAProxy do, so that no hop reads the header differently */
+		const char *b = v.iov_base;
+		for (size_t i = 0; i < n && i < v.iov_len; i++) {
+			if (c->head_lf && (b[i] == ' ' || b[i] == '\t'))
+				c->folded = true;
+			c->head_lf = b[i] == '\n';
+		}
 		/* paused at the head's final LF, which it did not count: the head includes it,
 		 * and the parser is given it again when the body follows (resume_after_head) */
 		evbuffer_drain(in, e == HPE_PAUSED ? n + 1 : n);
@@ -1062,6 +1082,7 @@ static void request_done(struct hc *c)
 	}
 	c->state = HC_HEAD;
 	c->head_started = false;
+	c->head_lf = c->folded = false;
 	c->since = now_usec();
 	http_head_clear(&c->head);
 	http_parser_init(&c->parser, HTTP_REQUEST);

@@ -604,6 +604,15 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			evbuffer_drain(in, avail);
 			return RL_TERMINATE;
 		}
+		if (type == 0 || !strchr("QFBCDEHPSdcf", type)) {
+			/* PostgreSQL ends the session of a client that sends any other type (FATAL
+			 * 08P01), and with it the queries of other clients pipelined behind: the
+			 * client is refused here, the server is not touched */
+			static char why[64];
+			snprintf(why, sizeof(why), "invalid frontend message type %u", type);
+			*err = why;
+			return RL_ERROR;
+		}
 		if (o->crate && (type == 'F' || type == 'd' || type == 'c' || type == 'f')) {
 			/* CrateDB answers a FunctionCall with an ErrorResponse and no ReadyForQuery
 			 * (the client would hang): cratebouncer answers it. It has no COPY FROM
@@ -1055,6 +1064,12 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				skip_to_sync(s);
 			break;
 		case 'Z': {
+			/* its status byte is read here and the message may be replaced whole: any
+			 * other length would pass the rest, or read the next message's type */
+			if (mlen != 5) {
+				*err = "upstream sent a malformed ReadyForQuery";
+				return -1;
+			}
 			if (avail < PG_HDR_LEN + 1)
 				goto out;
 			char raw = (char)hdr[5];

@@ -658,6 +658,37 @@ START_TEST(test_crate_transactions)
 }
 END_TEST
 
+/* Message types PostgreSQL does not know end its session (FATAL 08P01), and with it other
+ * clients' queries pipelined behind: refused before anything reaches the server. */
+START_TEST(test_unknown_message_type)
+{
+	static const char *defs[SP_MAX];
+	const struct rl_opts pg = { .rename = true, .max_prepared = 10, .defaults = defs };
+	const char bad[] = { 0, 'p', 'Z', 'x', 'A', '\x7f' };
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	for (size_t i = 0; i < sizeof(bad); i++) {
+		struct rl_server s;
+		struct rl_client c;
+		struct evbuffer *in = evbuffer_new(), *to_s = evbuffer_new();
+		const char *err = NULL;
+
+		rl_server_init(&s);
+		rl_client_init(&c);
+		msg(in, bad[i], "abc", 4);
+		ck_assert_int_eq(rl_from_client(&s, &c, &pg, in, to_s, &err), RL_ERROR);
+		ck_assert_ptr_nonnull(err);
+		ck_assert(strstr(err, "invalid frontend message type") != NULL);
+		ck_assert_uint_eq(evbuffer_get_length(to_s), 0);
+		rl_client_clear(&c);
+		rl_server_clear(&s);
+		evbuffer_free(in);
+		evbuffer_free(to_s);
+	}
+	ck_assert_uint_eq(ps_count(), 0);
+}
+END_TEST
+
 static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -673,6 +704,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_pipeline_shapes);
 	tcase_add_test(tc, test_crate_statements);
 	tcase_add_test(tc, test_crate_transactions);
+	tcase_add_test(tc, test_unknown_message_type);
 	suite_add_tcase(s, tc);
 	return s;
 }
