@@ -24,6 +24,8 @@ from test_http import http_section
 N = int(os.environ.get("CB_HOSTILE_N", "10000"))
 WORKERS = 4
 ADMIN = "cbadmin"
+# 10,000 connections take 5-10 s here, several times that under ASan on a busy machine
+pytestmark = pytest.mark.time_limit(300)
 
 
 # ---------------------------------------------------------------------------------------------
