@@ -63,6 +63,9 @@ void rl_client_clear(struct rl_client *c)
 {
 	ps_map_free(&c->names);
 	sp_clear(&c->params);
+	free(c->unnamed);
+	c->unnamed = NULL;
+	c->unnamed_len = 0;
 	c->pass = 0;
 }
 
@@ -566,6 +569,53 @@ static const char *stmt_ctx(const struct rl_client *c, const struct rl_opts *o)
 	return v ? v : "";
 }
 
+/* A Parse's query text without its terminator and parameter types. */
+static size_t text_len(const uint8_t *p, size_t len)
+{
+	const uint8_t *z = memchr(p, 0, len);
+
+	return z ? (size_t)(z - p) : len;
+}
+
+/* Does running sql change what is tracked of a session: a setting, or (CrateDB) its
+ * transaction or cursors? */
+static bool tracked_effect(const struct rl_opts *o, const char *p, const char *end)
+{
+	char name[128];
+
+	while (p < end) {
+		const char *next = sp_next_statement(p, end);
+		int idx;
+		char *value = NULL;
+		int rc = sp_parse_set(p, (size_t)(next - p), &idx, &value);
+		free(value);
+		if (rc != 0 ||
+		    (o->crate && sp_tx_statement(p, (size_t)(next - p), name, sizeof(name)) != SP_TX_NONE))
+			return true;
+		p = next;
+	}
+	return false;
+}
+
+/* The unnamed statement's text, kept from its Parse to its Bind when running it changes
+ * what is tracked (only then: the hot path copies nothing). */
+static int keep_unnamed(struct rl_client *c, const struct rl_opts *o, const uint8_t *sql,
+			size_t len)
+{
+	size_t n = text_len(sql, len);
+
+	free(c->unnamed);
+	c->unnamed = NULL;
+	c->unnamed_len = 0;
+	if (!tracked_effect(o, (const char *)sql, (const char *)sql + n))
+		return 0;
+	if (!(c->unnamed = malloc(n ? n : 1)))
+		return -1;
+	memcpy(c->unnamed, sql, n);
+	c->unnamed_len = n;
+	return 0;
+}
+
 /* Messages handled whole. */
 static bool whole(uint8_t type)
 {
@@ -710,9 +760,13 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				*err = "malformed Parse message";
 				return RL_ERROR;
 			}
-			note_set(s, c, o, body + n1, blen - n1);
-			if (o->crate && n1 == 1 && fx_of((const char *)body + n1, blen - n1, &s->fx, &s->fxlen) < 0)
+			/* what a statement does (a SET, BEGIN, DECLARE) is noted when it is bound,
+			 * not here: a client may prepare in one transaction and run it in another,
+			 * and until then the server's settings are what they were */
+			if (n1 == 1 && keep_unnamed(c, o, body + n1, blen - n1) < 0)
 				goto nomem;
+			if (n1 > 1 && !o->rename)
+				note_set(s, c, o, body + n1, text_len(body + n1, blen - n1));
 			s->client_parses++;
 			if (!o->rename || n1 == 1) {
 				int d = o->rename ? deallocate(s, c, o, body, blen, n1, to_server) : 0;
@@ -746,11 +800,15 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			s->binds++;
 			struct ps_stmt *st = o->rename && n2 > 1 ? ps_map_get(c->names, (const char *)body + n1)
 							       : NULL;
-			if (st) {
-				size_t bl;
-				const uint8_t *b = ps_body(st, &bl);
+			size_t bl = 0;
+			const uint8_t *b = st ? ps_body(st, &bl) : n2 == 1 ? c->unnamed : NULL;
+			if (b) {
+				bl = st ? text_len(b, bl) : c->unnamed_len;
+				note_set(s, c, o, b, bl);
 				if (o->crate && fx_of((const char *)b, bl, &s->fx, &s->fxlen) < 0)
 					goto nomem;
+			}
+			if (st) {
 				if (ensure(s, o, st, to_server) < 0)
 					goto nomem;
 				put_renamed(to_server, 'B', body, blen, n1, n2, st);

@@ -23,6 +23,8 @@ struct rl_item;
 struct rl_client {
 	struct ps_map *names;
 	struct sp_set params;
+	uint8_t *unnamed;	/* the unnamed statement's text, if running it is tracked */
+	size_t unnamed_len;
 	uint32_t pass;		/* bytes of the current (streamed) message still to pass */
 	bool drop;		/* ... and they are dropped (COPY messages to CrateDB) */
 };

@@ -272,6 +272,38 @@ def test_prepared_statements_keyed_by_search_path(cratebouncer, target):
     run_threads(client, 6)
 
 
+def test_set_takes_effect_when_run_not_when_prepared(cratebouncer, target):
+    """One server. A prepared SET is tracked when it is bound and run, not at its Parse: a
+    client that only prepares one (libpq's PQprepare, psycopg's prepare_threshold=0, which
+    prepares in a transaction of its own) leaves the server's settings as they were, and a
+    client whose search_path the server really has stops being served under another one.
+    An unnamed statement's SET (PQexecParams) is tracked when it runs."""
+    target.table("cbs_one", "tp", ["one"])
+    target.table("cbs_two", "tp", ["two"])
+    cb = bouncer(cratebouncer, target, pool=1)
+    conns = [psycopg.connect(cb.conninfo(), autocommit=True) for _ in range(3)]
+    try:
+        a, b, c = conns
+        c.execute("SET search_path TO cbs_one")
+        b.execute("SET search_path TO cbs_two")
+        r = a.pgconn.prepare(b"cb_set", b"SET search_path TO cbs_one")
+        assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+        for _ in range(2):
+            assert c.execute("SELECT v FROM tp").fetchall() == [("one",)]
+            assert b.execute("SELECT v FROM tp").fetchall() == [("two",)]
+        r = a.pgconn.exec_prepared(b"cb_set", [])
+        assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+        assert a.execute("SELECT v FROM tp").fetchall() == [("one",)]
+        r = c.pgconn.exec_params(b"SET search_path TO cbs_two", [])
+        assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+        for _ in range(2):
+            assert a.execute("SELECT v FROM tp").fetchall() == [("one",)]
+            assert c.execute("SELECT v FROM tp").fetchall() == [("two",)]
+    finally:
+        for x in conns:
+            x.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # resets, DISCARD ALL, cancel
 

@@ -242,3 +242,31 @@ def test_set_inside_a_multi_statement_query_follows_the_client(cratebouncer):
         other.execute("select 1")
         assert a.execute("show search_path").fetchone()[0] == "cb_multi, public"
         assert other.execute("show search_path").fetchone()[0] != "cb_multi, public"
+
+
+def test_prepared_set_takes_effect_when_run(cratebouncer, pg):
+    """One server. PostgreSQL 15 reports no search_path, so it is tracked from the SET's text:
+    when the statement is bound and run, not when a client only prepares it (PQprepare, in a
+    transaction of its own); an unnamed one (PQexecParams) is tracked when it runs."""
+    for schema, v in (("cbp_one", "one"), ("cbp_two", "two")):
+        pg.sql(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION crate")
+        pg.sql(f"DROP TABLE IF EXISTS {schema}.tp")
+        pg.sql(f"CREATE TABLE {schema}.tp AS SELECT '{v}'::text AS v")
+        pg.sql(f"ALTER TABLE {schema}.tp OWNER TO crate")
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other, c = b.connect(), b.connect(), b.connect()
+    c.execute("SET search_path TO cbp_one")
+    other.execute("SET search_path TO cbp_two")
+    r = a.pgconn.prepare(b"cb_set", b"SET search_path TO cbp_one")
+    assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+    for _ in range(2):
+        assert c.execute("SELECT v FROM tp").fetchall() == [("one",)]
+        assert other.execute("SELECT v FROM tp").fetchall() == [("two",)]
+    assert a.execute("SHOW search_path").fetchone()[0] == '"$user", public'
+    r = a.pgconn.exec_prepared(b"cb_set", [])
+    assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+    r = c.pgconn.exec_params(b"SET search_path TO cbp_two", [])
+    assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+    for _ in range(2):
+        assert a.execute("SELECT v FROM tp").fetchall() == [("one",)]
+        assert c.execute("SELECT v FROM tp").fetchall() == [("two",)]
