@@ -23,8 +23,13 @@ void http_head_clear(struct http_head *hd)
 int http_head_append(char **s, const char *at, size_t len)
 {
 	size_t old = *s ? strlen(*s) : 0;
-	char *n = realloc(*s, old + len + 1);
+	char *n;
 
+	/* a NUL (http-parser lets one through in a reason phrase) would cut the string where
+	 * this piece ends, and the next piece would be appended there: refused */
+	if (memchr(at, '\0', len))
+		return -1;
+	n = realloc(*s, old + len + 1);
 	if (!n)
 		return -1;
 	memcpy(n + old, at, len);
@@ -74,12 +79,14 @@ int http_head_count(const struct http_head *hd, const char *name)
 	return n;
 }
 
+/* White space around a framing value as http-parser skips it: a tab after "chunked" makes
+ * it another coding there (no chunked body), so it is not trimmed here either. */
 static const char *trim(const char *s, size_t *len)
 {
 	while (*s == ' ' || *s == '\t')
 		s++;
 	size_t n = strlen(s);
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+	while (n && s[n - 1] == ' ')
 		n--;
 	*len = n;
 	return s;
@@ -167,6 +174,10 @@ static bool hop_by_hop(const struct http_head *hd, const char *name, bool has_co
 	for (int i = 0; hop[i]; i++)
 		if (strcasecmp(name, hop[i]) == 0)
 			return true;
+	/* the body passes as it came: its framing goes with it, whatever Connection names
+	 * (dropping it would let the next hop read the body as another message) */
+	if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0)
+		return false;
 	return has_connection && named_by_connection(hd, name);
 }
 
@@ -369,53 +380,80 @@ static long skip_value(const char *b, size_t len, size_t i)
 	return -1;
 }
 
-/* The statement's first word, from the JSON string at b[i] == '"' (escapes as spaces). */
+/* The next character of the JSON string whose next byte is b[*i]: 1 with *c (escapes
+ * decoded, \uXXXX beyond ASCII as a space), 0 at its closing quote, -1 when it goes on
+ * beyond what is here. */
+static int json_char(const char *b, size_t len, size_t *i, char *c)
+{
+	if (*i >= len)
+		return -1;
+	if (b[*i] == '"')
+		return 0;
+	if (b[*i] != '\\') {
+		*c = b[(*i)++];
+		return 1;
+	}
+	if (*i + 1 >= len)
+		return -1;
+	char e = b[*i + 1];
+	if (e != 'u') {
+		*c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+		*i += 2;
+		return 1;
+	}
+	/* \uXXXX: an ASCII letter counts as that letter (\u0053ET is SET) */
+	if (*i + 5 >= len)
+		return -1;
+	unsigned v = 0;
+	for (size_t k = *i + 2; k <= *i + 5; k++) {
+		char h = b[k];
+		v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
+				       : isxdigit((unsigned char)h) ? (tolower(h) - 'a' + 10) : 0);
+	}
+	*c = v < 0x80 ? (char)v : ' ';
+	*i += 6;
+	return 1;
+}
+
+/* The statement's first word, from the JSON string at b[i] == '"'. Comments are skipped
+ * as CrateDB's lexer does, on the decoded text (an escaped "*\/" ends a comment, "\r"
+ * ends a "--" one): "--" to \r or \n, a block comment to the first star-slash after its
+ * opening two characters, not nested. */
 static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 {
+	enum { CODE, LINE, BLOCK } st = CODE;
+	bool star = false;	/* in a block comment, the last character was '*' */
 	size_t n = 0;
-	bool comment_line = false, comment_block = false;
+	char c, d;
 
-	for (i++; i < len; i++) {
-		char c = b[i];
-		if (c == '\\') {
-			if (i + 1 >= len)
-				return -1;
-			char e = b[++i];
-			c = e == 'n' ? '\n' : e == 't' || e == 'r' ? ' ' : e;
-			if (e == 'u') {
-				/* \uXXXX: an ASCII letter counts as that letter (\u0053ET is SET) */
-				unsigned v = 0;
-				if (i + 4 >= len)
-					return -1;
-				for (int k = 1; k <= 4; k++) {
-					char h = b[i + k];
-					v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
-							       : isxdigit((unsigned char)h) ? (tolower(h) - 'a' + 10) : 0);
-				}
-				i += 4;
-				c = v < 0x80 ? (char)v : ' ';
-			}
-		} else if (c == '"') {
+	for (i++;;) {
+		int r = json_char(b, len, &i, &c);
+		if (r < 0)
+			return -1; /* the string goes on beyond what is here */
+		if (r == 0)
 			break;
-		}
-		if (comment_line) {
-			if (c == '\n')
-				comment_line = false;
+		if (st == LINE) {
+			if (c == '\n' || c == '\r')
+				st = CODE;
 			continue;
 		}
-		if (comment_block) {
-			if (c == '/' && b[i - 1] == '*')
-				comment_block = false;
+		if (st == BLOCK) {
+			if (star && c == '/')
+				st = CODE;
+			star = c == '*';
 			continue;
 		}
-		if (n == 0 && c == '-' && i + 1 < len && b[i + 1] == '-') {
-			comment_line = true;
-			continue;
-		}
-		if (n == 0 && c == '/' && i + 1 < len && b[i + 1] == '*') {
-			comment_block = true;
-			i++;
-			continue;
+		if (n == 0 && (c == '-' || c == '/')) {
+			size_t j = i;
+			int rn = json_char(b, len, &j, &d);
+			if (rn < 0)
+				return -1;
+			if (rn == 1 && d == (c == '-' ? '-' : '*')) {
+				st = c == '-' ? LINE : BLOCK;
+				star = false;
+				i = j;
+				continue;
+			}
 		}
 		if (isalpha((unsigned char)c)) {
 			if (n + 1 < wmax)
@@ -425,8 +463,6 @@ static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 		if (n > 0)
 			break;
 	}
-	if (i >= len)
-		return -1; /* the string goes on beyond what is here */
 	w[n] = '\0';
 	return 0;
 }

@@ -29,7 +29,7 @@ struct http_head {
 
 void http_head_clear(struct http_head *hd);
 /* Parser callbacks append pieces (a field or value may come in several). -1: too many
- * headers or no memory. */
+ * headers, a NUL byte in the piece, or no memory. */
 int http_head_field(struct http_head *hd, const char *at, size_t len);
 int http_head_value(struct http_head *hd, const char *at, size_t len);
 int http_head_append(char **s, const char *at, size_t len);
@@ -45,7 +45,8 @@ const char *http_framing_error(const struct http_head *hd);
 const char *http_host_error(const struct http_head *hd, int major, int minor);
 
 /* The request as the upstream gets it: hop-by-hop headers (RFC 9110 7.6.1: Connection,
- * those it names, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade) and the client's
+ * those it names but Content-Length and Transfer-Encoding, Keep-Alive, Proxy-Connection,
+ * TE, Trailer, Upgrade) and the client's
  * Authorization, Proxy-Authorization and X-User removed, Host and Authorization set. */
 void http_put_request(struct evbuffer *out, const char *method, const struct http_head *hd,
 		      const char *host_header, const char *authorization);

@@ -517,7 +517,8 @@ int sp_tx_statement(const char *sql, size_t len, char *name, size_t max)
 	/* declareCursorParams, then CURSOR [{WITH | WITHOUT} HOLD] FOR */
 	while (p < end) {
 		p = skip_ws(p, end);
-		if (word(&p, end, "CURSOR"))
+		/* at the end (only white space or a comment was left): no step past it */
+		if (p == end || word(&p, end, "CURSOR"))
 			break;
 		size_t w = ident_len(p, end);
 		p += w ? w : 1;
