@@ -976,6 +976,11 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 		return;
 	}
 	memcpy(c->params, st.params, st.params_len + 1);
+	/* protocol 3.2 (PostgreSQL 18's longer cancel keys) or _pq_ options: the client is told
+	 * it gets 3.0 without them, before authentication, as PostgreSQL does */
+	if (pg_put_negotiate(sio_output(c->bev), &st))
+		log_debug("C-%p: asked for protocol 3.%u or options, offered 3.0", (void *)c,
+			  st.version & 0xffff);
 	c->user = c->params + (st.user - st.params);
 	c->database = st.database >= st.params && st.database < st.params + st.params_len
 			      ? c->params + (st.database - st.params) : c->user;

@@ -225,6 +225,28 @@ void pg_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key)
 	put_u32(out, key);
 }
 
+bool pg_put_negotiate(struct evbuffer *out, const struct pg_startup *st)
+{
+	const char *p = st->params, *end = p ? p + st->params_len : NULL;
+	size_t len = 8;
+	uint32_t n = 0;
+
+	for (const char *k = p; k && k < end; k += strlen(k) + 1, k += strlen(k) + 1)
+		if (strncmp(k, "_pq_.", 5) == 0) {
+			len += strlen(k) + 1;
+			n++;
+		}
+	if ((st->version & 0xffff) == 0 && n == 0)
+		return false;
+	put_hdr(out, 'v', len);
+	put_u32(out, PG_PROTO_V3);
+	put_u32(out, n);
+	for (const char *k = p; k && k < end; k += strlen(k) + 1, k += strlen(k) + 1)
+		if (strncmp(k, "_pq_.", 5) == 0)
+			evbuffer_add(out, k, strlen(k) + 1);
+	return true;
+}
+
 void pg_put_ready(struct evbuffer *out, char status)
 {
 	pg_put_msg(out, 'Z', &status, 1);

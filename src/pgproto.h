@@ -64,6 +64,10 @@ void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlsta
 void pg_put_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
 void pg_put_param_status(struct evbuffer *out, const char *name, const char *value);
 void pg_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key);
+/* NegotiateProtocolVersion, as PostgreSQL sends it, when the client asked for a newer
+ * 3.x than 3.0 or for protocol options (_pq_.*), which are all unrecognised. False: no
+ * need, nothing written. */
+bool pg_put_negotiate(struct evbuffer *out, const struct pg_startup *st);
 void pg_put_ready(struct evbuffer *out, char status);
 void pg_put_query(struct evbuffer *out, const char *sql);
 void pg_put_terminate(struct evbuffer *out);

@@ -115,9 +115,9 @@ def _parse_error(body):
     return fields
 
 
-def startup_packet(user, database, extra=None):
+def startup_packet(user, database, extra=None, version=196608):
     params = {"user": user, "database": database, **(extra or {})}
-    body = struct.pack("!I", 196608)  # protocol 3.0
+    body = struct.pack("!I", version)  # protocol 3.0 unless asked
     for k, v in params.items():
         body += k.encode() + b"\0" + v.encode() + b"\0"
     body += b"\0"
@@ -164,8 +164,8 @@ class RawConn:
         self.send(struct.pack("!II", 8, 80877103))
         return self.recv_exact(1)
 
-    def login(self, user, database, password=None, extra=None):
-        self.send(startup_packet(user, database, extra))
+    def login(self, user, database, password=None, extra=None, version=196608):
+        self.send(startup_packet(user, database, extra, version))
         scram = None
         while True:
             kind, body = self.read_msg()
@@ -200,6 +200,10 @@ class RawConn:
                 self.params[k.decode()] = v.decode()
             elif kind == "K":
                 self.backend_key = struct.unpack("!II", body)
+            elif kind == "v":
+                # NegotiateProtocolVersion: (newest minor version, the unrecognised options)
+                minor, n = struct.unpack("!II", body[:8])
+                self.negotiated = (minor & 0xFFFF, body[8:].split(b"\0")[:n])
             elif kind == "Z":
                 return self
 

@@ -19,6 +19,30 @@ def test_ssl_request_answered_n(cratebouncer):
         raw.close()
 
 
+@pytest.mark.parametrize("version,extra,told", [
+    (196608 + 2, {}, (0, [])),
+    (196608, {"_pq_.compression": "on"}, (0, [b"_pq_.compression"])),
+    (196608 + 2, {"_pq_.a": "1", "application_name": "x"}, (0, [b"_pq_.a"]))])
+def test_newer_protocol_negotiated_down(cratebouncer, version, extra, told):
+    """A client asking for protocol 3.2 (PostgreSQL 18's libpq with max_protocol_version) or
+    for _pq_ options is told, as PostgreSQL tells it, that it gets 3.0 without them, before
+    authentication, and then works; a plain 3.0 startup is told nothing."""
+    cb = cratebouncer()
+    raw = RawConn(cb.host, cb.port)
+    try:
+        raw.login("crate", "doc", extra=extra, version=version)
+        assert raw.negotiated == told
+        assert raw.query("select 41 + 1") == [["42"]]
+    finally:
+        raw.close()
+    plain = RawConn(cb.host, cb.port)
+    try:
+        plain.login("crate", "doc")
+        assert not hasattr(plain, "negotiated")
+    finally:
+        plain.close()
+
+
 def test_psql_sslmode(cratebouncer):
     """psql with sslmode=require fails (no TLS offered); sslmode=prefer falls back to plaintext."""
     cb = cratebouncer()

@@ -100,6 +100,33 @@ START_TEST(test_startup_normal)
 }
 END_TEST
 
+/* NegotiateProtocolVersion for 3.2 or _pq_ options, as PostgreSQL: 3.0, the options named;
+ * nothing for a plain 3.0 startup. */
+START_TEST(test_put_negotiate)
+{
+	static const char plain[] = "user\0crate\0_pq_x\0v\0";
+	static const char opts[] = "user\0crate\0_pq_.a\0_pq_.v\0x\0_pq_.b\0_pq_.c\0""1\0";
+	uint8_t pkt[128];
+	struct pg_startup st;
+	const char *err = NULL;
+	struct evbuffer *b = evbuffer_new();
+	size_t len = mk_startup(pkt, PG_PROTO_V3, plain, sizeof(plain));
+
+	ck_assert_int_eq(pg_parse_startup(pkt, len, &st, &err), 0);
+	ck_assert(!pg_put_negotiate(b, &st));
+	ck_assert_uint_eq(evbuffer_get_length(b), 0);
+	len = mk_startup(pkt, PG_PROTO_V3 + 2, plain, sizeof(plain));
+	ck_assert_int_eq(pg_parse_startup(pkt, len, &st, &err), 0);
+	ck_assert(pg_put_negotiate(b, &st));
+	expect_bytes(b, LIT("v\0\0\0\x0c\0\x03\0\0\0\0\0\0"));
+	len = mk_startup(pkt, PG_PROTO_V3, opts, sizeof(opts));
+	ck_assert_int_eq(pg_parse_startup(pkt, len, &st, &err), 0);
+	ck_assert(pg_put_negotiate(b, &st));
+	expect_bytes(b, LIT("v\0\0\0\x1a\0\x03\0\0\0\0\0\x02_pq_.a\0_pq_.c\0"));
+	evbuffer_free(b);
+}
+END_TEST
+
 START_TEST(test_startup_database_defaults_to_user)
 {
 	static const char only_user[] = "user\0crate\0";
@@ -653,6 +680,7 @@ int main(void)
 	tcase_add_test(tc_parse, test_get_u32);
 	tcase_add_test(tc_parse, test_startup_normal);
 	tcase_add_test(tc_parse, test_startup_database_defaults_to_user);
+	tcase_add_test(tc_build, test_put_negotiate);
 	tcase_add_test(tc_parse, test_startup_ssl_gss_cancel);
 	tcase_add_test(tc_parse, test_startup_bad_lengths);
 	tcase_add_test(tc_parse, test_startup_max_length);
