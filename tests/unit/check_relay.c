@@ -728,7 +728,7 @@ START_TEST(test_malformed_ready)
 		execute(in);
 		msg(in, 'S', NULL, 0);
 		ck_assert_int_eq(rl_from_client(&s, &c, cases[i].o, in, to_s, &err), RL_OK);
-		msg(up, 'E', "SERROR\0VERROR\0CXX000\0Mboom\0\0", 32);
+		msg(up, 'E', "SERROR\0VERROR\0CXX000\0Mboom\0\0", 28);
 		evbuffer_add(up, cases[i].z, 6);
 		evbuffer_add(up, "garbage", 7);
 		ck_assert_int_eq(rl_from_server(&s, &c, cases[i].o, up, to_c, NULL, NULL, &err), -1);
