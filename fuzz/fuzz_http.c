@@ -400,7 +400,7 @@ static void check_request(const uint8_t *data, size_t size, uint32_t seed)
 	CHECK(p.method == q.method && p.flags == q.flags && p.content_length == q.content_length);
 
 	const char *why = http_framing_error(&m.head);
-	if (why)
+	if (why || http_method_error(p.method, p.upgrade))
 		goto out;
 	/* the framing the proxy believes is the parser's */
 	const char *cl = http_head_get(&m.head, "Content-Length");

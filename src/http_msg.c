@@ -2,6 +2,7 @@
 #include "http_msg.h"
 
 #include <ctype.h>
+#include <http_parser.h>
 #include <event2/buffer.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,6 +91,15 @@ static const char *trim(const char *s, size_t *len)
 		n--;
 	*len = n;
 	return s;
+}
+
+const char *http_method_error(unsigned method, unsigned upgrade)
+{
+	if (method == HTTP_CONNECT)
+		return "CONNECT is not proxied";
+	if (upgrade)
+		return "protocol upgrades (Upgrade) are not proxied";
+	return NULL;
 }
 
 const char *http_framing_error(const struct http_head *hd)

@@ -40,6 +40,10 @@ int http_head_count(const struct http_head *hd, const char *name);
  * Content-Length and Transfer-Encoding, Content-Length twice, a Transfer-Encoding other
  * than "chunked". */
 const char *http_framing_error(const struct http_head *hd);
+/* A request the proxy does not pass whatever its head (http-parser's method and upgrade
+ * flag): CONNECT and protocol upgrades, whose bytes after the head http-parser leaves
+ * unframed (a body there would reach the upstream as the next request). NULL: fine. */
+const char *http_method_error(unsigned method, unsigned upgrade);
 /* Why a request's Host headers are refused (RFC 9112 3.2: one, and required from HTTP/1.1
  * on), or NULL. */
 const char *http_host_error(const struct http_head *hd, int major, int minor);

@@ -902,7 +902,8 @@ static void handle_request(struct hc *c)
 			     "next (obs-fold)");
 		return;
 	}
-	if ((why = http_host_error(&c->head, p->http_major, p->http_minor))) {
+	if ((why = http_host_error(&c->head, p->http_major, p->http_minor)) ||
+	    (why = http_method_error(p->method, p->upgrade))) {
 		fail_request(c, 400, 4000, "request refused: %s", why);
 		return;
 	}

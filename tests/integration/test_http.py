@@ -1031,6 +1031,12 @@ BAD_REQUESTS = [
      431),
     ("one-huge-header", b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
     ("long-url", b"GET /" + b"u" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    # http-parser leaves what follows a CONNECT or Upgrade head unframed: a body there would
+    # reach the upstream as the next request (found by fuzz/fuzz_http)
+    ("connect", b"CONNECT /_sql HTTP/1.1\r\nHost: x\r\nContent-Length: 27\r\n\r\n"
+                b"GET /_sql HTTP/1.1\r\nX: y\r\n\r\n", 400),
+    ("upgrade", b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                b"\r\n", 400),
     ("sql-over-limit", b"POST /_sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 2097153\r\n\r\n{\"stmt\": ", 413),
 ]

@@ -8,6 +8,8 @@
 
 #include "http_msg.h"
 
+#include <http_parser.h>
+
 static void add(struct http_head *hd, const char *name, const char *value)
 {
 	ck_assert_int_eq(http_head_field(hd, name, strlen(name)), 0);
@@ -63,6 +65,17 @@ END_TEST
 /* Content-Length and Transfer-Encoding stay, whatever Connection names: the body is passed
  * as it came, and without its framing the next hop would read it as another message
  * (fuzz/fuzz_http: the head written again must frame the body the same). */
+/* CONNECT and upgrades are refused: http-parser leaves what follows their head unframed. */
+START_TEST(test_method_error)
+{
+	ck_assert_ptr_null(http_method_error(HTTP_POST, 0));
+	ck_assert_ptr_null(http_method_error(HTTP_GET, 0));
+	ck_assert_str_eq(http_method_error(HTTP_CONNECT, 1), "CONNECT is not proxied");
+	ck_assert_str_eq(http_method_error(HTTP_GET, 1),
+			 "protocol upgrades (Upgrade) are not proxied");
+}
+END_TEST
+
 START_TEST(test_framing_kept)
 {
 	struct http_head hd = { 0 };
@@ -226,6 +239,7 @@ int main(void)
 
 	tcase_add_test(tc, test_framing);
 	tcase_add_test(tc, test_framing_kept);
+	tcase_add_test(tc, test_method_error);
 	tcase_add_test(tc, test_request_head);
 	tcase_add_test(tc, test_response_head_and_error);
 	tcase_add_test(tc, test_session_statements);
