@@ -222,10 +222,26 @@ class Bouncer:
             if self.proc.poll() is not None:
                 raise StartError(f"cratebouncer exited with {self.proc.returncode} at start")
             if listening(self.host, self.port) and (not sock_path or os.path.exists(sock_path)):
+                self._wait_sections()
                 return
             time.sleep(0.02)
         raise StartError(f"cratebouncer did not accept connections on port {self.port} "
                          f"within {timeout} s")
+
+    def _wait_sections(self, grace=3.0):
+        """A little while for the [http] and [admin] TCP listeners, set up just after the main
+        one: a test connecting there at once would race them. Not an error if one does not
+        come up (some tests configure one to fail)."""
+        ports = [(str(sec.get("listen_addr") or "127.0.0.1"), str(sec.get("listen_port", "")))
+                 for sec in self.sections.values()]
+        deadline = time.monotonic() + grace
+        for host, port in ports:
+            if not port.isdigit() or not (host.startswith("127.") or host == "0.0.0.0"):
+                continue
+            port = int(port)
+            while (time.monotonic() < deadline and self.proc.poll() is None
+                   and not listening(host, port)):
+                time.sleep(0.02)
 
     def stop(self):
         """SIGTERM, then SIGKILL after STOP_GRACE. Returns a problem description or None."""

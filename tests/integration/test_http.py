@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -91,10 +92,15 @@ def raw_socket(b, timeout=TIMEOUT):
     return socket.create_connection(("127.0.0.1", b.http_port), timeout=timeout)
 
 
+# Bytes read past the end of a response, by socket: pipelined responses can arrive in one
+# segment, and the next read_response() starts from them.
+_unread = weakref.WeakKeyDictionary()
+
+
 def read_response(s):
     """One response from socket s: (status, headers lower-cased, body); the body by
-    Content-Length (or up to EOF without one)."""
-    buf = b""
+    Content-Length (or up to EOF without one). Bytes after it are kept for the next call."""
+    buf = _unread.pop(s, b"")
     while b"\r\n\r\n" not in buf:
         data = s.recv(65536)
         if not data:
@@ -114,6 +120,8 @@ def read_response(s):
             if not data:
                 raise AssertionError(f"body cut short: {rest!r}")
             rest += data
+        if len(rest) > n:
+            _unread[s] = rest[n:]
         return status, headers, rest[:n]
     while True:
         data = s.recv(65536)
