@@ -81,6 +81,8 @@ const struct cfg_opt cfg_options[] = {
 	OPT(stats_period, CFG_TIME, "60", true, 1, 86400, NULL),
 	OPT(log_stats, CFG_BOOL, "1", true, 0, 0, NULL),
 	OPT(max_prepared_statements, CFG_INT, "200", true, 0, 100000, NULL),
+	/* at least PIPE_QUERY_MAX: no message of a pipelined group is over it */
+	OPT(max_packet_size, CFG_INT, "104857600", true, 8192, 1073741823, NULL),
 	OPT(track_extra_parameters, CFG_STR, "", false, 0, 0, NULL),
 	OPT(reserve_pool_size, CFG_INT, "0", true, 0, 10000, NULL),
 	OPT(reserve_pool_timeout, CFG_TIME, "5", true, 0, 86400, NULL),

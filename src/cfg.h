@@ -72,6 +72,7 @@ struct cfg {
 	double stats_period;
 	bool log_stats;
 	int max_prepared_statements;
+	int max_packet_size;
 	char *track_extra_parameters;
 	int reserve_pool_size;
 	double reserve_pool_timeout;

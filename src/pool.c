@@ -216,6 +216,7 @@ static void pool_apply_cfg(struct pool *pool)
 	pool->mode = cfg_pool_mode(cur_cfg, pool->db, pool->user);
 	pool->rl.rename = pool->mode != POOL_SESSION && cur_cfg->max_prepared_statements > 0;
 	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
+	pool->rl.max_packet = (uint32_t)cur_cfg->max_packet_size;
 	pool->rl.no_tx = pool->mode == POOL_STATEMENT;
 	pool->rl.defaults = (const char *const *)pool->defaults;
 	set_kind(pool);

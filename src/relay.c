@@ -650,6 +650,16 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			*err = "invalid message length from client";
 			return RL_ERROR;
 		}
+		if (o->max_packet && mlen > o->max_packet) {
+			/* refused at its header: a Query, Parse or Bind is held whole until its
+			 * last byte, and one client must not make the daemon hold a gigabyte */
+			static char why[96];
+			snprintf(why, sizeof(why),
+				 "message of %u bytes from client is over max_packet_size (%u)",
+				 mlen, o->max_packet);
+			*err = why;
+			return RL_ERROR;
+		}
 		if (type == 'X') {
 			evbuffer_drain(in, avail);
 			return RL_TERMINATE;

@@ -65,6 +65,8 @@ struct rl_server {
 struct rl_opts {
 	bool rename;		/* named statements are tracked (transaction/statement mode) */
 	int max_prepared;	/* per server */
+	uint32_t max_packet;	/* the largest client message, length word included;
+				 * 0: the protocol's own bound (1 GB) */
 	bool no_tx;		/* statement mode: a transaction block is a violation */
 	const char *const *defaults;	/* per tracked parameter: the upstream's login value,
 					 * NULL when the upstream does not report it */

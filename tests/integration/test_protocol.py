@@ -1,6 +1,8 @@
 """The client side of the wire protocol: no TLS towards clients, bounded startup packets,
 database names resolved through [databases] (with the `*` fallback and user pass-through)."""
 
+import struct
+
 import psycopg
 import pytest
 
@@ -103,3 +105,56 @@ def test_entry_without_user_passes_client_through(cratebouncer, upstream, user):
                       users={"crate": "secret", "scramuser": "secret"})
     with cb.connect(user=user, password="secret") as conn:
         assert conn.execute("select current_user").fetchone() == (user,)
+
+
+def _refused_at_header(raw, typ, length):
+    """Sends only the header of a message of `length` (its length field): the ErrorResponse
+    comes without the body ever being sent, then the connection closes."""
+    raw.send(typ + struct.pack("!I", length))
+    with pytest.raises(PgError) as e:
+        while True:
+            raw.read_msg()
+    assert e.value.fields["C"] == "08P01", e.value.fields
+    with pytest.raises((Closed, ConnectionResetError)):
+        raw.read_msg()
+    return e.value.fields["M"]
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_message_over_max_packet_size_refused_at_its_header(cratebouncer, mode):
+    """A client message longer than max_packet_size is refused when its header arrives (a
+    Query, Parse or Bind would otherwise be held whole, one gigabyte per client): an
+    ErrorResponse naming the limit, the client disconnected; others keep their sessions, and
+    a message just under the limit is served."""
+    cb = cratebouncer(settings={"pool_mode": mode, "max_packet_size": 65536})
+    other = RawConn(cb.host, cb.port).login("crate", "doc")
+    other.query("set application_name = 'other'")
+    for typ in (b"Q", b"P", b"B", b"d"):
+        raw = RawConn(cb.host, cb.port).login("crate", "doc")
+        try:
+            msg = _refused_at_header(raw, typ, 65537)
+            assert msg == "message of 65537 bytes from client is over max_packet_size (65536)"
+        finally:
+            raw.close()
+    just = RawConn(cb.host, cb.port).login("crate", "doc")
+    try:
+        sql = "select '" + "x" * (65531 - 14) + "' = ''"
+        assert len(sql.encode()) + 1 + 4 == 65536
+        assert just.query(sql) == [["f"]]
+    finally:
+        just.close()
+    assert other.query("show application_name") == [["other"]]
+    other.close()
+
+
+def test_default_max_packet_size_refuses_a_200mb_header(cratebouncer):
+    """The default (100 MB, CrateDB's http.max_content_length) refuses a 200 MB Query at its
+    header: nothing of it is buffered."""
+    cb = cratebouncer()
+    raw = RawConn(cb.host, cb.port).login("crate", "doc")
+    try:
+        msg = _refused_at_header(raw, b"Q", 200 * 1024 * 1024)
+        assert msg.endswith("is over max_packet_size (104857600)"), msg
+    finally:
+        raw.close()
+    assert cb.psql("select 1").stdout.strip() == "1"

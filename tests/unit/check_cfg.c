@@ -469,6 +469,7 @@ START_TEST(test_pool_mode_precedence)
 	ck_assert_int_eq(cfg_pool_mode(cfg, cfg_find_db(cfg, "d"), "app"), POOL_TRANSACTION);
 	ck_assert_int_eq(cfg_pool_mode(cfg, cfg_find_db(cfg, "s"), "batch"), POOL_STATEMENT);
 	ck_assert_int_eq(cfg->max_prepared_statements, 200);
+	ck_assert_int_eq(cfg->max_packet_size, 104857600);
 	cfg_free(cfg);
 }
 END_TEST

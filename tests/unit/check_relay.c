@@ -776,6 +776,40 @@ START_TEST(test_unknown_message_type)
 }
 END_TEST
 
+/* max_packet: a message over it is refused at its five header bytes, before its body is
+ * there; one at the limit passes. */
+START_TEST(test_max_packet)
+{
+	static const char *defs[SP_MAX];
+	const struct rl_opts o = { .rename = true, .max_prepared = 10, .defaults = defs,
+				   .max_packet = 64 };
+	struct rl_server s;
+	struct rl_client c;
+	struct evbuffer *in = evbuffer_new(), *to_s = evbuffer_new();
+	const char *err = NULL;
+	char sql[64 - 4];
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	rl_server_init(&s);
+	rl_client_init(&c);
+	memset(sql, 'x', sizeof(sql) - 1);
+	memcpy(sql, "select '", 8);
+	sql[sizeof(sql) - 2] = '\'';
+	sql[sizeof(sql) - 1] = 0;
+	msg(in, 'Q', sql, sizeof(sql));		/* length field 64 */
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
+	ck_assert_uint_eq(evbuffer_get_length(to_s), 65);
+	evbuffer_add(in, "Q\0\0\0\x41", 5);	/* 65: only the header has come */
+	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_ERROR);
+	ck_assert_str_eq(err, "message of 65 bytes from client is over max_packet_size (64)");
+	ck_assert_uint_eq(evbuffer_get_length(to_s), 65);
+	rl_client_clear(&c);
+	rl_server_clear(&s);
+	evbuffer_free(in);
+	evbuffer_free(to_s);
+}
+END_TEST
+
 static Suite *relay_suite(void)
 {
 	Suite *s = suite_create("relay");
@@ -793,6 +827,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_crate_transactions);
 	tcase_add_test(tc, test_unknown_message_type);
 	tcase_add_test(tc, test_malformed_ready);
+	tcase_add_test(tc, test_max_packet);
 	suite_add_tcase(s, tc);
 	return s;
 }
