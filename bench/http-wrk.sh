@@ -68,8 +68,7 @@ declare -a NGX_WORKERS=() UP_WORKERS=()
 http_cleanup() {
 	local rc=$? pid cmd=$BASH_COMMAND
 	trap - EXIT INT TERM
-	# set -e ended the script on an unexpected failure (die, INT and TERM say why themselves)
-	[[ $rc == 0 || $rc == 1 || $rc == 130 || $rc == 143 ]] || warn "exit status $rc after: $cmd"
+	unexpected_exit "$rc" "$cmd"
 	stop_pid "$WRK_PID" wrk
 	stop_pid "$CB_PID" cratebouncer
 	stop_pid "$HAP_PID" haproxy
@@ -81,14 +80,7 @@ http_cleanup() {
 		[[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q '^nginx: worker' &&
 			stop_pid "$pid" "nginx worker"
 	done
-	if [[ -z $WORK ]]; then
-		:
-	elif [[ $KEEP == 1 || $rc -ne 0 ]]; then   # kept after a failure, for its logs
-		echo "# work directory kept: $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
+	finish_work "$rc"
 }
 
 http_init() {

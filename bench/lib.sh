@@ -104,14 +104,27 @@ cleanup() {
 	stop_pid "$STANDIN_PID" crate_pgwire
 	wait 2>/dev/null || true
 	[[ -z $WORK ]] || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
+	finish_work "$rc"
+}
+
+# The last step of a cleanup trap: the work directory removed (kept after a failure or with
+# KEEP=1, for its logs), then exit RC.
+finish_work() {
+	local rc=$1
 	if [[ -z $WORK ]]; then
 		:
-	elif [[ $KEEP == 1 || $rc -ne 0 ]]; then   # kept after a failure, for its logs
+	elif [[ $KEEP == 1 || $rc -ne 0 ]]; then
 		echo "# work directory kept: $WORK" >&2
 	else
 		rm -rf "$WORK"
 	fi
 	exit "$rc"
+}
+
+# In a cleanup trap: set -e ended the script on an unexpected failure (die, INT and TERM say
+# why themselves). unexpected_exit RC COMMAND
+unexpected_exit() {
+	[[ $1 == 0 || $1 == 1 || $1 == 130 || $1 == 143 ]] || warn "exit status $1 after: $2"
 }
 
 free_port() {  # a TCP port free on 127.0.0.1 and 127.0.0.2 (pgenv listens on both)

@@ -57,20 +57,13 @@ PGENV_STARTED=0
 soak_cleanup() {
 	local rc=$? cmd=$BASH_COMMAND
 	trap - EXIT INT TERM
-	[[ $rc == 0 || $rc == 1 || $rc == 130 || $rc == 143 ]] || warn "exit status $rc after: $cmd"
+	unexpected_exit "$rc" "$cmd"
 	stop_pid "$LOAD_PID" soak.py
 	stop_pid "$CB_PID" cratebouncer
 	stop_pid "$CRATE_PID" crate_http.py
 	wait 2>/dev/null || true
 	((!PGENV_STARTED)) || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
-	if [[ -z $WORK ]]; then
-		:
-	elif [[ $KEEP == 1 || $rc -ne 0 ]]; then   # kept after a failure, for its logs
-		echo "# work directory kept: $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
+	finish_work "$rc"
 }
 
 soak_init() {
