@@ -37,6 +37,7 @@ static inline struct rl_opts fuzz_opts(uint8_t b)
 		break;
 	}
 	o.crate = b & 4;
+	o.max_packet = b & 128 ? 64 : 0;	/* max_packet_size's refusal at the header, too */
 	return o;
 }
 
@@ -84,6 +85,18 @@ static inline void fuzz_client_msg(void *arg, uint8_t type, const uint8_t *body,
 static inline uint64_t fuzz_owed(uint32_t pass, bool drop)
 {
 	return pass && !drop ? pass : 0;
+}
+
+/* The end of a run: nothing of the relay's state left behind. */
+static inline void fuzz_relay_done(struct rl_server *s, struct rl_client *c, struct evbuffer *in,
+				   struct evbuffer *to_server, struct evbuffer *to_client)
+{
+	rl_client_clear(c);
+	rl_server_clear(s);
+	CHECK(ps_count() == 0);
+	evbuffer_free(in);
+	evbuffer_free(to_server);
+	evbuffer_free(to_client);
 }
 
 #endif

@@ -74,11 +74,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(o.max_prepared <= 0 || rl_server_prepared(&s) <= (size_t)o.max_prepared);
 	}
 
-	rl_client_clear(&c);
-	rl_server_clear(&s);
-	CHECK(ps_count() == 0);
-	evbuffer_free(in);
-	evbuffer_free(to_server);
-	evbuffer_free(to_client);
+	fuzz_relay_done(&s, &c, in, to_server, to_client);
 	return 0;
 }

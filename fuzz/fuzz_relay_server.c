@@ -175,11 +175,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 	}
 
-	rl_client_clear(&c);
-	rl_server_clear(&s);
-	CHECK(ps_count() == 0);
-	evbuffer_free(in);
-	evbuffer_free(to_server);
-	evbuffer_free(to_client);
+	fuzz_relay_done(&s, &c, in, to_server, to_client);
 	return 0;
 }
