@@ -6,7 +6,8 @@
  * Input: byte 0 (bit 0: a response, else a request), byte 1 the seed of the piece sizes,
  * then the message. Checked:
  *  - the head collected from pieces is the head collected in one go;
- *  - a request that passes http_framing_error frames its body as http-parser does (one
+ *  - a request that passes http_framing_error and has no folded line (refused, as the
+ *    proxy does, by http_head_folded) frames its body as http-parser does (one
  *    Content-Length with its value, or chunked and no length);
  *  - the head written upstream (a request) or to the client (a response) parses again,
  *    with the same framing (the proxy forwards the body bytes as they came: a dropped or
@@ -39,6 +40,7 @@ struct msg {
 	uint8_t *body;
 	size_t blen;
 	bool body_cut;
+	bool folded, lf;	/* obs-fold in the head (refused by the proxy), as it scans it */
 };
 
 static int on_url(http_parser *p, const char *at, size_t len)
@@ -135,6 +137,8 @@ static size_t parse_head(http_parser *p, struct msg *m, const uint8_t *data, siz
 			n = size - off;
 		size_t k = http_parser_execute(p, &settings, (const char *)data + off, n);
 		enum http_errno e = HTTP_PARSER_ERRNO(p);
+		if (http_head_folded((const char *)data + off, k < n ? k : n, &m->lf))
+			m->folded = true;
 		if (e == HPE_PAUSED) {
 			CHECK(m->head_done);
 			/* http-parser (not strict) takes any byte after the final CR as the LF */
@@ -399,8 +403,9 @@ static void check_request(const uint8_t *data, size_t size, uint32_t seed)
 	CHECK(same_head(&m.head, &whole.head));
 	CHECK(p.method == q.method && p.flags == q.flags && p.content_length == q.content_length);
 
+	CHECK(m.folded == whole.folded);
 	const char *why = http_framing_error(&m.head);
-	if (why || http_method_error(p.method, p.upgrade))
+	if (why || m.folded || http_method_error(p.method, p.upgrade))
 		goto out;
 	/* the framing the proxy believes is the parser's */
 	const char *cl = http_head_get(&m.head, "Content-Length");

@@ -93,6 +93,18 @@ static const char *trim(const char *s, size_t *len)
 	return s;
 }
 
+bool http_head_folded(const char *b, size_t n, bool *lf)
+{
+	bool folded = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (*lf && (b[i] == ' ' || b[i] == '\t'))
+			folded = true;
+		*lf = b[i] == '\n';
+	}
+	return folded;
+}
+
 const char *http_method_error(unsigned method, unsigned upgrade)
 {
 	if (method == HTTP_CONNECT)

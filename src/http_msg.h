@@ -44,6 +44,10 @@ const char *http_framing_error(const struct http_head *hd);
  * flag): CONNECT and protocol upgrades, whose bytes after the head http-parser leaves
  * unframed (a body there would reach the upstream as the next request). NULL: fine. */
 const char *http_method_error(unsigned method, unsigned upgrade);
+/* obs-fold: whether the n bytes of a head at b hold a line that starts with white space
+ * (http-parser joins it to the header before). *lf carries "the byte before was LF" from
+ * one piece of the head to the next: false at the start. */
+bool http_head_folded(const char *b, size_t n, bool *lf);
 /* Why a request's Host headers are refused (RFC 9112 3.2: one, and required from HTTP/1.1
  * on), or NULL. */
 const char *http_host_error(const struct http_head *hd, int major, int minor);

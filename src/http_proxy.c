@@ -987,12 +987,8 @@ static void parse_head(struct hc *c)
 		/* obs-fold (a line of the head starting with white space): http-parser joins it
 		 * to the header before; refused instead (RFC 9112 5.2 allows either), as nginx
 		 * and HAProxy do, so that no hop reads the header differently */
-		const char *b = v.iov_base;
-		for (size_t i = 0; i < n && i < v.iov_len; i++) {
-			if (c->head_lf && (b[i] == ' ' || b[i] == '\t'))
-				c->folded = true;
-			c->head_lf = b[i] == '\n';
-		}
+		if (http_head_folded(v.iov_base, n < v.iov_len ? n : v.iov_len, &c->head_lf))
+			c->folded = true;
 		/* paused at the head's final LF, which it did not count: the head includes it,
 		 * and the parser is given it again when the body follows (resume_after_head) */
 		evbuffer_drain(in, e == HPE_PAUSED ? n + 1 : n);

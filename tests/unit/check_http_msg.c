@@ -76,6 +76,21 @@ START_TEST(test_method_error)
 }
 END_TEST
 
+/* obs-fold: a head line starting with white space, also across the pieces of a head. */
+START_TEST(test_head_folded)
+{
+	bool lf = false;
+
+	ck_assert(!http_head_folded("GET / HTTP/1.1\r\nHost: x\r\n", 25, &lf));
+	ck_assert(lf);
+	ck_assert(http_head_folded(" y\r\n\r\n", 6, &lf));
+	lf = false;
+	ck_assert(http_head_folded("X: 1\r\n\tz\r\n", 10, &lf));
+	lf = false;
+	ck_assert(!http_head_folded("X: a b\r\nY:  c\r\n\r\n", 17, &lf));
+}
+END_TEST
+
 START_TEST(test_framing_kept)
 {
 	struct http_head hd = { 0 };
@@ -240,6 +255,7 @@ int main(void)
 	tcase_add_test(tc, test_framing);
 	tcase_add_test(tc, test_framing_kept);
 	tcase_add_test(tc, test_method_error);
+	tcase_add_test(tc, test_head_folded);
 	tcase_add_test(tc, test_request_head);
 	tcase_add_test(tc, test_response_head_and_error);
 	tcase_add_test(tc, test_session_statements);
