@@ -167,8 +167,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				uint8_t h[5];
 				evbuffer_copyout(in, h, 5);
 				uint32_t mlen = pg_get_u32(h + 1);
+				/* a ReadyForQuery's status byte, or a message that passes whole */
 				CHECK((h[0] == 'Z' && left == 5) ||
-				      (h[0] == 'S' && mlen + 1 <= 4096 && left < (size_t)mlen + 1));
+				      (h[0] != 'Z' && mlen + 1 <= RL_SERVER_WHOLE && left < (size_t)mlen + 1));
 			}
 		}
 		if (off >= slen && r == 0)

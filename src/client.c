@@ -67,6 +67,7 @@ struct client {
 	uint8_t admin;			/* enum admin_role, for console clients */
 	bool admin_skip;		/* the console skips an extended-protocol group */
 	bool unix_socket, paused, closing, buried;
+	bool cut;		/* its answer stops inside a message (client_cut) */
 };
 
 static TAILQ_HEAD(, client) all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
@@ -286,7 +287,10 @@ static void fail(struct client *c, bool log, const char *sqlstate, const char *m
 		return;
 	if (log && pools_cfg()->log_pooler_errors)
 		log_warn("C-%p %s: pooler error: %s", (void *)c, peer(c, buf, sizeof(buf)), msg);
-	pg_put_error(sio_output(c->bev), "FATAL", sqlstate, "%s", msg);
+	/* in the middle of a message an ErrorResponse would be read as the message's bytes:
+	 * the connection just ends, as when PostgreSQL dies */
+	if (!c->cut)
+		pg_put_error(sio_output(c->bev), "FATAL", sqlstate, "%s", msg);
 	client_close(c, true, log ? "pooler error" : "upstream unavailable");
 }
 
@@ -299,6 +303,11 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fail(c, true, sqlstate, msg);
+}
+
+void client_cut(struct client *c)
+{
+	c->cut = true;
 }
 
 void client_refuse_upstream(struct client *c, const char *sqlstate, const char *msg)

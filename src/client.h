@@ -27,6 +27,9 @@ void client_linked_shape(struct client *c, struct server *sv, uint64_t shape);
 /* Send an ErrorResponse (FATAL) and close after it is written. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* What it was sent stops inside a message (a server failed mid-answer): a later
+ * client_fail closes the connection without an ErrorResponse. */
+void client_cut(struct client *c);
 /* The same for an upstream failure the pool has logged already (no log line per client). */
 void client_refuse_upstream(struct client *c, const char *sqlstate, const char *msg);
 /* The server is gone or was given up while linked. */

@@ -1034,6 +1034,11 @@ static void skip_to_sync(struct rl_server *s)
 	}
 }
 
+bool rl_mid_message(const struct rl_server *s)
+{
+	return s->pass && !s->drop;
+}
+
 /* Moves the bytes decided to pass (dropped when nobody is linked). */
 static void flush(struct evbuffer *in, struct evbuffer *to, size_t *acc)
 {
@@ -1088,6 +1093,9 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			*err = "upstream sent an invalid message length";
 			return -1;
 		}
+		if (type != 'Z' && avail < (size_t)mlen + 1 && mlen + 1 <= RL_SERVER_WHOLE)
+			goto out;	/* a small message passes whole, or not yet (a ReadyForQuery
+					 * is checked first, below) */
 		struct rl_item *it = head(s);
 		int kind = it ? it->kind : -1;
 		bool replay = kind == RQ_QUERY_DROP;

@@ -75,6 +75,14 @@ struct rl_opts {
 
 enum rl_result { RL_OK, RL_TERMINATE, RL_ERROR };
 
+/* Server messages up to this size (a row, mostly) pass to the client whole: if the server
+ * fails while one is coming, the client's stream ends at a message boundary, where an
+ * ErrorResponse can follow. Longer ones stream as they come. */
+#define RL_SERVER_WHOLE 8192
+
+/* Whether the linked client has been sent part of a message whose rest has not come. */
+bool rl_mid_message(const struct rl_server *s);
+
 /* Client to server: takes what it can from in (whole messages where names matter,
  * others streamed), writes to to_server. Answers the relay gives itself go to
  * to_client via rl_flush_fakes. RL_ERROR with *err for a protocol violation. */

@@ -1068,10 +1068,18 @@ static void note_time(struct server *sv)
 	sv->head.shape = 0;
 }
 
+/* The head client c is about to be failed: told first when its answer stops mid-message. */
+static void mark_cut(struct server *sv, struct client *c)
+{
+	if (c && sv->client == c && rl_mid_message(&sv->rl))
+		client_cut(c);
+}
+
 static void drop_pipe(struct server *sv, const char *reason)
 {
 	if (sv->client && !sv->head_gone) {
 		struct client *c = sv->client;
+		mark_cut(sv, c);
 		sv->client = NULL;
 		client_server_lost(c, "08006", reason);
 	}
@@ -1362,6 +1370,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	}
 	if (sv->npipe && sv->paused && now - sv->paused_since > PIPE_STUCK_USEC) {
 		/* it does not read its answer while other clients' queries wait behind it */
+		mark_cut(sv, c);
 		client_fail(c, "08006", "the client did not read its answer for %d s while other "
 			    "clients' queries waited behind it", (int)(PIPE_STUCK_USEC / 1000000));
 		return;
@@ -1371,6 +1380,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 		/* others' queries wait behind it: the query is cancelled, the server stays */
 		if (sv->npipe)
 			server_cancel_client(sv, c);
+		mark_cut(sv, c);
 		client_fail(c, "57014", "query_timeout: the query ran longer than %g s",
 			    cfg->query_timeout);
 		return;
