@@ -9,6 +9,8 @@
  *  - a request that passes http_framing_error and has no folded line (refused, as the
  *    proxy does, by http_head_folded) frames its body as http-parser does (one
  *    Content-Length with its value, or chunked and no length);
+ *  - a folded head (a request's is refused with 400, a response's with 502) is found
+ *    folded whatever the pieces;
  *  - the head written upstream (a request) or to the client (a response) parses again,
  *    with the same framing (the proxy forwards the body bytes as they came: a dropped or
  *    added Content-Length or Transfer-Encoding would desynchronise the next hop), the
@@ -484,6 +486,10 @@ static void check_response(const uint8_t *data, size_t size, uint32_t seed)
 	size_t used = parse_head(&p, &m, data, size, seed);
 	CHECK(used == parse_head(&q, &whole, data, size, 0));
 	if (!used)
+		goto out;
+	/* a folded head is refused by the proxy (502), as a request's is (400) */
+	CHECK(m.folded == whole.folded);
+	if (m.folded)
 		goto out;
 	CHECK(same_head(&m.head, &whole.head));
 	CHECK(p.status_code == q.status_code && p.flags == q.flags &&

@@ -78,6 +78,7 @@ struct hu {
 	uint64_t since;
 	int requests;
 	bool head_done, response_started, buried, dns_done;
+	bool head_lf, folded;		/* obs-fold in the response head, as it is scanned */
 };
 
 /* A client connection. */
@@ -866,6 +867,7 @@ static void attach(struct hc *c, struct hu *u)
 	u->requests++;
 	u->head_done = false;
 	u->response_started = false;
+	u->head_lf = u->folded = false;
 	http_head_clear(&u->head);
 	http_parser_init(&u->parser, HTTP_RESPONSE);
 	u->parser.data = u;
@@ -1186,6 +1188,15 @@ static int response_head(struct hu *u)
 	int status = u->parser.status_code;
 	struct evbuffer *out = sio_output(c->io);
 
+	/* obs-fold: http-parser joins the line to the header before, and the client, reading
+	 * the head as it is written again, could frame the body otherwise (a folded
+	 * Transfer-Encoding): refused, as for requests */
+	if (u->folded) {
+		fail_request(c, 502, 5021, "CrateDB sent an invalid HTTP response: "
+			     "a folded header line (obs-fold)");
+		hu_close(u, "invalid response");
+		return -1;
+	}
 	/* A failed login is a plain 401 with WWW-Authenticate; a 401 with CrateDB's JSON (4010,
 	 * 4011: a missing privilege) is an answer to the query, passed on as it is. */
 	if (status == 401 && http_head_get(&u->head, "WWW-Authenticate")) {
@@ -1226,6 +1237,7 @@ static int response_head(struct hu *u)
 		http_parser_init(&u->parser, HTTP_RESPONSE);
 		u->parser.data = u;
 		u->response_started = false;
+		u->head_lf = u->folded = false;
 		sio_flush(c->io);
 		return 0;
 	}
@@ -1292,6 +1304,8 @@ static void hu_read_cb(struct sio *io, void *arg)
 			return;
 		}
 		if (in_head) {
+			if (http_head_folded(v.iov_base, n < v.iov_len ? n : v.iov_len, &u->head_lf))
+				u->folded = true;
 			evbuffer_drain(in, e == HPE_PAUSED ? n + 1 : n);
 			if (e == HPE_PAUSED && response_head(u) < 0)
 				return;

@@ -281,6 +281,16 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
                "path": self.path, "headers": [[k, v] for k, v in self.headers.items()],
                "body": body.decode("latin-1")}
         self.server.requests.append(rec)
+        if self.path.startswith("/folded"):
+            # an obs-fold in the response head: the body is framed otherwise when the
+            # continuation is joined to Transfer-Encoding or not
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                             b" \r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                             if self.path == "/folded-te" else
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: a\r\n"
+                             b" b\r\n\r\nok")
+            self.close_connection = True
+            return
         if self.path.startswith("/drop-reused") and self.nth > 1:
             self.close_connection = True  # no answer: as an upstream that timed it out
             return
@@ -1110,6 +1120,27 @@ def test_whitespace_before_colon_refused(proxy, echo):
         assert closed_by_peer(s)
         s.close()
     assert echo.requests == []
+
+
+@pytest.mark.parametrize("path", ["/folded", "/folded-te"])
+def test_folded_response_head_is_502(proxy, echo, path):
+    """A response head with an obs-fold line (RFC 9112 5.2) is refused with a 502 naming it,
+    not passed on: joined to a Transfer-Encoding, the fold would make the client frame the
+    body otherwise than cratebouncer did (found by fuzz_http). The next request is served."""
+    b = echo_proxy(proxy, echo)
+    s = raw_socket(b)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status, headers, body = read_response(s)
+    assert status == 502, body
+    message, code = json_error(body)
+    assert "folded header line" in message and code == 5021, body
+    assert closed_by_peer(s)
+    s.close()
+    c = conn(b)
+    c.request("GET", "/after")
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["path"] == "/after"
+    c.close()
 
 
 def test_sql_chunked_body_over_limit_is_413(proxy):
