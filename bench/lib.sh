@@ -49,6 +49,7 @@ CB_PID=""
 PGB_PID=""
 IDLE_PID=""
 STANDIN_PID=""
+RELAY_PID=""
 FAILED=0        # set to 1 by anything that failed to run; bench_finish exits 1 then
 NOFILE=""
 
@@ -102,6 +103,7 @@ cleanup() {
 	stop_pid "$CB_PID" cratebouncer
 	stop_pid "$PGB_PID" pgbouncer
 	stop_pid "$STANDIN_PID" crate_pgwire
+	stop_pid "$RELAY_PID" delay_relay
 	wait 2>/dev/null || true
 	[[ -z $WORK ]] || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
 	finish_work "$rc"
@@ -259,6 +261,45 @@ use_cratedb() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# A network distance: bench/delay_relay.c between the poolers (or direct clients) and the
+# upstream, delaying each direction by half the round trip.
+
+RELAY_BIN=""
+start_delay_relay() {  # start_delay_relay RTT_MS TARGET_PORT: sets RELAY_PORT, RELAY_PID
+	local rtt=$1 target=$2 i
+	if [[ -z $RELAY_BIN ]]; then
+		RELAY_BIN=$WORK/delay_relay
+		cc -O2 -Wall -Wextra -std=gnu11 -o "$RELAY_BIN" "$ROOT/bench/delay_relay.c" -levent ||
+			die "cannot build bench/delay_relay.c (cc, libevent-dev)"
+	fi
+	rm -f "$WORK/relay.out"
+	"$RELAY_BIN" 0 127.0.0.1 "$target" "$(awk -v r="$rtt" 'BEGIN {print r / 2}')" \
+		>"$WORK/relay.out" 2>>"$WORK/relay.log" &
+	RELAY_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $WORK/relay.out ]] && break
+		kill -0 "$RELAY_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	RELAY_PORT=$(awk '/^port / {print $2}' "$WORK/relay.out")
+	[[ -n $RELAY_PORT ]] || { cat "$WORK/relay.log" >&2; die "delay_relay did not start"; }
+}
+
+stop_delay_relay() {
+	stop_pid "$RELAY_PID" delay_relay
+	wait "$RELAY_PID" 2>/dev/null || true
+	RELAY_PID=""
+}
+
+stop_poolers() {
+	stop_pid "$CB_PID" cratebouncer
+	stop_pid "$PGB_PID" pgbouncer
+	wait "$CB_PID" 2>/dev/null || true
+	CB_PID=""
+	PGB_PID=""
+}
+
+# ---------------------------------------------------------------------------------------------
 # The two poolers, configured alike. Sets CB_PORT, PGB_PORT.
 
 pooler_ini() {  # pooler_ini NAME PORT DIR EXTRA-LINE: the settings both poolers share
@@ -348,11 +389,7 @@ start_poolers() {  # start both, check each with a query, note versions and limi
 }
 
 restart_poolers() {  # fresh daemons (for memory measurements)
-	stop_pid "$CB_PID" cratebouncer
-	stop_pid "$PGB_PID" pgbouncer
-	wait "$CB_PID" 2>/dev/null || true
-	CB_PID=""
-	PGB_PID=""
+	stop_poolers
 	sleep 0.5
 	start_cratebouncer
 	start_pgbouncer
@@ -389,7 +426,8 @@ run_pgbench() {  # run_pgbench NAME OUTFILE [pgbench options and connection args
 	# both poolers' query_wait_timeout of 120 s, so that their own error shows first)
 	timeout -k 10 "$limit" \
 		"$PGBENCH" -n -S -c "$CLIENTS" -j "$THREADS" -T "$DURATION" "$@" >"$out" 2>&1 || rc=$?
-	tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
+	# -C prints its tps "including reconnection times"
+	tps=$(sed -n -E 's/^tps = ([0-9.]+) \((without initial connection time|including reconnection times)\)$/\1/p' "$out")
 	((rc == 0)) && [[ -n $tps ]] || RUN_OK=0
 	if ((rc == 124 || rc == 137)); then
 		RUN_ERROR="pgbench did not finish within $limit s and was killed"
