@@ -621,6 +621,18 @@ static int pool_limit(const struct pool *pool)
 	return max;
 }
 
+/* min_pool_size of the pool's entry; 0 once a reload removed the entry or gave it to
+ * another user (the pool only serves the clients it has). */
+static int pool_min(const struct pool *pool)
+{
+	const struct cfg_db *db = cfg_find_db(cur_cfg, pool->db->name);
+
+	if (!db || strcmp(db->name, pool->db->name) != 0 ||
+	    (db->user && strcmp(db->user, pool->user) != 0))
+		return 0;
+	return cfg_db_min_pool_size(cur_cfg, pool->db);
+}
+
 static void launch_if_needed(struct pool *pool)
 {
 	int want, total = pool_total_servers(pool), max = pool_limit(pool);
@@ -632,7 +644,7 @@ static void launch_if_needed(struct pool *pool)
 	if (!pool->welcome && pool->nclients[CL_LOGIN_WAIT] > 0 && want == 0)
 		want = 1;
 	want -= pool->nservers[SV_LOGIN];
-	int min = cfg_db_min_pool_size(cur_cfg, pool->db);
+	int min = pool_min(pool);
 	if (total < min && min - total > want)
 		want = min - total;
 	if (dbmax > 0 && want > 0 && total < max && db_servers(pool) >= dbmax)
@@ -653,7 +665,7 @@ static void janitor_pool(struct pool *pool, uint64_t now)
 	uint64_t wait_limit = (uint64_t)(cur_cfg->query_wait_timeout * 1e6);
 	uint64_t idle_limit = (uint64_t)(cur_cfg->server_idle_timeout * 1e6);
 	uint64_t life_limit = (uint64_t)(cur_cfg->server_lifetime * 1e6);
-	int min = cfg_db_min_pool_size(cur_cfg, pool->db);
+	int min = pool_min(pool);
 
 	if (wait_limit && !pools_is_paused(pool->db->name)) {
 		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st += CL_WAITING - CL_LOGIN_WAIT) {
@@ -697,11 +709,32 @@ static void janitor_pool(struct pool *pool, uint64_t now)
 	launch_if_needed(pool);
 }
 
+/* Warm pools: a [databases] entry with its own user= (the credentials are in the config)
+ * and a min_pool_size gets its pool from the start, so that the first clients find
+ * connections open instead of waiting for logins to a distant upstream; janitor_pool
+ * keeps it at min_pool_size from then on. Other pools exist from their first client. */
+static void warm_pools(void)
+{
+	for (size_t i = 0; i < cur_cfg->ndbs; i++) {
+		const struct cfg_db *db = &cur_cfg->dbs[i];
+		char *err = NULL;
+
+		if (!db->user || strcmp(db->name, "*") == 0 || cfg_db_min_pool_size(cur_cfg, db) <= 0 ||
+		    pools_is_disabled(db->name))
+			continue;
+		if (!pool_get(db, db->user, db->name, NULL, &err)) {
+			log_error("pool %s/%s: %s", db->name, db->user, err);
+			free(err);
+		}
+	}
+}
+
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pool *pool;
 	uint64_t now = now_usec();
 
+	warm_pools();
 	TAILQ_FOREACH(pool, &pools, entry)
 		janitor_pool(pool, now);
 }

@@ -1,6 +1,7 @@
 """Session pooling: upstream connections are reused and reset between clients, clients queue
 when the pool is full, and the client-side limits answer with their SQLSTATEs."""
 
+import signal
 import threading
 import time
 
@@ -134,3 +135,38 @@ def test_query_wait_timeout(cratebouncer, upstream):
     assert exc.value.message.startswith("query_wait_timeout")
     assert 0.9 <= elapsed < 8, f"gave up after {elapsed:.2f} s"
     assert holder.execute("select 2").fetchone() == (2,)
+
+
+def test_min_pool_size_opens_connections_from_the_start(cratebouncer, upstream, pg):
+    """An entry with its own user= and min_pool_size=3 has its 3 upstream connections open
+    before any client came (a warm pool: the first clients do not wait for logins); one
+    whose user comes from the client (no user=, here the same upstream user) has none until
+    a client logs in. Taken out of the config by a reload, the warm pool is no longer kept:
+    its idle connections close by server_idle_timeout."""
+    since = pg.sql("select now()")[0][0]
+    count_sql = ("select count(*) from pg_stat_activity where usename = 'crate' "
+                 "and backend_start >= %s")
+
+    def upstream_connections(want):
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            n = pg.sql(count_sql, (since,))[0][0]
+            if n == want or time.monotonic() > deadline:
+                return n
+            time.sleep(0.1)
+
+    cb = cratebouncer(settings={"server_idle_timeout": 1, "auth_type": "trust"},
+                      databases={"doc": upstream(min_pool_size=3),
+                                 "nouser": upstream(min_pool_size=2, user=None, password=None)})
+    assert upstream_connections(3) == 3
+    time.sleep(1.5)  # past server_idle_timeout: min_pool_size keeps them, none for "nouser"
+    assert pg.sql(count_sql, (since,))[0][0] == 3
+    with cb.connect() as conn:  # the first client is served by one of them
+        pid = conn.execute("select pg_backend_pid()").fetchone()[0]
+    assert pg.sql("select backend_start >= %s from pg_stat_activity where pid = %s",
+                  (since, pid)) == [(True,)]
+    assert pg.sql(count_sql, (since,))[0][0] == 3
+    del cb.databases["doc"]
+    cb.write_config()
+    cb.proc.send_signal(signal.SIGHUP)
+    assert upstream_connections(0) == 0
