@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #define READ_CHUNK 16384
@@ -34,7 +35,8 @@ struct sio_ops {
 };
 
 struct sio {
-	struct event rev, wev, timer;
+	struct event rev, wev;
+	struct event *timer;		/* only while a deadline is set: most connections have none */
 	struct evbuffer *in, *out;
 	const struct sio_ops *ops;
 	SSL *ssl;
@@ -356,7 +358,6 @@ struct sio *sio_new(struct event_base *base, int fd, SSL *ssl)
 	io->ops = ssl ? &tls_ops : &raw_ops;
 	event_assign(&io->rev, base, fd, EV_READ | EV_PERSIST, read_ev, io);
 	event_assign(&io->wev, base, fd, EV_WRITE | EV_PERSIST, write_ev, io);
-	evtimer_assign(&io->timer, base, timer_ev, io);
 	if (ssl) {
 		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		SSL_set_read_ahead(ssl, 1);
@@ -374,7 +375,8 @@ void sio_free(struct sio *io)
 		return;
 	event_del(&io->rev);
 	event_del(&io->wev);
-	event_del(&io->timer);
+	if (io->timer)
+		event_free(io->timer);
 	if (io->queued)
 		TAILQ_REMOVE(&flush_list, io, flushq);
 	evbuffer_free(io->in);
@@ -437,12 +439,21 @@ static void arm_timer(struct sio *io)
 	if (io->wr_deadline && (!next || io->wr_deadline < next))
 		next = io->wr_deadline;
 	if (!next) {
-		event_del(&io->timer);
+		/* freed, also from inside its own callback (libevent allows it): an idle
+		 * connection carries no timer */
+		if (io->timer)
+			event_free(io->timer);
+		io->timer = NULL;
 		return;
+	}
+	if (!io->timer) {
+		io->timer = evtimer_new(event_get_base(&io->rev), timer_ev, io);
+		if (!io->timer)
+			fatal("out of memory for a connection timer");
 	}
 	uint64_t now = now_usec(), d = next > now ? next - now : 0;
 	struct timeval tv = { (time_t)(d / 1000000), (suseconds_t)(d % 1000000) };
-	event_add(&io->timer, &tv);
+	event_add(io->timer, &tv);
 }
 
 void sio_set_timeouts(struct sio *io, const struct timeval *rd, const struct timeval *wr)
