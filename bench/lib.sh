@@ -158,6 +158,16 @@ log_tail() {  # log_tail FILE...: last lines of each, indented
 	done
 }
 
+wait_file() {  # wait_file FILE PID SECONDS: until FILE is not empty (0), PID exits or time is up (1)
+	local file=$1 pid=$2 i
+	for ((i = 0; i < $3 * 10; i++)); do
+		[[ -s $file ]] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[[ -s $file ]]
+}
+
 wait_listen() {  # wait_listen PORT PID NAME LOG...: until PORT accepts TCP, or fail
 	local port=$1 pid=$2 name=$3 i
 	shift 3
@@ -224,19 +234,15 @@ start_upstream() {
 
 # The CrateDB stand-in in front of the PostgreSQL: the poolers' upstream from now on.
 start_standin() {
-	local port i
+	local port
 	port=$(free_port)
 	"$PY" "$ROOT/tests/crate_pgwire.py" --listen 127.0.0.1 --port "$port" \
 		--cert "$PGENV_DIR/ssl/server.crt" --key "$PGENV_DIR/ssl/server.key" \
 		--pg-host 127.0.0.1 --pg-port "$PG_PORT" --pg-ca "$CA" \
 		--ready-file "$WORK/standin.port" >"$WORK/standin.log" 2>&1 &
 	STANDIN_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $WORK/standin.port ]] && break
-		kill -0 "$STANDIN_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[[ -s $WORK/standin.port ]] || { cat "$WORK/standin.log" >&2; die "crate_pgwire.py did not start"; }
+	wait_file "$WORK/standin.port" "$STANDIN_PID" 10 ||
+		{ cat "$WORK/standin.log" >&2; die "crate_pgwire.py did not start"; }
 	UP_PORT=$port
 	note "upstream: the CrateDB stand-in (tests/crate_pgwire.py) on localhost:$UP_PORT in front of it"
 }
@@ -266,7 +272,7 @@ use_cratedb() {
 
 RELAY_BIN=""
 start_delay_relay() {  # start_delay_relay RTT_MS TARGET_PORT: sets RELAY_PORT, RELAY_PID
-	local rtt=$1 target=$2 i
+	local rtt=$1 target=$2
 	if [[ -z $RELAY_BIN ]]; then
 		RELAY_BIN=$WORK/delay_relay
 		cc -O2 -Wall -Wextra -std=gnu11 -o "$RELAY_BIN" "$ROOT/bench/delay_relay.c" -levent ||
@@ -276,11 +282,7 @@ start_delay_relay() {  # start_delay_relay RTT_MS TARGET_PORT: sets RELAY_PORT, 
 	"$RELAY_BIN" 0 127.0.0.1 "$target" "$(awk -v r="$rtt" 'BEGIN {print r / 2}')" \
 		>"$WORK/relay.out" 2>>"$WORK/relay.log" &
 	RELAY_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $WORK/relay.out ]] && break
-		kill -0 "$RELAY_PID" 2>/dev/null || break
-		sleep 0.05
-	done
+	wait_file "$WORK/relay.out" "$RELAY_PID" 5 || true
 	RELAY_PORT=$(awk '/^port / {print $2}' "$WORK/relay.out")
 	[[ -n $RELAY_PORT ]] || { cat "$WORK/relay.log" >&2; die "delay_relay did not start"; }
 }
@@ -352,14 +354,10 @@ start_pgbouncer() {
 	# shellcheck disable=SC2016  # expanded by the inner bash
 	runuser -u postgres -- /bin/bash -c 'ulimit -Sn "$1" && exec "$2" -q "$3"' _ \
 		"$NOFILE" "$PGBOUNCER" "$WORK/pgb/pgbouncer.ini" >>"$WORK/pgb/stderr.log" 2>&1 &
-	local runuser_pid=$! i
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $WORK/pgb/pgbouncer.pid ]] && break
-		kill -0 "$runuser_pid" 2>/dev/null || break
-		sleep 0.1
-	done
+	local runuser_pid=$!
 	# shellcheck disable=SC2046
-	[[ -s $WORK/pgb/pgbouncer.pid ]] || { log_tail $(pooler_logs pgbouncer); die "pgbouncer did not start"; }
+	wait_file "$WORK/pgb/pgbouncer.pid" "$runuser_pid" 10 ||
+		{ log_tail $(pooler_logs pgbouncer); die "pgbouncer did not start"; }
 	PGB_PID=$(<"$WORK/pgb/pgbouncer.pid")
 	# shellcheck disable=SC2046
 	wait_listen "$PGB_PORT" "$PGB_PID" pgbouncer $(pooler_logs pgbouncer)
@@ -529,12 +527,7 @@ idle_rss() {  # idle_rss NAME: VmRSS before, with $IDLE_CLIENTS idle clients and
 	"$PY" "$ROOT/bench/idle_clients.py" --port "$port" -n "$IDLE_CLIENTS" \
 		--ready-file "$ready" >"$WORK/idle-$name.log" 2>&1 &
 	IDLE_PID=$!
-	for ((i = 0; i < 1200; i++)); do
-		[[ -s $ready ]] && break
-		kill -0 "$IDLE_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [[ ! -s $ready ]]; then
+	if ! wait_file "$ready" "$IDLE_PID" 120; then
 		cat "$WORK/idle-$name.log" >&2
 		log_tail "${logs[@]}"
 		die "idle_clients.py against $name did not finish logging in within 120 s"

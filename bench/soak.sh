@@ -130,12 +130,7 @@ start_crate_http() {
 			--user crate --password secret --ready-file "$WORK/crate_http.port" \
 			</dev/null >/dev/null 2>>"$WORK/crate_http.log" &
 		CRATE_PID=$!
-		for ((i = 0; i < 300; i++)); do
-			[[ -s $WORK/crate_http.port ]] && break
-			kill -0 "$CRATE_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		[[ -s $WORK/crate_http.port ]] && break
+		wait_file "$WORK/crate_http.port" "$CRATE_PID" 30 && break
 		wait "$CRATE_PID" 2>/dev/null && rc=0 || rc=$?
 		CRATE_PID=""
 		((rc == 2 && attempt < 3)) || { log_tail "$WORK/crate_http.log"; die "crate_http.py did not start"; }

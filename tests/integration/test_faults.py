@@ -334,22 +334,39 @@ def relay(pg):
 BIG = "select repeat('x', 200) from generate_series(1, 2000)"
 
 
-def steady_client(b, dbname, stop, served, failures):
-    """A well-behaved client on its own database (its own pool): select n every 20 ms."""
-    def run():
+class SteadyClient:
+    """A well-behaved client on its own database (its own pool): select n every 20 ms, from
+    a thread; finish() stops it and checks it was served throughout."""
+
+    def __init__(self, b, dbname):
+        self.stop, self.served, self.failures = threading.Event(), [], []
+        self.t = threading.Thread(target=self._run, args=(b, dbname), daemon=True)
+        self.t.start()
+
+    def _run(self, b, dbname):
         try:
             with psycopg.connect(b.conninfo(dbname), autocommit=True) as c:
                 n = 0
-                while not stop.is_set():
+                while not self.stop.is_set():
                     assert c.execute("select %s::int", (n,)).fetchone()[0] == n
-                    served.append(time.monotonic())
+                    self.served.append(time.monotonic())
                     n += 1
                     time.sleep(0.02)
         except Exception as e:  # noqa: BLE001
-            failures.append(e)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+            self.failures.append(e)
+
+    def halt(self):
+        self.stop.set()
+        self.t.join(TIMEOUT)
+
+    def finish(self, b, pid):
+        """Stopped; it never failed, the daemon is the same process, and no gap of more
+        than a second came between two of its answers."""
+        self.halt()
+        assert not self.failures, f"the well-behaved client failed: {self.failures[0]!r}"
+        assert alive(b, pid)
+        gaps = [y - x for x, y in zip(self.served, self.served[1:])]
+        assert max(gaps) < 1.0, f"the well-behaved client waited {max(gaps):.2f} s"
 
 
 REASONS = {"cut": r"upstream (closed the connection|connection failed)",
@@ -370,8 +387,7 @@ def test_upstream_fails_mid_answer(cratebouncer, upstream, relay, mode):
     b = cratebouncer(settings=settings,
                      databases={"doc": upstream(port=relay.port), "direct": upstream()})
     pid = b.proc.pid
-    stop, served, failures = threading.Event(), [], []
-    steady = steady_client(b, "direct", stop, served, failures)
+    steady = SteadyClient(b, "direct")
     try:
         victim = psycopg.connect(b.conninfo(), autocommit=True)
         assert len(victim.execute(BIG).fetchall()) == 2000  # the relay passes it whole
@@ -394,16 +410,12 @@ def test_upstream_fails_mid_answer(cratebouncer, upstream, relay, mode):
         for _ in range(3):
             with psycopg.connect(b.conninfo(), autocommit=True) as c:
                 assert len(c.execute(BIG).fetchall()) == 2000
-        n_before = len(served)
-        wait_until(lambda: len(served) > n_before + 5, timeout=5, what="steady client served")
+        n_before = len(steady.served)
+        wait_until(lambda: len(steady.served) > n_before + 5, timeout=5,
+                   what="steady client served")
     finally:
-        stop.set()
-        steady.join(TIMEOUT)
-    assert not failures, f"the well-behaved client failed: {failures[0]!r}"
-    assert alive(b, pid)
-    # served throughout: no gap of more than a second in the steady client's answers
-    gaps = [y - x for x, y in zip(served, served[1:])]
-    assert max(gaps) < 1.0, f"the well-behaved client waited {max(gaps):.2f} s"
+        steady.halt()
+    steady.finish(b, pid)
 
 
 def read_to_eof(sock, timeout=TIMEOUT):
@@ -590,9 +602,8 @@ def test_fd_exhaustion(cratebouncer):
     are accepted and logged in, all 30 in the end; the daemon's pid is unchanged."""
     b = cratebouncer(settings={**TX, "default_pool_size": 1})
     pid = b.proc.pid
-    stop, served, failures = threading.Event(), [], []
-    steady = steady_client(b, "doc", stop, served, failures)
-    wait_until(lambda: served, timeout=5, what="the steady client served")
+    steady = SteadyClient(b, "doc")
+    wait_until(lambda: steady.served, timeout=5, what="the steady client served")
     nfd = len(os.listdir(f"/proc/{pid}/fd"))
     limit = nfd + 8
     subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={limit}:{limit}"], check=True,
@@ -626,8 +637,8 @@ def test_fd_exhaustion(cratebouncer):
                 first_wave = logged_in
                 assert 0 < first_wave < 30, f"{first_wave} of 30 logged in under the limit"
                 assert "accept failed: Too many open files" in b.log_text()
-                n_before = len(served)
-                wait_until(lambda: len(served) > n_before + 5, timeout=5,
+                n_before = len(steady.served)
+                wait_until(lambda: len(steady.served) > n_before + 5, timeout=5,
                            what="the steady client served while descriptors ran out")
             if first_wave is not None:
                 for s in held:  # make room: the waiting clients come in
@@ -644,9 +655,5 @@ def test_fd_exhaustion(cratebouncer):
     finally:
         for s in pending:
             s.close()
-        stop.set()
-        steady.join(TIMEOUT)
-    assert not failures, f"the well-behaved client failed: {failures[0]!r}"
-    assert alive(b, pid)
-    gaps = [y - x for x, y in zip(served, served[1:])]
-    assert max(gaps) < 1.0, f"the well-behaved client waited {max(gaps):.2f} s"
+        steady.halt()
+    steady.finish(b, pid)
