@@ -459,22 +459,30 @@ def split_messages(data):
     return msgs, data[pos:]
 
 
+def answer_through_faulty_relay(cratebouncer, upstream, relay, mode, at, sql):
+    """A daemon whose pool reaches the upstream through the relay, a raw client logged in,
+    the fault armed at byte `at` of what the upstream sends, sql sent: (daemon, every byte
+    the client got until the connection ended)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 2, "query_timeout": 3},
+                     databases={"doc": upstream(port=relay.port)})
+    r = RawConn(b.host, b.port)
+    r.login("crate", "doc")
+    assert r.query("select 1") == [["1"]]
+    relay.arm(mode, at)
+    r.send_query(sql)
+    data = read_to_eof(r.sock)
+    r.sock.close()
+    assert relay.fired.is_set(), "the relay did not inject the fault"
+    return b, data
+
+
 @pytest.mark.parametrize("mode", ["cut", "stall"])
 def test_error_after_a_partial_answer_is_well_formed(cratebouncer, upstream, relay, mode):
     """When the server connection fails (cut mid-TLS-record) or stalls (query_timeout) after
     part of an answer (rows of 200 bytes) was relayed, the client's byte stream must stay
     valid pgwire: whole messages only, the last an ErrorResponse (08006 for the loss, 57014
     for query_timeout) that names the cause, then the end of the connection."""
-    b = cratebouncer(settings={**TX, "default_pool_size": 2, "query_timeout": 3},
-                     databases={"doc": upstream(port=relay.port)})
-    r = RawConn(b.host, b.port)
-    r.login("crate", "doc")
-    assert r.query("select 1") == [["1"]]
-    relay.arm(mode, 40000)
-    r.send_query(BIG)
-    data = read_to_eof(r.sock)
-    r.sock.close()
-    assert relay.fired.is_set()
+    b, data = answer_through_faulty_relay(cratebouncer, upstream, relay, mode, 40000, BIG)
     msgs, rest = split_messages(data)
     kinds = "".join(k for k, _ in msgs)
     assert not rest and set(kinds) <= set("TDE"), \
@@ -491,16 +499,8 @@ def test_failure_inside_a_long_row_ends_the_stream_clean(cratebouncer, upstream,
     inside one, no ErrorResponse can follow (it would be read as the row's bytes): the client
     gets whole messages, then the start of that row, then the end of the connection, and the
     log names the cause."""
-    b = cratebouncer(settings={**TX, "default_pool_size": 2, "query_timeout": 3},
-                     databases={"doc": upstream(port=relay.port)})
-    r = RawConn(b.host, b.port)
-    r.login("crate", "doc")
-    assert r.query("select 1") == [["1"]]
-    relay.arm(mode, 100000)
-    r.send_query("select repeat('x', 30000) from generate_series(1, 20)")
-    data = read_to_eof(r.sock)
-    r.sock.close()
-    assert relay.fired.is_set()
+    b, data = answer_through_faulty_relay(cratebouncer, upstream, relay, mode, 100000,
+                                          "select repeat('x', 30000) from generate_series(1, 20)")
     msgs, rest = split_messages(data)
     kinds = "".join(k for k, _ in msgs)
     assert set(kinds) <= set("TD") and kinds.startswith("T"), kinds
