@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define HIGH_WATER (4u << 20) /* bytes queued in one direction before reading pauses */
+#define HIGH_WATER (4u << 20) /* bytes held in one direction before reading pauses */
 
 struct chunk {
 	STAILQ_ENTRY(chunk) next;
@@ -53,6 +53,8 @@ struct pair {
 	struct dir up, down;	/* client -> server, server -> client */
 	struct bufferevent *client, *server;
 	int closed;		/* directions whose end went through */
+	bool connecting;	/* inside bufferevent_socket_connect: errors wait for its return */
+	bool failed;
 };
 
 static struct event_base *base;
@@ -98,6 +100,19 @@ static void arm(struct dir *d)
 	evtimer_add(d->timer, &tv);
 }
 
+/* Bytes held for the destination: queued here or not yet written to it. */
+static size_t held(const struct dir *d)
+{
+	return d->queued + evbuffer_get_length(bufferevent_get_output(d->dst));
+}
+
+/* Reading from the source goes on while little is held (a slow reader slows the writer). */
+static void resume(struct dir *d)
+{
+	if (held(d) < HIGH_WATER && !d->src_eof)
+		bufferevent_enable(d->src, EV_READ);
+}
+
 /* Delivers what is due; the end of the stream half-closes the destination. */
 static void deliver(evutil_socket_t fd, short what, void *arg)
 {
@@ -126,8 +141,7 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	if (d->queued < HIGH_WATER && !d->src_eof)
-		bufferevent_enable(d->src, EV_READ);
+	resume(d);
 	arm(d);
 }
 
@@ -167,7 +181,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	d->queued += evbuffer_get_length(bufferevent_get_input(bev));
 	bufferevent_read_buffer(bev, data);
 	enqueue(d, data);
-	if (d->queued >= HIGH_WATER)
+	if (held(d) >= HIGH_WATER)
 		bufferevent_disable(bev, EV_READ);
 }
 
@@ -178,7 +192,9 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	struct dir *d = bev == p->server ? &p->up : &p->down;
 
 	if (d->eof_sent)
-		deliver(-1, 0, d);
+		deliver(-1, 0, d);	/* may free the pair */
+	else
+		resume(d);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -193,6 +209,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
+		if (p->connecting) {	/* reported synchronously (libevent 2.2): freed by the caller */
+			p->failed = true;
+			return;
+		}
 		/* a reset or a refused connect: both ends go at once, as a broken path would */
 		if (bev == p->server && !(what & BEV_EVENT_READING) && !(what & BEV_EVENT_WRITING))
 			fprintf(stderr, "delay_relay: cannot connect to the target: %s\n",
@@ -237,8 +257,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	p->up.dst = p->down.src = p->server;
 	bufferevent_setcb(p->client, read_cb, write_cb, event_cb, p);
 	bufferevent_setcb(p->server, read_cb, write_cb, event_cb, p);
-	if (bufferevent_socket_connect(p->server, (struct sockaddr *)&target, sizeof(target)) < 0)
+	p->connecting = true;
+	int rc = bufferevent_socket_connect(p->server, (struct sockaddr *)&target, sizeof(target));
+	p->connecting = false;
+	if (rc < 0 || p->failed) {
+		fprintf(stderr, "delay_relay: cannot connect to the target: %s\n", strerror(errno));
 		pair_free(p);
+	}
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -261,6 +261,7 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 		return NULL;
 	}
 	pool->db = cfg_db_dup(db);
+	pool->forced_user = db->user != NULL;
 	pool->user = strdup(user);
 	pool->dbname = strdup(dbname);
 	const char *pw = db->user ? db->password : password;
@@ -621,14 +622,23 @@ static int pool_limit(const struct pool *pool)
 	return max;
 }
 
-/* min_pool_size of the pool's entry; 0 once a reload removed the entry or gave it to
- * another user (the pool only serves the clients it has). */
+/* min_pool_size of the pool's entry; 0 once a reload removed the entry, gave it another
+ * user= (or took its user= away) or another upstream database (dbname=, else the entry's
+ * name; a "*" entry's is the client's), while the database is disabled, and while
+ * draining: such a pool only serves the clients it has, nobody new finds it. */
 static int pool_min(const struct pool *pool)
 {
 	const struct cfg_db *db = cfg_find_db(cur_cfg, pool->db->name);
+	const char *dbname;
 
-	if (!db || strcmp(db->name, pool->db->name) != 0 ||
-	    (db->user && strcmp(db->user, pool->user) != 0))
+	if (!db || strcmp(db->name, pool->db->name) != 0)
+		return 0;
+	if (db->dbname)
+		dbname = db->dbname;
+	else
+		dbname = strcmp(db->name, "*") == 0 ? pool->dbname : db->name;
+	if (pool->forced_user != (db->user != NULL) || (db->user && strcmp(db->user, pool->user)) ||
+	    strcmp(dbname, pool->dbname) != 0 || pools_is_disabled(pool->db->name) || draining)
 		return 0;
 	return cfg_db_min_pool_size(cur_cfg, pool->db);
 }

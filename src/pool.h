@@ -50,6 +50,7 @@ struct pool {
 	char *user;		/* upstream login */
 	char *password;		/* upstream password, never logged */
 	char *dbname;		/* upstream database */
+	bool forced_user;	/* the entry's user=, not the client's */
 	struct node_list clients[CL_CLOSING];
 	int nclients[CL_CLOSING];
 	struct node_list servers[SV_CLOSING];

@@ -448,8 +448,11 @@ static void arm_timer(struct sio *io)
 	}
 	if (!io->timer) {
 		io->timer = evtimer_new(event_get_base(&io->rev), timer_ev, io);
-		if (!io->timer)
-			fatal("out of memory for a connection timer");
+		if (!io->timer) {
+			/* the deadline stays, armed at the next change; the daemon goes on */
+			log_error("out of memory: a connection's timeout is not armed");
+			return;
+		}
 	}
 	uint64_t now = now_usec(), d = next > now ? next - now : 0;
 	struct timeval tv = { (time_t)(d / 1000000), (suseconds_t)(d % 1000000) };

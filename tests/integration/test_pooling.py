@@ -141,16 +141,17 @@ def test_min_pool_size_opens_connections_from_the_start(cratebouncer, upstream, 
     """An entry with its own user= and min_pool_size=3 has its 3 upstream connections open
     before any client came (a warm pool: the first clients do not wait for logins); one
     whose user comes from the client (no user=, here the same upstream user) has none until
-    a client logs in. Taken out of the config by a reload, the warm pool is no longer kept:
-    its idle connections close by server_idle_timeout."""
+    a client logs in. A reload that points the entry at another database moves the warm
+    connections there; one that takes the entry out leaves none (the old pools are no
+    longer kept at min_pool_size: their idle connections close by server_idle_timeout)."""
     since = pg.sql("select now()")[0][0]
     count_sql = ("select count(*) from pg_stat_activity where usename = 'crate' "
-                 "and backend_start >= %s")
+                 "and backend_start >= %s and datname = %s")
 
-    def upstream_connections(want):
+    def upstream_connections(want, datname="doc"):
         deadline = time.monotonic() + TIMEOUT
         while True:
-            n = pg.sql(count_sql, (since,))[0][0]
+            n = pg.sql(count_sql, (since, datname))[0][0]
             if n == want or time.monotonic() > deadline:
                 return n
             time.sleep(0.1)
@@ -160,13 +161,18 @@ def test_min_pool_size_opens_connections_from_the_start(cratebouncer, upstream, 
                                  "nouser": upstream(min_pool_size=2, user=None, password=None)})
     assert upstream_connections(3) == 3
     time.sleep(1.5)  # past server_idle_timeout: min_pool_size keeps them, none for "nouser"
-    assert pg.sql(count_sql, (since,))[0][0] == 3
+    assert pg.sql(count_sql, (since, "doc"))[0][0] == 3
     with cb.connect() as conn:  # the first client is served by one of them
         pid = conn.execute("select pg_backend_pid()").fetchone()[0]
     assert pg.sql("select backend_start >= %s from pg_stat_activity where pid = %s",
                   (since, pid)) == [(True,)]
-    assert pg.sql(count_sql, (since,))[0][0] == 3
+    assert pg.sql(count_sql, (since, "doc"))[0][0] == 3
+    cb.databases["doc"] = upstream(min_pool_size=3, dbname="postgres")
+    cb.write_config()
+    cb.proc.send_signal(signal.SIGHUP)
+    assert upstream_connections(3, "postgres") == 3
+    assert upstream_connections(0, "doc") == 0
     del cb.databases["doc"]
     cb.write_config()
     cb.proc.send_signal(signal.SIGHUP)
-    assert upstream_connections(0) == 0
+    assert upstream_connections(0, "postgres") == 0
