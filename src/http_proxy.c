@@ -852,6 +852,16 @@ static void acquire(struct hc *c)
 		}
 }
 
+/* Ready to read a response head: the first one to a request, or the one after a 1xx. */
+static void new_response(struct hu *u)
+{
+	u->response_started = false;
+	u->head_lf = u->folded = false;
+	http_head_clear(&u->head);
+	http_parser_init(&u->parser, HTTP_RESPONSE);
+	u->parser.data = u;
+}
+
 static void attach(struct hc *c, struct hu *u)
 {
 	static const char *const methods[] = {
@@ -866,11 +876,7 @@ static void attach(struct hc *c, struct hu *u)
 	u->since = now_usec();
 	u->requests++;
 	u->head_done = false;
-	u->response_started = false;
-	u->head_lf = u->folded = false;
-	http_head_clear(&u->head);
-	http_parser_init(&u->parser, HTTP_RESPONSE);
-	u->parser.data = u;
+	new_response(u);
 	c->up = u;
 	http_put_request(out, methods[c->method], &c->head, u->host_header, hp.auth);
 	hp.st.requests++;
@@ -1233,11 +1239,7 @@ static int response_head(struct hu *u)
 			http_put_response(out, u->parser.http_major, u->parser.http_minor, status,
 					  &u->head, false);
 		}
-		http_head_clear(&u->head);
-		http_parser_init(&u->parser, HTTP_RESPONSE);
-		u->parser.data = u;
-		u->response_started = false;
-		u->head_lf = u->folded = false;
+		new_response(u);
 		sio_flush(c->io);
 		return 0;
 	}

@@ -622,23 +622,35 @@ static int pool_limit(const struct pool *pool)
 	return max;
 }
 
-/* min_pool_size of the pool's entry; 0 once a reload removed the entry, gave it another
- * user= (or took its user= away) or another upstream database (dbname=, else the entry's
- * name; a "*" entry's is the client's), while the database is disabled, and while
- * draining: such a pool only serves the clients it has, nobody new finds it. */
-static int pool_min(const struct pool *pool)
+/* The pool's [databases] entry in the current config, or NULL when a reload removed it or
+ * gave it to another user=: existing clients finish, new ones do not find the pool. */
+static const struct cfg_db *current_entry(const struct pool *pool)
 {
 	const struct cfg_db *db = cfg_find_db(cur_cfg, pool->db->name);
+
+	if (!db || strcmp(db->name, pool->db->name) != 0 ||
+	    (db->user && strcmp(db->user, pool->user) != 0))
+		return NULL;
+	return db;
+}
+
+/* min_pool_size of the pool's entry; 0 once the entry is not current, took its user= away
+ * or has another upstream database (dbname=, else the entry's name; a "*" entry's is the
+ * client's), while the database is disabled, and while draining: such a pool only serves
+ * the clients it has, nobody new finds it. */
+static int pool_min(const struct pool *pool)
+{
+	const struct cfg_db *db = current_entry(pool);
 	const char *dbname;
 
-	if (!db || strcmp(db->name, pool->db->name) != 0)
+	if (!db)
 		return 0;
 	if (db->dbname)
 		dbname = db->dbname;
 	else
 		dbname = strcmp(db->name, "*") == 0 ? pool->dbname : db->name;
-	if (pool->forced_user != (db->user != NULL) || (db->user && strcmp(db->user, pool->user)) ||
-	    strcmp(dbname, pool->dbname) != 0 || pools_is_disabled(pool->db->name) || draining)
+	if (pool->forced_user != (db->user != NULL) || strcmp(dbname, pool->dbname) != 0 ||
+	    pools_is_disabled(pool->db->name) || draining)
 		return 0;
 	return cfg_db_min_pool_size(cur_cfg, pool->db);
 }
@@ -938,15 +950,11 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 	struct pool *pool;
 
 	TAILQ_FOREACH(pool, &pools, entry) {
-		const struct cfg_db *db = cfg_find_db(cur_cfg, pool->db->name);
+		const struct cfg_db *db = current_entry(pool);
 		bool changed = false;
 
-		if (!db || strcmp(db->name, pool->db->name) != 0 ||
-		    (db->user && strcmp(db->user, pool->user) != 0)) {
-			/* removed, or now another user's: existing clients finish, new ones
-			 * do not find it */
+		if (!db)
 			continue;
-		}
 		if (!cfg_db_same_upstream(old, pool->db, cur_cfg, db))
 			changed = true;
 		if (!db->user) {

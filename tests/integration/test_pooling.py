@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import TIMEOUT, PgError, RawConn, login_error
+from helpers import TIMEOUT, PgError, RawConn, login_error, wait_until
 
 
 def test_backend_reused_by_next_client(cratebouncer, upstream, pg):
@@ -149,12 +149,10 @@ def test_min_pool_size_opens_connections_from_the_start(cratebouncer, upstream, 
                  "and backend_start >= %s and datname = %s")
 
     def upstream_connections(want, datname="doc"):
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            n = pg.sql(count_sql, (since, datname))[0][0]
-            if n == want or time.monotonic() > deadline:
-                return n
-            time.sleep(0.1)
+        """The count once it is want (AssertionError after TIMEOUT s)."""
+        wait_until(lambda: pg.sql(count_sql, (since, datname))[0][0] == want, TIMEOUT,
+                   f"{want} connections to {datname}", interval=0.1)
+        return want
 
     cb = cratebouncer(settings={"server_idle_timeout": 1, "auth_type": "trust"},
                       databases={"doc": upstream(min_pool_size=3),
