@@ -56,8 +56,7 @@ struct client {
 	TAILQ_ENTRY(client) all;	/* every client, for shutdown */
 	struct sio *bev;
 	struct server *server;
-	char *params;			/* startup parameters, "k\0v\0..." */
-	const char *user, *database;	/* inside params */
+	char *params;			/* startup parameters, "k\0v\0...", user_of and db_of */
 	struct client_auth *auth;
 	uint64_t connect_time, wait_since;
 	uint32_t cancel_pid, cancel_key;
@@ -83,6 +82,34 @@ static void fail(struct client *c, bool log, const char *sqlstate, const char *m
 static void login_read(struct client *c);
 static void forward(struct client *c);
 
+/* A parameter of its startup packet, the last of that name as pg_parse_startup takes
+ * it (NULL: none). Looked up, not kept: a few dozen bytes walked at login and by SHOW
+ * CLIENTS, and an idle client is two pointers smaller. */
+static const char *startup_param(const struct client *c, const char *name)
+{
+	const char *p, *found = NULL;
+
+	for (p = c->params; p && *p; p += strlen(p) + 1) {
+		const char *v = p + strlen(p) + 1;
+		if (strcmp(p, name) == 0)
+			found = v;
+		p = v;
+	}
+	return found;
+}
+
+/* Only once the startup packet was taken (pg_parse_startup refuses an empty user). */
+static const char *user_of(const struct client *c)
+{
+	return startup_param(c, "user");
+}
+
+static const char *db_of(const struct client *c)
+{
+	const char *db = startup_param(c, "database");
+	return db && *db ? db : user_of(c);
+}
+
 void client_set_authfile(const struct authfile *af)
 {
 	users = af;
@@ -106,6 +133,15 @@ struct client *client_by_id(uint32_t id)
 		if (c->cancel_pid == id && !c->closing)
 			return c;
 	return NULL;
+}
+
+void clients_trim(void)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &all_clients, all)
+		if (!c->closing)
+			sio_trim(c->bev);
 }
 
 size_t client_struct_size(void)
@@ -138,8 +174,8 @@ void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *
 			st.params_len = (size_t)(p - c->params);
 			app = pg_startup_param(&st, "application_name");
 		}
-		ci.user = c->user ? c->user : "";
-		ci.database = c->database ? c->database : "";
+		ci.user = c->params ? user_of(c) : "";
+		ci.database = c->params ? db_of(c) : "";
 		ci.state = c->admin ? "active" : names[c->node.state];
 		ci.application_name = app ? app : "";
 		sock_addr_text(fd, 1, ci.addr, sizeof(ci.addr), &ci.port, "unix");
@@ -696,7 +732,7 @@ static int finish_login(struct client *c, const char *what)
 	if (pools_cfg()->log_connections) {
 		char buf[PEER_LEN];
 		log_info("C-%p %s: login db=%s user=%s%s", (void *)c, peer(c, buf, sizeof(buf)),
-			 c->database, c->user, what);
+			 db_of(c), user_of(c), what);
 	}
 	return 0;
 }
@@ -715,7 +751,7 @@ static void admin_login(struct client *c)
 
 static void auth_done(struct client *c)
 {
-	const struct cfg_db *db = cfg_find_db(pools_cfg(), c->database);
+	const struct cfg_db *db = cfg_find_db(pools_cfg(), db_of(c));
 	char *err = NULL;
 	struct pool *pool;
 
@@ -724,10 +760,10 @@ static void auth_done(struct client *c)
 		return;
 	}
 	if (!db) { /* removed by a reload during the login */
-		client_fail(c, "3D000", "no such database: %s", c->database);
+		client_fail(c, "3D000", "no such database: %s", db_of(c));
 		return;
 	}
-	pool = pool_get(db, c->user, c->database, c->auth->secret, &err);
+	pool = pool_get(db, user_of(c), db_of(c), c->auth->secret, &err);
 	if (!pool) {
 		client_fail(c, "53200", "%s", err ? err : "cannot create pool");
 		free(err);
@@ -742,7 +778,7 @@ static void auth_done(struct client *c)
 
 static void auth_fail(struct client *c)
 {
-	client_fail(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+	client_fail(c, "28P01", "password authentication failed for user \"%s\"", user_of(c));
 }
 
 static uid_t overflow_uid(void)
@@ -772,12 +808,12 @@ static bool peer_ok(struct client *c)
 	 * overflow uid: it names no one, so it must never match a user. */
 	if (cred.uid == overflow_uid()) {
 		log_warn("peer authentication: the client's uid is not visible (user namespace, e.g. "
-			 "PrivateUsers=yes); refusing \"%s\"", c->user);
+			 "PrivateUsers=yes); refusing \"%s\"", user_of(c));
 		return false;
 	}
 	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
 		return false;
-	return strcmp(res->pw_name, c->user) == 0;
+	return strcmp(res->pw_name, user_of(c)) == 0;
 }
 
 /* The startup packet named a database and user: pick the entry, start auth. */
@@ -788,22 +824,22 @@ static void start_auth(struct client *c)
 	struct client_auth *a = c->auth;
 	const char *secret;
 
-	if (admin_is_console_db(c->database)) {
-		c->admin = (uint8_t)admin_role_for(cfg, c->user);
+	if (admin_is_console_db(db_of(c))) {
+		c->admin = (uint8_t)admin_role_for(cfg, user_of(c));
 		if (c->admin == ADMIN_NONE) {
 			client_fail(c, "28000", "not allowed to use the admin console: user \"%s\" is in "
-				    "neither admin_users nor stats_users", c->user);
+				    "neither admin_users nor stats_users", user_of(c));
 			return;
 		}
-	} else if (!cfg_find_db(cfg, c->database)) {
-		client_fail(c, "3D000", "no such database: %s", c->database);
+	} else if (!cfg_find_db(cfg, db_of(c))) {
+		client_fail(c, "3D000", "no such database: %s", db_of(c));
 		return;
-	} else if (pools_is_disabled(c->database)) {
+	} else if (pools_is_disabled(db_of(c))) {
 		client_fail(c, "08P01", "database \"%s\" is disabled (DISABLE from the admin console)",
-			    c->database);
+			    db_of(c));
 		return;
 	}
-	secret = users ? authfile_lookup(users, c->user) : NULL;
+	secret = users ? authfile_lookup(users, user_of(c)) : NULL;
 	if (secret) {
 		a->secret = strdup(secret);
 		if (!a->secret) {
@@ -818,11 +854,11 @@ static void start_auth(struct client *c)
 	case AUTH_PEER:
 		if (!c->unix_socket) {
 			client_fail(c, "28000", "peer authentication failed for user \"%s\": "
-				    "peer authentication works only on the Unix socket", c->user);
+				    "peer authentication works only on the Unix socket", user_of(c));
 			return;
 		}
 		if (!peer_ok(c)) {
-			client_fail(c, "28000", "peer authentication failed for user \"%s\"", c->user);
+			client_fail(c, "28000", "peer authentication failed for user \"%s\"", user_of(c));
 			return;
 		}
 		auth_done(c);
@@ -858,7 +894,7 @@ static void start_auth(struct client *c)
 			 * secret so that it fails like a wrong password */
 			if (a->secret && secret_kind(a->secret) == SECRET_MD5)
 				log_warn("user \"%s\": an md5 secret in auth_file cannot be used with "
-					 "scram-sha-256", c->user);
+					 "scram-sha-256", user_of(c));
 			memset(&ss, 0, sizeof(ss));
 			ss.iterations = SCRAM_DEFAULT_ITERATIONS;
 			ss.salt_len = 16;
@@ -898,8 +934,8 @@ static void auth_message(struct client *c, const uint8_t *body, size_t len)
 			return;
 		}
 		if (a->secret && (a->step == AS_PASSWORD
-				  ? auth_check_plain(a->secret, c->user, (const char *)body)
-				  : auth_check_md5(a->secret, c->user, a->salt, (const char *)body)))
+				  ? auth_check_plain(a->secret, user_of(c), (const char *)body)
+				  : auth_check_md5(a->secret, user_of(c), a->salt, (const char *)body)))
 			auth_done(c);
 		else
 			auth_fail(c);
@@ -990,9 +1026,6 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 	if (pg_put_negotiate(sio_output(c->bev), &st))
 		log_debug("C-%p: asked for protocol 3.%u or options, offered 3.0", (void *)c,
 			  st.version & 0xffff);
-	c->user = c->params + (st.user - st.params);
-	c->database = st.database >= st.params && st.database < st.params + st.params_len
-			      ? c->params + (st.database - st.params) : c->user;
 	start_auth(c);
 }
 

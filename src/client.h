@@ -82,5 +82,7 @@ size_t client_struct_size(void);
 
 struct pool_node *client_node(struct client *x);
 void client_free(struct client *x);
+/* Frees the empty buffers of every client (an idle one then holds none); from a timer. */
+void clients_trim(void);
 
 #endif

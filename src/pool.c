@@ -24,6 +24,7 @@ static struct event_base *ev_base;
 static struct evdns_base *dns_base;
 static const struct cfg *cur_cfg;
 static struct event *reaper, *janitor, *stats_timer;
+static unsigned janitor_ticks;
 static uint64_t period_started;
 static bool draining;
 
@@ -681,7 +682,7 @@ static void launch_if_needed(struct pool *pool)
 	}
 }
 
-static void janitor_pool(struct pool *pool, uint64_t now)
+static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
 {
 	struct pool_node *n, *next;
 	uint64_t wait_limit = (uint64_t)(cur_cfg->query_wait_timeout * 1e6);
@@ -727,6 +728,8 @@ static void janitor_pool(struct pool *pool, uint64_t now)
 		else if (idle_limit && now - server_idle_since(n->obj) > idle_limit &&
 			 pool_total_servers(pool) > min)
 			server_close(n->obj, "server_idle_timeout reached");
+		else if (trim)
+			server_trim(n->obj);
 	}
 	launch_if_needed(pool);
 }
@@ -755,10 +758,14 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pool *pool;
 	uint64_t now = now_usec();
+	/* once a second, idle connections give their empty buffers back */
+	bool trim = ++janitor_ticks % (1000000 / JANITOR_USEC) == 0;
 
 	warm_pools();
 	TAILQ_FOREACH(pool, &pools, entry)
-		janitor_pool(pool, now);
+		janitor_pool(pool, now, trim);
+	if (trim)
+		clients_trim();
 }
 
 static struct db_flags *flags_for(const char *db, bool create)

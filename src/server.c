@@ -226,6 +226,11 @@ struct pool *server_pool(const struct server *sv)
 	return sv->node.pool;
 }
 
+void server_trim(struct server *sv)
+{
+	sio_trim(sv->bev);
+}
+
 uint64_t server_idle_since(const struct server *sv)
 {
 	return sv->idle_since;

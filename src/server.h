@@ -83,6 +83,8 @@ void server_pause_read(struct server *sv, bool pause);
 bool server_output_full(struct server *sv);
 enum server_state server_state(const struct server *sv);
 struct pool *server_pool(const struct server *sv);
+/* Frees its empty buffers (an idle server); from a timer. */
+void server_trim(struct server *sv);
 uint64_t server_idle_since(const struct server *sv);
 uint64_t server_connect_time(const struct server *sv);
 

@@ -34,20 +34,31 @@ struct sio_ops {
 	int (*write)(struct sio *io);
 };
 
+/* The deadlines and their timer, allocated only while one is set. */
+struct deadline {
+	struct event ev;
+	uint64_t rd, wr;		/* usec, 0: none */
+};
+
+/* An idle connection holds this alone (and its event in libevent's fd map): the
+ * buffers, the write event and the timer exist only while they are needed, and the
+ * flags are bits, so that 100,000 idle clients cost little. */
 struct sio {
-	struct event rev, wev;
-	struct event *timer;		/* only while a deadline is set: most connections have none */
+	struct event rev;
+	struct event *wev;		/* only once a write had to wait: most never do */
+	struct deadline *timer;		/* only while a deadline is set: most connections have none */
 	struct evbuffer *in, *out;
 	const struct sio_ops *ops;
 	SSL *ssl;
 	int fd;
+	bool reading : 1, writing : 1, rev_added : 1, wev_added : 1, suppress : 1;
+	bool pending_read : 1, handshaking : 1, read_wants_write : 1, write_wants_read : 1;
+	bool dead : 1, queued : 1;
+	bool broken : 1;		/* something could not be allocated: SIO_ERROR from the loop */
 	sio_data_cb rcb, wcb;
 	sio_event_cb ecb;
 	void *arg;
 	unsigned long ssl_err;
-	uint64_t rd_deadline, wr_deadline;
-	bool reading, writing, rev_added, wev_added, suppress, pending_read;
-	bool handshaking, read_wants_write, write_wants_read, dead, queued;
 	TAILQ_ENTRY(sio) flushq;	/* on the list written at the end of the loop pass */
 };
 
@@ -58,6 +69,57 @@ static struct event *flush_ev;
 
 static void update_events(struct sio *io);
 static void arm_timer(struct sio *io);
+static void kick(struct sio *io);
+static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* A connection's buffers exist while they hold something: they are made when first
+ * needed and sio_trim frees them when empty, so an idle client holds none. When one
+ * cannot be made, the caller gets this one, frozen at both ends (adding to it and
+ * taking from it fail, so nothing meant for one connection can stay there for
+ * another), and the connection fails with SIO_ERROR from the event loop. */
+static struct evbuffer *null_buf;
+
+/* Out of memory for this connection: it fails from the event loop, not under its owner. */
+static void broken(struct sio *io, const char *what)
+{
+	if (io->broken)
+		return;
+	log_error("out of memory: a connection's %s cannot be allocated", what);
+	io->broken = true;
+	kick(io);
+}
+
+static struct evbuffer *no_buffer(struct sio *io)
+{
+	broken(io, "buffer");
+	return null_buf;
+}
+
+static struct evbuffer *in_buf(struct sio *io)
+{
+	if (!io->in && !(io->in = evbuffer_new()))
+		return no_buffer(io);
+	return io->in;
+}
+
+static struct evbuffer *out_buf(struct sio *io)
+{
+	if (!io->out) {
+		struct evbuffer *b = evbuffer_new();
+		if (!b || !evbuffer_add_cb(b, out_cb, io)) {
+			if (b)
+				evbuffer_free(b);
+			return no_buffer(io);
+		}
+		io->out = b;
+	}
+	return io->out;
+}
+
+static size_t out_len(const struct sio *io)
+{
+	return io->out ? evbuffer_get_length(io->out) : 0;
+}
 
 /* Reads land here and only what arrived is copied into the input buffer: a small
  * allocation for a small message, not a 16 kB chain per read. */
@@ -68,7 +130,7 @@ static int raw_read(struct sio *io)
 	ssize_t n = recv(io->fd, read_buf, sizeof(read_buf), 0);
 
 	if (n > 0)
-		return evbuffer_add(io->in, read_buf, (size_t)n) == 0 ? (int)n : -2;
+		return evbuffer_add(in_buf(io), read_buf, (size_t)n) == 0 ? (int)n : -2;
 	if (n == 0)
 		return -1;
 	return errno == EAGAIN || errno == EINTR ? 0 : -2;
@@ -127,7 +189,7 @@ static int tls_read(struct sio *io)
 			int st = tls_status(io, n, true);
 			return total > 0 ? total : st;
 		}
-		if (evbuffer_add(io->in, read_buf, (size_t)n) < 0)
+		if (evbuffer_add(in_buf(io), read_buf, (size_t)n) < 0)
 			return -2;
 		total += n;
 	} while (SSL_has_pending(io->ssl));
@@ -138,7 +200,7 @@ static int tls_write(struct sio *io)
 {
 	int total = 0;
 
-	while (evbuffer_get_length(io->out) > 0) {
+	while (out_len(io) > 0) {
 		size_t len = evbuffer_get_length(io->out);
 		int chunk = len > WRITE_CHUNK ? WRITE_CHUNK : (int)len;
 		unsigned char *p = evbuffer_pullup(io->out, chunk);
@@ -243,14 +305,14 @@ static void do_write_cb(struct sio *io, bool cb)
 {
 	int n = 0;
 
-	if (evbuffer_get_length(io->out) > 0)
+	if (out_len(io) > 0)
 		n = io->ops->write(io);
 	if (n < 0) {
 		fire_event(io, SIO_WRITING | (n == -1 ? SIO_EOF : SIO_ERROR));
 		return;
 	}
 	update_events(io);
-	if (cb && evbuffer_get_length(io->out) == 0 && io->wcb)
+	if (cb && out_len(io) == 0 && io->wcb)
 		io->wcb(io, io->arg);
 }
 
@@ -285,21 +347,19 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	/* also when dead: the owner may be waiting for a flush that will never happen */
-	if (io->rd_deadline && now >= io->rd_deadline) {
-		io->rd_deadline = 0;
+	if (io->timer->rd && now >= io->timer->rd) {
+		io->timer->rd = 0;
 		fire_event(io, SIO_READING | SIO_TIMEOUT);
 		return;
 	}
-	if (io->wr_deadline && now >= io->wr_deadline) {
-		io->wr_deadline = 0;
+	if (io->timer->wr && now >= io->timer->wr) {
+		io->timer->wr = 0;
 		fire_event(io, SIO_WRITING | SIO_TIMEOUT);
 		return;
 	}
 	/* libevent's coarse clock fired a little early: again for what is left */
 	arm_timer(io);
 }
-
-static void kick(struct sio *io);
 
 /* Data added to the output by whoever: written from the event loop. */
 static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -318,7 +378,7 @@ static void update_events(struct sio *io)
 				    : io->reading || io->write_wants_read);
 	bool want_w = !io->dead && (io->handshaking ? io->read_wants_write
 				    : io->read_wants_write ||
-				      (io->writing && evbuffer_get_length(io->out) > 0 &&
+				      (io->writing && out_len(io) > 0 &&
 				       !io->write_wants_read));
 
 	if (want_r != io->rev_added) {
@@ -329,35 +389,36 @@ static void update_events(struct sio *io)
 		io->rev_added = want_r;
 	}
 	if (want_w != io->wev_added) {
+		if (want_w && !io->wev &&
+		    !(io->wev = event_new(event_get_base(&io->rev), io->fd, EV_WRITE | EV_PERSIST,
+					  write_ev, io))) {
+			broken(io, "write event");
+			return;
+		}
 		if (want_w)
-			event_add(&io->wev, NULL);
+			event_add(io->wev, NULL);
 		else
-			event_del(&io->wev);
+			event_del(io->wev);
 		io->wev_added = want_w;
 	}
 }
 
 struct sio *sio_new(struct event_base *base, int fd, SSL *ssl)
 {
-	struct sio *io = calloc(1, sizeof(*io));
+	struct sio *io;
 
-	if (!io)
-		return NULL;
-	io->in = evbuffer_new();
-	io->out = evbuffer_new();
-	if (!io->in || !io->out || !evbuffer_add_cb(io->out, out_cb, io)) {
-		if (io->in)
-			evbuffer_free(io->in);
-		if (io->out)
-			evbuffer_free(io->out);
-		free(io);
-		return NULL;
+	if (!null_buf) {
+		if (!(null_buf = evbuffer_new()))
+			return NULL;
+		evbuffer_freeze(null_buf, 0);
+		evbuffer_freeze(null_buf, 1);
 	}
+	if (!(io = calloc(1, sizeof(*io))))
+		return NULL;
 	io->fd = fd;
 	io->ssl = ssl;
 	io->ops = ssl ? &tls_ops : &raw_ops;
 	event_assign(&io->rev, base, fd, EV_READ | EV_PERSIST, read_ev, io);
-	event_assign(&io->wev, base, fd, EV_WRITE | EV_PERSIST, write_ev, io);
 	if (ssl) {
 		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		SSL_set_read_ahead(ssl, 1);
@@ -374,13 +435,18 @@ void sio_free(struct sio *io)
 	if (!io)
 		return;
 	event_del(&io->rev);
-	event_del(&io->wev);
-	if (io->timer)
-		event_free(io->timer);
+	if (io->wev)
+		event_free(io->wev);
+	if (io->timer) {
+		event_del(&io->timer->ev);
+		free(io->timer);
+	}
 	if (io->queued)
 		TAILQ_REMOVE(&flush_list, io, flushq);
-	evbuffer_free(io->in);
-	evbuffer_free(io->out);
+	if (io->in)
+		evbuffer_free(io->in);
+	if (io->out)
+		evbuffer_free(io->out);
 	if (io->ssl)
 		SSL_free(io->ssl);
 	if (io->fd >= 0)
@@ -399,12 +465,28 @@ void sio_setcb(struct sio *io, sio_data_cb read_cb, sio_data_cb write_cb, sio_ev
 
 struct evbuffer *sio_input(struct sio *io)
 {
-	return io->in;
+	return in_buf(io);
 }
 
 struct evbuffer *sio_output(struct sio *io)
 {
-	return io->out;
+	return out_buf(io);
+}
+
+void sio_trim(struct sio *io)
+{
+	if (io->in && evbuffer_get_length(io->in) == 0) {
+		evbuffer_free(io->in);
+		io->in = NULL;
+	}
+	if (io->out && evbuffer_get_length(io->out) == 0) {
+		evbuffer_free(io->out);
+		io->out = NULL;
+	}
+	if (io->wev && !io->wev_added) {
+		event_free(io->wev);
+		io->wev = NULL;
+	}
 }
 
 void sio_enable(struct sio *io, short what)
@@ -434,37 +516,40 @@ void sio_disable(struct sio *io, short what)
 
 static void arm_timer(struct sio *io)
 {
-	uint64_t next = io->rd_deadline;
+	struct deadline *t = io->timer;
+	uint64_t next = t->rd;
 
-	if (io->wr_deadline && (!next || io->wr_deadline < next))
-		next = io->wr_deadline;
+	if (t->wr && (!next || t->wr < next))
+		next = t->wr;
 	if (!next) {
-		/* freed, also from inside its own callback (libevent allows it): an idle
-		 * connection carries no timer */
-		if (io->timer)
-			event_free(io->timer);
+		/* freed, also from inside its own callback (libevent does not touch a
+		 * non-persistent event after calling it): an idle connection carries no timer */
+		event_del(&t->ev);
+		free(t);
 		io->timer = NULL;
 		return;
 	}
-	if (!io->timer) {
-		io->timer = evtimer_new(event_get_base(&io->rev), timer_ev, io);
-		if (!io->timer) {
-			/* the deadline stays, armed at the next change; the daemon goes on */
-			log_error("out of memory: a connection's timeout is not armed");
-			return;
-		}
-	}
 	uint64_t now = now_usec(), d = next > now ? next - now : 0;
 	struct timeval tv = { (time_t)(d / 1000000), (suseconds_t)(d % 1000000) };
-	event_add(io->timer, &tv);
+	event_add(&t->ev, &tv);
 }
 
 void sio_set_timeouts(struct sio *io, const struct timeval *rd, const struct timeval *wr)
 {
 	uint64_t now = now_usec();
 
-	io->rd_deadline = rd ? now + (uint64_t)rd->tv_sec * 1000000 + (uint64_t)rd->tv_usec : 0;
-	io->wr_deadline = wr ? now + (uint64_t)wr->tv_sec * 1000000 + (uint64_t)wr->tv_usec : 0;
+	if (!rd && !wr && !io->timer)
+		return;
+	if (!io->timer) {
+		if (!(io->timer = calloc(1, sizeof(*io->timer)))) {
+			/* a deadline it needs cannot be kept: the connection fails */
+			broken(io, "timer");
+			return;
+		}
+		evtimer_assign(&io->timer->ev, event_get_base(&io->rev), timer_ev, io);
+	}
+	io->timer->rd = rd ? now + (uint64_t)rd->tv_sec * 1000000 + (uint64_t)rd->tv_usec : 0;
+	io->timer->wr = wr ? now + (uint64_t)wr->tv_sec * 1000000 + (uint64_t)wr->tv_usec : 0;
 	arm_timer(io);
 }
 
@@ -502,6 +587,10 @@ static void flush_all(evutil_socket_t fd, short what, void *arg)
 		io->queued = false;
 		if (io->dead)
 			continue;
+		if (io->broken) {
+			fire_event(io, SIO_ERROR);
+			continue;
+		}
 		if (io->handshaking) {
 			handshake(io);
 			continue;
@@ -517,6 +606,10 @@ static void flush_all(evutil_socket_t fd, short what, void *arg)
 			update_events(io);
 		else
 			do_write(io);
+		/* nothing of this pass holds a buffer now: one written empty goes, and the
+		 * next connection's gets its memory (a burst of logins leaves no high water) */
+		if (!io->dead && !io->handshaking)
+			sio_trim(io);
 	}
 }
 
@@ -552,8 +645,15 @@ int sio_init(struct event_base *base)
 
 void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
 {
+	struct evbuffer *out = out_buf(io);
+
+	if (out == null_buf) {
+		/* src may be shared (the relay's buffer): what was meant for this one goes */
+		evbuffer_drain(src, n);
+		return;
+	}
 	io->suppress = true;
-	evbuffer_remove_buffer(src, io->out, n);
+	evbuffer_remove_buffer(src, out, n);
 	io->suppress = false;
 	kick(io);
 }
@@ -561,4 +661,10 @@ void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
 size_t sio_struct_size(void)
 {
 	return sizeof(struct sio);
+}
+
+unsigned sio_holds(const struct sio *io)
+{
+	return (io->in ? SIO_HOLDS_INPUT : 0) | (io->out ? SIO_HOLDS_OUTPUT : 0) |
+	       (io->wev ? SIO_HOLDS_WRITE_EVENT : 0) | (io->timer ? SIO_HOLDS_TIMER : 0);
 }

@@ -32,8 +32,13 @@ struct sio *sio_new(struct event_base *base, int fd, SSL *ssl);
 void sio_free(struct sio *io);
 void sio_setcb(struct sio *io, sio_data_cb read_cb, sio_data_cb write_cb, sio_event_cb event_cb,
 	       void *arg);
+/* The buffers, made when first asked for. A pointer to one is good until the event
+ * loop goes on: the end of a loop pass frees those the pass wrote empty. */
 struct evbuffer *sio_input(struct sio *io);
 struct evbuffer *sio_output(struct sio *io);
+/* Frees the buffers that are empty; from a timer of the owner's, with no pointer to
+ * them kept (an idle connection then holds none). */
+void sio_trim(struct sio *io);
 /* EV_READ / EV_WRITE: reading on or off; writing off keeps output queued. */
 void sio_enable(struct sio *io, short what);
 void sio_disable(struct sio *io, short what);
@@ -52,5 +57,11 @@ int sio_init(struct event_base *base);
  * data path's send). */
 void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n);
 size_t sio_struct_size(void);
+/* What it holds besides itself, SIO_HOLDS_* bits (tests, memory accounting). */
+#define SIO_HOLDS_INPUT 0x1
+#define SIO_HOLDS_OUTPUT 0x2
+#define SIO_HOLDS_WRITE_EVENT 0x4
+#define SIO_HOLDS_TIMER 0x8
+unsigned sio_holds(const struct sio *io);
 
 #endif
