@@ -27,6 +27,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import struct
 import sys
 import time
@@ -68,9 +69,42 @@ class LoginFailed(Exception):
     pass
 
 
-async def login(args):
+# Linux's IP_BIND_ADDRESS_NO_PORT: a bound source address takes its port at connect(), so
+# that one address can hold as many connections as there are ports per destination.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+PER_SOURCE = 25000  # connections per loopback source address (the ephemeral range is ~28k)
+
+
+def source_addresses(args):
+    """The local addresses to connect from: one, unless -n needs more ephemeral ports than one
+    address has towards one destination; then 127.0.0.1, .2, ... (all of 127/8 is loopback)."""
+    if args.sources:
+        k = args.sources
+    elif args.host.startswith("127.") and args.n > PER_SOURCE:
+        k = -(-args.n // PER_SOURCE)
+    else:
+        return [None]
+    return [f"127.0.0.{1 + i}" for i in range(k)]
+
+
+async def open_from(args, source):
+    if source is None:
+        return await asyncio.open_connection(args.host, args.port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (args.host, args.port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
+async def login(args, source=None):
     """Connect and log in; the open (reader, writer) once ReadyForQuery has arrived."""
-    reader, writer = await asyncio.open_connection(args.host, args.port)
+    reader, writer = await open_from(args, source)
     try:
         writer.write(startup_message(args.user, args.database, args.application_name))
         await writer.drain()
@@ -105,10 +139,13 @@ async def main_async(args):
     held = []
     errors = collections.Counter()
 
-    async def one():
+    sources = source_addresses(args)
+
+    async def one(i):
         async with sem:
             try:
-                conn = await asyncio.wait_for(login(args), args.timeout)
+                conn = await asyncio.wait_for(login(args, sources[i % len(sources)]),
+                                              args.timeout)
             except asyncio.TimeoutError:
                 errors["timeout"] += 1
                 return
@@ -124,7 +161,7 @@ async def main_async(args):
             held.append(conn)
 
     t0 = time.monotonic()
-    await asyncio.gather(*(one() for _ in range(args.n)))
+    await asyncio.gather(*(one(i) for i in range(args.n)))
     elapsed = time.monotonic() - t0
 
     failed = args.n - len(held)
@@ -194,6 +231,9 @@ def main():
     ap.add_argument("--hold-seconds", type=float, default=None,
                     help="stop holding after this long (default: until SIGTERM/SIGINT)")
     ap.add_argument("--stdin", action="store_true", help="also stop at EOF on stdin")
+    ap.add_argument("--sources", type=int, default=0,
+                    help="connect from 127.0.0.1 .. 127.0.0.K in turn (default: as many as -n "
+                    f"needs at {PER_SOURCE} per address, when --host is loopback)")
     args = ap.parse_args()
 
     limit = raise_fd_limit(args.n)

@@ -17,6 +17,7 @@
 DURATION=${DURATION:-10}            # seconds per pgbench run
 ROUNDS=${ROUNDS:-3}                 # rounds of (cratebouncer, pgbouncer)
 IDLE_CLIENTS=${IDLE_CLIENTS:-5000}  # idle logged-in clients for the RSS measurement
+IDLE_WAIT=${IDLE_WAIT:-$((120 + IDLE_CLIENTS / 500))}  # seconds allowed for their logins
 CLIENTS=${CLIENTS:-20}              # pgbench -c
 THREADS=${THREADS:-2}               # pgbench -j
 SCALE=${SCALE:-10}                  # pgbench -i -s
@@ -527,10 +528,10 @@ idle_rss() {  # idle_rss NAME: VmRSS before, with $IDLE_CLIENTS idle clients and
 	"$PY" "$ROOT/bench/idle_clients.py" --port "$port" -n "$IDLE_CLIENTS" \
 		--ready-file "$ready" >"$WORK/idle-$name.log" 2>&1 &
 	IDLE_PID=$!
-	if ! wait_file "$ready" "$IDLE_PID" 120; then
+	if ! wait_file "$ready" "$IDLE_PID" "$IDLE_WAIT"; then
 		cat "$WORK/idle-$name.log" >&2
 		log_tail "${logs[@]}"
-		die "idle_clients.py against $name did not finish logging in within 120 s"
+		die "idle_clients.py against $name did not finish logging in within $IDLE_WAIT s"
 	fi
 	sleep 1   # let the daemon settle
 	kill -0 "$pid" 2>/dev/null || { log_tail "${logs[@]}"; die "$name died with $IDLE_CLIENTS idle clients"; }
@@ -544,7 +545,7 @@ idle_rss() {  # idle_rss NAME: VmRSS before, with $IDLE_CLIENTS idle clients and
 	after=$(rss_kb "$pid")
 	sed 's/^/  /' "$WORK/idle-$name.log" | sed "s/^  idle clients:/  $name:/"
 	((connected > 0)) || { log_tail "${logs[@]}"; die "no idle client could log in to $name"; }
-	PER_CLIENT[$name]=$(awk -v h="$held" -v b="$before" -v n="$connected" 'BEGIN {printf "%.1f", (h - b) / n}')
+	PER_CLIENT[$name]=$(awk -v h="$held" -v b="$before" -v n="$connected" 'BEGIN {printf "%.2f", (h - b) / n}')
 	printf '  %s: VmRSS %d kB before (after one warm-up login), %d kB with %d idle clients, %d kB after they left\n' \
 		"$name" "$before" "$held" "$connected" "$after"
 	check_query "$name"   # still serving?
@@ -558,7 +559,7 @@ idle_rss_both() {  # fresh daemons, then idle_rss for each and the summary line
 	restart_poolers
 	idle_rss cratebouncer
 	idle_rss pgbouncer
-	echo "rss per idle client: cratebouncer ${PER_CLIENT[cratebouncer]} kB, pgbouncer ${PER_CLIENT[pgbouncer]} kB  (target for cratebouncer <= 1.5 kB)"
+	echo "rss per idle client: cratebouncer ${PER_CLIENT[cratebouncer]} kB, pgbouncer ${PER_CLIENT[pgbouncer]} kB  (target for cratebouncer <= 0.6 kB)"
 }
 
 # ---------------------------------------------------------------------------------------------
