@@ -48,6 +48,7 @@ struct sio {
 	struct event *wev;		/* only once a write had to wait: most never do */
 	struct deadline *timer;		/* only while a deadline is set: most connections have none */
 	struct evbuffer *in, *out;
+	struct sio **out_owner;		/* out's callback argument: names this connection */
 	const struct sio_ops *ops;
 	SSL *ssl;
 	int fd;
@@ -95,25 +96,68 @@ static struct evbuffer *no_buffer(struct sio *io)
 	return null_buf;
 }
 
+/* Spare empty buffers: what a loop pass wrote empty is given back here and the next
+ * connection that needs a buffer takes it, so that the busy path allocates nothing. Only
+ * an empty buffer is kept. An output buffer keeps its callback, whose argument is a
+ * cell naming the connection it is lent to. Bounded: beyond SPARES they are freed. */
+#define SPARES 256
+static struct evbuffer *spare_in[SPARES];
+static struct spare_out {
+	struct evbuffer *buf;
+	struct sio **owner;
+} spare_out[SPARES];
+static int nspare_in, nspare_out;
+
 static struct evbuffer *in_buf(struct sio *io)
 {
-	if (!io->in && !(io->in = evbuffer_new()))
-		return no_buffer(io);
+	if (!io->in) {
+		io->in = nspare_in ? spare_in[--nspare_in] : evbuffer_new();
+		if (!io->in)
+			return no_buffer(io);
+	}
 	return io->in;
 }
 
 static struct evbuffer *out_buf(struct sio *io)
 {
 	if (!io->out) {
-		struct evbuffer *b = evbuffer_new();
-		if (!b || !evbuffer_add_cb(b, out_cb, io)) {
-			if (b)
-				evbuffer_free(b);
+		struct spare_out o = { NULL, NULL };
+		if (nspare_out) {
+			o = spare_out[--nspare_out];
+		} else if (!(o.owner = malloc(sizeof(*o.owner))) || !(o.buf = evbuffer_new()) ||
+			   !evbuffer_add_cb(o.buf, out_cb, o.owner)) {
+			if (o.buf)
+				evbuffer_free(o.buf);
+			free(o.owner);
 			return no_buffer(io);
 		}
-		io->out = b;
+		*o.owner = io;
+		io->out = o.buf;
+		io->out_owner = o.owner;
 	}
 	return io->out;
+}
+
+static void put_in(struct sio *io)
+{
+	if (nspare_in < SPARES && evbuffer_get_length(io->in) == 0)
+		spare_in[nspare_in++] = io->in;
+	else
+		evbuffer_free(io->in);
+	io->in = NULL;
+}
+
+static void put_out(struct sio *io)
+{
+	*io->out_owner = NULL;
+	if (nspare_out < SPARES && evbuffer_get_length(io->out) == 0) {
+		spare_out[nspare_out++] = (struct spare_out){ io->out, io->out_owner };
+	} else {
+		evbuffer_free(io->out);
+		free(io->out_owner);
+	}
+	io->out = NULL;
+	io->out_owner = NULL;
 }
 
 static size_t out_len(const struct sio *io)
@@ -364,10 +408,10 @@ static void timer_ev(evutil_socket_t fd, short what, void *arg)
 /* Data added to the output by whoever: written from the event loop. */
 static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-	struct sio *io = arg;
+	struct sio *io = *(struct sio **)arg;
 
 	(void)buf;
-	if (info->n_added && !io->suppress && !io->wev_added && !io->dead)
+	if (io && info->n_added && !io->suppress && !io->wev_added && !io->dead)
 		kick(io);
 }
 
@@ -444,9 +488,9 @@ void sio_free(struct sio *io)
 	if (io->queued)
 		TAILQ_REMOVE(&flush_list, io, flushq);
 	if (io->in)
-		evbuffer_free(io->in);
+		put_in(io);
 	if (io->out)
-		evbuffer_free(io->out);
+		put_out(io);
 	if (io->ssl)
 		SSL_free(io->ssl);
 	if (io->fd >= 0)
@@ -475,14 +519,10 @@ struct evbuffer *sio_output(struct sio *io)
 
 void sio_trim(struct sio *io)
 {
-	if (io->in && evbuffer_get_length(io->in) == 0) {
-		evbuffer_free(io->in);
-		io->in = NULL;
-	}
-	if (io->out && evbuffer_get_length(io->out) == 0) {
-		evbuffer_free(io->out);
-		io->out = NULL;
-	}
+	if (io->in && evbuffer_get_length(io->in) == 0)
+		put_in(io);
+	if (io->out && evbuffer_get_length(io->out) == 0)
+		put_out(io);
 	if (io->wev && !io->wev_added) {
 		event_free(io->wev);
 		io->wev = NULL;
