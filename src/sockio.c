@@ -73,8 +73,9 @@ static void arm_timer(struct sio *io);
 static void kick(struct sio *io);
 static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 
-/* A connection's buffers exist while they hold something: they are made when first
- * needed and sio_trim frees them when empty, so an idle client holds none. When one
+/* A connection's buffers exist while they hold something: they are taken when first
+ * needed and sio_trim gives them back when empty (the end of a loop pass does, for what
+ * it wrote), so an idle client holds none. When one
  * cannot be made, the caller gets this one, frozen at both ends (adding to it and
  * taking from it fail, so nothing meant for one connection can stay there for
  * another), and the connection fails with SIO_ERROR from the event loop. */
