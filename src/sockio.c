@@ -75,11 +75,18 @@ static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
 
 /* A connection's buffers exist while they hold something: they are taken when first
  * needed and sio_trim gives them back when empty (the end of a loop pass does, for what
- * it wrote), so an idle client holds none. When one
- * cannot be made, the caller gets this one, frozen at both ends (adding to it and
- * taking from it fail, so nothing meant for one connection can stay there for
- * another), and the connection fails with SIO_ERROR from the event loop. */
+ * it wrote), so an idle client holds none. When one cannot be made, the caller gets
+ * this one, which drops whatever is added to it at once (the callers, which could count
+ * on adding to a buffer, go on as usual; nothing meant for one connection stays there
+ * for another), and the connection fails with SIO_ERROR from the event loop. */
 static struct evbuffer *null_buf;
+
+static void discard_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)arg;
+	if (info->n_added)
+		evbuffer_drain(buf, evbuffer_get_length(buf));
+}
 
 /* Out of memory for this connection: it fails from the event loop, not under its owner. */
 static void broken(struct sio *io, const char *what)
@@ -455,8 +462,11 @@ struct sio *sio_new(struct event_base *base, int fd, SSL *ssl)
 	if (!null_buf) {
 		if (!(null_buf = evbuffer_new()))
 			return NULL;
-		evbuffer_freeze(null_buf, 0);
-		evbuffer_freeze(null_buf, 1);
+		if (!evbuffer_add_cb(null_buf, discard_cb, NULL)) {
+			evbuffer_free(null_buf);
+			null_buf = NULL;
+			return NULL;
+		}
 	}
 	if (!(io = calloc(1, sizeof(*io))))
 		return NULL;
@@ -689,8 +699,7 @@ void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
 	struct evbuffer *out = out_buf(io);
 
 	if (out == null_buf) {
-		/* src may be shared (the relay's buffer): what was meant for this one goes */
-		evbuffer_drain(src, n);
+		evbuffer_drain(src, n);	/* what was meant for this one goes */
 		return;
 	}
 	io->suppress = true;

@@ -1,7 +1,8 @@
 /* Unit tests for sockio.c over a socketpair: an idle connection holds no buffer, write
  * event or timer; what the loop pass wrote empty is freed at its end and made again when
  * needed, with every byte intact; output the socket cannot take waits on a write event
- * that goes once written; a deadline fires and its timer goes. */
+ * that goes once written; a deadline fires and its timer goes; a buffer that cannot be
+ * allocated drops what is added and fails the connection. */
 #include <check.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -12,6 +13,19 @@
 #include <unistd.h>
 
 #include "sockio.h"
+
+/* libevent's allocations fail while this is set (event_set_mem_functions in main). */
+static int fail_alloc;
+
+static void *test_malloc(size_t n)
+{
+	return fail_alloc ? NULL : malloc(n);
+}
+
+static void *test_realloc(void *p, size_t n)
+{
+	return fail_alloc ? NULL : realloc(p, n);
+}
 
 struct fixture {
 	struct event_base *base;
@@ -178,6 +192,38 @@ START_TEST(deadline_fires_and_its_timer_goes)
 }
 END_TEST
 
+START_TEST(no_memory_for_a_buffer_drops_the_output_and_fails_the_connection)
+{
+	struct fixture *f = setup();
+	struct evbuffer *src = evbuffer_new(), *src2 = evbuffer_new();
+	char buf[16];
+
+	evbuffer_add(src, "secret", 6);
+	evbuffer_add(src2, "more", 4);
+	fail_alloc = 1;
+	struct evbuffer *out = sio_output(f->io);
+	/* whole chains move without allocating: taken, and dropped at once */
+	ck_assert_int_eq(evbuffer_remove_buffer(src, out, 6), 6);
+	ck_assert_uint_eq(evbuffer_get_length(out), 0);
+	ck_assert_uint_eq(evbuffer_get_length(src), 0);
+	sio_write_buffer(f->io, src2, 4);
+	ck_assert_uint_eq(evbuffer_get_length(src2), 0);	/* not left for anyone else */
+	fail_alloc = 0;
+	loop_once(f);
+	ck_assert_int_eq(f->event, SIO_ERROR);
+	fcntl(f->peer, F_SETFL, O_NONBLOCK);
+	ck_assert_int_lt(read(f->peer, buf, sizeof(buf)), 0);	/* nothing was written */
+	/* the next connection gets a buffer of its own, empty */
+	struct fixture *g = setup();
+	ck_assert_uint_eq(evbuffer_get_length(sio_output(g->io)), 0);
+	ck_assert_ptr_ne(sio_output(g->io), out);
+	teardown(g);
+	evbuffer_free(src);
+	evbuffer_free(src2);
+	teardown(f);
+}
+END_TEST
+
 static Suite *sockio_suite(void)
 {
 	Suite *s = suite_create("sockio");
@@ -190,13 +236,20 @@ static Suite *sockio_suite(void)
 	tcase_add_test(tc, blocked_output_waits_on_a_write_event_then_lets_it_go);
 	tcase_add_test(tc, deadline_fires_and_its_timer_goes);
 	suite_add_tcase(s, tc);
+	/* its own case: run first in a process of its own, with no spare buffers yet */
+	tc = tcase_create("no_memory");
+	tcase_add_test(tc, no_memory_for_a_buffer_drops_the_output_and_fails_the_connection);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(sockio_suite());
+	SRunner *sr;
 	int failed;
+
+	event_set_mem_functions(test_malloc, test_realloc, free);
+	sr = srunner_create(sockio_suite());
 
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
