@@ -79,6 +79,8 @@ static void write_cb(struct sio *bev, void *arg);
 static void event_cb(struct sio *bev, short what, void *arg);
 static void client_close(struct client *c, bool flush, const char *reason);
 static void fail(struct client *c, bool log, const char *sqlstate, const char *msg);
+static void fail_flush(struct client *c, bool log, bool flush, const char *sqlstate,
+		       const char *msg);
 static void login_read(struct client *c);
 static void forward(struct client *c);
 
@@ -317,6 +319,13 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 
 static void fail(struct client *c, bool log, const char *sqlstate, const char *msg)
 {
+	fail_flush(c, log, true, sqlstate, msg);
+}
+
+/* With flush false nothing more is sent and the fd closes now. */
+static void fail_flush(struct client *c, bool log, bool flush, const char *sqlstate,
+		       const char *msg)
+{
 	char buf[PEER_LEN];
 
 	if (c->closing)
@@ -325,9 +334,9 @@ static void fail(struct client *c, bool log, const char *sqlstate, const char *m
 		log_warn("C-%p %s: pooler error: %s", (void *)c, peer(c, buf, sizeof(buf)), msg);
 	/* in the middle of a message an ErrorResponse would be read as the message's bytes:
 	 * the connection just ends, as when PostgreSQL dies */
-	if (!c->cut)
+	if (!c->cut && flush)
 		pg_put_error(sio_output(c->bev), "FATAL", sqlstate, "%s", msg);
-	client_close(c, true, log ? "pooler error" : "upstream unavailable");
+	client_close(c, flush, log ? "pooler error" : "upstream unavailable");
 }
 
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
@@ -339,6 +348,17 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fail(c, true, sqlstate, msg);
+}
+
+void client_fail_stalled(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fail_flush(c, true, false, sqlstate, msg);
 }
 
 void client_cut(struct client *c)

@@ -27,6 +27,10 @@ void client_linked_shape(struct client *c, struct server *sv, uint64_t shape);
 /* Send an ErrorResponse (FATAL) and close after it is written. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same for a client that does not read what it is sent: it is logged, nothing more is
+ * queued, and the connection closes at once instead of after a flush wait. */
+void client_fail_stalled(struct client *c, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* What it was sent stops inside a message (a server failed mid-answer): a later
  * client_fail closes the connection without an ErrorResponse. */
 void client_cut(struct client *c);

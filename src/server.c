@@ -1375,8 +1375,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	}
 	if (sv->npipe && sv->paused && now - sv->paused_since > PIPE_STUCK_USEC) {
 		/* it does not read its answer while other clients' queries wait behind it */
-		mark_cut(sv, c);
-		client_fail(c, "08006", "the client did not read its answer for %d s while other "
+		client_fail_stalled(c, "08006", "the client did not read its answer for %d s while other "
 			    "clients' queries waited behind it", (int)(PIPE_STUCK_USEC / 1000000));
 		return;
 	}
