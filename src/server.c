@@ -649,7 +649,7 @@ static void login_done(struct server *sv)
 	log_debug("S-%p: logged in to %s:%d as %s", (void *)sv, sv_host(sv), sv_port(sv),
 		  sv->node.pool->user);
 	if (sv->gen != sv->node.pool->gen) {
-		server_close(sv, "upstream settings changed by reload");
+		server_close(sv, "renewed by RECONNECT or a reload");
 		return;
 	}
 	pool_server_login_ok(sv, params, plen);
@@ -1119,9 +1119,8 @@ static void after_input(struct server *sv)
 								    : "server_check_query failed");
 			return;
 		}
-		sv->idle_since = now_usec();
-		sv->ready = true;
-		pool_server_idle(sv);
+		/* a RECONNECT, a reload or server_lifetime may have come meanwhile */
+		server_return(sv);
 		return;
 	}
 	if (sv->node.state != SV_ACTIVE)
@@ -1288,7 +1287,7 @@ static void server_return(struct server *sv)
 		return;
 	}
 	if (sv->gen != sv->node.pool->gen) {
-		server_close(sv, "upstream settings changed by reload");
+		server_close(sv, "renewed by RECONNECT or a reload");
 		return;
 	}
 	sv->idle_since = now_usec();

@@ -417,6 +417,23 @@ def test_reconnect_and_wait_close(cratebouncer, upstream, pg):
     adm.execute("WAIT_CLOSE")  # nothing old left: returns at once
 
 
+def test_reconnect_during_reset(cratebouncer, upstream, pg):
+    """A server still running server_reset_query when RECONNECT comes is closed once the reset
+    ends, not put back in the pool as idle."""
+    cb = cratebouncer(settings={**CONSOLE, "server_reset_query": "select pg_sleep(0.5)"},
+                      databases={"doc": upstream(pool_size=2)})
+    with cb.connect() as c:
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+    adm = console(cb)
+    assert one(show(adm, "SERVERS"), database="doc")["state"] == "used", "reset not running"
+    adm.execute("RECONNECT doc")
+    wait_until(lambda: not show(adm, "SERVERS"), 5, "the reset server closed after RECONNECT")
+    wait_until(lambda: not pg.sql("select 1 from pg_stat_activity where pid = %s", (pid,)), 5,
+               "its backend gone upstream")
+    with cb.connect() as c:
+        assert c.execute("select pg_backend_pid()").fetchone()[0] != pid
+
+
 def test_disable_enable(cratebouncer, upstream):
     """DISABLE a refuses new clients of a (held ones keep working); ENABLE a lets them in."""
     cb = cratebouncer(settings=CONSOLE, databases={"a": upstream(), "b": upstream()})
