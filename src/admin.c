@@ -373,7 +373,7 @@ static void server_row(struct server *sv, struct pool *pool, void *arg)
 			      si.local_addr, inum(si.local_port), when(si.connect_usec),
 			      when(si.request_usec), "0", "0",
 			      num(server_gen(sv) != pool->gen), ptr_str(si.ptr), ptr_str(si.link),
-			      num(si.remote_pid), si.tls ? "TLS" : "", "", num(si.prepared),
+			      num(si.remote_pid), si.tls, "", num(si.prepared),
 			      num((uint64_t)(uintptr_t)sv & 0xffffff) };
 	rs_row(arg, row);
 }
@@ -590,7 +590,7 @@ static void show_http(struct evbuffer *out, bool pools_list)
 {
 	static const char *const http_cols[] = { "listen", "clients:i", "requests:i", "2xx:i", "3xx:i",
 						 "4xx:i", "5xx:i", "retries:i", "upstream_errors:i",
-						 "last_error", NULL };
+						 "last_error", "tls_handshakes:i", "tls_resumed:i", NULL };
 	static const char *const pool_cols[] = { "upstream", "user", "cl_active:i", "cl_waiting:i",
 						 "sv_active:i", "sv_idle:i", "sv_pinned:i", "requests:i",
 						 NULL };
@@ -617,7 +617,8 @@ static void show_http(struct evbuffer *out, bool pools_list)
 		snprintf(listen, sizeof(listen), "%s:%d", cfg->http_listen_addr, cfg->http_listen_port);
 		const char *row[] = { listen, inum(st.clients), num(st.requests), num(st.responses[2]),
 				      num(st.responses[3]), num(st.responses[4]), num(st.responses[5]),
-				      num(st.retries), num(st.errors_upstream), st.last_error };
+				      num(st.retries), num(st.errors_upstream), st.last_error,
+				      num(st.tls_handshakes), num(st.tls_resumed) };
 		rs_row(&r, row);
 	}
 	rs_end(&r, "SHOW");

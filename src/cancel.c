@@ -32,6 +32,7 @@ struct canceller {
 	int sslmode;
 	uint32_t pid, key;
 	char host[256];
+	int port;
 	char ca_file[512];
 	bool has_ca;
 	void (*done)(uint64_t id);
@@ -97,7 +98,7 @@ static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	SSL_CTX *ctx = tls_client_ctx(k->sslmode, k->has_ca ? k->ca_file : NULL, &err);
-	SSL *ssl = ctx ? tls_client_ssl(ctx, k->sslmode, k->host) : NULL;
+	SSL *ssl = ctx ? tls_client_ssl(ctx, k->sslmode, k->host, k->host, k->port) : NULL;
 	free(err);
 	if (!ssl) {
 		finish(k, "cannot set up TLS");
@@ -178,6 +179,11 @@ void cancel_forward(const struct sockaddr *sa, socklen_t salen, const char *host
 	k->pid = pid;
 	k->key = key;
 	snprintf(k->host, sizeof(k->host), "%s", host);
+	/* the port, for the TLS session cache it shares with the pool's connections */
+	if (sa->sa_family == AF_INET)
+		k->port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	else if (sa->sa_family == AF_INET6)
+		k->port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	if (ca_file) {
 		snprintf(k->ca_file, sizeof(k->ca_file), "%s", ca_file);
 		k->has_ca = true;

@@ -59,6 +59,7 @@ const struct cfg_opt cfg_options[] = {
 	OPT(max_client_conn, CFG_INT, "100", true, 1, 1000000, NULL),
 	OPT(server_tls_sslmode, CFG_ENUM, "verify-full", true, 0, 0, sslmode_names),
 	OPT(server_tls_ca_file, CFG_STR, "", true, 0, 0, NULL),
+	OPT(server_tls_session_reuse, CFG_BOOL, "1", true, 0, 0, NULL),
 	OPT(server_reset_query, CFG_STR, "DISCARD ALL", true, 0, 0, NULL),
 	OPT(server_connect_timeout, CFG_TIME, "15", true, 0.01, 3600, NULL),
 	OPT(server_login_retry, CFG_TIME, "15", true, 0, 3600, NULL),

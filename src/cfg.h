@@ -50,6 +50,7 @@ struct cfg {
 	int max_client_conn;
 	int server_tls_sslmode;
 	char *server_tls_ca_file;
+	bool server_tls_session_reuse;
 	char *server_reset_query;
 	double server_connect_timeout;
 	double server_login_retry;

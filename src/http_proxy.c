@@ -596,6 +596,11 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 
 	(void)io;
 	if (what & SIO_CONNECTED) {
+		SSL *ssl = sio_ssl(u->io);
+		if (ssl) {
+			hp.st.tls_handshakes++;
+			hp.st.tls_resumed += SSL_session_reused(ssl) == 1;
+		}
 		hu_ready(u);
 		return;
 	}
@@ -643,7 +648,8 @@ static void hu_start_io(struct hu *u)
 
 	if (u->tls) {
 		SSL_CTX *ctx = tls_client_ctx(hp.sslmode, hp.ca_file, &err);
-		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, u->tls_name ? u->tls_name : u->host)
+		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, u->tls_name ? u->tls_name : u->host,
+					     u->host, u->port)
 			  : NULL;
 		if (!ssl) {
 			hu_fail(u, "%s", err ? err : "cannot set up TLS");

@@ -201,7 +201,8 @@ static void reload(void)
 	report_warnings(cfg, true);
 	pools_set_cfg(cfg);
 	client_set_authfile(users);
-	tls_free_all(); /* CA files are read again for new connections */
+	tls_free_all(); /* CA files are read again for new connections, sessions dropped */
+	tls_set_session_reuse(cfg->server_tls_session_reuse);
 	pools_reload(d.cfg, users);
 	authfile_free(d.users);
 	cfg_free(d.cfg);
@@ -301,6 +302,8 @@ static int admin_set(const char *key, const char *value, char **err)
 	if (rc == 0 && (!strcasecmp(key, "verbose") || !strcasecmp(key, "logfile") ||
 			!strncasecmp(key, "syslog", 6)))
 		apply_logging(d.cfg);
+	if (rc == 0 && !strcasecmp(key, "server_tls_session_reuse"))
+		tls_set_session_reuse(d.cfg->server_tls_session_reuse);
 	return rc;
 }
 
@@ -471,6 +474,7 @@ int main(int argc, char **argv)
 	admin_set_hooks(&hooks);
 	pools_init(d.base, dns);
 	pools_set_cfg(d.cfg);
+	tls_set_session_reuse(d.cfg->server_tls_session_reuse);
 	client_set_authfile(d.users);
 	if (listeners_start(d.base, d.cfg) < 0)
 		fatal("cannot start listeners");

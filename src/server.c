@@ -211,7 +211,8 @@ void server_describe(struct server *sv, struct server_info *si)
 	si->request_usec = sv->query_start ? sv->query_start : sv->connect_time;
 	si->ptr = sv;
 	si->link = sv->client;
-	si->tls = sv->ssl != NULL;
+	if (sv->ssl)
+		tls_describe(sv->ssl, si->tls, sizeof(si->tls));
 	si->remote_pid = sv->be_pid;
 	si->prepared = rl_server_prepared(&sv->rl);
 }
@@ -447,7 +448,7 @@ static void start_bev(struct server *sv)
 			free(err);
 			return;
 		}
-		sv->ssl = tls_client_ssl(ctx, sslmode, sv_host(sv));
+		sv->ssl = tls_client_ssl(ctx, sslmode, sv_host(sv), sv_host(sv), sv_port(sv));
 		if (!sv->ssl) {
 			server_fail(sv, "08006", "cannot set up TLS for \"%s\"", sv_host(sv));
 			return;

@@ -95,7 +95,7 @@ struct server_info {
 	int port, local_port;
 	uint64_t connect_usec, request_usec;
 	const void *ptr, *link;
-	bool tls;
+	char tls[80];		/* "" plaintext, "TLS" in the handshake, else tls_describe's */
 	uint32_t remote_pid;
 	uint64_t prepared;	/* statements prepared on it */
 };

@@ -8,8 +8,14 @@
 
 /* Cached; NULL with *err (malloc'd) when the CA file cannot be loaded. */
 SSL_CTX *tls_client_ctx(int sslmode, const char *ca_file, char **err);
-/* A new SSL for host, verification set up per sslmode. NULL on failure. */
-SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host);
+/* A new SSL for host (sent as SNI, checked in verify-full) reached at addr:port,
+ * verification set up per sslmode, offered a cached session for that host, address and
+ * port when session reuse is on. NULL on failure. */
+SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host, const char *addr, int port);
+/* server_tls_session_reuse: whether new connections offer and keep sessions. */
+void tls_set_session_reuse(bool on);
+/* "TLSv1.3/TLS_AES_256_GCM_SHA384", with "/resumed" when the session was: into buf. */
+void tls_describe(SSL *ssl, char *buf, size_t len);
 /* Describes why a handshake failed, naming host: malloc'd. */
 /* host is an IPv4 or IPv6 address, not a name (no SNI; certificates checked by IP). */
 bool is_ip_literal(const char *host);
