@@ -712,17 +712,34 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 	const uint8_t *msg = p, *body;
 	uint8_t type;
 	size_t blen, mlen;
+	char *datestyle = NULL;	/* CrateDB's lower-case "datestyle", if no "DateStyle" */
+	bool has_datestyle = false;
 
 	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen)) {
-		const char *name, *value, *mine;
-		int i;
-		if (type == 'S' && pg_parse_param_status(body, blen, &name, &value) == 0 &&
-		    (i = sp_index(name, strlen(name))) >= 0 && (mine = sp_get(&c->rl.params, i, NULL)))
+		const char *name, *value, *mine = NULL;
+		int i = -1;
+		if (type == 'S' && pg_parse_param_status(body, blen, &name, &value) == 0) {
+			i = sp_index(name, strlen(name));
+			if ((mine = i >= 0 ? sp_get(&c->rl.params, i, NULL) : NULL))
+				value = mine;
+			if (strcmp(name, "DateStyle") == 0)
+				has_datestyle = true;
+			else if (strcmp(name, "datestyle") == 0 && !datestyle)
+				datestyle = strdup(value);
+		}
+		if (i >= 0 && mine)
 			pg_put_param_status(out, name, mine);
 		else
 			evbuffer_add(out, msg, mlen);
 		msg = p;
 	}
+	/* libpq's parameter names are case-sensitive: psycopg2 (and aiopg) look for DateStyle
+	 * and, not finding it, send SET DATESTYLE TO 'ISO' before their first query, a round
+	 * trip to the upstream per client. CrateDB's key is lower-case; report it under
+	 * PostgreSQL's name too, as PgBouncer's welcome does. */
+	if (datestyle && !has_datestyle)
+		pg_put_param_status(out, "DateStyle", datestyle);
+	free(datestyle);
 	pg_put_backend_key(out, c->cancel_pid, c->cancel_key);
 	pg_put_ready(out, 'I');
 	pool_client_move(&c->node, CL_IDLE);

@@ -22,7 +22,7 @@ import psycopg
 import psycopg2
 import pytest
 from crate_targets import crate_bouncer, crate_standin, target  # noqa: F401 (fixtures)
-from helpers import TIMEOUT, PgError, RawConn, run_threads, wait_until
+from helpers import TIMEOUT, PgError, RawConn, console, run_threads, show, wait_until
 
 # the mixed-load isolation test: seconds (the issue asks for 60; CI may shorten it)
 ISOLATION_SECONDS = float(os.environ.get("CB_CRATE_ISOLATION_SECONDS", "60"))
@@ -54,6 +54,33 @@ def test_crate_mode_recognised(cratebouncer, target):
         assert c.info.parameter_status("crate_version"), "the welcome lacks crate_version"
         assert c.execute("SELECT 1").fetchone()[0] == 1
     wait_until(lambda: "the upstream is CrateDB" in cb.log_text(), what="CrateDB mode in the log")
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_psycopg2_connect_is_no_upstream_round_trip(cratebouncer, target, mode):
+    """CrateDB reports its date style under the lower-case key "datestyle". The welcome also
+    carries it as "DateStyle", the name libpq's users look up, so psycopg2 finds ISO and sends
+    no SET DATESTYLE at connect: no server is needed until its first query."""
+    cb = bouncer(cratebouncer, target, mode=mode, admin_users="cbadmin")
+    adm = console(cb)
+    with cb.connect() as first:  # the pool's first login learns the welcome
+        first.execute("SELECT 1")
+    adm.execute("RECONNECT doc")
+    wait_until(lambda: show(adm, "SERVERS") == [], 5, "the pool emptied by RECONNECT")
+    conn = psycopg2.connect(host=cb.host, port=cb.port, dbname="doc", user="crate",
+                            connect_timeout=TIMEOUT)
+    try:
+        conn.autocommit = True
+        assert conn.get_parameter_status("DateStyle") == "ISO"
+        assert conn.get_parameter_status("datestyle") == "ISO"
+        time.sleep(0.2)
+        assert show(adm, "SERVERS") == [], "psycopg2's connect reached the upstream"
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        assert len(show(adm, "SERVERS")) == 1
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "cratedb"])

@@ -2,8 +2,9 @@
 its declared psycopg2-binary) through cratebouncer with no password and no TLS, as CrateDB's
 Python guide uses it: its snippet in docs/cratedb-cloud.md, %s and %(name)s parameters, 5000
 rows, the upstream's error and the connection going on, and tasks sharing a pool of 2. aiopg is
-always in autocommit mode; like psycopg2 it sends SET DATESTYLE at connect on CrateDB (and
-with the default enable_hstore=True it looks the hstore type up: both are tried here)."""
+always in autocommit mode; like psycopg2 it would send SET DATESTYLE at connect on CrateDB,
+which cratebouncer's welcome makes unneeded (and with the default enable_hstore=True it looks
+the hstore type up: both settings are tried here)."""
 
 import asyncio
 

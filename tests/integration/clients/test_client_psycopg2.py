@@ -3,8 +3,9 @@ cratebouncer with no password and no TLS, as CrateDB's Python guide uses it: its
 docs/cratedb-cloud.md, %s and %(name)s parameters (psycopg2 interpolates them on the client),
 5000 rows, the upstream's error and the connection going on, and 8 threads on a pool of 2.
 Autocommit throughout: psycopg2 would otherwise send BEGIN, and conn.rollback() a ROLLBACK,
-which CrateDB rejects. psycopg2 sends SET DATESTYLE TO 'ISO' at connect (CrateDB reports
-`datestyle` in lower case), so it takes a server connection at connect."""
+which CrateDB rejects. Straight to CrateDB psycopg2 sends SET DATESTYLE TO 'ISO' at connect
+(CrateDB reports `datestyle` in lower case); through cratebouncer, whose welcome reports it as
+`DateStyle` too, it does not (test_crate.py checks that)."""
 
 import psycopg2
 import pytest
