@@ -28,7 +28,8 @@ static size_t nctxs;
  * skips the certificate exchange and the signature. Each SSL_CTX has its own cache (in
  * its ex_data, freed with it), so a session never crosses an sslmode or a CA file, and a
  * reload, which replaces the contexts, starts empty. A session is keyed on the name that
- * was verified, the address and the port, and is offered only to that triple. TLS 1.3
+ * was verified, the host connected to (the configured one, or a redirect's node address)
+ * and the port, and is offered only to that triple. TLS 1.3
  * tickets are used once (RFC 8446, appendix C.4); a TLS 1.2 session until it expires. */
 #define SESS_HOSTS 32
 #define SESS_PER_HOST 16 /* a pool refill opens several connections at once */

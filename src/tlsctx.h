@@ -8,7 +8,8 @@
 
 /* Cached; NULL with *err (malloc'd) when the CA file cannot be loaded. */
 SSL_CTX *tls_client_ctx(int sslmode, const char *ca_file, char **err);
-/* A new SSL for host (sent as SNI, checked in verify-full) reached at addr:port,
+/* A new SSL for host (sent as SNI, checked in verify-full) reached at addr:port (addr as
+ * configured: a name or a redirect's node address),
  * verification set up per sslmode, offered a cached session for that host, address and
  * port when session reuse is on. NULL on failure. */
 SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host, const char *addr, int port);

@@ -85,7 +85,7 @@ def test_reuse_off(cratebouncer, crate_standin, pg):
 
 def test_session_stays_with_its_host_name(cratebouncer, crate_standin, pg):
     """A session got for 127.0.0.1 is not offered to the same upstream under the name
-    localhost (the cache key is name, address and port)."""
+    localhost (the cache key is the name verified, the host connected to and the port)."""
     cb = cratebouncer(settings=CONSOLE, databases={
         "ip": standin_db(crate_standin, pg), "name": standin_db(crate_standin, pg, host="localhost")})
     adm = console(cb)
