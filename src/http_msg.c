@@ -114,6 +114,18 @@ const char *http_method_error(unsigned method, unsigned upgrade)
 	return NULL;
 }
 
+const char *http_te_lookalike(const struct http_head *hd)
+{
+	static const char te[] = "Transfer-Encoding";
+
+	for (int i = 0; i < hd->n; i++) {
+		const char *name = hd->h[i].name ? hd->h[i].name : "";
+		if (strncasecmp(name, te, sizeof(te) - 1) == 0 && name[sizeof(te) - 1])
+			return "a header whose name begins with Transfer-Encoding";
+	}
+	return NULL;
+}
+
 const char *http_framing_error(const struct http_head *hd)
 {
 	int cl = http_head_count(hd, "Content-Length"), te = http_head_count(hd, "Transfer-Encoding");
@@ -125,6 +137,8 @@ const char *http_framing_error(const struct http_head *hd)
 		return "more than one Content-Length";
 	if (te > 1)
 		return "more than one Transfer-Encoding";
+	if (http_te_lookalike(hd))
+		return http_te_lookalike(hd);
 	if (te) {
 		const char *v = trim(http_head_get(hd, "Transfer-Encoding"), &n);
 		if (n != 7 || strncasecmp(v, "chunked", 7) != 0)

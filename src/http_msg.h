@@ -38,8 +38,13 @@ int http_head_count(const struct http_head *hd, const char *name);
 
 /* NULL when the request's framing is unambiguous, else why it is refused: both
  * Content-Length and Transfer-Encoding, Content-Length twice, a Transfer-Encoding other
- * than "chunked". */
+ * than "chunked", a Transfer-Encoding look-alike (http_te_lookalike). */
 const char *http_framing_error(const struct http_head *hd);
+/* NULL, or why a request or response is refused: a header whose name only begins with
+ * "Transfer-Encoding" ("Transfer-Encoding-X: y"). http-parser 2.9.4 takes it for
+ * Transfer-Encoding: after "Transfer-Encoding: chunked" it no longer frames the body as
+ * chunked, while the next hop, reading the head as written, does. */
+const char *http_te_lookalike(const struct http_head *hd);
 /* A request the proxy does not pass whatever its head (http-parser's method and upgrade
  * flag): CONNECT and protocol upgrades, whose bytes after the head http-parser leaves
  * unframed (a body there would reach the upstream as the next request). NULL: fine. */

@@ -1209,6 +1209,12 @@ static int response_head(struct hu *u)
 		hu_close(u, "invalid response");
 		return -1;
 	}
+	if (http_te_lookalike(&u->head)) {
+		fail_request(c, 502, 5021, "CrateDB sent an invalid HTTP response: %s",
+			     http_te_lookalike(&u->head));
+		hu_close(u, "invalid response");
+		return -1;
+	}
 	/* A failed login is a plain 401 with WWW-Authenticate; a 401 with CrateDB's JSON (4010,
 	 * 4011: a missing privilege) is an answer to the query, passed on as it is. */
 	if (status == 401 && http_head_get(&u->head, "WWW-Authenticate")) {

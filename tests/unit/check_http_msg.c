@@ -56,6 +56,23 @@ START_TEST(test_framing)
 	add(&hd, "Transfer-Encoding", "chunked\t");
 	ck_assert_str_eq(http_framing_error(&hd), "a Transfer-Encoding other than chunked");
 	http_head_clear(&hd);
+	/* http-parser 2.9.4 takes "Transfer-Encoding<more>" for Transfer-Encoding: after
+	 * "Transfer-Encoding: chunked" it frames no body while the upstream reads a chunked
+	 * one (fuzz/corpus/fuzz_http/crash-transfer-encoding-lookalike) */
+	add(&hd, "Transfer-Encoding", "chunked");
+	add(&hd, "transfer-encodingDe", "fault");
+	ck_assert_str_eq(http_framing_error(&hd), "a header whose name begins with Transfer-Encoding");
+	ck_assert_ptr_nonnull(http_te_lookalike(&hd));
+	http_head_clear(&hd);
+	add(&hd, "Transfer-Encoding-X", "y");
+	ck_assert_str_eq(http_framing_error(&hd), "a header whose name begins with Transfer-Encoding");
+	http_head_clear(&hd);
+	add(&hd, "X-Transfer-Encoding", "y");
+	add(&hd, "Transfer-Encodin", "y");
+	add(&hd, "Transfer-Encoding", "chunked");
+	ck_assert_ptr_null(http_te_lookalike(&hd));
+	ck_assert_ptr_null(http_framing_error(&hd));
+	http_head_clear(&hd);
 	add(&hd, "Content-Length ", "5");
 	ck_assert_str_eq(http_framing_error(&hd), "white space in a header name");
 	http_head_clear(&hd);
