@@ -50,13 +50,7 @@ static void finish(struct canceller *k, const char *why)
 		event_del(&k->io);
 	if (k->bev) {
 		SSL *ssl = bufferevent_openssl_get_ssl(k->bev);
-		/* close_notify first: libevent's SSL_free would otherwise mark the session
-		 * bad, and a TLS 1.2 session is the one the pool's servers share */
-		if (ssl && SSL_is_init_finished(ssl)) {
-			ERR_clear_error();
-			SSL_shutdown(ssl);
-			ERR_clear_error();
-		}
+		tls_close_notify(ssl); /* before libevent's SSL_free */
 		bufferevent_setcb(k->bev, NULL, NULL, NULL, NULL);
 		bufferevent_free(k->bev); /* closes the socket; safe inside its callbacks */
 	} else if (k->fd >= 0) {

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tlsctx.h"
 #include "util.h"
 
 #define READ_CHUNK 16384
@@ -503,14 +504,8 @@ void sio_free(struct sio *io)
 	if (io->out)
 		put_out(io);
 	if (io->ssl) {
-		/* close_notify, one try: besides telling the peer, it keeps the session
-		 * resumable (OpenSSL's SSL_free marks a session that was not shut down as
-		 * bad). Refused after a fatal TLS error, whose session is rightly dropped. */
-		if (!io->handshaking && SSL_is_init_finished(io->ssl)) {
-			ERR_clear_error();
-			SSL_shutdown(io->ssl);
-			ERR_clear_error();
-		}
+		if (!io->handshaking)
+			tls_close_notify(io->ssl);
 		SSL_free(io->ssl);
 	}
 	if (io->fd >= 0)

@@ -262,6 +262,15 @@ fail:
 	return NULL;
 }
 
+void tls_close_notify(SSL *ssl)
+{
+	if (ssl && SSL_is_init_finished(ssl)) {
+		ERR_clear_error();
+		SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+}
+
 void tls_describe(SSL *ssl, char *buf, size_t len)
 {
 	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);

@@ -5,7 +5,7 @@ behaviours of CrateDB's PostgreSQL wire protocol that break a PostgreSQL pooler,
 
     /usr/bin/python3 tests/crate_pgwire.py --listen 127.0.0.1 --port N \\
         --cert DIR/ssl/server.crt --key DIR/ssl/server.key \\
-        --pg-host 127.0.0.1 --pg-port P --pg-ca DIR/ssl/ca.crt [--ready-file F]
+        --pg-host 127.0.0.1 --pg-port P --pg-ca DIR/ssl/ca.crt [--ready-file F] [--tls-max 1.2]
 
 Each behaviour is one CrateDB has, with the CrateDB source it comes from (server/src/main/java/
 io/crate/protocols/postgres/PostgresWireProtocol.java "PWP", session/Session.java,
@@ -556,6 +556,10 @@ class Server:
         self.pg_host, self.pg_port, self.pg_ca = args.pg_host, args.pg_port, args.pg_ca
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.tls.load_cert_chain(args.cert, args.key)
+        if args.tls_max == "1.2":
+            # CrateDB on a JVM run with -Djdk.tls.server.protocols=TLSv1.2: sessions by id,
+            # which a client reuses for every connection (no single-use tickets)
+            self.tls.maximum_version = ssl.TLSVersion.TLSv1_2
 
     async def handle(self, reader, writer):
         await Session(self, reader, writer).serve()
@@ -592,4 +596,5 @@ if __name__ == "__main__":
     p.add_argument("--pg-port", type=int, required=True)
     p.add_argument("--pg-ca", required=True)
     p.add_argument("--ready-file")
+    p.add_argument("--tls-max", choices=["1.2", "1.3"], default="1.3")
     asyncio.run(main(p.parse_args()))

@@ -85,7 +85,7 @@ class StandIn:
 
     host = "127.0.0.1"
 
-    def __init__(self, pg):
+    def __init__(self, pg, *extra):
         self.pg, self.ca = pg, pg.ca
         self.dir = tempfile.mkdtemp(prefix="cbstandin-", dir="/tmp")
         self.ready = os.path.join(self.dir, "port")
@@ -94,7 +94,7 @@ class StandIn:
             ["/usr/bin/python3",
              STANDIN, "--listen", self.host, "--port", "0", "--cert", pg.server_cert,
              "--key", pg.server_key, "--pg-host", "127.0.0.1", "--pg-port", str(pg.port),
-             "--pg-ca", pg.ca, "--ready-file", self.ready],
+             "--pg-ca", pg.ca, "--ready-file", self.ready, *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + TIMEOUT
         while not os.path.exists(self.ready):

@@ -9,11 +9,13 @@ handshake as CrateDB's Java TLS does."""
 
 import http.client
 import json
+import threading
 import time
 
+import psycopg
 import pytest
 
-from crate_targets import crate_standin  # noqa: F401 (fixture)
+from crate_targets import StandIn, crate_standin  # noqa: F401 (fixture)
 from helpers import TIMEOUT, console, first_error, show, wait_until
 from test_http import proxy  # noqa: F401 (fixture)
 
@@ -126,6 +128,36 @@ def test_reload_to_another_ca_verifies_again(cratebouncer, crate_standin, pg):
     wait_until(lambda: not show(adm, "SERVERS"), 5, "servers closed by RECONNECT")
     err = first_error(cb.host, cb.port)
     assert err.sqlstate == "08006" and "failed verification" in err.message, err
+
+
+@pytest.fixture(scope="module")
+def tls12_standin(pg):
+    st = StandIn(pg, "--tls-max", "1.2")
+    yield st
+    st.stop()
+
+
+def test_tls12_session_survives_a_cancel(cratebouncer, tls12_standin, pg):
+    """A TLS 1.2 upstream resumes by session id, one session for every connection to it,
+    cancel requests too. A cancel connection closes with close_notify, or OpenSSL would mark
+    the shared session not resumable and the next server would pay a full handshake."""
+    cb = cratebouncer(settings=CONSOLE, databases={"doc": standin_db(tls12_standin, pg)})
+    adm = console(cb)
+    first = fresh_server_tls(cb, adm)
+    assert first.startswith("TLSv1.2/") and "/resumed" not in first, first
+    assert fresh_server_tls(cb, adm).endswith("/resumed")
+    for _ in range(2):
+        with psycopg.connect(cb.conninfo(dbname="doc"), autocommit=True) as c:
+            t = threading.Timer(1.0, c.cancel)
+            t.start()
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.Error) as e:
+                c.execute("SELECT count(*) FROM generate_series(1, 2000000000)")
+            t.join()
+            assert time.monotonic() - t0 < TIMEOUT
+            assert e.value.sqlstate in ("XX000", "57014"), e.value
+        tls = fresh_server_tls(cb, adm)
+        assert tls.startswith("TLSv1.2/") and tls.endswith("/resumed"), tls
 
 
 def test_postgresql_never_resumes(cratebouncer, upstream):
