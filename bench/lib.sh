@@ -288,6 +288,17 @@ start_delay_relay() {  # start_delay_relay RTT_MS TARGET_PORT: sets RELAY_PORT, 
 	[[ -n $RELAY_PORT ]] || { cat "$WORK/relay.log" >&2; die "delay_relay did not start"; }
 }
 
+upstream_at_rtt() {  # upstream_at_rtt RTT_MS TARGET_PORT: a relay when RTT_MS > 0; sets UP_PORT, WHERE
+	if awk -v r="$1" 'BEGIN {exit !(r > 0)}'; then
+		start_delay_relay "$1" "$2"
+		UP_PORT=$RELAY_PORT
+		WHERE="through bench/delay_relay.c on 127.0.0.1:$RELAY_PORT ($(awk -v r="$1" 'BEGIN {print r / 2}') ms each way)"
+	else
+		UP_PORT=$2
+		WHERE="no relay"
+	fi
+}
+
 stop_delay_relay() {
 	stop_pid "$RELAY_PID" delay_relay
 	wait "$RELAY_PID" 2>/dev/null || true

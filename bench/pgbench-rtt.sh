@@ -64,18 +64,11 @@ latency_of() {  # latency_of NAME TAG: one client, each transaction logged; LAT_
 NAMES=(cratebouncer pgbouncer direct)
 summary=()
 for rtt in $RTT_MS; do
-	if awk -v r="$rtt" 'BEGIN {exit !(r > 0)}'; then
-		start_delay_relay "$rtt" "$PG_UP_PORT"
-		UP_PORT=$RELAY_PORT
-		where="through bench/delay_relay.c on 127.0.0.1:$RELAY_PORT ($(awk -v r="$rtt" 'BEGIN {print r / 2}') ms each way)"
-	else
-		UP_PORT=$PG_UP_PORT
-		where="no relay"
-	fi
+	upstream_at_rtt "$rtt" "$PG_UP_PORT"
 	write_configs
 	start_poolers
 	echo
-	echo "== RTT $rtt ms to the upstream ($where); pool size $POOL_SIZE, pool_mode=$POOL_MODE," \
+	echo "== RTT $rtt ms to the upstream ($WHERE); pool size $POOL_SIZE, pool_mode=$POOL_MODE," \
 		"cratebouncer pipeline_depth=$PIPELINE_DEPTH"
 
 	echo "pgbench -n -S -c $CLIENTS -j $THREADS -T $DURATION, persistent connections:"

@@ -54,21 +54,14 @@ cb_set_reuse() {
 declare -A CPU_OF P50_OF
 summary=()
 for rtt in $RTT_MS; do
-	if awk -v r="$rtt" 'BEGIN {exit !(r > 0)}'; then
-		start_delay_relay "$rtt" "$DIRECT_UP_PORT"
-		UP_PORT=$RELAY_PORT
-		where="through bench/delay_relay.c ($(awk -v r="$rtt" 'BEGIN {print r / 2}') ms each way)"
-	else
-		UP_PORT=$DIRECT_UP_PORT
-		where="no relay"
-	fi
+	upstream_at_rtt "$rtt" "$DIRECT_UP_PORT"
 	write_configs
 	printf "admin_users = crate\nverbose = ${CB_VERBOSE:-0}\n" >>"$WORK/cb/cratebouncer.ini"
 	printf 'admin_users = crate\n' >>"$WORK/pgb/pgbouncer.ini"
 	start_cratebouncer   # not start_poolers: its check reads pgbench tables the stand-in hides
 	start_pgbouncer
 	echo
-	echo "== RTT $rtt ms to the upstream ($where), $CYCLES cycles each"
+	echo "== RTT $rtt ms to the upstream ($WHERE), $CYCLES cycles each"
 	printf '  %-24s %12s %12s %22s %22s\n' "" "p50 ms" "p90 ms" "pooler CPU us/conn" "upstream CPU us/conn"
 	for run in cratebouncer-reuse cratebouncer-noreuse pgbouncer; do
 		name=${run%%-*}
