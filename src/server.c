@@ -1300,15 +1300,23 @@ void server_release(struct server *sv, bool mid_message)
 	const struct cfg *cfg = pools_cfg();
 	const char *reset = cfg->server_reset_query;
 
+	bool crate = sv->node.pool->rl.crate;
+
 	sv->client = NULL;
 	server_pause_read(sv, false);
-	if (mid_message || !rl_idle(&sv->rl, NULL)) {
+	/* On CrateDB a transaction is only a name for cursors WITHOUT HOLD (its BEGIN opens
+	 * nothing, every write is already committed): a client that leaves inside one, as
+	 * psycopg2 does in its implicit BEGIN, leaves nothing its reset does not end. On
+	 * PostgreSQL the server is closed, as PgBouncer does. */
+	bool crate_tx = crate && !mid_message && rl_quiet(&sv->rl, NULL);
+	if (mid_message || (!rl_idle(&sv->rl, NULL) && !crate_tx)) {
 		server_close(sv, "client left in the middle of a transaction or query");
 		return;
 	}
-	if (sv->node.pool->mode != POOL_SESSION || !reset || !*reset || server_expired(sv) ||
-	    sv->gen != sv->node.pool->gen) {
-		server_return(sv);
+	crate_tx = crate_tx && !rl_idle(&sv->rl, NULL);
+	if (server_expired(sv) || sv->gen != sv->node.pool->gen ||
+	    (!crate_tx && (sv->node.pool->mode != POOL_SESSION || !reset || !*reset))) {
+		server_return(sv); /* closes it when expired or renewed */
 		return;
 	}
 	sv->ready = false;
@@ -1316,7 +1324,7 @@ void server_release(struct server *sv, bool mid_message)
 	/* CrateDB's DISCARD ALL does not reset settings and drops the session from the
 	 * cancel map: its own reset clears cursors, statements, the transaction and the
 	 * settings instead */
-	if (sv->node.pool->rl.crate && strcasecmp(reset, "DISCARD ALL") == 0)
+	if (crate_tx || (crate && strcasecmp(reset, "DISCARD ALL") == 0))
 		rl_reset_crate(&sv->rl, &sv->node.pool->rl, sio_output(sv->bev));
 	else
 		rl_inject(&sv->rl, &sv->node.pool->rl, reset, sio_output(sv->bev));

@@ -83,6 +83,43 @@ def test_psycopg2_connect_is_no_upstream_round_trip(cratebouncer, target, mode):
         conn.close()
 
 
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_client_leaving_in_a_transaction_keeps_the_server(cratebouncer, target, mode):
+    """psycopg2 (autocommit off) sends BEGIN before its first query, and a client often
+    closes without COMMIT. On CrateDB that transaction is only a name for cursors WITHOUT
+    HOLD: the server is reset (COMMIT; CLOSE ALL; ...) and kept, not closed (a new TLS
+    connection and login each time), and the next client finds no transaction and none of
+    the cursors."""
+    cb = bouncer(cratebouncer, target, mode=mode, pool=1, admin_users="cbadmin")
+    adm = console(cb)
+    conn = psycopg2.connect(host=cb.host, port=cb.port, dbname="doc", user="crate",
+                            connect_timeout=TIMEOUT)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")  # after psycopg2's BEGIN
+            cur.execute("DECLARE left_open CURSOR FOR SELECT 1")
+            cur.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 2")
+        before = show(adm, "SERVERS")
+        assert len(before) == 1, before
+    finally:
+        conn.close()  # no COMMIT
+    servers = wait_until(lambda: (lambda s: s if s and s[0]["state"] == "idle" else None)(
+        show(adm, "SERVERS")), 5, "the server back in the pool")
+    assert [s["ptr"] for s in servers] == [before[0]["ptr"]], (before, servers)
+    assert servers[0]["connect_time"] == before[0]["connect_time"]
+    assert "client left in the middle" not in cb.log_text()
+    with psycopg.connect(cb.conninfo(), autocommit=True) as c:
+        for cursor in ("left_open", "held"):
+            with pytest.raises(psycopg.Error):
+                c.execute(f"FETCH 1 FROM {cursor}")
+        # outside a transaction again: CrateDB refuses a cursor WITHOUT HOLD
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("DECLARE again CURSOR FOR SELECT 1")
+        assert "transaction blocks" in str(e.value), e.value
+        assert c.execute("SELECT 3").fetchone()[0] == 3
+    assert [s["ptr"] for s in show(adm, "SERVERS")] == [before[0]["ptr"]]
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "cratedb"])
 def test_server_kind_overrides(cratebouncer, target, pg, upstream, kind):
     """server_kind=cratedb turns CrateDB mode on for an upstream that does not report
