@@ -6,6 +6,10 @@ open, TLS-handshake and log in a new upstream connection, and leaves. With --kee
 console runs the same commands but RECONNECT, so the server is reused: the difference between
 the two is what a new upstream connection costs.
 
+--implicit-begin: the client is psycopg2 as it comes (autocommit off: BEGIN before the query)
+and leaves without COMMIT, as many scripts do; with --keep this shows whether the pooler keeps
+a server its client left inside a transaction (servers_seen 1) or opens one per cycle.
+
 Prints one line of JSON: the median and p90 of the client's login + first query (ms), the
 on-CPU time per cycle (us, from /proc/PID/schedstat) of each --cpu PID, and how many distinct
 servers SHOW SERVERS showed (about --cycles with RECONNECT, 1 or a few with --keep)."""
@@ -29,6 +33,7 @@ def main():
     ap.add_argument("--cycles", type=int, default=200)
     ap.add_argument("--cpu", type=int, action="append", default=[])
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--implicit-begin", action="store_true")
     a = ap.parse_args()
     dsn = f"host=127.0.0.1 port={a.port} user=crate sslmode=disable connect_timeout=20"
     adm = psycopg2.connect(dsn + " dbname=pgbouncer")
@@ -60,7 +65,7 @@ def main():
                 time.sleep(0.001)
         t0 = time.perf_counter()
         c = psycopg2.connect(dsn + " dbname=doc")
-        c.autocommit = True
+        c.autocommit = not a.implicit_begin
         c.cursor().execute("SELECT 1")
         times.append((time.perf_counter() - t0) * 1000)
         c.close()

@@ -12,7 +12,9 @@
 # the client's login + first query (p50, p90), and the on-CPU time of the pooler and of the
 # upstream (the stand-in, which also logs in to PostgreSQL each time) per new upstream
 # connection (the cycles with RECONNECT minus those without). cratebouncer runs twice: with
-# server_tls_session_reuse = 1 (the default) and = 0 (set from the console).
+# server_tls_session_reuse = 1 (the default) and = 0 (set from the console). Last, $CYCLES
+# cycles of psycopg2 as it comes (autocommit off), leaving inside its implicit BEGIN: on
+# CrateDB cratebouncer resets and keeps that server, as PgBouncer does (servers: 1).
 #
 #   bash bench/tls-reconnect.sh                 # RTT 0 and 20 ms, about 3 minutes
 #   RTT_MS=2 CYCLES=500 bash bench/tls-reconnect.sh
@@ -51,7 +53,7 @@ cb_set_reuse() {
 		-c "SET server_tls_session_reuse = $1" >/dev/null || die "SET server_tls_session_reuse failed"
 }
 
-declare -A CPU_OF P50_OF
+declare -A CPU_OF P50_OF LEFT_OF
 summary=()
 for rtt in $RTT_MS; do
 	upstream_at_rtt "$rtt" "$DIRECT_UP_PORT"
@@ -80,11 +82,20 @@ for rtt in $RTT_MS; do
 			"$(field "$new" 'round(d["p90_ms"], 3)')" "$pooler" "$up"
 	done
 	cb_set_reuse 1
+	# psycopg2 as it comes leaves inside its implicit BEGIN: is the server kept?
+	for name in cratebouncer pgbouncer; do
+		left=$(cycles "$name" --keep --implicit-begin) || die "implicit-BEGIN cycles through $name failed"
+		LEFT_OF[$name]=$(field "$left" 'round(d["p50_ms"], 3)')
+		printf '  %-24s %12s %12s %22s\n' "$name, left in BEGIN:" "${LEFT_OF[$name]}" \
+			"$(field "$left" 'round(d["p90_ms"], 3)')" "servers: $(field "$left" 'd["servers_seen"]')"
+	done
 	line=$(printf 'RTT %4s ms: pooler CPU per new upstream connection, resumed/full %s, cratebouncer/pgbouncer %s; first query p50 resumed/full %s, cratebouncer/pgbouncer %s' "$rtt" \
 		"$(ratio "${CPU_OF[cratebouncer-reuse-$rtt]}" "${CPU_OF[cratebouncer-noreuse-$rtt]}")" \
 		"$(ratio "${CPU_OF[cratebouncer-reuse-$rtt]}" "${CPU_OF[pgbouncer-$rtt]}")" \
 		"$(ratio "${P50_OF[cratebouncer-reuse-$rtt]}" "${P50_OF[cratebouncer-noreuse-$rtt]}")" \
 		"$(ratio "${P50_OF[cratebouncer-reuse-$rtt]}" "${P50_OF[pgbouncer-$rtt]}")")
+	line+=$(printf '; a client left in BEGIN, next cycle p50 cratebouncer/pgbouncer %s' \
+		"$(ratio "${LEFT_OF[cratebouncer]}" "${LEFT_OF[pgbouncer]}")")
 	summary+=("$line")
 	echo "$line"
 	check_alive || die "a pooler died during the RTT $rtt ms runs"
