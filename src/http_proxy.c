@@ -38,6 +38,7 @@
 #include "log.h"
 #include "sockio.h"
 #include "tlsctx.h"
+#include "upconn.h"
 #include "util.h"
 
 #define HIGH_WATER (256 * 1024)
@@ -48,7 +49,7 @@
 #define MAX_LISTENERS 8
 
 enum hc_state { HC_HEAD, HC_WAIT, HC_BODY, HC_RESPONSE, HC_CLOSING };
-enum hu_state { HU_CONNECTING, HU_HANDSHAKE, HU_IDLE, HU_BUSY, HU_CLOSING };
+enum hu_state { HU_CONNECTING, HU_IDLE, HU_BUSY, HU_CLOSING };
 
 struct hc;
 
@@ -56,11 +57,7 @@ struct hc;
 struct hu {
 	TAILQ_ENTRY(hu) entry;
 	struct sio *io;
-	int fd;
-	struct event conn_ev;
-	struct evdns_getaddrinfo_request *dns;
-	struct evutil_addrinfo *addrs, *next_addr;
-	int last_errno;
+	struct upconn *uc;		/* connecting (TLS included) */
 	struct hc *client;		/* the request it serves now */
 	struct hc *pinned;		/* its session belongs to this client */
 	char *key;			/* Default-Schema of its session ("" none) */
@@ -77,7 +74,7 @@ struct hu {
 	enum hu_state state;
 	uint64_t since;
 	int requests;
-	bool head_done, response_started, buried, dns_done;
+	bool head_done, response_started, buried;
 	bool head_lf, folded;		/* obs-fold in the response head, as it is scanned */
 };
 
@@ -410,16 +407,9 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	while ((u = TAILQ_FIRST(&hp.up_graveyard))) {
 		TAILQ_REMOVE(&hp.up_graveyard, u, entry);
-		if (u->dns)
-			evdns_getaddrinfo_cancel(u->dns);
-		if (event_initialized(&u->conn_ev))
-			event_del(&u->conn_ev);
+		upconn_abort(u->uc);
 		if (u->io)
 			sio_free(u->io);
-		else if (u->fd >= 0)
-			close(u->fd);
-		if (u->addrs)
-			evutil_freeaddrinfo(u->addrs);
 		http_head_clear(&u->head);
 		free(u->key);
 		free(u->host);
@@ -516,6 +506,8 @@ static void hu_close(struct hu *u, const char *why)
 		u->pinned = NULL;
 	}
 	u->state = HU_CLOSING;
+	upconn_abort(u->uc); /* its callback must not come after this */
+	u->uc = NULL;
 	if (u->io) {
 		sio_setcb(u->io, NULL, NULL, NULL, NULL);
 		sio_disable(u->io, EV_READ | EV_WRITE);
@@ -595,23 +587,6 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 	struct hc *c = u->client;
 
 	(void)io;
-	if (what & SIO_CONNECTED) {
-		SSL *ssl = sio_ssl(u->io);
-		if (ssl) {
-			hp.st.tls_handshakes++;
-			hp.st.tls_resumed += SSL_session_reused(ssl) == 1;
-		}
-		hu_ready(u);
-		return;
-	}
-	if (u->state == HU_HANDSHAKE) {
-		SSL *ssl = sio_ssl(u->io);
-		char *why = ssl ? tls_failure(ssl, u->tls_name ? u->tls_name : u->host,
-					      sio_ssl_error(u->io)) : NULL;
-		hu_fail(u, "%s", why ? why : "TLS handshake failed");
-		free(why);
-		return;
-	}
 	if (c && !u->response_started) {
 		/* closed before any byte of the answer: a reused connection the upstream had
 		 * dropped; ask again on a fresh one when that cannot run the request twice */
@@ -641,94 +616,42 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 	hu_close(u, what & SIO_EOF ? "upstream closed the connection" : "upstream connection error");
 }
 
-static void hu_start_io(struct hu *u)
+/* Connected, TLS included (upconn), or failed on the way. */
+static void hu_connected(struct sio *io, enum upconn_failure why, const char *detail, void *arg)
 {
-	SSL *ssl = NULL;
-	char *err = NULL;
+	struct hu *u = arg;
 
-	if (u->tls) {
-		SSL_CTX *ctx = tls_client_ctx(hp.sslmode, hp.ca_file, &err);
-		ssl = ctx ? tls_client_ssl(ctx, hp.sslmode, u->tls_name ? u->tls_name : u->host,
-					     u->host, u->port)
-			  : NULL;
-		if (!ssl) {
-			hu_fail(u, "%s", err ? err : "cannot set up TLS");
-			free(err);
-			return;
-		}
-	}
-	u->io = sio_new(hp.base, u->fd, ssl);
-	if (!u->io) {
-		if (ssl)
-			SSL_free(ssl);
+	u->uc = NULL;
+	switch (why) {
+	case UC_OK:
+		break;
+	case UC_RESOLVE:
+		hu_fail(u, "cannot resolve \"%s\": %s", u->host, detail);
+		return;
+	case UC_CONNECT:
+		hu_fail(u, "cannot connect to %s: %s", u->host_header, detail);
+		return;
+	case UC_NO_MEMORY:
 		hu_fail(u, "out of memory");
 		return;
+	default: /* TLS; no SSLRequest here */
+		hu_fail(u, "%s", *detail ? detail : "TLS handshake failed");
+		return;
 	}
-	u->fd = -1;
+	u->io = io;
+	SSL *ssl = sio_ssl(io);
+	if (ssl) {
+		hp.st.tls_handshakes++;
+		hp.st.tls_resumed += SSL_session_reused(ssl) == 1;
+	}
 	sio_setcb(u->io, hu_read_cb, hu_write_cb, hu_event_cb, u);
-	sio_enable(u->io, EV_READ | EV_WRITE);
-	if (u->tls)
-		u->state = HU_HANDSHAKE;
-	else
-		hu_ready(u);
-}
-
-static void try_connect(struct hu *u);
-
-static void connect_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct hu *u = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
-
-	(void)what;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		u->last_errno = err;
-		close(u->fd);
-		u->fd = -1;
-		try_connect(u);
-		return;
-	}
-	hu_start_io(u);
-}
-
-static void try_connect(struct hu *u)
-{
-	u->fd = sock_connect_next(&u->next_addr, &u->last_errno, 1);
-	if (u->fd >= 0) {
-		event_assign(&u->conn_ev, hp.base, u->fd, EV_WRITE, connect_cb, u);
-		event_add(&u->conn_ev, NULL);
-		return;
-	}
-	hu_fail(u, "cannot connect to %s: %s", u->host_header,
-		strerror(u->last_errno ? u->last_errno : ECONNREFUSED));
-}
-
-static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
-{
-	struct hu *u = arg;
-
-	u->dns_done = true;
-	u->dns = NULL;
-	if (err == EVUTIL_EAI_CANCEL)
-		return;
-	if (err) {
-		hu_fail(u, "cannot resolve \"%s\": %s", u->host, evutil_gai_strerror(err));
-		return;
-	}
-	u->addrs = u->next_addr = ai;
-	try_connect(u);
+	hu_ready(u);
 }
 
 static struct hu *hu_launch_to(const char *key, const char *host, const char *tls_name, int port,
 			       bool tls, struct hc *for_client)
 {
 	struct hu *u = calloc(1, sizeof(*u));
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					 .ai_protocol = IPPROTO_TCP };
-	char ps[8];
 
 	if (!u || !(u->key = strdup(key)) || !(u->host = strdup(host)) ||
 	    (tls_name && !(u->tls_name = strdup(tls_name)))) {
@@ -745,16 +668,20 @@ static struct hu *hu_launch_to(const char *key, const char *host, const char *tl
 	u->oneoff = for_client != NULL;
 	snprintf(u->host_header, sizeof(u->host_header), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
 		 host, port);
-	u->fd = -1;
 	u->state = HU_CONNECTING;
 	u->since = now_usec();
+	struct upconn_opts o = { .host = host, .port = port, .tls_name = tls_name,
+				 .sslmode = tls ? hp.sslmode : SSLMODE_DISABLE, .ca_file = hp.ca_file,
+				 .keepalive = true };
+	if (!(u->uc = upconn_start(hp.base, hp.dns, &o, hu_connected, u))) {
+		free(u->key);
+		free(u->host);
+		free(u->tls_name);
+		free(u);
+		return NULL;
+	}
 	TAILQ_INSERT_TAIL(&ups, u, entry);
 	hp.nup++;
-	snprintf(ps, sizeof(ps), "%d", port);
-	struct evdns_getaddrinfo_request *req =
-		evdns_getaddrinfo(hp.dns, host, ps, &hints, dns_cb, u);
-	if (!u->dns_done)
-		u->dns = req;
 	return u;
 }
 
@@ -822,7 +749,7 @@ static void acquire(struct hc *c)
 	for (u = TAILQ_FIRST(&ups); u; u = next) {
 		next = TAILQ_NEXT(u, entry);
 		if (u->state != HU_IDLE || u->pinned) {
-			if (u->state == HU_CONNECTING || u->state == HU_HANDSHAKE)
+			if (u->state == HU_CONNECTING)
 				busy_or_connecting++;
 			continue;
 		}
@@ -1490,7 +1417,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	for (u = TAILQ_FIRST(&ups); u; u = un) {
 		un = TAILQ_NEXT(u, entry);
-		if ((u->state == HU_CONNECTING || u->state == HU_HANDSHAKE) &&
+		if (u->state == HU_CONNECTING &&
 		    now - u->since > cfgd(cfg->connect_timeout)) {
 			hu_fail(u, "timed out connecting to %s ([http] connect_timeout)", hp.upstream_name);
 		} else if (u->state == HU_BUSY && u->client && !u->response_started &&

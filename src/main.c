@@ -514,8 +514,8 @@ int main(int argc, char **argv)
 	http_proxy_stop();
 	clients_shutdown();
 	pools_shutdown();
-	/* libevent may still hold deferred callbacks (and references) for the bufferevents
-	 * just freed: let them run, so that everything is released */
+	/* libevent may still hold deferred callbacks (evdns cancellations, active events of
+	 * connections just freed): let them run, so that everything is released */
 	for (int i = 0; i < 4; i++)
 		event_base_loop(d.base, EVLOOP_NONBLOCK);
 	for (int i = 0; i < 4; i++)

@@ -1,12 +1,11 @@
-/* Upstream connections. A server's life: resolve (evdns), connect (non-blocking, each
- * address in turn), SSLRequest, TLS handshake (sockio), login with the
- * pool's credentials, then idle / linked to a client / being reset, until closed.
+/* Upstream connections. A server's life: connected (upconn: resolve, each address in
+ * turn, SSLRequest, TLS), login with the pool's credentials, then idle / linked to a
+ * client / being reset, until closed.
  * Every step is bounded by server_connect_timeout until the login completes. */
 #include "server.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
@@ -34,6 +33,7 @@
 #include "scram.h"
 #include "sockio.h"
 #include "tlsctx.h"
+#include "upconn.h"
 #include "util.h"
 
 #define LOGIN_MSG_MAX (64 * 1024)
@@ -54,13 +54,8 @@ struct pipe_entry {
 struct server {
 	struct pool_node node;
 	struct sio *bev;
-	evutil_socket_t fd;		/* before the sio owns it */
-	struct event io;		/* connect and SSLRequest answer */
+	struct upconn *uc;		/* until connected (TLS included) */
 	struct event timer;		/* server_connect_timeout during login */
-	struct evdns_getaddrinfo_request *dns_req;
-	struct evutil_addrinfo *addrs, *next_addr;
-	int last_errno;
-	SSL *ssl;
 	struct scram_client *scram;
 	struct evbuffer *params;	/* ParameterStatus messages seen at login */
 	struct client *client;
@@ -99,17 +94,14 @@ struct server {
 	bool gone_cancelled;		/* the departed head's query was cancelled */
 	uint64_t head_bytes;		/* of the linked client's answer so far */
 	uint64_t paused_since;		/* reading paused for the linked client's full output */
-	bool tls_done, dns_done, paused, login_done;
+	bool paused, login_done;
 };
 
 static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg);
-static void try_connect(struct server *sv);
-static void connect_cb(evutil_socket_t fd, short what, void *arg);
-static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg);
+static void connected(struct sio *io, enum upconn_failure why, const char *detail, void *arg);
+static void send_startup(struct server *sv);
 static void timeout_cb(evutil_socket_t fd, short what, void *arg);
-static void start_bev(struct server *sv);
 static void login_read_cb(struct sio *bev, void *arg);
 static void fwd_read_cb(struct sio *bev, void *arg);
 static void write_cb(struct sio *bev, void *arg);
@@ -199,7 +191,7 @@ size_t server_struct_size(void)
 void server_describe(struct server *sv, struct server_info *si)
 {
 	static const char *const names[] = { "login", "idle", "active", "used", "tested", "closing" };
-	int fd = sv->bev ? sio_fd(sv->bev) : sv->fd;
+	int fd = sv->bev ? sio_fd(sv->bev) : upconn_fd(sv->uc);
 
 	memset(si, 0, sizeof(*si));
 	si->state = names[sv->node.state];
@@ -211,8 +203,8 @@ void server_describe(struct server *sv, struct server_info *si)
 	si->request_usec = sv->query_start ? sv->query_start : sv->connect_time;
 	si->ptr = sv;
 	si->link = sv->client;
-	if (sv->ssl)
-		tls_describe(sv->ssl, si->tls, sizeof(si->tls));
+	if (sv->bev && sio_ssl(sv->bev))
+		tls_describe(sio_ssl(sv->bev), si->tls, sizeof(si->tls));
 	si->remote_pid = sv->be_pid;
 	si->prepared = rl_server_prepared(&sv->rl);
 }
@@ -296,11 +288,7 @@ void server_launch(struct pool *pool, int host)
 {
 	const struct cfg *cfg = pools_cfg();
 	struct server *sv = calloc(1, sizeof(*sv));
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					 .ai_protocol = IPPROTO_TCP };
 	struct timeval tv;
-	char port[8];
-	struct evdns_getaddrinfo_request *req;
 
 	if (!sv) {
 		log_error("out of memory: cannot open a connection to %s", pool->db->host);
@@ -308,7 +296,6 @@ void server_launch(struct pool *pool, int host)
 	}
 	sv->node.obj = sv;
 	sv->node.is_server = true;
-	sv->fd = -1;
 	sv->id = ++next_id;
 	sv->host_idx = host >= 0 ? host : pool_pick_host(pool);
 	sv->host = strdup(pool->hosts[sv->host_idx].name);
@@ -335,138 +322,55 @@ void server_launch(struct pool *pool, int host)
 	evtimer_add(&sv->timer, &tv);
 
 	log_debug("S-%p: connecting to %s:%d", (void *)sv, sv_host(sv), sv_port(sv));
-	snprintf(port, sizeof(port), "%d", sv_port(sv));
-	/* The callback may run before evdns_getaddrinfo returns (numeric hosts). */
-	req = evdns_getaddrinfo(pools_dns(), sv_host(sv), port, &hints, dns_cb, sv);
-	if (!sv->dns_done)
-		sv->dns_req = req;
+	struct upconn_opts o = { .host = sv_host(sv), .port = sv_port(sv),
+				 .sslmode = cfg_db_sslmode(cfg, pool->db),
+				 .ca_file = cfg_db_ca_file(cfg, pool->db), .ssl_request = true,
+				 .keepalive = cfg->tcp_keepalive };
+	sv->uc = upconn_start(pools_base(), pools_dns(), &o, connected, sv);
+	if (!sv->uc)
+		server_fail(sv, "53200", "out of memory: cannot open a connection to %s", sv_host(sv));
 }
 
-static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+/* Connected, past SSLRequest and TLS (or failed on the way): the login starts. */
+static void connected(struct sio *io, enum upconn_failure why, const char *detail, void *arg)
 {
 	struct server *sv = arg;
+	const char *host = sv_host(sv);
+	int port = sv_port(sv);
 
-	sv->dns_done = true;
-	sv->dns_req = NULL;
-	if (err == EVUTIL_EAI_CANCEL)
+	sv->uc = NULL;
+	switch (why) {
+	case UC_OK:
+		break;
+	case UC_RESOLVE:
+		server_fail(sv, "08006", "cannot resolve upstream host \"%s\": %s", host, detail);
 		return;
-	if (err) {
-		server_fail(sv, "08006", "cannot resolve upstream host \"%s\": %s", sv_host(sv),
-			    evutil_gai_strerror(err));
+	case UC_CONNECT:
+		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", host, port, detail);
 		return;
-	}
-	sv->addrs = sv->next_addr = ai;
-	try_connect(sv);
-}
-
-/* Connects to the next address; when none is left, fails with the last error. */
-static void try_connect(struct server *sv)
-{
-	sv->fd = sock_connect_next(&sv->next_addr, &sv->last_errno, pools_cfg()->tcp_keepalive);
-	if (sv->fd >= 0) {
-		event_assign(&sv->io, pools_base(), sv->fd, EV_WRITE, connect_cb, sv);
-		event_add(&sv->io, NULL);
-		return;
-	}
-	server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", sv_host(sv), sv_port(sv),
-		    strerror(sv->last_errno ? sv->last_errno : ECONNREFUSED));
-}
-
-static void connect_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *sv = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
-	uint8_t ssl_request[8];
-
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		sv->last_errno = err;
-		close(sv->fd);
-		sv->fd = -1;
-		try_connect(sv);
-		return;
-	}
-	if (cfg_db_sslmode(pools_cfg(), sv->node.pool->db) == SSLMODE_DISABLE) {
-		start_bev(sv);
-		return;
-	}
-	/* A fresh socket always takes 8 bytes. */
-	pg_ssl_request_bytes(ssl_request);
-	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != (ssize_t)sizeof(ssl_request)) {
-		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", sv_host(sv),
-			    sv_port(sv), strerror(errno));
-		return;
-	}
-	event_assign(&sv->io, pools_base(), fd, EV_READ, ssl_answer_cb, sv);
-	event_add(&sv->io, NULL);
-}
-
-static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *sv = arg;
-	char buf[2];
-	ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		event_add(&sv->io, NULL);
-		return;
-	}
-	if (n <= 0) {
+	case UC_SSL_CLOSED:
 		server_fail(sv, "08006", "upstream %s:%d closed the connection after SSLRequest%s%s",
-			    sv_host(sv), sv_port(sv), n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+			    host, port, *detail ? ": " : "", detail);
 		return;
-	}
-	if (n == 1 && buf[0] == 'S') {
-		start_bev(sv);
-		return;
-	}
-	if (buf[0] == 'N')
+	case UC_SSL_REFUSED:
 		server_fail(sv, "08006", "upstream %s:%d does not accept TLS, and server_tls_sslmode "
-			    "requires it", sv_host(sv), sv_port(sv));
-	else
-		/* More than the one answer byte is someone injecting plaintext (CVE-2021-23222). */
-		server_fail(sv, "08006", "upstream %s:%d sent an invalid answer to SSLRequest",
-			    sv_host(sv), sv_port(sv));
-}
-
-/* The socket is connected (and wants TLS unless sslmode=disable): wrap it. */
-static void start_bev(struct server *sv)
-{
-	const struct cfg *cfg = pools_cfg();
-	const struct cfg_db *db = sv->node.pool->db;
-	int sslmode = cfg_db_sslmode(cfg, db);
-	char *err = NULL;
-
-	if (sslmode == SSLMODE_DISABLE) {
-		sv->bev = sio_new(pools_base(), sv->fd, NULL);
-	} else {
-		SSL_CTX *ctx = tls_client_ctx(sslmode, cfg_db_ca_file(cfg, db), &err);
-		if (!ctx) {
-			server_fail(sv, "08006", "%s", err);
-			free(err);
-			return;
-		}
-		sv->ssl = tls_client_ssl(ctx, sslmode, sv_host(sv), sv_host(sv), sv_port(sv));
-		if (!sv->ssl) {
-			server_fail(sv, "08006", "cannot set up TLS for \"%s\"", sv_host(sv));
-			return;
-		}
-		sv->bev = sio_new(pools_base(), sv->fd, sv->ssl);
-	}
-	if (!sv->bev) {
-		if (sv->ssl)
-			SSL_free(sv->ssl);
-		sv->ssl = NULL;
+			    "requires it", host, port);
+		return;
+	case UC_SSL_INVALID:
+		server_fail(sv, "08006", "upstream %s:%d sent an invalid answer to SSLRequest", host,
+			    port);
+		return;
+	case UC_TLS_SETUP:
+	case UC_TLS_HANDSHAKE:
+		server_fail(sv, "08006", "%s", detail);
+		return;
+	case UC_NO_MEMORY:
 		server_fail(sv, "53200", "cannot allocate a connection buffer");
 		return;
 	}
-	sv->fd = -1; /* owned by the sio now */
+	sv->bev = io;
 	sio_setcb(sv->bev, login_read_cb, write_cb, event_cb, sv);
-	sio_enable(sv->bev, EV_READ | EV_WRITE);
-	if (sslmode == SSLMODE_DISABLE)
-		event_cb(sv->bev, SIO_CONNECTED, sv);
+	send_startup(sv);
 }
 
 static void send_startup(struct server *sv)
@@ -488,28 +392,16 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void event_cb(struct sio *bev, short what, void *arg)
 {
 	struct server *sv = arg;
-	unsigned long ossl;
 
-	if (what & SIO_CONNECTED) {
-		sv->tls_done = true;
-		send_startup(sv);
-		return;
-	}
+	(void)bev;
 	if (sv->login_done) {
 		server_close(sv, what & SIO_EOF ? "upstream closed the connection"
 					       : "upstream connection failed");
 		return;
 	}
-	ossl = sv->ssl ? sio_ssl_error(bev) : 0;
-	if (sv->ssl && !sv->tls_done) {
-		char *why = tls_failure(sv->ssl, sv_host(sv), ossl);
-		server_fail(sv, "08006", "%s", why);
-		free(why);
-	} else {
-		server_fail(sv, "08006", "upstream %s:%d closed the connection during login%s%s",
-			    sv_host(sv), sv_port(sv), (what & SIO_ERROR) && errno ? ": " : "",
-			    (what & SIO_ERROR) && errno ? strerror(errno) : "");
-	}
+	server_fail(sv, "08006", "upstream %s:%d closed the connection during login%s%s",
+		    sv_host(sv), sv_port(sv), (what & SIO_ERROR) && errno ? ": " : "",
+		    (what & SIO_ERROR) && errno ? strerror(errno) : "");
 	ERR_clear_error();
 }
 
@@ -1437,11 +1329,8 @@ void server_close(struct server *sv, const char *reason)
 		return;
 	log_debug("S-%p: closing: %s", (void *)sv, reason);
 	drop_pipe(sv, reason);
-	if (sv->dns_req)
-		evdns_getaddrinfo_cancel(sv->dns_req);
-	sv->dns_req = NULL;
-	if (event_initialized(&sv->io))
-		event_del(&sv->io);
+	upconn_abort(sv->uc);
+	sv->uc = NULL;
 	evtimer_del(&sv->timer);
 	if (sv->bev) {
 		/* what a client sent before it left (a Query pipelined with Terminate) goes out */
@@ -1455,14 +1344,9 @@ void server_close(struct server *sv, const char *reason)
 
 void server_free(struct server *sv)
 {
+	upconn_abort(sv->uc);
 	if (sv->bev)
 		sio_free(sv->bev); /* frees the SSL and closes the socket */
-	else if (sv->ssl)
-		SSL_free(sv->ssl);
-	if (sv->fd >= 0)
-		close(sv->fd);
-	if (sv->addrs)
-		evutil_freeaddrinfo(sv->addrs);
 	scram_client_free(sv->scram);
 	if (sv->params)
 		evbuffer_free(sv->params);
