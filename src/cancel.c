@@ -25,7 +25,9 @@
 struct canceller {
 	struct upconn *uc;
 	struct sio *io;
-	struct event timer;
+	struct event timer;		/* CANCEL_TIMEOUT_SECS, or the end once it came */
+	bool ended;			/* the connection ended: finish from the timer */
+	const char *why;
 	char host[256];
 	uint32_t pid, key;
 	void (*done)(uint64_t id);
@@ -41,15 +43,17 @@ static void finish(struct canceller *k, const char *why)
 	event_del(&k->timer);
 	upconn_abort(k->uc);
 	if (k->io)
-		sio_free(k->io); /* close_notify first (tls_close_notify); safe in its callbacks */
+		sio_free(k->io); /* close_notify first (tls_close_notify) */
 	free(k);
 }
 
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct canceller *k = arg;
+
 	(void)fd;
 	(void)what;
-	finish(arg, "timed out");
+	finish(k, k->ended ? k->why : "timed out");
 }
 
 static void read_cb(struct sio *io, void *arg)
@@ -58,11 +62,18 @@ static void read_cb(struct sio *io, void *arg)
 	evbuffer_drain(sio_input(io), evbuffer_get_length(sio_input(io)));
 }
 
-/* The upstream closes the connection once it has processed the request. */
+/* The upstream closes the connection once it has processed the request. The sio is
+ * freed from the timer: sockio may look at it again after this callback. */
 static void event_cb(struct sio *io, short what, void *arg)
 {
-	(void)io;
-	finish(arg, (what & SIO_EOF) ? NULL : "the connection failed");
+	struct canceller *k = arg;
+	struct timeval now = { 0, 0 };
+
+	sio_setcb(io, NULL, NULL, NULL, NULL);
+	sio_disable(io, EV_READ | EV_WRITE);
+	k->ended = true;
+	k->why = (what & SIO_EOF) ? NULL : "the connection failed";
+	evtimer_add(&k->timer, &now);
 }
 
 static void connected(struct sio *io, enum upconn_failure why, const char *detail, void *arg)
@@ -95,7 +106,8 @@ void cancel_forward(const struct sockaddr *sa, socklen_t salen, const char *host
 {
 	struct canceller *k = calloc(1, sizeof(*k));
 	struct timeval tv = { CANCEL_TIMEOUT_SECS, 0 };
-	struct upconn_opts o = { .host = host, .addr = sa, .addrlen = salen, .sslmode = sslmode,
+	struct upconn_opts o = { .host = host, .addr = sa, .addrlen = salen,
+				 .tls = sslmode != SSLMODE_DISABLE, .sslmode = sslmode,
 				 .ca_file = ca_file, .ssl_request = true };
 
 	if (!k) {

@@ -671,7 +671,7 @@ static struct hu *hu_launch_to(const char *key, const char *host, const char *tl
 	u->state = HU_CONNECTING;
 	u->since = now_usec();
 	struct upconn_opts o = { .host = host, .port = port, .tls_name = tls_name,
-				 .sslmode = tls ? hp.sslmode : SSLMODE_DISABLE, .ca_file = hp.ca_file,
+				 .tls = tls, .sslmode = hp.sslmode, .ca_file = hp.ca_file,
 				 .keepalive = true };
 	if (!(u->uc = upconn_start(hp.base, hp.dns, &o, hu_connected, u))) {
 		free(u->key);

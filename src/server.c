@@ -323,6 +323,7 @@ void server_launch(struct pool *pool, int host)
 
 	log_debug("S-%p: connecting to %s:%d", (void *)sv, sv_host(sv), sv_port(sv));
 	struct upconn_opts o = { .host = sv_host(sv), .port = sv_port(sv),
+				 .tls = cfg_db_sslmode(cfg, pool->db) != SSLMODE_DISABLE,
 				 .sslmode = cfg_db_sslmode(cfg, pool->db),
 				 .ca_file = cfg_db_ca_file(cfg, pool->db), .ssl_request = true,
 				 .keepalive = cfg->tcp_keepalive };

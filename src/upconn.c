@@ -32,7 +32,10 @@ struct upconn {
 	struct sio *io;			/* during the TLS handshake */
 	char *host, *tls_name, *ca_file;
 	int port, sslmode;
-	bool ssl_request, keepalive, dns_done;
+	bool tls, ssl_request, keepalive;
+	bool resolving;			/* inside evdns_getaddrinfo, which may answer at once */
+	bool answered;			/* ... and did, with dns_err */
+	int dns_err;
 	upconn_cb done;
 	void *arg;
 };
@@ -97,7 +100,7 @@ static void start_io(struct upconn *uc)
 	SSL *ssl = NULL;
 	char *err = NULL;
 
-	if (uc->sslmode != SSLMODE_DISABLE) {
+	if (uc->tls) {
 		SSL_CTX *ctx = tls_client_ctx(uc->sslmode, uc->ca_file, &err);
 		if (!ctx) {
 			finish(uc, NULL, UC_TLS_SETUP, err);
@@ -171,7 +174,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 		try_connect(uc);
 		return;
 	}
-	if (!uc->ssl_request || uc->sslmode == SSLMODE_DISABLE) {
+	if (!uc->ssl_request || !uc->tls) {
 		start_io(uc);
 		return;
 	}
@@ -198,20 +201,33 @@ static void try_connect(struct upconn *uc)
 	finish(uc, NULL, UC_CONNECT, strerror(uc->last_errno ? uc->last_errno : ECONNREFUSED));
 }
 
-static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+static void resolved(struct upconn *uc, int err)
 {
-	struct upconn *uc = arg;
-
-	if (err == EVUTIL_EAI_CANCEL)
-		return; /* from upconn_abort */
-	uc->dns_done = true;
-	uc->dns_req = NULL;
 	if (err) {
 		finish(uc, NULL, UC_RESOLVE, evutil_gai_strerror(err));
 		return;
 	}
-	uc->addrs = uc->next = ai;
+	uc->next = uc->addrs;
 	try_connect(uc);
+}
+
+static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct upconn *uc = arg;
+
+	/* after upconn_abort, libevent calls back later with EAI_CANCEL (and frees ai) */
+	if (err == EVUTIL_EAI_CANCEL)
+		return;
+	uc->dns_req = NULL;
+	uc->addrs = ai;
+	if (uc->resolving) {
+		/* answered inside evdns_getaddrinfo: carried on once it has returned, which
+		 * must not find the upconn freed */
+		uc->answered = true;
+		uc->dns_err = err;
+		return;
+	}
+	resolved(uc, err);
 }
 
 static void start_cb(evutil_socket_t fd, short what, void *arg)
@@ -229,10 +245,13 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	snprintf(port, sizeof(port), "%d", uc->port);
-	/* the callback may run before evdns_getaddrinfo returns (numeric hosts) */
+	uc->resolving = true;
 	struct evdns_getaddrinfo_request *req =
 		evdns_getaddrinfo(uc->dns, uc->host, port, &hints, dns_cb, uc);
-	if (!uc->dns_done)
+	uc->resolving = false;
+	if (uc->answered)
+		resolved(uc, uc->dns_err);
+	else
 		uc->dns_req = req;
 }
 
@@ -247,6 +266,7 @@ struct upconn *upconn_start(struct event_base *base, struct evdns_base *dns,
 	uc->base = base;
 	uc->dns = dns;
 	uc->port = o->port;
+	uc->tls = o->tls;
 	uc->sslmode = o->sslmode;
 	uc->ssl_request = o->ssl_request;
 	uc->keepalive = o->keepalive;

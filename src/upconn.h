@@ -32,7 +32,8 @@ struct upconn_opts {
 	const char *tls_name;	/* sent as SNI and verified; NULL: host */
 	const struct sockaddr *addr; /* this address only, no resolving (a cancel) */
 	socklen_t addrlen;
-	int sslmode;		/* SSLMODE_DISABLE: plain */
+	bool tls;		/* TLS, checked as sslmode says (SSLMODE_DISABLE: no check) */
+	int sslmode;
 	const char *ca_file;	/* NULL: the system's CAs */
 	bool ssl_request;	/* pgwire: SSLRequest before TLS */
 	bool keepalive;		/* SO_KEEPALIVE */

@@ -931,6 +931,12 @@ def test_wrong_host_name_is_502(proxy, crate_http_factory):
     b2 = proxy(crate=crate, upstream=f"https://127.0.0.2:{crate.port}", tls_sslmode="verify-ca")
     r, body = sql(conn(b2), "select 1")
     assert r.status == 200 and body["rows"] == [[1]], body
+    # tls_sslmode = disable on an https:// upstream: TLS still, with no check at all (the
+    # wrong name, and no CA file)
+    b3 = proxy(crate=crate, upstream=f"https://127.0.0.2:{crate.port}", tls_sslmode="disable",
+               tls_ca_file=None)
+    r, body = sql(conn(b3), "select 1")
+    assert r.status == 200 and body["rows"] == [[1]], body
 
 
 # ---------------------------------------------------------------------------------------------

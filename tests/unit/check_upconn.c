@@ -2,7 +2,8 @@
  * connection comes connected with nothing sent; an SSLRequest goes first when TLS is
  * wanted, and each answer short of 'S' is its own failure ('N', more than one byte, a
  * close); a port nobody listens on fails to connect with the system's reason, by a name
- * resolved or by an address given; done never runs inside upconn_start, and not at all
+ * resolved or by an address given, and so does a failure inside the resolver's own call;
+ * done never runs inside upconn_start, and not at all
  * after upconn_abort. TLS itself is the integration suite's (it needs certificates). */
 #include <arpa/inet.h>
 #include <check.h>
@@ -152,7 +153,8 @@ static void teardown(struct fixture *f)
 
 static struct upconn *start(struct fixture *f, int port, int sslmode)
 {
-	struct upconn_opts o = { .host = "127.0.0.1", .port = port, .sslmode = sslmode,
+	struct upconn_opts o = { .host = "127.0.0.1", .port = port,
+				 .tls = sslmode != SSLMODE_DISABLE, .sslmode = sslmode,
 				 .ssl_request = true };
 	struct upconn *uc = upconn_start(f->base, f->dns, &o, on_done, f);
 
@@ -251,6 +253,22 @@ START_TEST(refused_by_name_and_by_address)
 }
 END_TEST
 
+/* A numeric host is resolved inside evdns_getaddrinfo, and a broadcast address fails at
+ * connect() itself: the whole failure happens within the resolver's call, which must not
+ * find the upconn freed when it returns (ASan, valgrind). */
+START_TEST(failure_inside_the_resolver_call)
+{
+	struct fixture *f = setup();
+	struct upconn_opts o = { .host = "255.255.255.255", .port = 5432 };
+
+	ck_assert_ptr_nonnull(upconn_start(f->base, f->dns, &o, on_done, f));
+	run(f);
+	ck_assert_int_eq(f->why, UC_CONNECT);
+	ck_assert_ptr_null(f->io);
+	teardown(f);
+}
+END_TEST
+
 START_TEST(aborted_is_never_done)
 {
 	struct fixture *f = setup();
@@ -293,6 +311,7 @@ static Suite *upconn_suite(void)
 	tcase_add_test(tc, ssl_answer_with_more_than_one_byte_is_invalid);
 	tcase_add_test(tc, closed_after_ssl_request);
 	tcase_add_test(tc, refused_by_name_and_by_address);
+	tcase_add_test(tc, failure_inside_the_resolver_call);
 	tcase_add_test(tc, aborted_is_never_done);
 	suite_add_tcase(s, tc);
 	return s;
