@@ -345,7 +345,13 @@ void pool_server_move(struct pool_node *n, enum server_state st)
 
 void pool_server_remove(struct pool_node *n)
 {
+	struct pool *pool = n->pool;
+
 	node_unlink(n);
+	/* clients may have waited for it (a failed server_check_query, a reset): another
+	 * server for them now, not at the janitor's next tick */
+	if (pool && pool->nclients[CL_WAITING] > 0)
+		event_active(janitor, 0, 0);
 }
 
 void pool_bury(struct pool_node *n)

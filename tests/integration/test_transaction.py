@@ -2,6 +2,8 @@
 messages and psycopg against the real PostgreSQL (prepared statements across server
 connections, pipelines, session state per client, limits)."""
 
+import datetime
+import re
 import threading
 import time
 
@@ -140,6 +142,29 @@ def test_server_check_replaces_a_dropped_connection(cratebouncer, pg):
     pg.sql("select pg_terminate_backend(%s)", (pid,))
     time.sleep(0.5)
     assert c.execute("select pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_failed_check_is_replaced_at_once(cratebouncer):
+    """A server that fails server_check_query is closed, and the client that waited for it
+    gets a new server at once, not at the janitor's next tick (250 ms later)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1, "server_check_delay": "0.1",
+                               "server_check_query": "select 1/0", "verbose": 2})
+    c = b.connect()
+    for i in range(6):
+        assert c.execute("select %s::int", (i,)).fetchone()[0] == i
+        time.sleep(0.3)  # idle past server_check_delay: checked before the next query
+    stamp = r"^(\S+ \S+) UTC \[\d+\] DEBUG S-0x[0-9a-f]+: "
+    closed, gaps = None, []
+    for line in b.log_text().splitlines():
+        m = re.match(stamp + r"closing: server_check_query failed", line)
+        if m:
+            closed = datetime.datetime.fromisoformat(m.group(1))
+        m = re.match(stamp + r"connecting to ", line)
+        if m and closed:
+            gaps.append((datetime.datetime.fromisoformat(m.group(1)) - closed).total_seconds())
+            closed = None
+    assert len(gaps) >= 4, b.log_text()
+    assert max(gaps) < 0.05, gaps
 
 
 def test_dead_host_is_skipped(cratebouncer, upstream):
