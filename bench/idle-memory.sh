@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RSS per idle logged-in client, cratebouncer vs PgBouncer, in one invocation: fresh daemons
-# with the same settings (TLS-only PostgreSQL 15 upstream from tests/pgenv.py, pool_mode
+# with the same settings (TLS-only PostgreSQL 15 upstream from tests/support/pgenv.py, pool_mode
 # transaction, auth_type=trust on 127.0.0.1), then $IDLE_CLIENTS plaintext pgwire logins held
 # by bench/idle_clients.py against each in turn. It prints each VmRSS before, with the clients
 # and after they left, and the ratio.

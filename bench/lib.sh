@@ -25,7 +25,7 @@ POOL_SIZE=${POOL_SIZE:-20}          # default_pool_size of both poolers
 POOL_MODE=${POOL_MODE:-session}     # pool_mode of both poolers
 MAX_CLIENT_CONN=${MAX_CLIENT_CONN:-20000}
 # The upstream both poolers use: postgresql (the suite's TLS-only PostgreSQL 15), standin (the
-# CrateDB stand-in tests/crate_pgwire.py in front of it), or cratedb (a real CrateDB given by
+# CrateDB stand-in tests/support/crate_pgwire.py in front of it), or cratedb (a real CrateDB given by
 # CRATEDB_HOST, CRATEDB_PORT, CRATEDB_USER, CRATEDB_PASSWORD, CRATEDB_CA; its pgbench_accounts
 # and pgbench_branches tables are made at scale SCALE). See bench/README.md.
 UPSTREAM=${UPSTREAM:-postgresql}
@@ -106,7 +106,7 @@ cleanup() {
 	stop_pid "$STANDIN_PID" crate_pgwire
 	stop_pid "$RELAY_PID" delay_relay
 	wait 2>/dev/null || true
-	[[ -z $WORK ]] || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
+	[[ -z $WORK ]] || "$PY" "$ROOT/tests/support/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
 	finish_work "$rc"
 }
 
@@ -207,7 +207,7 @@ start_upstream() {
 	local attempt out t0
 	for attempt in 1 2 3 4 5; do
 		PG_PORT=$(free_port)
-		if out=$("$PY" "$ROOT/tests/pgenv.py" start "$WORK/pg" --port "$PG_PORT" 2>&1); then
+		if out=$("$PY" "$ROOT/tests/support/pgenv.py" start "$WORK/pg" --port "$PG_PORT" 2>&1); then
 			break
 		fi
 		[[ $out == *"pgenv: "*"in use"* && $attempt -lt 5 ]] || die "pgenv start failed: $out"
@@ -237,7 +237,7 @@ start_upstream() {
 start_standin() {
 	local port
 	port=$(free_port)
-	"$PY" "$ROOT/tests/crate_pgwire.py" --listen 127.0.0.1 --port "$port" \
+	"$PY" "$ROOT/tests/support/crate_pgwire.py" --listen 127.0.0.1 --port "$port" \
 		--cert "$PGENV_DIR/ssl/server.crt" --key "$PGENV_DIR/ssl/server.key" \
 		--pg-host 127.0.0.1 --pg-port "$PG_PORT" --pg-ca "$CA" \
 		--ready-file "$WORK/standin.port" >"$WORK/standin.log" 2>&1 &
@@ -245,7 +245,7 @@ start_standin() {
 	wait_file "$WORK/standin.port" "$STANDIN_PID" 10 ||
 		{ cat "$WORK/standin.log" >&2; die "crate_pgwire.py did not start"; }
 	UP_PORT=$port
-	note "upstream: the CrateDB stand-in (tests/crate_pgwire.py) on localhost:$UP_PORT in front of it"
+	note "upstream: the CrateDB stand-in (tests/support/crate_pgwire.py) on localhost:$UP_PORT in front of it"
 }
 
 # A real CrateDB: pgbench -S reads pgbench_accounts there (and counts pgbench_branches for

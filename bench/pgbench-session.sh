@@ -4,7 +4,7 @@
 #     $ROUNDS rounds, plus once directly against the TLS upstream for orientation;
 #   - RSS per idle logged-in client with $IDLE_CLIENTS idle clients held (bench/idle_clients.py).
 # Both poolers get the same settings: the same TLS-only PostgreSQL 15 upstream from
-# tests/pgenv.py (host=localhost, verify-full against its test CA, user crate with a password),
+# tests/support/pgenv.py (host=localhost, verify-full against its test CA, user crate with a password),
 # pool_mode=session, default_pool_size=20, auth_type=trust on 127.0.0.1, max_client_conn 20000.
 #
 #   bash bench/pgbench-session.sh

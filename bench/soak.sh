@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak test of cratebouncer (issue 14, items 4 and 5), in one invocation, all on 127.0.0.1:
-#   - a TLS-only PostgreSQL 15 (tests/pgenv.py), the CrateDB HTTP stand-in in front of it
-#     (tests/crate_http.py, HTTPS) and cratebouncer with a pgwire pool (pool_mode=transaction,
+#   - a TLS-only PostgreSQL 15 (tests/support/pgenv.py), the CrateDB HTTP stand-in in front of it
+#     (tests/support/crate_http.py, HTTPS) and cratebouncer with a pgwire pool (pool_mode=transaction,
 #     verify-full TLS to PostgreSQL), the [http] side (verify-full TLS to the stand-in) and the
 #     [admin] HTTP port;
 #   - for SOAK_SECONDS a modest mixed load with connection churn (bench/soak.py): pgwire clients
@@ -62,7 +62,7 @@ soak_cleanup() {
 	stop_pid "$CB_PID" cratebouncer
 	stop_pid "$CRATE_PID" crate_http.py
 	wait 2>/dev/null || true
-	((!PGENV_STARTED)) || "$PY" "$ROOT/tests/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
+	((!PGENV_STARTED)) || "$PY" "$ROOT/tests/support/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
 	finish_work "$rc"
 }
 
@@ -102,7 +102,7 @@ start_pg() {
 	for attempt in 1 2 3 4 5; do
 		PG_PORT=$(free_port)
 		PGENV_STARTED=1
-		if out=$("$PY" "$ROOT/tests/pgenv.py" start "$WORK/pg" --port "$PG_PORT" 2>&1); then
+		if out=$("$PY" "$ROOT/tests/support/pgenv.py" start "$WORK/pg" --port "$PG_PORT" 2>&1); then
 			break
 		fi
 		[[ $out == *"pgenv: "*"in use"* && $attempt -lt 5 ]] || die "pgenv start failed: $out"
@@ -124,7 +124,7 @@ start_crate_http() {
 	for attempt in 1 2 3; do
 		CRATE_PORT=$(free_port)
 		rm -f "$WORK/crate_http.port"
-		"$PY" "$ROOT/tests/crate_http.py" --listen 127.0.0.1 --port "$CRATE_PORT" \
+		"$PY" "$ROOT/tests/support/crate_http.py" --listen 127.0.0.1 --port "$CRATE_PORT" \
 			--cert "$PGENV_DIR/ssl/server.crt" --key "$PGENV_DIR/ssl/server.key" \
 			--pg "host=127.0.0.1 port=$PG_PORT dbname=doc user=crate password=secret sslmode=verify-full sslrootcert=$CA connect_timeout=30" \
 			--user crate --password secret --ready-file "$WORK/crate_http.port" \
@@ -135,7 +135,7 @@ start_crate_http() {
 		CRATE_PID=""
 		((rc == 2 && attempt < 3)) || { log_tail "$WORK/crate_http.log"; die "crate_http.py did not start"; }
 	done
-	note "CrateDB HTTP stand-in (tests/crate_http.py) on https://localhost:$CRATE_PORT (pid $CRATE_PID)"
+	note "CrateDB HTTP stand-in (tests/support/crate_http.py) on https://localhost:$CRATE_PORT (pid $CRATE_PID)"
 }
 
 start_bouncer() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a new upstream connection costs, with and without TLS session resumption
 # (server_tls_session_reuse), cratebouncer vs PgBouncer, in one invocation. The upstream is the
-# CrateDB stand-in (tests/crate_pgwire.py, an OpenSSL server that issues TLS 1.3 tickets as
+# CrateDB stand-in (tests/support/crate_pgwire.py, an OpenSSL server that issues TLS 1.3 tickets as
 # CrateDB's Java TLS does) in front of the TLS-only PostgreSQL 15; PostgreSQL itself turns
 # tickets off, so UPSTREAM=postgresql shows no resumption. For each RTT in RTT_MS,
 # bench/delay_relay.c sits between the poolers and the upstream.

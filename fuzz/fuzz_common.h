@@ -13,8 +13,8 @@
 
 #include <event2/buffer.h>
 
-#include "log.h"
-#include "sessparam.h"
+#include "core/log.h"
+#include "pgwire/sessparam.h"
 
 #define CHECK(cond)                                                                      \
 	do {                                                                             \

@@ -17,8 +17,8 @@
 #include <math.h>
 #include <unistd.h>
 
-#include "authfile.h"
-#include "cfg.h"
+#include "pgwire/authfile.h"
+#include "core/cfg.h"
 
 #define NAME "fuzz"
 

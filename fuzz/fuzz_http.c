@@ -30,7 +30,7 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "http_msg.h"
+#include "http/http_msg.h"
 
 #define MAX_HEAD 8192	/* as http_proxy.c */
 #define MAX_URL 4096

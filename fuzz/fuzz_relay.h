@@ -9,9 +9,9 @@
 
 #include "fuzz_common.h"
 
-#include "pgproto.h"
-#include "prepared.h"
-#include "relay.h"
+#include "pgwire/pgproto.h"
+#include "pgwire/prepared.h"
+#include "pgwire/relay.h"
 
 static const char *fuzz_defaults[SP_MAX] = { "UTF8", "ISO, MDY", "UTC", NULL, "\"$user\", public" };
 

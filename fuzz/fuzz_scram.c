@@ -17,7 +17,7 @@
 
 #include <openssl/evp.h>
 
-#include "scram.h"
+#include "pgwire/scram.h"
 
 #define PASSWORD "pencil"
 #define CNONCE "rOprNGfwEbeRWgbNEkqO"

@@ -7,8 +7,8 @@
  * relay's session tracking (rl_client_startup) as at login. */
 #include "fuzz_common.h"
 
-#include "pgproto.h"
-#include "relay.h"
+#include "pgwire/pgproto.h"
+#include "pgwire/relay.h"
 
 #define MAX_PARAMS 512
 

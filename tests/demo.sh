@@ -1,7 +1,7 @@
 #!/bin/bash
 # Quick start. With no argument: start a throwaway TLS-only PostgreSQL (standing in for a
 # CrateDB Cloud cluster) and, in front of it, the CrateDB-shaped HTTPS endpoint
-# tests/crate_http.py; write cratebouncer.ini for both in ./demo (or $CB_DEMO_DIR), and run
+# tests/support/crate_http.py; write cratebouncer.ini for both in ./demo (or $CB_DEMO_DIR), and run
 # cratebouncer: pgwire and the admin console on 127.0.0.1:6432, HTTP on 127.0.0.1:4200, the
 # admin HTTP port (/metrics, the dashboard) on 127.0.0.1:6433. Ctrl-C (or SIGTERM) stops
 # cratebouncer and everything the demo started; so does any failure on the way.
@@ -74,7 +74,7 @@ cleanup() {
 		wait "$crate_pid" 2>/dev/null || true
 	fi
 	if [ -n "$pg_started" ]; then
-		"$py" "$repo/tests/pgenv.py" stop "$demo/pg" >/dev/null 2>&1 || true
+		"$py" "$repo/tests/support/pgenv.py" stop "$demo/pg" >/dev/null 2>&1 || true
 		echo "demo.sh: stopped cratebouncer and the demo upstreams" >&2
 	fi
 	exit "$rc"
@@ -85,7 +85,7 @@ trap 'exit 143' TERM
 
 echo "Starting the demo PostgreSQL (TLS only, like CrateDB Cloud) in $demo/pg ..."
 pg_started=yes	# a half-started one is stopped too
-if ! env_out=$("$py" "$repo/tests/pgenv.py" start "$demo/pg" --port "$pg_port"); then
+if ! env_out=$("$py" "$repo/tests/support/pgenv.py" start "$demo/pg" --port "$pg_port"); then
 	echo "demo.sh: could not start the demo PostgreSQL (see above)" >&2
 	exit 1
 fi
@@ -93,7 +93,7 @@ eval "$env_out"
 
 echo "Starting the demo CrateDB HTTP endpoint (HTTPS, Basic auth crate/secret) on 127.0.0.1:$http_up_port ..."
 rm -f "$demo/crate_http.ready"
-"$py" "$repo/tests/crate_http.py" --listen 127.0.0.1 --port "$http_up_port" \
+"$py" "$repo/tests/support/crate_http.py" --listen 127.0.0.1 --port "$http_up_port" \
 	--cert "$PGENV_DIR/ssl/server.crt" --key "$PGENV_DIR/ssl/server.key" \
 	--pg "host=127.0.0.1 port=$PGENV_PORT dbname=doc user=crate password=secret sslmode=verify-full sslrootcert=$PGENV_CA" \
 	--user crate --password secret --ready-file "$demo/crate_http.ready" --quiet >/dev/null &

@@ -33,7 +33,7 @@ cleanup() {
 		for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
 	fi
 	[ -n "$nspawn_pid" ] && kill -9 "$nspawn_pid" 2>/dev/null || true
-	[ -n "$pg_started" ] && "$py" "$src/tests/pgenv.py" stop "$work/pg" >/dev/null 2>&1 || true
+	[ -n "$pg_started" ] && "$py" "$src/tests/support/pgenv.py" stop "$work/pg" >/dev/null 2>&1 || true
 	rm -rf "$work"
 	exit $rc
 }
@@ -158,7 +158,7 @@ for m in /usr/share/man/man8/cratebouncer.8.gz /usr/share/man/man5/cratebouncer.
 done
 
 say "the operator's steps: a cluster in the config, restart, psql through the unit"
-env_out=$("$py" "$src/tests/pgenv.py" start "$work/pg" --port "$(free_port)")
+env_out=$("$py" "$src/tests/support/pgenv.py" start "$work/pg" --port "$(free_port)")
 pg_started=yes
 eval "$env_out"
 port=$(free_port)

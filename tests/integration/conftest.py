@@ -1,4 +1,4 @@
-"""Fixtures: one TLS-only PostgreSQL for the session (tests/pgenv.py) and a factory that runs
+"""Fixtures: one TLS-only PostgreSQL for the session (tests/support/pgenv.py) and a factory that runs
 cratebouncer daemons against it, each with its own config, ports and temp directory.
 
 Environment: CB_BINARY (the daemon; default <repo>/src/cratebouncer), CB_KEEP_TMP=1 keeps the
@@ -18,7 +18,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 sys.path.insert(0, HERE)
 
 import pgenv  # noqa: E402
@@ -461,13 +461,13 @@ def pgbench_tables(pg):
 
 
 # ---------------------------------------------------------------------------------------------
-# a CrateDB-shaped HTTPS upstream (tests/crate_http.py) over the test PostgreSQL
+# a CrateDB-shaped HTTPS upstream (tests/support/crate_http.py) over the test PostgreSQL
 
-CRATE_HTTP = os.path.join(REPO, "tests", "crate_http.py")
+CRATE_HTTP = os.path.join(REPO, "tests", "support", "crate_http.py")
 
 
 class CrateHttp:
-    """One tests/crate_http.py process: CrateDB's HTTP endpoint over TLS (the certificate pgenv
+    """One tests/support/crate_http.py process: CrateDB's HTTP endpoint over TLS (the certificate pgenv
     made, for localhost and 127.0.0.1, signed by pg.ca), backed by the test PostgreSQL as crate.
     host, port, url (https://127.0.0.1:PORT), ca, user, password, auth ((user, password)),
     jwt_secret, blob_dir, workdir; stop() -> exit status; output() -> its stderr."""

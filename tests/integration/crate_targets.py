@@ -1,5 +1,5 @@
 """The CrateDB-dialect upstreams the CrateDB tests run against (test_crate.py,
-test_crate_clients.py): "standin", tests/crate_pgwire.py in front of the suite's PostgreSQL
+test_crate_clients.py): "standin", tests/support/crate_pgwire.py in front of the suite's PostgreSQL
 (always), and "cratedb", a real CrateDB given by CB_CRATEDB_PG (a libpq conninfo with TLS,
 e.g. "host=localhost port=5432 user=crate password=... dbname=doc sslmode=verify-full
 sslrootcert=/path/ca.pem"), skipped with that reason shown when the variable is unset."""
@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from helpers import TIMEOUT
 
 STANDIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "crate_pgwire.py")
+                       "support", "crate_pgwire.py")
 CRATEDB_PG = os.environ.get("CB_CRATEDB_PG", "")
 NO_CRATEDB = ("no real CrateDB: set CB_CRATEDB_PG to its pgwire conninfo (with sslrootcert) to "
               "run this tier")
@@ -81,7 +81,7 @@ class Target:
 
 
 class StandIn:
-    """tests/crate_pgwire.py running in front of the suite's PostgreSQL."""
+    """tests/support/crate_pgwire.py running in front of the suite's PostgreSQL."""
 
     host = "127.0.0.1"
 

@@ -2,7 +2,7 @@
 dialect breaks a PostgreSQL pooler, reproduced through cratebouncer and checked by what
 every client receives.
 
-Targets: "standin" is tests/crate_pgwire.py (CrateDB's dialect in front of the suite's
+Targets: "standin" is tests/support/crate_pgwire.py (CrateDB's dialect in front of the suite's
 PostgreSQL, each behaviour from CrateDB's source), always run. "cratedb" is a real CrateDB
 whose address CB_CRATEDB_PG gives, as a libpq conninfo with TLS, e.g.
     CB_CRATEDB_PG="host=localhost port=5432 user=crate password=... dbname=doc

@@ -1,4 +1,4 @@
-"""tests/crate_http.py, the CrateDB-shaped HTTPS upstream, tested directly with urllib3 and
+"""tests/support/crate_http.py, the CrateDB-shaped HTTPS upstream, tested directly with urllib3 and
 httpx over TLS verified against pgenv's CA: what the HTTP-side tests of cratebouncer rely on."""
 
 import base64
@@ -18,7 +18,7 @@ import pytest
 urllib3 = pytest.importorskip("urllib3", reason="Debian package python3-urllib3")
 httpx = pytest.importorskip("httpx", reason="Debian package python3-httpx")
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from crate_http import make_jwt  # noqa: E402
 
 from helpers import TIMEOUT  # noqa: E402

@@ -41,7 +41,7 @@ def demo_env():
         ports.add(p)
         env[v] = str(p)
     yield env
-    subprocess.run(["/usr/bin/python3", os.path.join(SRCDIR, "tests", "pgenv.py"), "stop",
+    subprocess.run(["/usr/bin/python3", os.path.join(SRCDIR, "tests", "support", "pgenv.py"), "stop",
                     os.path.join(d, "pg")], capture_output=True, timeout=60)
     subprocess.run(["rm", "-rf", d])
 

@@ -1,5 +1,5 @@
 """The HTTP side: plaintext HTTP on localhost through cratebouncer onto the CrateDB-shaped
-HTTPS upstream (tests/crate_http.py), with the credentials injected, keep-alive pooling,
+HTTPS upstream (tests/support/crate_http.py), with the credentials injected, keep-alive pooling,
 session pinning, streaming, framing checks, limits and errors.
 
 Clients: http.client, raw sockets, curl, urllib3 and httpx (Debian python3-urllib3,
@@ -30,7 +30,7 @@ import pytest
 
 from helpers import CB_BINARY, TIMEOUT, clean_env, free_port, listening, wait_until
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from crate_http import make_jwt  # noqa: E402
 
 NODE_CRATE_DIR = os.environ.get("CB_NODE_CRATE_DIR", "/var/tmp/cratebouncer-node-crate")

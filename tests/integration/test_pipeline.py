@@ -44,7 +44,7 @@ RETRIES = "cratebouncer_pool_pipeline_retries_total"
 # pipeline_max_query_time for the load tests: the default; queries must be pipelined under
 # this load as configured out of the box
 LOAD_MAX_QT = 0.001
-# a log line the daemon writes when its own invariant broke (src/server.c)
+# a log line the daemon writes when its own invariant broke (src/pgwire/server.c)
 BROKEN = "a pipelined query left a transaction open"
 
 

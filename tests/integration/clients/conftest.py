@@ -5,10 +5,10 @@ fixtures of tests/integration/conftest.py.
 
 pgwire clients: `pg_target` is the upstream, one of
   postgresql  the suite's TLS-only PostgreSQL 15,
-  standin     tests/crate_pgwire.py, CrateDB's dialect of pgwire, in front of it,
+  standin     tests/support/crate_pgwire.py, CrateDB's dialect of pgwire, in front of it,
   cratedb     a real CrateDB given by CB_CRATEDB_PG (a libpq conninfo with sslrootcert);
 and `pool_mode` is session or transaction. `sidecar()` is a cratebouncer in front of the pair.
-HTTP clients: `http_target` is tests/crate_http.py ("standin") or a real CrateDB given by
+HTTP clients: `http_target` is tests/support/crate_http.py ("standin") or a real CrateDB given by
 CB_CRATEDB_HTTP ("cratedb": "url=https://localhost:4200 user=... password=... ca=FILE"), and
 `http_sidecar()` a cratebouncer whose [http] side is in front of it.
 

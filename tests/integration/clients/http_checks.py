@@ -5,7 +5,7 @@ guide's snippets print. Each file drives its client the way its documentation sh
 http_sidecar(pool_size=POOL).http_url (plaintext, no credentials), and hands what it got to
 these functions.
 
-The SQL is what both upstreams accept: the stand-in (tests/crate_http.py, PostgreSQL
+The SQL is what both upstreams accept: the stand-in (tests/support/crate_http.py, PostgreSQL
 underneath) and a real CrateDB. Only REFRESH TABLE differs: CrateDB needs it before a SELECT
 sees fresh rows, PostgreSQL has no such statement (refresh_sql())."""
 
@@ -18,7 +18,7 @@ ROWS = 5000  # "a few thousand rows", every one checked
 ROUNDS = 3  # queries per concurrent client, so that clients interleave on the pool
 CLIENT_ROWS = 300  # rows per query of a concurrent client
 # The top of sys.summits, the same on every target (CrateDB has 1605 summits, the test
-# PostgreSQL behind the stand-in the 6 highest, tests/pgenv.py).
+# PostgreSQL behind the stand-in the 6 highest, tests/support/pgenv.py).
 TOP2 = [("Mont Blanc", 4808), ("Monte Rosa", 4634)]
 
 
@@ -65,7 +65,7 @@ def refresh_sql(target, table):
 
 
 def cluster_name(target):
-    """What `SELECT name FROM sys.cluster` answers on target (tests/pgenv.py makes 'crate')."""
+    """What `SELECT name FROM sys.cluster` answers on target (tests/support/pgenv.py makes 'crate')."""
     if target.kind == "standin":
         return "crate"
     from crate import client

@@ -50,7 +50,7 @@ def check_error(target, text, table):
 
 
 def cluster_name(target):
-    """What `SELECT name FROM sys.cluster` answers on target (tests/pgenv.py makes 'crate')."""
+    """What `SELECT name FROM sys.cluster` answers on target (tests/support/pgenv.py makes 'crate')."""
     if target.pg is not None:
         return "crate"
     with target.direct() as c:

@@ -24,7 +24,7 @@
 #endif
 
 #include "cfg.h"
-#include "client.h"
+#include "pgwire/client.h"
 #include "log.h"
 #include "util.h"
 

@@ -18,9 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cfg.h"
-#include "sockio.h"
-#include "upconn.h"
+#include "core/cfg.h"
+#include "core/sockio.h"
+#include "core/upconn.h"
 
 /* What the peer does once it has read the 8 bytes of an SSLRequest (or at once). */
 enum peer_does { PEER_NOTHING, PEER_ANSWER, PEER_CLOSE };

@@ -23,8 +23,8 @@
 
 #include "auth.h"
 #include "authfile.h"
-#include "cfg.h"
-#include "log.h"
+#include "core/cfg.h"
+#include "core/log.h"
 #include "pgproto.h"
 #include "pipeline.h"
 #include "prepared.h"
@@ -32,8 +32,8 @@
 #include "scram.h"
 #include "server.h"
 #include "sessparam.h"
-#include "sockio.h"
-#include "util.h"
+#include "core/sockio.h"
+#include "core/util.h"
 
 #define OUT_HIGH_WATER (256 * 1024)
 #define WAIT_BUFFER_MAX (256 * 1024)

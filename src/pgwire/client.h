@@ -8,7 +8,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "admin.h"
+#include "admin/admin.h"
 #include "pool.h"
 
 struct client;

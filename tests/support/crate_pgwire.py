@@ -3,7 +3,7 @@
 behaviours of CrateDB's PostgreSQL wire protocol that break a PostgreSQL pooler, so that CI
 (which cannot have a CrateDB) exercises cratebouncer's CrateDB mode.
 
-    /usr/bin/python3 tests/crate_pgwire.py --listen 127.0.0.1 --port N \\
+    /usr/bin/python3 tests/support/crate_pgwire.py --listen 127.0.0.1 --port N \\
         --cert DIR/ssl/server.crt --key DIR/ssl/server.key \\
         --pg-host 127.0.0.1 --pg-port P --pg-ca DIR/ssl/ca.crt [--ready-file F] [--tls-max 1.2]
 

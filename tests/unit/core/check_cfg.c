@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cfg.h"
+#include "core/cfg.h"
 
 #define NAME "test.ini"
 
@@ -949,7 +949,7 @@ START_TEST(test_list_has)
 }
 END_TEST
 
-/* Tests below expose bugs in src/cfg.c (see each comment). They fail until it is fixed;
+/* Tests below expose bugs in src/core/cfg.c (see each comment). They fail until it is fixed;
  * CK_RUN_CASE=core runs the rest. */
 
 /* BUG (cfg.c handle_long_line): a line of 200+ bytes is checked for '=' before it is

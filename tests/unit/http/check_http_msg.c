@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_msg.h"
+#include "http/http_msg.h"
 
 #include <http_parser.h>
 

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
+#include "core/log.h"
 #include "pgproto.h"
 #include "prepared.h"
 

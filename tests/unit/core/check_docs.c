@@ -15,12 +15,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cfg.h"
+#include "core/cfg.h"
 
 #define MAN_PAGE "docs/cratebouncer.ini.5"
 #define SAMPLE_CONF "conf/cratebouncer.ini"
 
-/* The keys parse_db() in src/cfg.c accepts, and the catch-all entry. */
+/* The keys parse_db() in src/core/cfg.c accepts, and the catch-all entry. */
 static const char *const db_keys[] = {
 	"host", "port", "dbname", "user", "password", "password_file", "pool_size",
 	"min_pool_size", "pool_mode", "sslmode", "sslrootcert", "server_kind",

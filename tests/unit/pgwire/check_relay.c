@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgproto.h"
-#include "pipeline.h"
-#include "prepared.h"
-#include "relay.h"
-#include "sessparam.h"
+#include "pgwire/pgproto.h"
+#include "pgwire/pipeline.h"
+#include "pgwire/prepared.h"
+#include "pgwire/relay.h"
+#include "pgwire/sessparam.h"
 
 /* Appends one message: type, then body parts given as (pointer, length) pairs. */
 static void msg(struct evbuffer *b, char type, const void *body, size_t len)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "pgwire/auth.h"
 
 /* printf %s secretcrate | md5sum */
 #define MD5_SECRET "md5d933c280ea30e21eb496698dfa49653a"

@@ -8,12 +8,12 @@
 #include <string.h>
 
 #include "authfile.h"
-#include "cfg.h"
+#include "core/cfg.h"
 #include "client.h"
-#include "log.h"
+#include "core/log.h"
 #include "pipeline.h"
 #include "server.h"
-#include "util.h"
+#include "core/util.h"
 #include "pgproto.h"
 
 #define JANITOR_USEC 250000

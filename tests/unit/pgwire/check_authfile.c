@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "authfile.h"
+#include "pgwire/authfile.h"
 
 #define MD5_SECRET "md5d933c280ea30e21eb496698dfa49653a"
 #define SCRAM_SECRET "SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg==" \

@@ -4,7 +4,7 @@ the demo. It answers `/_sql`, `GET /` and `/_blobs/<table>/<sha1>` the way Crate
 (each point below was checked against a real two-node CrateDB), closely enough to test an
 HTTP pooler/sidecar against it:
 
-    /usr/bin/python3 tests/crate_http.py --listen 127.0.0.1 --port 4200 \\
+    /usr/bin/python3 tests/support/crate_http.py --listen 127.0.0.1 --port 4200 \\
         --cert DIR/ssl/server.crt --key DIR/ssl/server.key \\
         --pg "host=127.0.0.1 port=15432 dbname=doc user=crate password=secret" \\
         --user crate --password secret [--ready-file F] [--idle-close SECONDS] \\

@@ -32,14 +32,14 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "cfg.h"
+#include "core/cfg.h"
 #include "http_msg.h"
-#include "listener.h"
-#include "log.h"
-#include "sockio.h"
-#include "tlsctx.h"
-#include "upconn.h"
-#include "util.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/sockio.h"
+#include "core/tlsctx.h"
+#include "core/upconn.h"
+#include "core/util.h"
 
 #define HIGH_WATER (256 * 1024)
 #define MAX_HEAD 8192		/* as CrateDB: 8 kB of headers */

@@ -1,6 +1,6 @@
 /* The admin HTTP port on libevent's evhttp: routing, the bearer-token check for peers that
  * are not loopback, the writers of the Prometheus text format 0.0.4 (/metrics) and of JSON
- * (/stats, /history), and the probes. The dashboard, src/dashboard.html, is compiled in. */
+ * (/stats, /history), and the probes. The dashboard, src/admin/dashboard.html, is compiled in. */
 #include "config.h"
 
 #include "admin_http.h"
@@ -27,14 +27,14 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
-#include "cfg.h"
-#include "client.h"
-#include "listener.h"
-#include "http_proxy.h"
-#include "log.h"
-#include "pool.h"
-#include "stats.h"
-#include "util.h"
+#include "core/cfg.h"
+#include "pgwire/client.h"
+#include "core/listener.h"
+#include "http/http_proxy.h"
+#include "core/log.h"
+#include "pgwire/pool.h"
+#include "core/stats.h"
+#include "core/util.h"
 
 #define HTTP_TIMEOUT_SECS 30
 #define HTTP_MAX_HEADERS (16 * 1024)
@@ -42,9 +42,9 @@
 #define DIGEST_LEN 32
 #define HISTORY_LEN 121		/* one sample a second: two minutes of differences */
 
-/* Generated from src/dashboard.html by the Makefile: C string literal lines. */
+/* Generated from src/admin/dashboard.html by the Makefile: C string literal lines. */
 static const char dashboard_html[] =
-#include "src/dashboard.inc"
+#include "src/admin/dashboard.inc"
 	;
 
 /* Totals over every pool, taken once a second, so that the dashboard opens with charts of

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scram.h"
+#include "pgwire/scram.h"
 
 #define RFC_CNONCE "rOprNGfwEbeRWgbNEkqO"
 #define RFC_SNONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"

@@ -23,16 +23,16 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "admin.h"
-#include "admin_http.h"
-#include "authfile.h"
+#include "admin/admin.h"
+#include "admin/admin_http.h"
+#include "pgwire/authfile.h"
 #include "cfg.h"
-#include "client.h"
+#include "pgwire/client.h"
 #include "listener.h"
 #include "log.h"
-#include "pool.h"
+#include "pgwire/pool.h"
 #include "tlsctx.h"
-#include "http_proxy.h"
+#include "http/http_proxy.h"
 #include "sockio.h"
 #include "util.h"
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
-#include "pgproto.h"
+#include "pgwire/pgproto.h"
 #include "sockio.h"
 #include "tlsctx.h"
 #include "util.h"

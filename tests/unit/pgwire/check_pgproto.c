@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgproto.h"
+#include "pgwire/pgproto.h"
 
 /* A string literal as (pointer, length without the compiler's final NUL). Literals are
  * split with "" "" wherever a hex or octal escape is followed by a hex digit. */

@@ -11,7 +11,7 @@
 
 #include "relay.h"
 #include "sessparam.h"
-#include "stats.h"
+#include "core/stats.h"
 
 struct cfg;
 struct cfg_db;

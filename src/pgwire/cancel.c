@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cfg.h"
-#include "log.h"
+#include "core/cfg.h"
+#include "core/log.h"
 #include "pgproto.h"
 #include "pool.h"
-#include "sockio.h"
-#include "upconn.h"
+#include "core/sockio.h"
+#include "core/upconn.h"
 
 #define CANCEL_TIMEOUT_SECS 10
 

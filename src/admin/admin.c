@@ -18,15 +18,15 @@
 #include <time.h>
 #include <arpa/inet.h>
 
-#include "cfg.h"
-#include "client.h"
-#include "listener.h"
-#include "http_proxy.h"
-#include "log.h"
-#include "pgproto.h"
-#include "pool.h"
-#include "server.h"
-#include "util.h"
+#include "core/cfg.h"
+#include "pgwire/client.h"
+#include "core/listener.h"
+#include "http/http_proxy.h"
+#include "core/log.h"
+#include "pgwire/pgproto.h"
+#include "pgwire/pool.h"
+#include "pgwire/server.h"
+#include "core/util.h"
 
 #define QUERY_MAX (64 * 1024)
 #define TYPE_TEXT 25

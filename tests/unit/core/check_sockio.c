@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sockio.h"
+#include "core/sockio.h"
 
 /* libevent's allocations fail while this is set (event_set_mem_functions in main). */
 static int fail_alloc;

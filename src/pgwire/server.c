@@ -24,17 +24,17 @@
 
 #include "auth.h"
 #include "cancel.h"
-#include "cfg.h"
+#include "core/cfg.h"
 #include "client.h"
-#include "log.h"
+#include "core/log.h"
 #include "pgproto.h"
 #include "pipeline.h"
 #include "relay.h"
 #include "scram.h"
-#include "sockio.h"
-#include "tlsctx.h"
-#include "upconn.h"
-#include "util.h"
+#include "core/sockio.h"
+#include "core/tlsctx.h"
+#include "core/upconn.h"
+#include "core/util.h"
 
 #define LOGIN_MSG_MAX (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024)

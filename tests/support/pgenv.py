@@ -5,8 +5,8 @@ It requires TLS on TCP (certificates from a test CA made here with the openssl C
 in by cleartext password (crate), md5 (md5user) or SCRAM (scramuser), and lets the superuser in
 over its Unix socket for the tests' own checks. Usable as a module (start(), stop()) and as a CLI:
 
-    /usr/bin/python3 tests/pgenv.py start DIR [--port N]   # prints PGENV_* shell assignments
-    /usr/bin/python3 tests/pgenv.py stop DIR
+    /usr/bin/python3 tests/support/pgenv.py start DIR [--port N]   # prints PGENV_* shell assignments
+    /usr/bin/python3 tests/support/pgenv.py stop DIR
 
 As root, PostgreSQL runs as the `postgres` OS user (initdb refuses root) and DIR is given to it.
 """
