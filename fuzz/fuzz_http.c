@@ -1,4 +1,4 @@
-/* HTTP heads and bodies as http_proxy.c reads them: http-parser with the project's head
+/* HTTP heads and bodies as the HTTP side (src/http) reads them: http-parser with the project's head
  * collection (http_head_field/value/append), the framing checks (http_framing_error), the
  * heads written upstream and to the client (http_put_request, http_put_response) and the
  * /_sql session recogniser (http_sql_changes_session). The proxy's parser callbacks are
@@ -22,7 +22,7 @@
  *    body {"stmt": "..."} it is 1 whenever CrateDB's lexer would see SET, RESET, DECLARE
  *    or DISCARD first (comments and escapes as CrateDB reads them). A gzip or
  *    deflate body (Content-Encoding) is inflated here first, as the proxy would (its
- *    inflation is static in http_proxy.c), and the same holds for the inflated text. */
+ *    inflation is static in http_client.c), and the same holds for the inflated text. */
 #include "fuzz_common.h"
 
 #include <ctype.h>
@@ -32,7 +32,7 @@
 
 #include "http/http_msg.h"
 
-#define MAX_HEAD 8192	/* as http_proxy.c */
+#define MAX_HEAD 8192	/* as http_int.h */
 #define MAX_URL 4096
 #define MAX_BODY 65536	/* SQL_PEEK_MAX */
 
