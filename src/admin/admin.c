@@ -23,6 +23,7 @@
 #include "core/listener.h"
 #include "http/http_proxy.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "pgwire/pgproto.h"
 #include "pgwire/pool.h"
 #include "pgwire/server.h"
@@ -416,7 +417,7 @@ static void show_databases(struct evbuffer *out)
 		"reserve_pool_size:i", "server_lifetime:i", "pool_mode", "max_connections:i",
 		"current_connections:i", "paused:i", "disabled:i", NULL };
 	static const char *const modes[] = { "session", "transaction", "statement" };
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct rs r;
 
 	rs_begin(&r, out, cols);
@@ -488,7 +489,7 @@ static void opt_value(const struct cfg_opt *o, const struct cfg *cfg, char *buf,
 static void show_config(struct evbuffer *out)
 {
 	static const char *const cols[] = { "key", "value", "default", "changeable", NULL };
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct rs r;
 
 	rs_begin(&r, out, cols);
@@ -524,7 +525,7 @@ static void show_lists(struct evbuffer *out)
 	static const char *const cols[] = { "list", "items:i", NULL };
 	struct list_acc a = { 0 };
 	struct rs r;
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 
 	pools_foreach(count_pool, &a);
 	rs_begin(&r, out, cols);
@@ -594,7 +595,7 @@ static void show_http(struct evbuffer *out, bool pools_list)
 	static const char *const pool_cols[] = { "upstream", "user", "cl_active:i", "cl_waiting:i",
 						 "sv_active:i", "sv_idle:i", "sv_pinned:i", "requests:i",
 						 NULL };
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct http_stats st;
 	struct rs r;
 
@@ -666,7 +667,7 @@ static int wait_close(struct client *c, const char *db)
 	if (pools_old_servers(db) == 0)
 		return 0;
 	if (!wait_timer)
-		wait_timer = evtimer_new(pools_base(), wait_cb, NULL);
+		wait_timer = evtimer_new(rt_base(), wait_cb, NULL);
 	w = calloc(1, sizeof(*w));
 	if (!wait_timer || !w) {
 		free(w);

@@ -32,6 +32,7 @@
 #include "core/listener.h"
 #include "http/http_proxy.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "pgwire/pool.h"
 #include "core/stats.h"
 #include "core/util.h"
@@ -724,7 +725,7 @@ static void json_pool(struct evbuffer *o, const struct pool_info *pi)
 static void handle_stats(struct evhttp_request *req)
 {
 	struct evbuffer *o = evhttp_request_get_output_buffer(req);
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct snapshot s;
 
 	if (!snapshot_take(&s)) {

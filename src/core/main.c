@@ -30,6 +30,7 @@
 #include "pgwire/client.h"
 #include "listener.h"
 #include "log.h"
+#include "runtime.h"
 #include "pgwire/pool.h"
 #include "tlsctx.h"
 #include "http/http_proxy.h"
@@ -199,7 +200,7 @@ static void reload(void)
 	warn_not_reloadable(d.cfg, cfg);
 	apply_logging(cfg);
 	report_warnings(cfg, true);
-	pools_set_cfg(cfg);
+	rt_set_cfg(cfg);
 	client_set_authfile(users);
 	tls_free_all(); /* CA files are read again for new connections, sessions dropped */
 	tls_set_session_reuse(cfg->server_tls_session_reuse);
@@ -472,8 +473,9 @@ int main(int argc, char **argv)
 
 	static const struct admin_hooks hooks = { reload, admin_shutdown, admin_set };
 	admin_set_hooks(&hooks);
-	pools_init(d.base, dns);
-	pools_set_cfg(d.cfg);
+	rt_init(d.base, dns);
+	rt_set_cfg(d.cfg);
+	pools_init();
 	tls_set_session_reuse(d.cfg->server_tls_session_reuse);
 	client_set_authfile(d.users);
 	if (listeners_start(d.base, d.cfg) < 0)
@@ -486,7 +488,7 @@ int main(int argc, char **argv)
 		listeners_stop();
 		fatal("cannot start the admin HTTP port");
 	}
-	if (http_proxy_start(d.base, pools_dns(), d.cfg) < 0) {
+	if (http_proxy_start(d.base, dns, d.cfg) < 0) {
 		listeners_stop();
 		admin_http_stop();
 		fatal("cannot start the HTTP side");

@@ -15,6 +15,7 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "pgproto.h"
 #include "pool.h"
 #include "core/sockio.h"
@@ -125,9 +126,9 @@ void cancel_forward(const struct sockaddr *sa, socklen_t salen, const char *host
 		o.port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
 	else if (sa->sa_family == AF_INET6)
 		o.port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	evtimer_assign(&k->timer, pools_base(), timeout_cb, k);
+	evtimer_assign(&k->timer, rt_base(), timeout_cb, k);
 	evtimer_add(&k->timer, &tv);
-	k->uc = upconn_start(pools_base(), NULL, &o, connected, k);
+	k->uc = upconn_start(rt_base(), NULL, &o, connected, k);
 	if (!k->uc)
 		finish(k, "out of memory");
 }

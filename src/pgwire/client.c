@@ -25,6 +25,7 @@
 #include "authfile.h"
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "pgproto.h"
 #include "pipeline.h"
 #include "prepared.h"
@@ -281,7 +282,7 @@ static void refuse_early(int fd, const char *sqlstate, const char *msg)
 
 void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socket)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct client *c;
 	struct timeval tv;
 
@@ -292,7 +293,7 @@ void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socke
 	}
 	c = calloc(1, sizeof(*c));
 	if (c)
-		c->bev = sio_new(pools_base(), fd, NULL);
+		c->bev = sio_new(rt_base(), fd, NULL);
 	if (!c || !c->bev) {
 		free(c);
 		refuse_early(fd, "53200", "out of memory");
@@ -330,7 +331,7 @@ static void fail_flush(struct client *c, bool log, bool flush, const char *sqlst
 
 	if (c->closing)
 		return;
-	if (log && pools_cfg()->log_pooler_errors)
+	if (log && rt_cfg()->log_pooler_errors)
 		log_warn("C-%p %s: pooler error: %s", (void *)c, peer(c, buf, sizeof(buf)), msg);
 	/* in the middle of a message an ErrorResponse would be read as the message's bytes:
 	 * the connection just ends, as when PostgreSQL dies */
@@ -398,7 +399,7 @@ static void client_close(struct client *c, bool flush, const char *reason)
 	if (c->closing)
 		return;
 	c->closing = true;
-	if (pools_cfg()->log_disconnections)
+	if (rt_cfg()->log_disconnections)
 		log_info("C-%p %s: closing because: %s (age=%.3fs)", (void *)c, peer(c, buf, sizeof(buf)),
 			 reason, (double)(now_usec() - c->connect_time) / 1e6);
 	if (c->server) {
@@ -511,7 +512,7 @@ static void event_cb(struct sio *bev, short what, void *arg)
 	}
 	if ((what & SIO_TIMEOUT) && c->node.state == CL_LOGIN) {
 		client_fail(c, "08P01", "client_login_timeout: login not completed in %g s",
-			    pools_cfg()->client_login_timeout);
+			    rt_cfg()->client_login_timeout);
 		return;
 	}
 	client_close(c, false, what & SIO_EOF ? "client disconnected" : "client connection error");
@@ -766,7 +767,7 @@ static int finish_login(struct client *c, const char *what)
 		return -1;
 	}
 	c->wait_since = now_usec();
-	if (pools_cfg()->log_connections) {
+	if (rt_cfg()->log_connections) {
 		char buf[PEER_LEN];
 		log_info("C-%p %s: login db=%s user=%s%s", (void *)c, peer(c, buf, sizeof(buf)),
 			 db_of(c), user_of(c), what);
@@ -788,7 +789,7 @@ static void admin_login(struct client *c)
 
 static void auth_done(struct client *c)
 {
-	const struct cfg_db *db = cfg_find_db(pools_cfg(), db_of(c));
+	const struct cfg_db *db = cfg_find_db(rt_cfg(), db_of(c));
 	char *err = NULL;
 	struct pool *pool;
 
@@ -856,7 +857,7 @@ static bool peer_ok(struct client *c)
 /* The startup packet named a database and user: pick the entry, start auth. */
 static void start_auth(struct client *c)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct evbuffer *out = sio_output(c->bev);
 	struct client_auth *a = c->auth;
 	const char *secret;

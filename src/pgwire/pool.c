@@ -11,6 +11,7 @@
 #include "core/cfg.h"
 #include "client.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "pipeline.h"
 #include "server.h"
 #include "core/util.h"
@@ -20,13 +21,9 @@
 
 static TAILQ_HEAD(, pool) pools = TAILQ_HEAD_INITIALIZER(pools);
 static struct node_list graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
-static struct event_base *ev_base;
-static struct evdns_base *dns_base;
-static const struct cfg *cur_cfg;
 static struct event *reaper, *janitor, *stats_timer;
 static unsigned janitor_ticks;
 static uint64_t period_started;
-static bool draining;
 
 /* PAUSE / DISABLE state per database name; kept across reloads. */
 struct db_flags {
@@ -42,33 +39,24 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg);
 static void launch_if_needed(struct pool *pool);
 static void stats_cb(evutil_socket_t fd, short what, void *arg);
 
-void pools_init(struct event_base *base, struct evdns_base *dns)
+/* At start, after rt_init and rt_set_cfg: the pools' timers (the janitor, the reaper,
+ * the end of each stats_period) and the tracked session parameters. */
+void pools_init(void)
 {
 	struct timeval tv = { 0, JANITOR_USEC };
+	struct timeval period = { (time_t)rt_cfg()->stats_period, 0 };
+	struct event_base *base = rt_base();
 
-	ev_base = base;
-	dns_base = dns;
+	if (sp_init(rt_cfg()->track_extra_parameters) < 0)
+		fatal("track_extra_parameters: too many or invalid names");
 	reaper = event_new(base, -1, 0, reap_cb, NULL);
 	janitor = event_new(base, -1, EV_PERSIST, janitor_cb, NULL);
 	stats_timer = evtimer_new(base, stats_cb, NULL);
 	if (!reaper || !janitor || !stats_timer)
 		fatal("cannot create pool timers");
 	event_add(janitor, &tv);
+	evtimer_add(stats_timer, &period);
 	period_started = now_usec();
-}
-
-void pools_set_cfg(const struct cfg *cfg)
-{
-	bool first = cur_cfg == NULL;
-
-	if (first && sp_init(cfg->track_extra_parameters) < 0)
-		fatal("track_extra_parameters: too many or invalid names");
-
-	cur_cfg = cfg;
-	if (first && stats_timer) {
-		struct timeval tv = { (time_t)cfg->stats_period, 0 };
-		evtimer_add(stats_timer, &tv);
-	}
 }
 
 /* End of a stats_period: averages for SHOW STATS and /stats, and a log line per pool. */
@@ -77,12 +65,12 @@ static void stats_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool *pool;
 	uint64_t now = now_usec();
 	double secs = (double)(now - period_started) / 1e6;
-	struct timeval tv = { (time_t)cur_cfg->stats_period, 0 };
+	struct timeval tv = { (time_t)rt_cfg()->stats_period, 0 };
 
 	TAILQ_FOREACH(pool, &pools, entry) {
 		stats_average(&pool->period, &pool->stats, secs, &pool->avg);
 		pool->period = pool->stats;
-		if (cur_cfg->log_stats)
+		if (rt_cfg()->log_stats)
 			log_info("stats: %s/%s %.0f xacts/s, %.0f queries/s, %.0f client parses/s, "
 				 "%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, "
 				 "wait %.0f us", pool->db->name, pool->user, pool->avg.xact_count,
@@ -110,7 +98,7 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 			.database = pool->db->name, .user = pool->user, .dbname = pool->dbname,
 			.host = pool->db->host, .port = pool->db->port, .pool_mode = modes[mode],
 			.pool_size = pool_size(pool),
-			.min_pool_size = cfg_db_min_pool_size(cur_cfg, pool->db),
+			.min_pool_size = cfg_db_min_pool_size(rt_cfg(), pool->db),
 			.cl_active = pool->nclients[CL_IDLE] + pool->nclients[CL_ACTIVE],
 			.cl_waiting = pool->nclients[CL_WAITING] + pool->nclients[CL_LOGIN_WAIT],
 			.sv_active = pool->nservers[SV_ACTIVE], .sv_idle = pool->nservers[SV_IDLE],
@@ -123,24 +111,12 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 	}
 }
 
-const struct cfg *pools_cfg(void)
-{
-	return cur_cfg;
-}
 
-struct event_base *pools_base(void)
-{
-	return ev_base;
-}
 
-struct evdns_base *pools_dns(void)
-{
-	return dns_base;
-}
 
 int pool_size(const struct pool *pool)
 {
-	return cfg_db_pool_size(cur_cfg, pool->db);
+	return cfg_db_pool_size(rt_cfg(), pool->db);
 }
 
 int pool_total_servers(const struct pool *pool)
@@ -214,10 +190,10 @@ static void set_kind(struct pool *pool)
 static void pool_apply_cfg(struct pool *pool)
 {
 	set_hosts(pool);
-	pool->mode = cfg_pool_mode(cur_cfg, pool->db, pool->user);
-	pool->rl.rename = pool->mode != POOL_SESSION && cur_cfg->max_prepared_statements > 0;
-	pool->rl.max_prepared = cur_cfg->max_prepared_statements;
-	pool->rl.max_packet = (uint32_t)cur_cfg->max_packet_size;
+	pool->mode = cfg_pool_mode(rt_cfg(), pool->db, pool->user);
+	pool->rl.rename = pool->mode != POOL_SESSION && rt_cfg()->max_prepared_statements > 0;
+	pool->rl.max_prepared = rt_cfg()->max_prepared_statements;
+	pool->rl.max_packet = (uint32_t)rt_cfg()->max_packet_size;
 	pool->rl.no_tx = pool->mode == POOL_STATEMENT;
 	pool->rl.defaults = (const char *const *)pool->defaults;
 	set_kind(pool);
@@ -401,12 +377,12 @@ bool pool_pipelining(const struct pool *pool)
 {
 	/* CrateDB runs a query that arrives while another runs at once, and their rows
 	 * interleave: never two clients' queries in flight on one CrateDB connection */
-	return pool->mode != POOL_SESSION && cur_cfg->pipeline_depth > 0 && !pool->rl.crate;
+	return pool->mode != POOL_SESSION && rt_cfg()->pipeline_depth > 0 && !pool->rl.crate;
 }
 
 bool pool_pipe_fast(uint64_t shape)
 {
-	return shape && pl_fast(shape, (uint64_t)(cur_cfg->pipeline_max_query_time * 1e6));
+	return shape && pl_fast(shape, (uint64_t)(rt_cfg()->pipeline_max_query_time * 1e6));
 }
 
 /* c's input is one autocommit Query (of this shape) known to be fast: it goes behind
@@ -546,7 +522,7 @@ void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg
 			log_error("pool %s/%s: host %s is down, skipped until a retry succeeds: %s",
 				  pool->db->name, pool->user, h->name, msg);
 		h->down = true;
-		h->retry_at = now_usec() + (uint64_t)(cur_cfg->server_login_retry * 1e6);
+		h->retry_at = now_usec() + (uint64_t)(rt_cfg()->server_login_retry * 1e6);
 		if (any_host_up(pool)) {
 			/* the others serve: a connection to the next one, nobody is refused */
 			event_active(janitor, 0, 0);
@@ -557,13 +533,13 @@ void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg
 	/* the log names each cause once, not once per attempt or client */
 	if (!pool->last_error || strcmp(pool->last_error, msg) != 0)
 		log_error("pool %s/%s: %s (retrying every %g s)", pool->db->name, pool->user, msg,
-			  cur_cfg->server_login_retry);
+			  rt_cfg()->server_login_retry);
 	else
 		log_debug("pool %s/%s: %s", pool->db->name, pool->user, msg);
 	free(pool->last_error);
 	pool->last_error = strdup(msg);
 	snprintf(pool->last_sqlstate, sizeof(pool->last_sqlstate), "%s", sqlstate);
-	pool->retry_at = now_usec() + (uint64_t)(cur_cfg->server_login_retry * 1e6);
+	pool->retry_at = now_usec() + (uint64_t)(rt_cfg()->server_login_retry * 1e6);
 	/* sv is still counted; clients wait on only if another connection may serve them */
 	if (pool_total_servers(pool) <= 1)
 		fail_waiting(pool, sqlstate, msg);
@@ -623,9 +599,9 @@ static int pool_limit(const struct pool *pool)
 	int max = pool_size(pool);
 	struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]);
 
-	if (cur_cfg->reserve_pool_size > 0 && w &&
-	    now_usec() - client_wait_since(w->obj) > (uint64_t)(cur_cfg->reserve_pool_timeout * 1e6))
-		max += cur_cfg->reserve_pool_size;
+	if (rt_cfg()->reserve_pool_size > 0 && w &&
+	    now_usec() - client_wait_since(w->obj) > (uint64_t)(rt_cfg()->reserve_pool_timeout * 1e6))
+		max += rt_cfg()->reserve_pool_size;
 	return max;
 }
 
@@ -633,7 +609,7 @@ static int pool_limit(const struct pool *pool)
  * gave it to another user=: existing clients finish, new ones do not find the pool. */
 static const struct cfg_db *current_entry(const struct pool *pool)
 {
-	const struct cfg_db *db = cfg_find_db(cur_cfg, pool->db->name);
+	const struct cfg_db *db = cfg_find_db(rt_cfg(), pool->db->name);
 
 	if (!db || strcmp(db->name, pool->db->name) != 0 ||
 	    (db->user && strcmp(db->user, pool->user) != 0))
@@ -657,15 +633,15 @@ static int pool_min(const struct pool *pool)
 	else
 		dbname = strcmp(db->name, "*") == 0 ? pool->dbname : db->name;
 	if (pool->forced_user != (db->user != NULL) || strcmp(dbname, pool->dbname) != 0 ||
-	    pools_is_disabled(pool->db->name) || draining)
+	    pools_is_disabled(pool->db->name) || rt_draining())
 		return 0;
-	return cfg_db_min_pool_size(cur_cfg, pool->db);
+	return cfg_db_min_pool_size(rt_cfg(), pool->db);
 }
 
 static void launch_if_needed(struct pool *pool)
 {
 	int want, total = pool_total_servers(pool), max = pool_limit(pool);
-	int dbmax = cur_cfg->max_db_connections;
+	int dbmax = rt_cfg()->max_db_connections;
 
 	if ((pool->last_error && now_usec() < pool->retry_at) || pools_is_paused(pool->db->name))
 		return;
@@ -691,9 +667,9 @@ static void launch_if_needed(struct pool *pool)
 static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
 {
 	struct pool_node *n, *next;
-	uint64_t wait_limit = (uint64_t)(cur_cfg->query_wait_timeout * 1e6);
-	uint64_t idle_limit = (uint64_t)(cur_cfg->server_idle_timeout * 1e6);
-	uint64_t life_limit = (uint64_t)(cur_cfg->server_lifetime * 1e6);
+	uint64_t wait_limit = (uint64_t)(rt_cfg()->query_wait_timeout * 1e6);
+	uint64_t idle_limit = (uint64_t)(rt_cfg()->server_idle_timeout * 1e6);
+	uint64_t life_limit = (uint64_t)(rt_cfg()->server_lifetime * 1e6);
 	int min = pool_min(pool);
 
 	if (wait_limit && !pools_is_paused(pool->db->name)) {
@@ -702,16 +678,16 @@ static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
 			       now - client_wait_since(n->obj) > wait_limit)
 				client_fail(n->obj, "08P01",
 					    "query_wait_timeout: no upstream connection became free in %g s",
-					    cur_cfg->query_wait_timeout);
+					    rt_cfg()->query_wait_timeout);
 		}
 	}
-	if (cur_cfg->client_idle_timeout > 0) {
-		uint64_t lim = (uint64_t)(cur_cfg->client_idle_timeout * 1e6);
+	if (rt_cfg()->client_idle_timeout > 0) {
+		uint64_t lim = (uint64_t)(rt_cfg()->client_idle_timeout * 1e6);
 		for (n = TAILQ_FIRST(&pool->clients[CL_IDLE]); n; n = next) {
 			next = TAILQ_NEXT(n, entry);
 			if (now - client_request_time(n->obj) > lim)
 				client_fail(n->obj, "08P01", "client_idle_timeout: idle for more than %g s",
-					    cur_cfg->client_idle_timeout);
+					    rt_cfg()->client_idle_timeout);
 		}
 	}
 	for (n = TAILQ_FIRST(&pool->servers[SV_ACTIVE]); n; n = next) {
@@ -723,7 +699,7 @@ static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
 		/* the background retry of a host that is down */
 		if (pool->nhosts > 1 && h->down && now >= h->retry_at &&
 		    pool_total_servers(pool) < pool_size(pool) && pool->nservers[SV_LOGIN] == 0) {
-			h->retry_at = now + (uint64_t)(cur_cfg->server_login_retry * 1e6);
+			h->retry_at = now + (uint64_t)(rt_cfg()->server_login_retry * 1e6);
 			server_launch(pool, i);
 		}
 	}
@@ -746,11 +722,11 @@ static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
  * keeps it at min_pool_size from then on. Other pools exist from their first client. */
 static void warm_pools(void)
 {
-	for (size_t i = 0; i < cur_cfg->ndbs; i++) {
-		const struct cfg_db *db = &cur_cfg->dbs[i];
+	for (size_t i = 0; i < rt_cfg()->ndbs; i++) {
+		const struct cfg_db *db = &rt_cfg()->dbs[i];
 		char *err = NULL;
 
-		if (!db->user || strcmp(db->name, "*") == 0 || cfg_db_min_pool_size(cur_cfg, db) <= 0 ||
+		if (!db->user || strcmp(db->name, "*") == 0 || cfg_db_min_pool_size(rt_cfg(), db) <= 0 ||
 		    pools_is_disabled(db->name))
 			continue;
 		if (!pool_get(db, db->user, db->name, NULL, &err)) {
@@ -794,7 +770,7 @@ static bool db_known(const char *db)
 {
 	struct pool *pool;
 
-	if (cfg_find_db(cur_cfg, db) && strcmp(cfg_find_db(cur_cfg, db)->name, db) == 0)
+	if (cfg_find_db(rt_cfg(), db) && strcmp(cfg_find_db(rt_cfg(), db)->name, db) == 0)
 		return true;
 	TAILQ_FOREACH(pool, &pools, entry)
 		if (strcmp(pool->db->name, db) == 0)
@@ -932,7 +908,7 @@ void pools_set_draining(void)
 	struct pool *pool;
 	struct pool_node *n;
 
-	draining = true;
+	rt_set_draining();
 	/* clients without a server have nothing running: they go now */
 	TAILQ_FOREACH(pool, &pools, entry)
 		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st++) {
@@ -941,11 +917,6 @@ void pools_set_draining(void)
 			while ((n = TAILQ_FIRST(&pool->clients[st])))
 				client_fail(n->obj, "57P01", "cratebouncer is shutting down");
 		}
-}
-
-bool pools_draining(void)
-{
-	return draining;
 }
 
 int pools_server_count(void)
@@ -968,7 +939,7 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 
 		if (!db)
 			continue;
-		if (!cfg_db_same_upstream(old, pool->db, cur_cfg, db))
+		if (!cfg_db_same_upstream(old, pool->db, rt_cfg(), db))
 			changed = true;
 		if (!db->user) {
 			const char *pw = users ? authfile_lookup(users, pool->user) : NULL;

@@ -102,19 +102,14 @@ int pools_reconnect(const char *db);
 /* Servers made before the last RECONNECT that are still open. */
 int pools_old_servers(const char *db);
 
-void pools_init(struct event_base *base, struct evdns_base *dns);
-void pools_set_cfg(const struct cfg *cfg);
-const struct cfg *pools_cfg(void);
-struct event_base *pools_base(void);
-struct evdns_base *pools_dns(void);
+void pools_init(void);
 void pools_shutdown(void);
 struct authfile;
-/* After SIGHUP: the new config is current (pools_set_cfg was called with it); pools
+/* After SIGHUP: the new config is current (rt_set_cfg was called with it); pools
  * take their entries' new settings, and servers made under changed ones are retired. */
 void pools_reload(const struct cfg *old, const struct authfile *users);
 /* SIGINT: clients leave as soon as their server is idle. */
 void pools_set_draining(void);
-bool pools_draining(void);
 int pools_server_count(void);
 /* Closed clients and servers are freed here from the event loop, never inside their
  * own callbacks. The node must already be off its pool list. */

@@ -27,6 +27,7 @@
 #include "core/cfg.h"
 #include "client.h"
 #include "core/log.h"
+#include "core/runtime.h"
 #include "pgproto.h"
 #include "pipeline.h"
 #include "relay.h"
@@ -155,7 +156,7 @@ struct pool_node *server_node(struct server *sv)
 
 void server_cancel(struct server *sv)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	const struct cfg_db *db = sv->node.pool->db;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -286,7 +287,7 @@ void server_pause_read(struct server *sv, bool pause)
 
 void server_launch(struct pool *pool, int host)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct server *sv = calloc(1, sizeof(*sv));
 	struct timeval tv;
 
@@ -316,7 +317,7 @@ void server_launch(struct pool *pool, int host)
 	}
 	pool_server_add(pool, &sv->node, SV_LOGIN);
 
-	evtimer_assign(&sv->timer, pools_base(), timeout_cb, sv);
+	evtimer_assign(&sv->timer, rt_base(), timeout_cb, sv);
 	tv.tv_sec = (time_t)cfg->server_connect_timeout;
 	tv.tv_usec = (suseconds_t)((cfg->server_connect_timeout - (double)tv.tv_sec) * 1e6);
 	evtimer_add(&sv->timer, &tv);
@@ -327,7 +328,7 @@ void server_launch(struct pool *pool, int host)
 				 .sslmode = cfg_db_sslmode(cfg, pool->db),
 				 .ca_file = cfg_db_ca_file(cfg, pool->db), .ssl_request = true,
 				 .keepalive = cfg->tcp_keepalive };
-	sv->uc = upconn_start(pools_base(), pools_dns(), &o, connected, sv);
+	sv->uc = upconn_start(rt_base(), rt_dns(), &o, connected, sv);
 	if (!sv->uc)
 		server_fail(sv, "53200", "out of memory: cannot open a connection to %s", sv_host(sv));
 }
@@ -818,7 +819,7 @@ static void pipe_next(struct server *sv, bool retry)
 	server_pause_read(sv, false);	/* the old head's full output is not the new one's */
 	if (old) {
 		client_unlinked(old);
-		if (pools_draining())
+		if (rt_draining())
 			client_fail(old, "57P01", "cratebouncer is shutting down");
 		else
 			client_resume(old);
@@ -830,7 +831,7 @@ static void pipe_next(struct server *sv, bool retry)
 
 bool server_pipe_accepts(const struct server *sv, uint64_t now)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 
 	/* not while a session-state replay is on its way: the tracked values are the
 	 * server's old ones until its answers come */
@@ -1101,7 +1102,7 @@ static void after_input(struct server *sv)
 		server_return(sv);
 		return;
 	}
-	if (pools_draining()) {
+	if (rt_draining()) {
 		/* SIGINT: its transaction is over, the client goes */
 		client_fail(c, "57P01", "cratebouncer is shutting down");
 		return;
@@ -1190,7 +1191,7 @@ static void server_return(struct server *sv)
 
 void server_release(struct server *sv, bool mid_message)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	const char *reset = cfg->server_reset_query;
 
 	bool crate = sv->node.pool->rl.crate;
@@ -1253,7 +1254,7 @@ static void cancel_done(uint64_t id)
 
 void server_check_timeouts(struct server *sv, uint64_t now)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 	struct client *c = sv->client;
 
 	if (!c) {
@@ -1299,7 +1300,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 
 bool server_needs_check(const struct server *sv)
 {
-	const struct cfg *cfg = pools_cfg();
+	const struct cfg *cfg = rt_cfg();
 
 	return cfg->server_check_delay > 0 && cfg->server_check_query && *cfg->server_check_query &&
 	       now_usec() - sv->idle_since > (uint64_t)(cfg->server_check_delay * 1e6);
@@ -1308,7 +1309,7 @@ bool server_needs_check(const struct server *sv)
 void server_check(struct server *sv)
 {
 	pool_server_move(&sv->node, SV_TESTED);
-	rl_inject(&sv->rl, &sv->node.pool->rl, pools_cfg()->server_check_query,
+	rl_inject(&sv->rl, &sv->node.pool->rl, rt_cfg()->server_check_query,
 		  sio_output(sv->bev));
 }
 
