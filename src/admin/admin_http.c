@@ -12,7 +12,6 @@
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <math.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -26,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "core/cfg.h"
 #include "pgwire/client.h"
@@ -953,34 +953,22 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	reply_error(req, 404, "no such page; try /, /metrics, /stats, /history, /health or /ready");
 }
 
-/* Every address addr resolves to (localhost: ::1 and 127.0.0.1); "*" is 0.0.0.0. evhttp
- * itself would bind only the first. */
+/* Every address of listen_addr (localhost: ::1 and 127.0.0.1; "*": all), bound as the
+ * other sides bind (listener.c) and served by evhttp, which would bind only the first. */
 static int bind_all(const char *addr, int port)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *res;
-	char portstr[8], host[NI_MAXHOST];
-	int rc;
+	int fds[LISTEN_MAX];
+	bool remote = false;
+	int n = listen_bind_tcp("admin: ", addr, port, fds, LISTEN_MAX, &remote);
 
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	rc = getaddrinfo(strcmp(addr, "*") == 0 ? "0.0.0.0" : addr, portstr, &hints, &res);
-	if (rc != 0) {
-		log_error("[admin] listen_addr %s: %s", addr, gai_strerror(rc));
-		return -1;
-	}
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		rc = getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), NULL, 0,
-				 NI_NUMERICHOST);
-		if (rc != 0 || !evhttp_bind_socket_with_handle(h.http, host, (ev_uint16_t)port)) {
-			log_error("cannot listen on %s:%d for the admin HTTP port: %s", addr, port,
-				  rc != 0 ? gai_strerror(rc) : strerror(errno));
-			freeaddrinfo(res);
+	for (int i = 0; i < n; i++)
+		if (!evhttp_accept_socket_with_handle(h.http, fds[i])) {
+			log_error("cannot serve the admin HTTP port on %s:%d", addr, port);
+			while (i < n)
+				close(fds[i++]);
 			return -1;
 		}
-	}
-	freeaddrinfo(res);
-	return 0;
+	return n < 0 ? -1 : 0;
 }
 
 int admin_http_check(const struct cfg *cfg, char **err)
@@ -1017,7 +1005,7 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 	struct timeval tv;
 
 	const int *fds;
-	int nfds = listeners_admin_fds(&fds);
+	int nfds = listeners_passed("admin", &fds);
 
 	if (port == 0 && nfds == 0)
 		return 0;

@@ -1,6 +1,4 @@
-/* Listening sockets for pgwire clients. TCP listeners bind each address in
- * listen_addr (host names resolved once at start); the Unix socket refuses to replace
- * a socket another process still answers on. */
+/* Listening sockets for all three sides (listener.h). */
 #include "config.h"
 
 #include "listener.h"
@@ -24,33 +22,33 @@
 #endif
 
 #include "cfg.h"
-#include "pgwire/client.h"
 #include "log.h"
 #include "util.h"
 
-#define MAX_LISTENERS 16
+struct listen_set {
+	struct event_base *base;
+	const char *side;
+	listen_accept_fn fn;
+	void *arg;
+	struct evconnlistener *l[LISTEN_MAX];
+	int n;
+	char *unix_path;
+	bool remote;
+};
 
-static struct evconnlistener *listeners[MAX_LISTENERS];
-static int nlisteners;
-static char *unix_path;
-static bool remote;		/* a listener reachable from other hosts */
-static int admin_fds[MAX_LISTENERS];	/* passed by systemd, named "admin" */
+static struct listen_set *pgwire;
+static int admin_fds[LISTEN_MAX];	/* passed by systemd, named "admin" */
 static int nadmin_fds;
-static int http_fds[MAX_LISTENERS];	/* named "http" */
+static int http_fds[LISTEN_MAX];	/* named "http" */
 static int nhttp_fds;
 
-int listeners_admin_fds(const int **fds)
+int listeners_passed(const char *name, const int **fds)
 {
-	*fds = admin_fds;
-	return nadmin_fds;
-}
+	bool admin = strcmp(name, "admin") == 0;
 
-int listeners_http_fds(const int **fds)
-{
-	*fds = http_fds;
-	return nhttp_fds;
+	*fds = admin ? admin_fds : http_fds;
+	return admin ? nadmin_fds : nhttp_fds;
 }
-
 
 static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {
@@ -99,125 +97,239 @@ bool listen_addrs_remote(const char *list, int port)
 	return any;
 }
 
-bool listeners_remote(void)
+/* One address: bound and listening, or -1 with errno. */
+static int bind_one(const struct addrinfo *ai)
 {
-	return remote;
+	int one = 1;
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	/* IPv6-only, so that "*" (0.0.0.0 and ::) binds both, as PgBouncer and nginx do */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int listen_bind_tcp(const char *side, const char *list, int port, int *fds, int max,
+		    bool *remote)
+{
+	char *addrs = xstrdup(list), *save = NULL;
+	int n = 0;
+
+	for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save)) {
+		struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+		struct addrinfo *res;
+		char portstr[8];
+		int rc;
+
+		snprintf(portstr, sizeof(portstr), "%d", port);
+		rc = getaddrinfo(strcmp(a, "*") == 0 ? NULL : a, portstr, &hints, &res);
+		if (rc != 0) {
+			log_error("%slisten_addr %s: %s", side, a, gai_strerror(rc));
+			goto fail;
+		}
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+			int fd = n < max ? bind_one(ai) : -1;
+			if (fd < 0) {
+				log_error("%scannot listen on %s:%d: %s", side, a, port,
+					  n < max ? strerror(errno) : "too many addresses");
+				freeaddrinfo(res);
+				goto fail;
+			}
+			fds[n++] = fd;
+			if (!sockaddr_is_loopback(ai->ai_addr))
+				*remote = true;
+		}
+		freeaddrinfo(res);
+	}
+	free(addrs);
+	return n;
+fail:
+	while (n > 0)
+		close(fds[--n]);
+	free(addrs);
+	return -1;
+}
+
+int listen_bind_unix(const char *side, const char *path, int mode)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_error("%sunix socket path too long: %s", side, path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	/* a live socket means another instance: do not steal it */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(fd);
+		log_error("%s%s is in use by another process", side, path);
+		return -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(path, (mode_t)mode) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		log_error("%scannot listen on %s: %s", side, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
-	client_accept(fd, sa, salen, arg != NULL);
+	struct listen_set *ls = arg;
+
+	(void)l;
+	ls->fn(fd, sa, salen, sa->sa_family == AF_UNIX, ls->arg);
 }
 
 static void reenable_cb(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	evconnlistener_enable(arg);
 }
 
 static void error_cb(struct evconnlistener *l, void *arg)
 {
+	struct listen_set *ls = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
 	/* EMFILE and friends: pause briefly instead of spinning */
-	log_error("accept failed: %s", evutil_socket_error_to_string(err));
+	log_error("%saccept failed: %s", ls->side, evutil_socket_error_to_string(err));
 	evconnlistener_disable(l);
 	struct timeval tv = { 0, 100000 };
 	event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, reenable_cb, l, &tv);
 }
 
-static int add_listener(struct evconnlistener *l)
+struct listen_set *lset_new(struct event_base *base, const char *side, listen_accept_fn fn,
+			    void *arg)
 {
-	if (nlisteners == MAX_LISTENERS) {
-		evconnlistener_free(l);
-		log_error("too many listeners (at most %d)", MAX_LISTENERS);
+	struct listen_set *ls = xcalloc(1, sizeof(*ls));
+
+	ls->base = base;
+	ls->side = side;
+	ls->fn = fn;
+	ls->arg = arg;
+	return ls;
+}
+
+int lset_adopt(struct listen_set *ls, int fd)
+{
+	struct evconnlistener *l;
+
+	if (ls->n == LISTEN_MAX) {
+		log_error("%stoo many listeners (at most %d)", ls->side, LISTEN_MAX);
+		close(fd);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	l = evconnlistener_new(ls->base, accept_cb, ls, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (!l) {
+		log_error("%scannot serve a listening socket: out of memory", ls->side);
+		close(fd);
 		return -1;
 	}
 	evconnlistener_set_error_cb(l, error_cb);
-	listeners[nlisteners++] = l;
+	ls->l[ls->n++] = l;
+	if (!fd_is_loopback(fd))
+		ls->remote = true;
 	return 0;
 }
 
-static int listen_tcp(struct event_base *base, const char *host, int port)
+int lset_tcp(struct listen_set *ls, const char *list, int port)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *res, *ai;
-	char portstr[8];
-	int rc, bound = 0;
+	char *addrs = xstrdup(list), *save = NULL;
+	int rc = 0;
 
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
-	if (rc != 0) {
-		log_error("listen_addr %s: %s", host, gai_strerror(rc));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		struct evconnlistener *l = evconnlistener_new_bind(
-			base, accept_cb, NULL,
-			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-			ai->ai_addr, (int)ai->ai_addrlen);
-		if (!l) {
-			log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
-			freeaddrinfo(res);
-			return -1;
+	for (char *a = strtok_r(addrs, ", \t", &save); a && rc == 0; a = strtok_r(NULL, ", \t", &save)) {
+		int fds[LISTEN_MAX];
+		bool remote = false;
+		int n = listen_bind_tcp(ls->side, a, port, fds, LISTEN_MAX - ls->n, &remote);
+
+		if (n < 0) {
+			rc = -1;
+			break;
 		}
-		if (add_listener(l) < 0) {
-			freeaddrinfo(res);
-			return -1;
-		}
-		if (!sockaddr_is_loopback(ai->ai_addr))
-			remote = true;
-		bound++;
+		for (int i = 0; i < n; i++)
+			if (lset_adopt(ls, fds[i]) < 0) {
+				while (++i < n)
+					close(fds[i]);
+				rc = -1;
+				break;
+			}
+		if (rc == 0)
+			log_info("%slistening on %s:%d", ls->side, a, port);
 	}
-	freeaddrinfo(res);
-	log_info("listening on %s:%d", host, port);
-	return bound ? 0 : -1;
+	free(addrs);
+	return rc;
 }
 
-static int listen_unix(struct event_base *base, const char *dir, int port, int mode)
+int lset_unix(struct listen_set *ls, const char *path, int mode)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct evconnlistener *l;
-	int fd;
+	int fd = listen_bind_unix(ls->side, path, mode);
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, port) >=
-	    sizeof(sun.sun_path)) {
-		log_error("unix_socket_dir %s: path too long", dir);
+	if (fd < 0 || lset_adopt(ls, fd) < 0)
 		return -1;
-	}
-	/* a live socket means another instance: do not steal it */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-		close(fd);
-		log_error("%s is in use by another process", sun.sun_path);
-		return -1;
-	}
-	if (fd >= 0)
-		close(fd);
-	unlink(sun.sun_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(sun.sun_path, (mode_t)mode) < 0 || listen(fd, 1024) < 0) {
-		log_error("cannot listen on %s: %s", sun.sun_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	l = evconnlistener_new(base, accept_cb, (void *)1, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (!l) {
-		close(fd);
-		return -1;
-	}
-	if (add_listener(l) < 0)
-		return -1;
-	unix_path = xstrdup(sun.sun_path);
-	log_info("listening on %s", sun.sun_path);
+	free(ls->unix_path);
+	ls->unix_path = xstrdup(path);
 	return 0;
 }
 
-/* Sockets passed by systemd (cratebouncer.socket): those named "pgwire" serve clients. */
-static int adopt_systemd_sockets(struct event_base *base)
+int lset_count(const struct listen_set *ls)
+{
+	return ls ? ls->n : 0;
+}
+
+bool lset_remote(const struct listen_set *ls)
+{
+	return ls && ls->remote;
+}
+
+void lset_enable(struct listen_set *ls, bool on)
+{
+	for (int i = 0; ls && i < ls->n; i++) {
+		if (on)
+			evconnlistener_enable(ls->l[i]);
+		else
+			evconnlistener_disable(ls->l[i]);
+	}
+}
+
+void lset_free(struct listen_set *ls)
+{
+	if (!ls)
+		return;
+	for (int i = 0; i < ls->n; i++)
+		evconnlistener_free(ls->l[i]);
+	if (ls->unix_path) {
+		unlink(ls->unix_path);
+		free(ls->unix_path);
+	}
+	free(ls);
+}
+
+/* Sockets passed by systemd (cratebouncer.socket): those named "pgwire" serve clients,
+ * "http" and "admin" are kept for those sides. */
+static int adopt_systemd_sockets(struct listen_set *ls)
 {
 	int n = 0;
 #ifdef HAVE_SYSTEMD
@@ -225,18 +337,18 @@ static int adopt_systemd_sockets(struct event_base *base)
 
 	n = sd_listen_fds_with_names(1, &names);
 	if (n <= 0)
-		return n < 0 ? 0 : 0;
+		return 0;
 	for (int i = 0; i < n; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
 		const char *name = names && names[i] ? names[i] : "unknown";
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		if (strcmp(name, "admin") == 0 && nadmin_fds < MAX_LISTENERS) {
+		if (strcmp(name, "admin") == 0 && nadmin_fds < LISTEN_MAX) {
 			admin_fds[nadmin_fds++] = fd; /* served by admin_http.c */
 			continue;
 		}
-		if (strcmp(name, "http") == 0 && nhttp_fds < MAX_LISTENERS) {
+		if (strcmp(name, "http") == 0 && nhttp_fds < LISTEN_MAX) {
 			http_fds[nhttp_fds++] = fd; /* served by http_proxy.c */
 			continue;
 		}
@@ -251,62 +363,50 @@ static int adopt_systemd_sockets(struct event_base *base)
 			close(fd);
 			continue;
 		}
-		evutil_make_socket_nonblocking(fd);
-		evutil_make_socket_closeonexec(fd);
-		bool is_unix = ss.ss_family == AF_UNIX;
-		struct evconnlistener *l = evconnlistener_new(base, accept_cb, is_unix ? (void *)1 : NULL,
-							      LEV_OPT_CLOSE_ON_FREE, -1, fd);
-		if (!l || add_listener(l) < 0) {
-			close(fd);
+		if (lset_adopt(ls, fd) < 0)
 			continue;
-		}
-		if (!sockaddr_is_loopback((struct sockaddr *)&ss))
-			remote = true;
 		log_info("listening on a socket passed by systemd (fd %d, %s)", fd,
-			 is_unix ? "unix" : "tcp");
+			 ss.ss_family == AF_UNIX ? "unix" : "tcp");
 	}
 	for (int i = 0; names && names[i]; i++)
 		free(names[i]);
 	free(names);
 #else
-	(void)base;
+	(void)ls;
 #endif
 	return n;
 }
 
-int listeners_start(struct event_base *base, const struct cfg *cfg)
+int listeners_start(struct event_base *base, const struct cfg *cfg, listen_accept_fn fn)
 {
-	if (adopt_systemd_sockets(base) > 0) {
-		if (nlisteners == 0) {
+	pgwire = lset_new(base, "", fn, NULL);
+	if (adopt_systemd_sockets(pgwire) > 0) {
+		if (lset_count(pgwire) == 0) {
 			log_error("socket activation: no socket named \"pgwire\" was passed");
 			return -1;
 		}
 		return 0; /* listen_addr, listen_port and unix_socket_dir are not used */
 	}
-
-	char *addrs = xstrdup(cfg->listen_addr), *save = NULL;
-
-	for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save)) {
-		if (listen_tcp(base, a, cfg->listen_port) < 0) {
-			free(addrs);
-			return -1;
-		}
-	}
-	free(addrs);
-	if (cfg->unix_socket_dir && *cfg->unix_socket_dir &&
-	    listen_unix(base, cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode) < 0)
+	if (lset_tcp(pgwire, cfg->listen_addr, cfg->listen_port) < 0)
 		return -1;
+	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
+		char *path = xasprintf("%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+		int rc = lset_unix(pgwire, path, cfg->unix_socket_mode);
+		if (rc == 0)
+			log_info("listening on %s", path);
+		free(path);
+		return rc;
+	}
 	return 0;
 }
 
 void listeners_stop(void)
 {
-	for (int i = 0; i < nlisteners; i++)
-		evconnlistener_free(listeners[i]);
-	nlisteners = 0;
-	if (unix_path) {
-		unlink(unix_path);
-		free(unix_path);
-		unix_path = NULL;
-	}
+	lset_free(pgwire);
+	pgwire = NULL;
+}
+
+bool listeners_remote(void)
+{
+	return lset_remote(pgwire);
 }

@@ -395,6 +395,13 @@ static void daemonize(void)
 	}
 }
 
+/* A pgwire connection from the listeners. */
+static void pgwire_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socket, void *arg)
+{
+	(void)arg;
+	client_accept(fd, sa, salen, unix_socket);
+}
+
 int main(int argc, char **argv)
 {
 	bool background = false, check_only = false;
@@ -478,7 +485,7 @@ int main(int argc, char **argv)
 	pools_init();
 	tls_set_session_reuse(d.cfg->server_tls_session_reuse);
 	client_set_authfile(d.users);
-	if (listeners_start(d.base, d.cfg) < 0)
+	if (listeners_start(d.base, d.cfg, pgwire_accept) < 0)
 		fatal("cannot start listeners");
 	if (exposure_refused(d.cfg, listeners_remote())) {
 		listeners_stop();

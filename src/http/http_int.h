@@ -27,7 +27,7 @@
 struct sio;
 struct upconn;
 struct evbuffer;
-struct evconnlistener;
+struct listen_set;
 struct event;
 struct event_base;
 struct evdns_base;
@@ -37,7 +37,6 @@ struct evdns_base;
 #define MAX_URL 4096		/* and a 4 kB initial line */
 #define SQL_PEEK_MAX 65536	/* how much of a /_sql body is looked at for SET & co */
 #define TICK_USEC 250000
-#define MAX_LISTENERS 8
 
 enum hc_state { HC_HEAD, HC_WAIT, HC_BODY, HC_RESPONSE, HC_CLOSING };
 enum hu_state { HU_CONNECTING, HU_IDLE, HU_BUSY, HU_CLOSING };
@@ -132,9 +131,7 @@ struct http_side {
 	bool cred_token;		/* ... a bearer token (else a password) */
 	struct stat cred_st;
 	bool cred_warned;
-	struct evconnlistener *l[MAX_LISTENERS];
-	int nl;
-	char *unix_path;
+	struct listen_set *listeners;
 	struct event *tick, *reaper;
 	struct hu_list up_graveyard;
 	struct hc_list hc_graveyard;

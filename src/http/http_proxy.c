@@ -16,7 +16,6 @@
 #include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/util.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -57,12 +56,11 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+static void accept_cb(int fd, const struct sockaddr *sa, int salen, bool unix_socket, void *arg)
 {
-	(void)l;
 	(void)sa;
 	(void)salen;
+	(void)arg;
 	if (hp.stopping || hp.nclients >= hp.cfg->max_client_conn) {
 #define BUSY_BODY "{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\"," \
 		  "\"code\":5030}}"
@@ -79,7 +77,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 				 hp.cfg->max_client_conn);
 		return;
 	}
-	hc_accept(fd, arg != NULL);
+	hc_accept(fd, unix_socket);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -183,69 +181,6 @@ int http_proxy_check(const struct cfg *cfg, char **err)
 	return 0;
 }
 
-static int listen_unix_http(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		log_error("http: unix_socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-		log_error("http: %s is in use by another process", path);
-		close(fd);
-		return -1;
-	}
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0777) < 0) {
-		log_error("http: cannot bind %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	struct evconnlistener *l = evconnlistener_new(hp.base, accept_cb, (void *)1,
-						      LEV_OPT_CLOSE_ON_FREE, 128, fd);
-	if (!l) {
-		close(fd);
-		return -1;
-	}
-	hp.l[hp.nl++] = l;
-	hp.unix_path = xstrdup(path);
-	log_info("http: listening on %s", path);
-	return 0;
-}
-
-static int listen_tcp_http(const char *addr, int port)
-{
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					 .ai_flags = EVUTIL_AI_PASSIVE }, *res, *ai;
-	char ps[8];
-
-	snprintf(ps, sizeof(ps), "%d", port);
-	if (evutil_getaddrinfo(addr, ps, &hints, &res) != 0) {
-		log_error("http: cannot resolve listen_addr %s", addr);
-		return -1;
-	}
-	for (ai = res; ai && hp.nl < MAX_LISTENERS; ai = ai->ai_next) {
-		struct evconnlistener *l = evconnlistener_new_bind(
-			hp.base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-			ai->ai_addr, (int)ai->ai_addrlen);
-		if (!l) {
-			log_error("http: cannot listen on %s:%d: %s", addr, port, strerror(errno));
-			evutil_freeaddrinfo(res);
-			return -1;
-		}
-		hp.l[hp.nl++] = l;
-		log_info("http: listening on %s:%d, upstream %s", addr, port, hp.upstream_name);
-	}
-	evutil_freeaddrinfo(res);
-	return 0;
-}
-
 int http_proxy_start(struct event_base *base, struct evdns_base *dns, const struct cfg *cfg)
 {
 	char *err = NULL;
@@ -253,7 +188,7 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	struct timeval tv = { 0, TICK_USEC };
 
 	const int *fds;
-	int nfds = listeners_http_fds(&fds);
+	int nfds = listeners_passed("http", &fds);
 
 	if (cfg->http_listen_port == 0 && !*cfg->http_unix_socket && nfds == 0)
 		return 0;
@@ -301,37 +236,32 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	hp.reaper = event_new(base, -1, 0, reap_cb, NULL);
 	if (!hp.tick || !hp.reaper || event_add(hp.tick, &tv) < 0)
 		fatal("cannot create the HTTP side's timers");
+	hp.listeners = lset_new(base, "http: ", accept_cb, NULL);
 	if (nfds > 0) {
 		/* socket activation (FileDescriptorName=http): listen_addr/port/unix_socket unused */
-		for (int i = 0; i < nfds && hp.nl < MAX_LISTENERS; i++) {
+		for (int i = 0; i < nfds; i++) {
 			if (!fd_is_loopback(fds[i]) && !cfg->allow_unauthenticated_remote) {
 				log_error("refusing the HTTP socket passed by systemd (fd %d): it is reachable "
 					  "from other hosts and hands out the injected credentials", fds[i]);
 				return -1;
 			}
-			evutil_make_socket_nonblocking(fds[i]);
-			struct evconnlistener *l = evconnlistener_new(hp.base, accept_cb, NULL,
-								      LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
-			if (!l)
+			if (lset_adopt(hp.listeners, fds[i]) < 0)
 				return -1;
-			hp.l[hp.nl++] = l;
 		}
 		hp.enabled = true;
 		log_info("http: serving %d socket%s passed by systemd, upstream %s", nfds,
 			 nfds == 1 ? "" : "s", hp.upstream_name);
 		return 0;
 	}
-	if (cfg->http_listen_port) {
-		char *addrs = xstrdup(cfg->http_listen_addr), *save = NULL;
-		for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save))
-			if (listen_tcp_http(a, cfg->http_listen_port) < 0) {
-				free(addrs);
-				return -1;
-			}
-		free(addrs);
-	}
-	if (*cfg->http_unix_socket && listen_unix_http(cfg->http_unix_socket) < 0)
+	if (cfg->http_listen_port &&
+	    lset_tcp(hp.listeners, cfg->http_listen_addr, cfg->http_listen_port) < 0)
 		return -1;
+	if (*cfg->http_unix_socket) {
+		if (lset_unix(hp.listeners, cfg->http_unix_socket, 0777) < 0)
+			return -1;
+		log_info("http: listening on %s", cfg->http_unix_socket);
+	}
+	log_info("http: upstream %s", hp.upstream_name);
 	hp.enabled = true;
 	return 0;
 }
@@ -346,8 +276,7 @@ void http_proxy_stopping(void)
 	struct hc *c, *cn;
 
 	hp.stopping = true;
-	for (int i = 0; i < hp.nl; i++)
-		evconnlistener_disable(hp.l[i]);
+	lset_enable(hp.listeners, false);
 	for (c = TAILQ_FIRST(&hp.clients); c; c = cn) {
 		cn = TAILQ_NEXT(c, entry);
 		if (c->state == HC_HEAD && !c->head_started)
@@ -362,14 +291,8 @@ void http_proxy_stop(void)
 
 	if (!hp.enabled)
 		return;
-	for (int i = 0; i < hp.nl; i++)
-		evconnlistener_free(hp.l[i]);
-	hp.nl = 0;
-	if (hp.unix_path) {
-		unlink(hp.unix_path);
-		free(hp.unix_path);
-		hp.unix_path = NULL;
-	}
+	lset_free(hp.listeners);
+	hp.listeners = NULL;
 	while ((c = TAILQ_FIRST(&hp.clients))) {
 		c->state = HC_CLOSING;
 		if (c->up) {

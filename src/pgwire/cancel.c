@@ -17,7 +17,6 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "pgproto.h"
-#include "pool.h"
 #include "core/sockio.h"
 #include "core/upconn.h"
 

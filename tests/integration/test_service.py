@@ -469,13 +469,17 @@ def test_exposure_guard_refuses_trust(service_bouncer, addr):
     assert not listening("0.0.0.0", cb.port)
 
 
-@pytest.mark.parametrize("case", ["allow-remote", "md5", "loopback", "loopback-127.0.0.2"])
+@pytest.mark.parametrize("case", ["allow-remote", "star", "md5", "loopback", "loopback-127.0.0.2"])
 def test_exposure_guard_allows(service_bouncer, case):
-    """Trust on 0.0.0.0 with allow_unauthenticated_remote = 1, md5 on 0.0.0.0, and trust on a
-    loopback address all start and serve."""
+    """Trust on 0.0.0.0 (or "*", every IPv4 and IPv6 address, as PgBouncer reads it) with
+    allow_unauthenticated_remote = 1, md5 on 0.0.0.0, and trust on a loopback address all
+    start and serve."""
     settings, users, password, listen_host = {}, None, None, "127.0.0.1"
     if case == "allow-remote":
         settings = {"listen_addr": "0.0.0.0", "allow_unauthenticated_remote": 1}
+        listen_host = "0.0.0.0"
+    elif case == "star":
+        settings = {"listen_addr": "*", "allow_unauthenticated_remote": 1}
         listen_host = "0.0.0.0"
     elif case == "md5":
         settings = {"listen_addr": "0.0.0.0", "auth_type": "md5"}
@@ -493,6 +497,10 @@ def test_exposure_guard_allows(service_bouncer, case):
     if case == "loopback-127.0.0.2":
         cb.host = "127.0.0.2"
     assert cb.psql("select 'served'", password=password).stdout.strip() == "served"
+    if case == "star":
+        # :: too (IPv6-only beside 0.0.0.0, which would otherwise take the port from it)
+        cb.host = "::1"
+        assert cb.psql("select 'over IPv6'").stdout.strip() == "over IPv6"
 
 
 # ---------------------------------------------------------------------------------------------
