@@ -232,8 +232,9 @@ class Bouncer:
         """A little while for the [http] and [admin] TCP listeners, set up just after the main
         one: a test connecting there at once would race them. Not an error if one does not
         come up (some tests configure one to fail)."""
-        ports = [(str(sec.get("listen_addr") or "127.0.0.1"), str(sec.get("listen_port", "")))
-                 for sec in self.sections.values()]
+        # the first address of a listen_addr list
+        ports = [(str(sec.get("listen_addr") or "127.0.0.1").replace(",", " ").split()[0],
+                  str(sec.get("listen_port", ""))) for sec in self.sections.values()]
         deadline = time.monotonic() + grace
         for host, port in ports:
             if not port.isdigit() or not (host.startswith("127.") or host == "0.0.0.0"):

@@ -183,6 +183,14 @@ def test_health_ready_and_unknown_path(http_bouncer):
     assert http_get(cb.http_port, "/no/such/page")[0] == 404
 
 
+def test_listen_addr_list(http_bouncer):
+    """[admin] listen_addr takes a list, as the other sides do: 127.0.0.1 and ::1 both
+    answer (before, only one address was accepted there)."""
+    cb = http_bouncer(admin={"listen_addr": "127.0.0.1, ::1"})
+    assert http_get(cb.http_port, "/health")[0] == 200
+    assert http_get(cb.http_port, "/health", host="::1")[0] == 200
+
+
 def test_ready_503_when_upstream_down(http_bouncer, upstream):
     """With the only pool's upstream down, /ready is 503 and /stats, /metrics say so."""
     dead = free_port()
