@@ -625,12 +625,6 @@ static void show_http(struct evbuffer *out, bool pools_list)
 	rs_end(&r, "SHOW");
 }
 
-static const char help_text[] =
-	"SHOW HELP|CONFIG|USERS|DATABASES|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|"
-	"STATS_AVERAGES|LISTS|MEM|STATE|VERSION|HTTP|HTTP_POOLS; "
-	"SET key = arg; RELOAD; PAUSE [<db>]; RESUME [<db>]; DISABLE <db>; ENABLE <db>; "
-	"RECONNECT [<db>]; KILL <db>; WAIT_CLOSE [<db>]; SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]";
-
 static void wait_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct waiter **pp = &waiters;
@@ -732,11 +726,191 @@ static char *split(char *q, char **arg)
 	return q;
 }
 
+static void show_stats_all(struct evbuffer *out)
+{
+	show_stats(out, true, true);
+}
+
+static void show_stats_totals(struct evbuffer *out)
+{
+	show_stats(out, true, false);
+}
+
+static void show_stats_averages(struct evbuffer *out)
+{
+	show_stats(out, false, true);
+}
+
+static void show_http_side(struct evbuffer *out)
+{
+	show_http(out, false);
+}
+
+static void show_http_pools(struct evbuffer *out)
+{
+	show_http(out, true);
+}
+
+static void show_help(struct evbuffer *out);
+
+/* SHOW's subcommands, in the order SHOW HELP lists them. */
+static const struct {
+	const char *name;
+	void (*show)(struct evbuffer *out);
+} shows[] = {
+	{ "HELP", show_help },
+	{ "CONFIG", show_config },
+	{ "USERS", show_users },
+	{ "DATABASES", show_databases },
+	{ "POOLS", show_pools },
+	{ "CLIENTS", show_clients },
+	{ "SERVERS", show_servers },
+	{ "STATS", show_stats_all },
+	{ "STATS_TOTALS", show_stats_totals },
+	{ "STATS_AVERAGES", show_stats_averages },
+	{ "LISTS", show_lists },
+	{ "MEM", show_mem },
+	{ "STATE", show_state },
+	{ "VERSION", show_version },
+	{ "HTTP", show_http_side },
+	{ "HTTP_POOLS", show_http_pools },
+};
+
+/* The commands other than SHOW (admin_users only). arg is NULL when none was given; -1
+ * defers the answer (WAIT_CLOSE). */
+struct command {
+	const char *verb, *usage;	/* usage: what SHOW HELP shows */
+	int (*run)(struct client *c, const char *verb, char *arg, struct evbuffer *out);
+};
+
+static int cmd_set(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)c;
+	(void)verb;
+	if (!arg)
+		error(out, "42601", "syntax: SET key = value");
+	else
+		set_option(out, arg);
+	return 0;
+}
+
+static int cmd_reload(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)c;
+	(void)verb;
+	(void)arg;
+	if (hooks.reload)
+		hooks.reload();
+	complete(out, "RELOAD");
+	return 0;
+}
+
+static int cmd_pause(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)c;
+	if (pools_pause(arg, verb[0] == 'P') < 0)
+		error(out, "3D000", "no such database: %s", arg);
+	else
+		complete(out, verb);
+	return 0;
+}
+
+static int cmd_disable(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)c;
+	if (!arg)
+		error(out, "42601", "%s needs a database name", verb);
+	else if (pools_disable(arg, verb[0] == 'D') < 0)
+		error(out, "3D000", "no such database: %s", arg);
+	else
+		complete(out, verb);
+	return 0;
+}
+
+static int cmd_reconnect(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)c;
+	(void)verb;
+	if (pools_reconnect(arg) < 0)
+		error(out, "3D000", "no such database: %s", arg);
+	else
+		complete(out, "RECONNECT");
+	return 0;
+}
+
+static int cmd_kill(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)c;
+	(void)verb;
+	if (!arg)
+		error(out, "42601", "KILL needs a database name");
+	else if (pools_kill(arg) < 0)
+		error(out, "3D000", "no such database: %s", arg);
+	else
+		complete(out, "KILL");
+	return 0;
+}
+
+static int cmd_wait_close(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	(void)verb;
+	int rc = wait_close(c, arg);
+	if (rc == 0)
+		complete(out, "WAIT_CLOSE");
+	return rc;
+}
+
+static int cmd_shutdown(struct client *c, const char *verb, char *arg, struct evbuffer *out)
+{
+	int mode = 0;
+
+	(void)c;
+	(void)verb;
+	if (arg && !strcasecmp(arg, "WAIT_FOR_SERVERS"))
+		mode = 1;
+	else if (arg && !strcasecmp(arg, "WAIT_FOR_CLIENTS"))
+		mode = 2;
+	else if (arg) {
+		error(out, "42601", "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+		return 0;
+	}
+	complete(out, "SHUTDOWN");
+	if (hooks.shutdown)
+		hooks.shutdown(mode);
+	return 0;
+}
+
+static const struct command commands[] = {
+	{ "SET", "SET key = arg", cmd_set },
+	{ "RELOAD", "RELOAD", cmd_reload },
+	{ "PAUSE", "PAUSE [<db>]", cmd_pause },
+	{ "RESUME", "RESUME [<db>]", cmd_pause },
+	{ "DISABLE", "DISABLE <db>", cmd_disable },
+	{ "ENABLE", "ENABLE <db>", cmd_disable },
+	{ "RECONNECT", "RECONNECT [<db>]", cmd_reconnect },
+	{ "KILL", "KILL <db>", cmd_kill },
+	{ "WAIT_CLOSE", "WAIT_CLOSE [<db>]", cmd_wait_close },
+	{ "SHUTDOWN", "SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]", cmd_shutdown },
+};
+
+/* SHOW HELP: made from the two tables, so that it lists what there is. */
+static void show_help(struct evbuffer *out)
+{
+	char help[1024];
+	size_t n = (size_t)snprintf(help, sizeof(help), "SHOW ");
+
+	for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]) && n < sizeof(help); i++)
+		n += (size_t)snprintf(help + n, sizeof(help) - n, "%s%s", i ? "|" : "", shows[i].name);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && n < sizeof(help); i++)
+		n += (size_t)snprintf(help + n, sizeof(help) - n, "; %s", commands[i].usage);
+	notice(out, help);
+	complete(out, "SHOW");
+}
+
 /* One query; returns -1 when the answer is deferred (WAIT_CLOSE). */
 static int query(struct client *c, enum admin_role role, char *q, struct evbuffer *out)
 {
 	char *arg, *verb = split(q, &arg);
-	int rc = 0;
 
 	if (!*verb) {
 		pg_put_msg(out, 'I', NULL, 0); /* EmptyQueryResponse */
@@ -746,87 +920,28 @@ static int query(struct client *c, enum admin_role role, char *q, struct evbuffe
 		char *sub = arg ? arg : (char *)"";
 		for (char *p = sub; *p; p++)
 			*p = (char)toupper((unsigned char)*p);
-		if (!strcmp(sub, "STATS")) show_stats(out, true, true);
-		else if (!strcmp(sub, "STATS_TOTALS")) show_stats(out, true, false);
-		else if (!strcmp(sub, "STATS_AVERAGES")) show_stats(out, false, true);
-		else if (!strcmp(sub, "POOLS")) show_pools(out);
-		else if (!strcmp(sub, "CLIENTS")) show_clients(out);
-		else if (!strcmp(sub, "SERVERS")) show_servers(out);
-		else if (!strcmp(sub, "DATABASES")) show_databases(out);
-		else if (!strcmp(sub, "USERS")) show_users(out);
-		else if (!strcmp(sub, "CONFIG")) show_config(out);
-		else if (!strcmp(sub, "LISTS")) show_lists(out);
-		else if (!strcmp(sub, "MEM")) show_mem(out);
-		else if (!strcmp(sub, "STATE")) show_state(out);
-		else if (!strcmp(sub, "VERSION")) show_version(out);
-		else if (!strcmp(sub, "HTTP")) show_http(out, false);
-		else if (!strcmp(sub, "HTTP_POOLS")) show_http(out, true);
-		else if (!strcmp(sub, "HELP")) {
-			notice(out, help_text);
-			complete(out, "SHOW");
-		} else
-			error(out, "42601", "unknown SHOW subcommand \"%s\"; try SHOW HELP", sub);
+		for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++)
+			if (strcmp(sub, shows[i].name) == 0) {
+				shows[i].show(out);
+				return 0;
+			}
+		error(out, "42601", "unknown SHOW subcommand \"%s\"; try SHOW HELP", sub);
 		return 0;
 	}
-	if (role != ADMIN_FULL) {
-		error(out, "42501", "%s needs admin_users; stats_users may only run SHOW", verb);
-		return 0;
-	}
-	if (!strcmp(verb, "PAUSE") || !strcmp(verb, "RESUME")) {
-		bool pause = verb[0] == 'P';
-		if (pools_pause(arg, pause) < 0)
-			error(out, "3D000", "no such database: %s", arg);
-		else
-			complete(out, verb);
-	} else if (!strcmp(verb, "DISABLE") || !strcmp(verb, "ENABLE")) {
-		if (!arg)
-			error(out, "42601", "%s needs a database name", verb);
-		else if (pools_disable(arg, verb[0] == 'D') < 0)
-			error(out, "3D000", "no such database: %s", arg);
-		else
-			complete(out, verb);
-	} else if (!strcmp(verb, "KILL")) {
-		if (!arg)
-			error(out, "42601", "KILL needs a database name");
-		else if (pools_kill(arg) < 0)
-			error(out, "3D000", "no such database: %s", arg);
-		else
-			complete(out, "KILL");
-	} else if (!strcmp(verb, "RECONNECT")) {
-		if (pools_reconnect(arg) < 0)
-			error(out, "3D000", "no such database: %s", arg);
-		else
-			complete(out, "RECONNECT");
-	} else if (!strcmp(verb, "WAIT_CLOSE")) {
-		rc = wait_close(c, arg);
-		if (rc == 0)
-			complete(out, "WAIT_CLOSE");
-	} else if (!strcmp(verb, "RELOAD")) {
-		if (hooks.reload)
-			hooks.reload();
-		complete(out, "RELOAD");
-	} else if (!strcmp(verb, "SHUTDOWN")) {
-		int mode = 0;
-		if (arg && !strcasecmp(arg, "WAIT_FOR_SERVERS"))
-			mode = 1;
-		else if (arg && !strcasecmp(arg, "WAIT_FOR_CLIENTS"))
-			mode = 2;
-		else if (arg) {
-			error(out, "42601", "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(verb, commands[i].verb) != 0)
+			continue;
+		if (role != ADMIN_FULL) {
+			error(out, "42501", "%s needs admin_users; stats_users may only run SHOW", verb);
 			return 0;
 		}
-		complete(out, "SHUTDOWN");
-		if (hooks.shutdown)
-			hooks.shutdown(mode);
-	} else if (!strcmp(verb, "SET")) {
-		if (!arg)
-			error(out, "42601", "syntax: SET key = value");
-		else
-			set_option(out, arg);
-	} else {
-		error(out, "42601", "unknown command \"%s\"; try SHOW HELP", verb);
+		return commands[i].run(c, verb, arg, out);
 	}
-	return rc;
+	if (role != ADMIN_FULL)
+		error(out, "42501", "%s needs admin_users; stats_users may only run SHOW", verb);
+	else
+		error(out, "42601", "unknown command \"%s\"; try SHOW HELP", verb);
+	return 0;
 }
 
 int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbuffer *in,
