@@ -26,6 +26,28 @@ static http_parser_settings req_settings;
 
 static void parse_head(struct hc *c);
 
+static const char *const hc_state_names[] = { "head", "wait", "body", "response", "closing" };
+
+void hc_set_state(struct hc *c, enum hc_state to)
+{
+	/* head -> wait (a request) -> body and/or response -> head (the next one); back to
+	 * wait for a retry or a redirect; closing from anywhere */
+	static const unsigned moves[] = {
+		[HC_HEAD] = 1u << HC_WAIT,
+		[HC_WAIT] = 1u << HC_BODY | 1u << HC_RESPONSE,
+		[HC_BODY] = 1u << HC_RESPONSE | 1u << HC_WAIT,
+		[HC_RESPONSE] = 1u << HC_HEAD | 1u << HC_WAIT,
+		[HC_CLOSING] = 0,
+	};
+
+	if (to != HC_CLOSING && !(moves[c->state] & 1u << to))
+		log_error("http: client %p goes from %s to %s, a move it never makes (a bug)",
+			  (void *)c, hc_state_names[c->state], hc_state_names[to]);
+	log_trace("http: client %p: %s -> %s", (void *)c, hc_state_names[c->state],
+		  hc_state_names[to]);
+	c->state = to;
+}
+
 void hc_fail(struct hc *c, int status, int code, const char *fmt, ...)
 {
 	char msg[768];
@@ -212,7 +234,7 @@ void hc_close(struct hc *c, const char *why)
 	if (c->state == HC_CLOSING)
 		return;
 	log_debug("http: client %p closes: %s", (void *)c, why);
-	c->state = HC_CLOSING;
+	hc_set_state(c, HC_CLOSING);
 	if (c->waiting) {
 		TAILQ_REMOVE(&hp.waiting, c, wait);
 		c->waiting = false;
@@ -329,7 +351,7 @@ static void handle_request(struct hc *c)
 		hc_fail(c, 503, 5030, "%s", "out of memory");
 		return;
 	}
-	c->state = HC_WAIT;
+	hc_set_state(c, HC_WAIT);
 	hu_acquire(c);
 }
 
@@ -371,14 +393,14 @@ static void parse_head(struct hc *c)
 void hc_send_body(struct hc *c)
 {
 	if (c->has_body && !c->body_done) {
-		c->state = HC_BODY;
+		hc_set_state(c, HC_BODY);
 		if (!c->lf_fed) {
 			resume_after_head(&c->parser, &req_settings);
 			c->lf_fed = true;
 		}
 		hc_forward_body(c);
 	} else {
-		c->state = HC_RESPONSE;
+		hc_set_state(c, HC_RESPONSE);
 		sio_flush(c->up->io);
 	}
 }
@@ -416,7 +438,7 @@ void hc_forward_body(struct hc *c)
 			return;
 		}
 		if (c->body_done) {
-			c->state = HC_RESPONSE;
+			hc_set_state(c, HC_RESPONSE);
 			u->since = now_usec(); /* request_timeout counts from here */
 		}
 	}
@@ -444,7 +466,7 @@ void hc_request_done(struct hc *c)
 		hc_close(c, "response done, connection: close");
 		return;
 	}
-	c->state = HC_HEAD;
+	hc_set_state(c, HC_HEAD);
 	c->head_started = false;
 	c->head_lf = c->folded = false;
 	c->since = now_usec();
@@ -525,7 +547,7 @@ void hc_accept(int fd, bool unix_socket)
 	}
 	if (!unix_socket)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->state = HC_HEAD;
+	c->state = HC_HEAD; /* a new connection */
 	c->since = now_usec();
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;

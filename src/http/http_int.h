@@ -156,6 +156,9 @@ static inline void resume_after_head(http_parser *p, const http_parser_settings 
 }
 
 /* http_client.c */
+/* Every change of a client connection's state goes through here: checked against the
+ * moves it makes (one it does not make is logged as a bug) and trace-logged. */
+void hc_set_state(struct hc *c, enum hc_state to);
 void hc_init_parser(void);
 void hc_accept(int fd, bool unix_socket);
 /* Answers the request with a CrateDB-shaped error and closes the connection. */
@@ -174,6 +177,8 @@ void hc_request_done(struct hc *c);
 void hc_forward_body(struct hc *c);
 
 /* http_upstream.c */
+/* The same for an upstream connection. */
+void hu_set_state(struct hu *u, enum hu_state to);
 void hu_init_parser(void);
 /* An upstream connection for the client: its own, an idle one, or a new one (it waits). */
 void hu_acquire(struct hc *c);

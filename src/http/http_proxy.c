@@ -294,7 +294,7 @@ void http_proxy_stop(void)
 	lset_free(hp.listeners);
 	hp.listeners = NULL;
 	while ((c = TAILQ_FIRST(&hp.clients))) {
-		c->state = HC_CLOSING;
+		hc_set_state(c, HC_CLOSING);
 		if (c->up) {
 			c->up->client = NULL;
 			c->up = NULL;

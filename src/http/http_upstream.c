@@ -31,6 +31,27 @@ static void hu_event_cb(struct sio *io, short what, void *arg);
 static void hu_idle(struct hu *u);
 static void attach(struct hc *c, struct hu *u);
 
+static const char *const hu_state_names[] = { "connecting", "idle", "busy", "closing" };
+
+void hu_set_state(struct hu *u, enum hu_state to)
+{
+	/* connecting -> idle <-> busy (busy stays busy while pinned to a client); closing from
+	 * anywhere */
+	static const unsigned moves[] = {
+		[HU_CONNECTING] = 1u << HU_IDLE,
+		[HU_IDLE] = 1u << HU_IDLE | 1u << HU_BUSY,
+		[HU_BUSY] = 1u << HU_IDLE | 1u << HU_BUSY,
+		[HU_CLOSING] = 0,
+	};
+
+	if (to != HU_CLOSING && !(moves[u->state] & 1u << to))
+		log_error("http: upstream connection %p goes from %s to %s, a move it never makes "
+			  "(a bug)", (void *)u, hu_state_names[u->state], hu_state_names[to]);
+	log_trace("http: upstream connection %p: %s -> %s", (void *)u, hu_state_names[u->state],
+		  hu_state_names[to]);
+	u->state = to;
+}
+
 /* A response whose body ends with the connection (no length, not chunked). */
 static bool needs_eof(const http_parser *p, int method)
 {
@@ -132,7 +153,7 @@ void hu_close(struct hu *u, const char *why)
 		u->pinned->pinned = NULL;
 		u->pinned = NULL;
 	}
-	u->state = HU_CLOSING;
+	hu_set_state(u, HU_CLOSING);
 	upconn_abort(u->uc); /* its callback must not come after this */
 	u->uc = NULL;
 	if (u->io) {
@@ -188,7 +209,7 @@ void hu_fail(struct hu *u, const char *fmt, ...)
 
 static void hu_ready(struct hu *u)
 {
-	u->state = HU_IDLE;
+	hu_set_state(u, HU_IDLE);
 	u->since = now_usec();
 	if (hp.last_error) {
 		log_info("http: upstream %s works again", hp.upstream_name);
@@ -219,7 +240,7 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 		hu_close(u, "closed before answering");
 		if (retry) {
 			hp.st.retries++;
-			c->state = HC_WAIT;
+			hc_set_state(c, HC_WAIT);
 			hu_acquire(c);
 		} else {
 			hc_fail(c, 502, 5020, "%s", "the CrateDB connection closed before answering; "
@@ -291,7 +312,7 @@ static struct hu *hu_launch_to(const char *key, const char *host, const char *tl
 	u->oneoff = for_client != NULL;
 	snprintf(u->host_header, sizeof(u->host_header), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
 		 host, port);
-	u->state = HU_CONNECTING;
+	u->state = HU_CONNECTING; /* a new connection */
 	u->since = now_usec();
 	struct upconn_opts o = { .host = host, .port = port, .tls_name = tls_name,
 				 .tls = tls, .sslmode = hp.sslmode, .ca_file = hp.ca_file,
@@ -321,7 +342,7 @@ static void hu_idle(struct hu *u)
 	struct hc *c;
 
 	u->client = NULL;
-	u->state = HU_IDLE;
+	hu_set_state(u, HU_IDLE);
 	u->since = now_usec();
 	if (hp.stopping) {
 		hu_close(u, "shutting down");
@@ -425,7 +446,7 @@ static void attach(struct hc *c, struct hu *u)
 	struct evbuffer *out = sio_output(u->io);
 
 	u->client = c;
-	u->state = HU_BUSY;
+	hu_set_state(u, HU_BUSY);
 	u->since = now_usec();
 	u->requests++;
 	u->head_done = false;
@@ -452,11 +473,11 @@ static void response_done(struct hu *u)
 		/* its session is this client's now */
 		u->pinned = c;
 		c->pinned = u;
-		u->state = HU_BUSY;
+		hu_set_state(u, HU_BUSY);
 		log_debug("http: upstream connection %p stays with client %p (session changed)",
 			  (void *)u, (void *)c);
 	} else if (u->pinned && keep) {
-		u->state = HU_BUSY;
+		hu_set_state(u, HU_BUSY);
 	} else if (keep) {
 		hu_idle(u);
 	} else {
@@ -517,7 +538,7 @@ static int follow_redirect(struct hu *u, struct hc *c)
 	u->client = NULL;
 	c->up = NULL;
 	hu_close(u, "redirected");
-	c->state = HC_WAIT;
+	hc_set_state(c, HC_WAIT);
 	if (!hu_launch_to(c->key, host, tls_name, port, tls, c))
 		hc_fail(c, 503, 5030, "%s", "out of memory");
 	free(host);

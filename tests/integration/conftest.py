@@ -273,6 +273,9 @@ class Bouncer:
         for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             if marker in out:
                 problem = f"sanitizer report ({marker}) in cratebouncer output"
+        if "(a bug)" in out:
+            # the daemon's own checks (a connection state move it never makes) found one
+            problem = "cratebouncer logged a bug it detected in itself: (a bug) in its output"
         self.stderr_f.close()
         return problem
 
