@@ -1,19 +1,15 @@
-/* Upstream connections. A server's life: connected (upconn: resolve, each address in
- * turn, SSLRequest, TLS), login with the pool's credentials, then idle / linked to a
- * client / being reset, until closed.
- * Every step is bounded by server_connect_timeout until the login completes. */
-#include "server.h"
+/* Upstream connections. A server's life: connected and logged in (server_login.c), then
+ * idle / linked to a client / being reset, until closed. This file: a logged-in server,
+ * the relay both ways, pipelining, resets and checks, release, timeouts, close. */
+#include "server_int.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +18,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "cancel.h"
 #include "core/cfg.h"
 #include "client.h"
@@ -37,76 +32,7 @@
 #include "core/upconn.h"
 #include "core/util.h"
 
-#define LOGIN_MSG_MAX (64 * 1024)
-#define OUT_HIGH_WATER (256 * 1024)
-
-/* A query pipelined behind another client's (see struct server). */
-struct pipe_entry {
-	struct client *c;	/* NULL: that client left, its answer is dropped */
-	uint64_t shape;		/* pl_shape of its text */
-	uint8_t *q;		/* a copy of its Query message: sent again if a cancel meant
-				 * for another query hits it */
-	uint32_t qlen;
-	uint16_t items;		/* the relay's request items it added (answers to come) */
-	bool cancel;		/* its client asked to cancel it before it ran */
-	uint8_t retries;	/* times sent again */
-};
-
-struct server {
-	struct pool_node node;
-	struct sio *bev;
-	struct upconn *uc;		/* until connected (TLS included) */
-	struct event timer;		/* server_connect_timeout during login */
-	struct scram_client *scram;
-	struct evbuffer *params;	/* ParameterStatus messages seen at login */
-	struct client *client;
-	uint64_t connect_time, idle_since;
-	uint64_t query_start, xact_start;	/* for the statistics */
-	struct rl_server rl;		/* what it was asked, has prepared, its settings */
-	char *host;			/* the one of the entry's hosts it connects to */
-	int host_idx;
-	uint64_t id;			/* never reused: cancel completions find it by this */
-	uint64_t ready_time;		/* of the last ReadyForQuery: idle_transaction_timeout */
-	uint8_t cancels;		/* CancelRequests in flight for its session */
-	bool park;			/* returned while a cancel was in flight: held back */
-	uint64_t lifetime;		/* server_lifetime with jitter, microseconds; 0: none */
-	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
-	unsigned gen;			/* pool->gen when launched */
-	bool ready;			/* ReadyForQuery seen since the client last sent */
-	/* Pipelining (transaction mode): while the linked client's transaction is one
-	 * autocommit Query of a shape known to be fast, other clients' such Queries may be
-	 * sent behind it; the server answers them in order and each client gets the link
-	 * in turn (pipe_next). */
-	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for ones sent again */
-	uint8_t npipe;
-	unsigned pipe_items;		/* the relay's request items of the entries in pipe[] */
-	uint8_t exposed;		/* queries from the next head on that a cancel sent
-					 * for an earlier one may hit: their answers are held */
-	bool pipe_ok;			/* others may be pipelined behind the linked client */
-	bool head_gone;			/* the linked client left; its answer is dropped */
-	bool held;			/* the linked client's answer is held (exposed) */
-	bool head_direct;		/* linked the usual way: its time includes a round trip */
-	struct pipe_entry head;		/* the linked client's query: shape and copy */
-	struct evbuffer *hold;
-	uint64_t progress;		/* last link or ReadyForQuery */
-	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
-	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
-	bool pipe_changed;		/* a setting changed with queries pipelined behind */
-	bool gone_cancelled;		/* the departed head's query was cancelled */
-	uint64_t head_bytes;		/* of the linked client's answer so far */
-	uint64_t paused_since;		/* reading paused for the linked client's full output */
-	bool paused, login_done;
-};
-
-static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void connected(struct sio *io, enum upconn_failure why, const char *detail, void *arg);
-static void send_startup(struct server *sv);
-static void timeout_cb(evutil_socket_t fd, short what, void *arg);
-static void login_read_cb(struct sio *bev, void *arg);
 static void fwd_read_cb(struct sio *bev, void *arg);
-static void write_cb(struct sio *bev, void *arg);
-static void event_cb(struct sio *bev, short what, void *arg);
 static void after_input(struct server *sv);
 static void server_return(struct server *sv);
 static void note_time(struct server *sv);
@@ -125,11 +51,6 @@ static struct evbuffer *scratch(void)
 	return relay_buf;
 }
 
-static const char *sv_host(const struct server *sv)
-{
-	return sv->host;
-}
-
 int server_host_index(const struct server *sv)
 {
 	return sv->host_idx;
@@ -140,14 +61,7 @@ bool server_expired(const struct server *sv)
 	return sv->lifetime && now_usec() - sv->connect_time > sv->lifetime;
 }
 
-static uint64_t next_id;
-
 static void cancel_done(uint64_t id);
-
-static int sv_port(const struct server *sv)
-{
-	return sv->node.pool->db->port;
-}
 
 struct pool_node *server_node(struct server *sv)
 {
@@ -285,118 +199,12 @@ void server_pause_read(struct server *sv, bool pause)
 	}
 }
 
-void server_launch(struct pool *pool, int host)
-{
-	const struct cfg *cfg = rt_cfg();
-	struct server *sv = calloc(1, sizeof(*sv));
-	struct timeval tv;
-
-	if (!sv) {
-		log_error("out of memory: cannot open a connection to %s", pool->db->host);
-		return;
-	}
-	sv->node.obj = sv;
-	sv->node.is_server = true;
-	sv->id = ++next_id;
-	sv->host_idx = host >= 0 ? host : pool_pick_host(pool);
-	sv->host = strdup(pool->hosts[sv->host_idx].name);
-	if (!sv->host) {
-		free(sv);
-		log_error("out of memory: cannot open a connection to %s", pool->db->host);
-		return;
-	}
-	sv->gen = pool->gen;
-	sv->connect_time = now_usec();
-	rl_server_init(&sv->rl);
-	if (cfg->server_lifetime > 0) {
-		/* up to 20% earlier, so that a pool opened at once is not renewed at once */
-		uint32_t r = 0;
-		if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-			r = (uint32_t)random();
-		sv->lifetime = (uint64_t)(cfg->server_lifetime * 1e6 * (0.8 + 0.2 * (r / 4294967296.0)));
-	}
-	pool_server_add(pool, &sv->node, SV_LOGIN);
-
-	evtimer_assign(&sv->timer, rt_base(), timeout_cb, sv);
-	tv.tv_sec = (time_t)cfg->server_connect_timeout;
-	tv.tv_usec = (suseconds_t)((cfg->server_connect_timeout - (double)tv.tv_sec) * 1e6);
-	evtimer_add(&sv->timer, &tv);
-
-	log_debug("S-%p: connecting to %s:%d", (void *)sv, sv_host(sv), sv_port(sv));
-	struct upconn_opts o = { .host = sv_host(sv), .port = sv_port(sv),
-				 .tls = cfg_db_sslmode(cfg, pool->db) != SSLMODE_DISABLE,
-				 .sslmode = cfg_db_sslmode(cfg, pool->db),
-				 .ca_file = cfg_db_ca_file(cfg, pool->db), .ssl_request = true,
-				 .keepalive = cfg->tcp_keepalive };
-	sv->uc = upconn_start(rt_base(), rt_dns(), &o, connected, sv);
-	if (!sv->uc)
-		server_fail(sv, "53200", "out of memory: cannot open a connection to %s", sv_host(sv));
-}
-
-/* Connected, past SSLRequest and TLS (or failed on the way): the login starts. */
-static void connected(struct sio *io, enum upconn_failure why, const char *detail, void *arg)
-{
-	struct server *sv = arg;
-	const char *host = sv_host(sv);
-	int port = sv_port(sv);
-
-	sv->uc = NULL;
-	switch (why) {
-	case UC_OK:
-		break;
-	case UC_RESOLVE:
-		server_fail(sv, "08006", "cannot resolve upstream host \"%s\": %s", host, detail);
-		return;
-	case UC_CONNECT:
-		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", host, port, detail);
-		return;
-	case UC_SSL_CLOSED:
-		server_fail(sv, "08006", "upstream %s:%d closed the connection after SSLRequest%s%s",
-			    host, port, *detail ? ": " : "", detail);
-		return;
-	case UC_SSL_REFUSED:
-		server_fail(sv, "08006", "upstream %s:%d does not accept TLS, and server_tls_sslmode "
-			    "requires it", host, port);
-		return;
-	case UC_SSL_INVALID:
-		server_fail(sv, "08006", "upstream %s:%d sent an invalid answer to SSLRequest", host,
-			    port);
-		return;
-	case UC_TLS_SETUP:
-	case UC_TLS_HANDSHAKE:
-		server_fail(sv, "08006", "%s", detail);
-		return;
-	case UC_NO_MEMORY:
-		server_fail(sv, "53200", "cannot allocate a connection buffer");
-		return;
-	}
-	sv->bev = io;
-	sio_setcb(sv->bev, login_read_cb, write_cb, event_cb, sv);
-	send_startup(sv);
-}
-
-static void send_startup(struct server *sv)
-{
-	struct pool *pool = sv->node.pool;
-	const char *params[] = { "user", pool->user, "database", pool->dbname, NULL };
-
-	pg_put_startup(sio_output(sv->bev), params);
-}
-
-static void timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *sv = arg;
-
-	server_fail(sv, "08006", "timed out connecting to upstream %s:%d (server_connect_timeout)",
-		    sv_host(sv), sv_port(sv));
-}
-
-static void event_cb(struct sio *bev, short what, void *arg)
+void server_event_cb(struct sio *bev, short what, void *arg)
 {
 	struct server *sv = arg;
 
 	(void)bev;
-	if (sv->login_done) {
+	if (sv->login == SVL_DONE) {
 		server_close(sv, what & SIO_EOF ? "upstream closed the connection"
 					       : "upstream connection failed");
 		return;
@@ -405,221 +213,6 @@ static void event_cb(struct sio *bev, short what, void *arg)
 		    sv_host(sv), sv_port(sv), (what & SIO_ERROR) && errno ? ": " : "",
 		    (what & SIO_ERROR) && errno ? strerror(errno) : "");
 	ERR_clear_error();
-}
-
-/* Answers one authentication request; -1 after server_fail. */
-static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
-{
-	struct pool *pool = sv->node.pool;
-	struct evbuffer *out = sio_output(sv->bev);
-	uint32_t code;
-	const uint8_t *data;
-	size_t dlen;
-	char md5a[PG_MD5_LEN + 1], md5b[PG_MD5_LEN + 1];
-	char *msg = NULL;
-	size_t mlen;
-	const char *err = NULL;
-
-	if (pg_parse_auth(body, len, &code, &data, &dlen) < 0)
-		goto protocol;
-	if (code == PG_AUTH_OK && sv->scram) {
-		/* SCRAM is mutual: an upstream that did not prove it knows the password */
-		server_fail(sv, "28000", "upstream %s:%d ended SCRAM authentication without proving "
-			    "it knows the password", sv_host(sv), sv_port(sv));
-		return -1;
-	}
-	if (code == PG_AUTH_OK)
-		return 0;
-	if (!pool->password) {
-		server_fail(sv, "28P01", "upstream %s:%d asks for a password, but none is configured "
-			    "for user \"%s\"", sv_host(sv), sv_port(sv), pool->user);
-		return -1;
-	}
-	/* an auth_file md5 secret can answer MD5, nothing else */
-	if (secret_kind(pool->password) != SECRET_PLAIN &&
-	    !(code == PG_AUTH_MD5 && secret_kind(pool->password) == SECRET_MD5)) {
-		server_fail(sv, "28P01", "upstream %s:%d asks for authentication method %u, but "
-			    "auth_file holds only a hashed secret for user \"%s\"", sv_host(sv),
-			    sv_port(sv), code, pool->user);
-		return -1;
-	}
-	switch (code) {
-	case PG_AUTH_CLEARTEXT:
-		pg_put_password(out, pool->password);
-		return 0;
-	case PG_AUTH_MD5:
-		if (dlen != 4)
-			goto protocol;
-		if (secret_kind(pool->password) == SECRET_MD5)
-			snprintf(md5a, sizeof(md5a), "%s", pool->password);
-		else
-			pg_md5_encrypt(pool->password, pool->user, md5a);
-		pg_md5_salted(md5a, data, md5b);
-		pg_put_password(out, md5b);
-		return 0;
-	case PG_AUTH_SASL:
-		/* a list of NUL-terminated mechanism names */
-		for (size_t i = 0; i < dlen && data[i];) {
-			const char *mech = (const char *)data + i;
-			size_t n = strnlen(mech, dlen - i);
-			if (n == strlen("SCRAM-SHA-256") && memcmp(mech, "SCRAM-SHA-256", n) == 0) {
-				scram_client_free(sv->scram);
-				sv->scram = scram_client_new(pool->password, NULL);
-				if (!sv->scram || scram_client_first(sv->scram, "", &msg, &mlen) < 0) {
-					server_fail(sv, "53200", "cannot start SCRAM authentication");
-					return -1;
-				}
-				pg_put_sasl_initial(out, "SCRAM-SHA-256", msg, mlen);
-				free(msg);
-				return 0;
-			}
-			i += n + 1;
-		}
-		server_fail(sv, "28000", "upstream %s:%d offers no SASL mechanism cratebouncer supports",
-			    sv_host(sv), sv_port(sv));
-		return -1;
-	case PG_AUTH_SASL_CONTINUE:
-		if (!sv->scram)
-			goto protocol;
-		if (scram_client_final(sv->scram, (const char *)data, dlen, &msg, &mlen, &err) < 0) {
-			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv), err);
-			return -1;
-		}
-		pg_put_sasl_response(out, msg, mlen);
-		explicit_bzero(msg, mlen);
-		free(msg);
-		return 0;
-	case PG_AUTH_SASL_FINAL:
-		if (!sv->scram)
-			goto protocol;
-		if (scram_client_verify(sv->scram, (const char *)data, dlen, &err) < 0) {
-			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv), err);
-			return -1;
-		}
-		scram_client_free(sv->scram);
-		sv->scram = NULL;
-		return 0;
-	default:
-		server_fail(sv, "28000", "upstream %s:%d asks for authentication method %u, which "
-			    "cratebouncer does not support", sv_host(sv), sv_port(sv), code);
-		return -1;
-	}
-protocol:
-	server_fail(sv, "08P01", "upstream %s:%d sent an invalid authentication message",
-		    sv_host(sv), sv_port(sv));
-	return -1;
-}
-
-/* The tracked parameters where this server's login values differ from the pool's. */
-static void server_login_params(struct server *sv, const uint8_t *p, size_t len)
-{
-	const char *const *defaults = sv->node.pool->rl.defaults;
-
-	uint8_t type;
-	const uint8_t *body;
-	size_t blen, mlen;
-	const char *name, *value;
-
-	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen)) {
-		if (type == 'S' && pg_parse_param_status(body, blen, &name, &value) == 0) {
-			int i = sp_index(name, strlen(name));
-			if (i >= 0 && (!defaults[i] || strcmp(defaults[i], value) != 0) &&
-			    sp_put(&sv->rl.params, i, value, false) < 0)
-				log_warn("out of memory tracking %s", name);
-		}
-	}
-}
-
-static void login_done(struct server *sv)
-{
-	size_t plen = evbuffer_get_length(sv->params);
-	uint8_t *params = evbuffer_pullup(sv->params, -1);
-
-	sv->login_done = true;
-	evtimer_del(&sv->timer);
-	sio_setcb(sv->bev, fwd_read_cb, write_cb, event_cb, sv);
-	sv->ready = true;
-	sv->rl.status = 'I';
-	sv->idle_since = now_usec();
-	log_debug("S-%p: logged in to %s:%d as %s", (void *)sv, sv_host(sv), sv_port(sv),
-		  sv->node.pool->user);
-	if (sv->gen != sv->node.pool->gen) {
-		server_close(sv, "renewed by RECONNECT or a reload");
-		return;
-	}
-	pool_server_login_ok(sv, params, plen);
-	server_login_params(sv, params, plen);
-	evbuffer_free(sv->params);
-	sv->params = NULL;
-	pool_server_idle(sv);
-}
-
-static void login_read_cb(struct sio *bev, void *arg)
-{
-	struct server *sv = arg;
-	struct evbuffer *in = sio_input(bev);
-	uint8_t hdr[PG_HDR_LEN];
-	struct pg_error e;
-
-	while (evbuffer_get_length(in) >= PG_HDR_LEN) {
-		evbuffer_copyout(in, hdr, PG_HDR_LEN);
-		uint32_t mlen = pg_get_u32(hdr + 1);
-		if (mlen < 4 || mlen > LOGIN_MSG_MAX) {
-			server_fail(sv, "08P01", "upstream %s:%d sent an invalid message during login",
-				    sv_host(sv), sv_port(sv));
-			return;
-		}
-		if (evbuffer_get_length(in) < (size_t)mlen + 1)
-			return;
-		uint8_t *msg = evbuffer_pullup(in, mlen + 1);
-		const uint8_t *body = msg + PG_HDR_LEN;
-		size_t blen = mlen - 4;
-
-		switch (hdr[0]) {
-		case 'R':
-			if (handle_auth(sv, body, blen) < 0)
-				return;
-			break;
-		case 'S': {
-			if (!sv->params)
-				sv->params = evbuffer_new();
-			if (sv->params)
-				evbuffer_add(sv->params, msg, mlen + 1);
-			break;
-		}
-		case 'K':
-			/* clients get keys issued by cratebouncer; the pid is for SHOW SERVERS */
-			if (blen == 8) {
-				sv->be_pid = pg_get_u32(body);
-				sv->be_key = pg_get_u32(body + 4);
-			}
-			break;
-		case 'E':
-			pg_parse_error(body, blen, &e);
-			server_fail(sv, *e.code ? e.code : "08006",
-				    "upstream login to %s:%d as \"%s\" failed: %s", sv_host(sv),
-				    sv_port(sv), sv->node.pool->user, e.message);
-			return;
-		case 'Z':
-			evbuffer_drain(in, mlen + 1);
-			if (!sv->params)
-				sv->params = evbuffer_new();
-			if (!sv->params) {
-				server_fail(sv, "53200", "out of memory");
-				return;
-			}
-			login_done(sv);
-			return;
-		case 'N':
-		case 'v':
-			break;
-		default:
-			server_fail(sv, "08P01", "upstream %s:%d sent message '%c' during login",
-				    sv_host(sv), sv_port(sv), hdr[0]);
-			return;
-		}
-		evbuffer_drain(in, mlen + 1);
-	}
 }
 
 static void ready_cb(void *arg, char status)
@@ -1145,13 +738,18 @@ enum rl_result server_forward(struct server *sv, struct client *c, struct evbuff
 	return RL_OK;
 }
 
-static void write_cb(struct sio *bev, void *arg)
+void server_write_cb(struct sio *bev, void *arg)
 {
 	struct server *sv = arg;
 
 	/* Our output drained: let the client send more. */
 	if (sv->client)
 		client_pause_read(sv->client, false);
+}
+
+void server_forwarding(struct server *sv)
+{
+	sio_setcb(sv->bev, fwd_read_cb, server_write_cb, server_event_cb, sv);
 }
 
 void server_link(struct server *sv, struct client *c)
@@ -1313,7 +911,7 @@ void server_check(struct server *sv)
 		  sio_output(sv->bev));
 }
 
-static void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
+void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;

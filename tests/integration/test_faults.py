@@ -21,7 +21,7 @@ import time
 import pgenv
 import psycopg
 import pytest
-from helpers import TIMEOUT, RawConn, startup_packet, wait_until
+from helpers import TIMEOUT, RawConn, first_error, startup_packet, wait_until
 
 RESTARTS = int(os.environ.get("CB_FAULT_RESTARTS", "5"))
 TX = {"pool_mode": "transaction", "default_pool_size": 4, "max_client_conn": 400,
@@ -658,3 +658,86 @@ def test_fd_exhaustion(cratebouncer):
             s.close()
         steady.halt()
     steady.finish(b, pid)
+
+
+# ---------------------------------------------------------------------------------------------
+# an upstream that stalls during the login
+
+
+class StallingUpstream:
+    """A TCP peer that goes as far as `step` in a pgwire login and then says nothing more:
+    "connecting" (TLS required: the SSLRequest is never answered), "startup" (the
+    StartupMessage is read, no answer), "authenticating" (a cleartext password is asked for
+    and read), "parameters" (AuthenticationOk, then nothing)."""
+
+    def __init__(self, step):
+        self.step = step
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.login, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def read_msg(c, typed=True):
+        def exact(n):
+            b = b""
+            while len(b) < n:
+                chunk = c.recv(n - len(b))
+                if not chunk:
+                    raise OSError("closed")
+                b += chunk
+            return b
+        head = exact(5 if typed else 4)
+        n = struct.unpack("!I", head[-4:])[0]
+        return exact(n - 4)
+
+    def login(self, c):
+        try:
+            if self.step == "connecting":
+                c.recv(8)  # the SSLRequest, never answered
+                return
+            self.read_msg(c, typed=False)  # StartupMessage
+            if self.step == "authenticating":
+                c.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
+                self.read_msg(c)
+            elif self.step == "parameters":
+                c.sendall(b"R" + struct.pack("!II", 8, 0))  # AuthenticationOk
+        except OSError:
+            pass
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("step", ["connecting", "startup", "authenticating", "parameters"])
+def test_login_stall_names_the_step(cratebouncer, step):
+    """An upstream that stops answering during the login: the waiting client gets a
+    connection error after server_connect_timeout that names the login step it stalled in,
+    and the daemon goes on."""
+    up = StallingUpstream(step)
+    try:
+        entry = {"host": "127.0.0.1", "port": up.port, "dbname": "doc", "user": "crate",
+                 "password": "x", "sslmode": "require" if step == "connecting" else "disable"}
+        b = cratebouncer(settings={"server_connect_timeout": 1, "server_login_retry": 5},
+                         databases={"doc": entry})
+        e = first_error(b.host, b.port)
+        assert e is not None, "the login went through a stalling upstream"
+        assert "server_connect_timeout" in str(e) and f"login step: {step}" in str(e), str(e)
+        assert b.proc.poll() is None
+    finally:
+        up.close()

@@ -1,0 +1,109 @@
+/* Inside a server (an upstream pgwire connection): its struct and what server.c and
+ * server_login.c share. Only those two include this.
+ *
+ *   server_login.c  a new server: connect (upconn), StartupMessage, authentication,
+ *                   ParameterStatus and BackendKeyData, then forwarding
+ *   server.c        a logged-in server: linked to clients, the relay both ways,
+ *                   pipelining, reset and check queries, release, timeouts, close */
+#ifndef CB_SERVER_INT_H
+#define CB_SERVER_INT_H
+
+#include <event2/event_struct.h>
+
+#include "core/cfg.h"
+#include "server.h"
+
+struct sio;
+struct scram_client;
+struct upconn;
+
+#define OUT_HIGH_WATER (256 * 1024)
+
+/* A query pipelined behind another client's (see struct server). */
+struct pipe_entry {
+	struct client *c;	/* NULL: that client left, its answer is dropped */
+	uint64_t shape;		/* pl_shape of its text */
+	uint8_t *q;		/* a copy of its Query message: sent again if a cancel meant
+				 * for another query hits it */
+	uint32_t qlen;
+	uint16_t items;		/* the relay's request items it added (answers to come) */
+	bool cancel;		/* its client asked to cancel it before it ran */
+	uint8_t retries;	/* times sent again */
+};
+
+/* A server's login, step by step (server_login.c); SVL_DONE from its first ReadyForQuery. */
+enum sv_login {
+	SVL_CONNECTING,		/* upconn: resolve, connect, SSLRequest, TLS */
+	SVL_STARTUP,		/* StartupMessage sent, waiting for the authentication request */
+	SVL_AUTHENTICATING,	/* answering it (cleartext, MD5, SCRAM round trips) */
+	SVL_PARAMETERS,		/* AuthenticationOk: ParameterStatus, BackendKeyData until 'Z' */
+	SVL_DONE,
+};
+
+struct server {
+	struct pool_node node;
+	struct sio *bev;
+	struct upconn *uc;		/* until connected (TLS included) */
+	struct event timer;		/* server_connect_timeout during login */
+	struct scram_client *scram;
+	struct evbuffer *params;	/* ParameterStatus messages seen at login */
+	struct client *client;
+	uint64_t connect_time, idle_since;
+	uint64_t query_start, xact_start;	/* for the statistics */
+	struct rl_server rl;		/* what it was asked, has prepared, its settings */
+	char *host;			/* the one of the entry's hosts it connects to */
+	int host_idx;
+	uint64_t id;			/* never reused: cancel completions find it by this */
+	uint64_t ready_time;		/* of the last ReadyForQuery: idle_transaction_timeout */
+	uint8_t cancels;		/* CancelRequests in flight for its session */
+	bool park;			/* returned while a cancel was in flight: held back */
+	uint64_t lifetime;		/* server_lifetime with jitter, microseconds; 0: none */
+	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
+	unsigned gen;			/* pool->gen when launched */
+	bool ready;			/* ReadyForQuery seen since the client last sent */
+	/* Pipelining (transaction mode): while the linked client's transaction is one
+	 * autocommit Query of a shape known to be fast, other clients' such Queries may be
+	 * sent behind it; the server answers them in order and each client gets the link
+	 * in turn (pipe_next). */
+	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for ones sent again */
+	uint8_t npipe;
+	unsigned pipe_items;		/* the relay's request items of the entries in pipe[] */
+	uint8_t exposed;		/* queries from the next head on that a cancel sent
+					 * for an earlier one may hit: their answers are held */
+	bool pipe_ok;			/* others may be pipelined behind the linked client */
+	bool head_gone;			/* the linked client left; its answer is dropped */
+	bool held;			/* the linked client's answer is held (exposed) */
+	bool head_direct;		/* linked the usual way: its time includes a round trip */
+	struct pipe_entry head;		/* the linked client's query: shape and copy */
+	struct evbuffer *hold;
+	uint64_t progress;		/* last link or ReadyForQuery */
+	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
+	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
+	bool pipe_changed;		/* a setting changed with queries pipelined behind */
+	bool gone_cancelled;		/* the departed head's query was cancelled */
+	uint64_t head_bytes;		/* of the linked client's answer so far */
+	uint64_t paused_since;		/* reading paused for the linked client's full output */
+	bool paused;
+	enum sv_login login;		/* how far its login is */
+};
+
+static inline const char *sv_host(const struct server *sv)
+{
+	return sv->host;
+}
+
+static inline int sv_port(const struct server *sv)
+{
+	return sv->node.pool->db->port;
+}
+
+/* server.c */
+/* Fails the login (every client waiting for it is told) and closes it. */
+void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void server_write_cb(struct sio *bev, void *arg);
+void server_event_cb(struct sio *bev, short what, void *arg);
+/* Logged in: upstream messages go through the relay from now on. */
+void server_forwarding(struct server *sv);
+
+#endif
