@@ -37,14 +37,11 @@ static void after_input(struct server *sv);
 static void server_return(struct server *sv);
 static void note_time(struct server *sv);
 static void drop_pipe(struct server *sv, const char *reason);
-static bool held_canceled(struct server *sv);
-static int send_query(struct server *sv, struct client *c, struct evbuffer *buf);
-static void pipe_next(struct server *sv, bool retry);
 
 /* Scratch buffer between the relay and the sockets; empty between calls. */
 static struct evbuffer *relay_buf;
 
-static struct evbuffer *scratch(void)
+struct evbuffer *server_scratch(void)
 {
 	if (!relay_buf && !(relay_buf = evbuffer_new()))
 		fatal("out of memory");
@@ -243,7 +240,7 @@ static void take_counts(struct server *sv)
 static void fwd_read_cb(struct sio *bev, void *arg)
 {
 	struct server *sv = arg;
-	struct evbuffer *in = sio_input(bev), *out = scratch();
+	struct evbuffer *in = sio_input(bev), *out = server_scratch();
 	const char *err = NULL;
 	int r;
 
@@ -285,240 +282,18 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 	} while (r == 1 && sv->node.state == SV_ACTIVE && evbuffer_get_length(in) > 0);
 }
 
-/* ---- Pipelining ---------------------------------------------------------------------- */
-
-static void entry_clear(struct pipe_entry *e)
-{
-	free(e->q);
-	memset(e, 0, sizeof(*e));
-}
-
-/* Sends a client's Query or extended-protocol group (whole, in buf) through the relay:
- * the number of request items it added, or -1 if the relay failed (out of memory: the
- * request queue no longer matches, the server must go). */
-static int send_query(struct server *sv, struct client *c, struct evbuffer *buf)
-{
-	size_t before = rl_pending(&sv->rl);
-	struct evbuffer *out = scratch();
-	const char *err = NULL;
-
-	enum rl_result r = rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, buf, out,
-					  &err);
-	size_t n = evbuffer_get_length(out);
-	sv->node.pool->stats.bytes_received += n;
-	server_send(sv, out, n);
-	return r == RL_OK ? (int)(rl_pending(&sv->rl) - before) : -1;
-}
-
-/* The held answer goes to its client after all. */
-static void pass_held(struct server *sv, struct client *c)
-{
-	size_t n = evbuffer_get_length(sv->hold);
-
-	sv->node.pool->stats.bytes_sent += n;
-	client_send(c, sv->hold, n);
-}
-
-/* A safety close: what is still queued for the upstream (pipelined queries of clients
- * that will be told the connection failed) is dropped, not sent. */
-static void close_discarding(struct server *sv, const char *reason)
-{
-	if (sv->bev)
-		evbuffer_drain(sio_output(sv->bev), evbuffer_get_length(sio_output(sv->bev)));
-	server_close(sv, reason);
-}
-
-/* A cancel sent for this session may still hit the query that runs next. */
-static bool exposed_now(const struct server *sv)
-{
-	return sv->exposed > 0 || sv->cancels > 0 ||
-	       (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC);
-}
-
-/* An ErrorResponse 57014 (query canceled; the message is translated, so any) in a held
- * answer. A statement_timeout also gives 57014: such a query runs at most once more. */
-static bool held_canceled(struct server *sv)
-{
-	size_t len = evbuffer_get_length(sv->hold);
-	const uint8_t *p = evbuffer_pullup(sv->hold, -1), *body;
-	uint8_t type;
-	size_t blen, mlen;
-	struct pg_error e;
-
-	while (p && pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
-		if (type == 'E' && pg_parse_error(body, blen, &e) == 0 &&
-		    (strcmp(e.code, "57014") == 0 ||
-		     /* CrateDB: a killed job is XX000 "Job killed" */
-		     (sv->node.pool->rl.crate && strcmp(e.code, "XX000") == 0 &&
-		      strstr(e.message, "killed"))))
-			return true;
-	return false;
-}
-
-static void pipe_append(struct server *sv, struct client *c, struct pipe_entry *e)
-{
-	sv->pipe_items += e->items;
-	sv->pipe[sv->npipe++] = *e;
-	memset(e, 0, sizeof(*e));
-	sv->pipe[sv->npipe - 1].c = c;
-}
-
-/* Sends the linked client's query again (a late cancel hit it); it stays linked. */
-static bool resend_head(struct server *sv, struct client *c)
-{
-	struct evbuffer *b = evbuffer_new();
-	bool ok = b && evbuffer_add(b, sv->head.q, sv->head.qlen) == 0;
-
-	if (ok) {
-		int items = send_query(sv, c, b);
-		ok = items >= 0;
-		sv->head.items = (uint16_t)(ok ? items : 0);
-		sv->ready = true;
-		server_note_sent(sv);
-	}
-	if (b)
-		evbuffer_free(b);
-	return ok;
-}
-
-/* The linked client's answer is complete and queries are pipelined behind it: the next
- * one's client gets the link. retry: the one that just finished was hit by a cancel sent
- * for another client's query; it goes again, behind the others. */
-static void pipe_next(struct server *sv, bool retry)
-{
-	struct client *old = sv->head_gone ? NULL : sv->client;
-
-	if (retry && old) {
-		/* sent again already (after_input): it waits behind the others */
-		pipe_append(sv, old, &sv->head);
-		old = NULL;
-	}
-	entry_clear(&sv->head);
-	sv->head = sv->pipe[0];
-	sv->pipe_items -= sv->head.items;
-	memmove(sv->pipe, sv->pipe + 1, (size_t)(sv->npipe - 1) * sizeof(sv->pipe[0]));
-	memset(&sv->pipe[--sv->npipe], 0, sizeof(sv->pipe[0]));
-	sv->client = sv->head.c;
-	sv->head_gone = sv->client == NULL;
-	sv->head_direct = false;
-	sv->head_bytes = 0;
-	sv->gone_cancelled = false;
-	sv->held = exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
-	if (sv->exposed)
-		sv->exposed--;
-	sv->progress = now_usec();
-	sv->ready = true;	/* its query counts from now in the statistics */
-	server_note_sent(sv);
-	server_pause_read(sv, false);	/* the old head's full output is not the new one's */
-	if (old) {
-		client_unlinked(old);
-		if (rt_draining())
-			client_fail(old, "57P01", "cratebouncer is shutting down");
-		else
-			client_resume(old);
-	}
-	if (sv->head.cancel && sv->client && !sv->head_gone)
-		server_cancel_client(sv, sv->client);
-	pool_pipe_waiting(sv);
-}
-
-bool server_pipe_accepts(const struct server *sv, uint64_t now)
-{
-	const struct cfg *cfg = rt_cfg();
-
-	/* not while a session-state replay is on its way: the tracked values are the
-	 * server's old ones until its answers come */
-	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
-	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed && !sv->rl.replay_mask &&
-	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pipe_items && !sv->rl.tainted &&
-	       rl_parses_pending(&sv->rl) == 0 &&
-	       sv->head_bytes < PIPE_HEAD_BYTES &&
-	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
-	       sv->gen == sv->node.pool->gen && !server_expired(sv);
-}
-
-int server_pipe_depth(const struct server *sv)
-{
-	return sv->npipe;
-}
-
-bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
-{
-	struct evbuffer *in = client_input(c);
-	size_t len = evbuffer_get_length(in);
-	struct pipe_entry e = { NULL, shape, malloc(len), (uint32_t)len, 0, false, false };
-
-	if (!e.q || !sp_same(&sv->rl.params, &client_relay(c)->params)) {
-		free(e.q);
-		return false;
-	}
-	evbuffer_copyout(in, e.q, len);
-	int items = send_query(sv, c, in);
-	e.items = (uint16_t)(items > 0 ? items : 0);
-	pipe_append(sv, c, &e);
-	if (items < 0) {
-		close_discarding(sv, "out of memory");
-		return true;	/* c has been told (server_close fails every pipelined client) */
-	}
-	/* the upstream may not have acted on a cancel yet even though it closed the cancel
-	 * connection: queries sent soon after are exposed too */
-	if (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC)
-		sv->exposed = sv->npipe;
-	sv->node.pool->stats.pipelined_count++;
-	return true;
-}
-
-bool server_pipe_forget(struct server *sv, struct client *c)
-{
-	for (int i = 0; i < sv->npipe; i++)
-		if (sv->pipe[i].c == c) {
-			sv->pipe[i].c = NULL;
-			return true;
-		}
-	return false;
-}
-
-bool server_head_left(struct server *sv)
-{
-	if (sv->npipe == 0)
-		return false;
-	sv->client = NULL;
-	sv->head_gone = true;
-	/* its answer is dropped from now on: paused for its full output, reading resumes */
-	server_pause_read(sv, false);
-	return true;
-}
-
-bool server_is_head(const struct server *sv, const struct client *c)
-{
-	return sv->client == c && !sv->head_gone;
-}
-
-bool server_pipe_busy(const struct server *sv)
-{
-	return sv->npipe > 0;
-}
-
-void server_head_more(struct server *sv)
-{
-	if (!sv->pipe_ok && !sv->head.shape && !sv->head.q && !sv->head.cancel && !sv->head.retries)
-		return;	/* the common case: nothing to forget, no clock read */
-	entry_clear(&sv->head);
-	sv->pipe_ok = false;
-}
-
 /* Its transaction is over: nobody is linked, it reads again. */
 static void unlink_head(struct server *sv)
 {
 	sv->client = NULL;
 	sv->pipe_ok = false;
-	entry_clear(&sv->head);
+	pipe_entry_clear(&sv->head);
 	server_pause_read(sv, false);
 }
 
 void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok)
 {
-	entry_clear(&sv->head);
+	pipe_entry_clear(&sv->head);
 	sv->head.c = sv->client;
 	sv->head.shape = shape;
 	sv->head_direct = true;
@@ -582,11 +357,11 @@ static void drop_pipe(struct server *sv, const char *reason)
 	while (sv->npipe > 0) {
 		struct pipe_entry *e = &sv->pipe[--sv->npipe];
 		struct client *c = e->c;
-		entry_clear(e);
+		pipe_entry_clear(e);
 		if (c)
 			client_server_lost(c, "08006", reason);
 	}
-	entry_clear(&sv->head);
+	pipe_entry_clear(&sv->head);
 	if (sv->hold)
 		evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
 	sv->held = false;
@@ -627,7 +402,7 @@ static void after_input(struct server *sv)
 			/* cannot happen with the queries let in; the next client's query must
 			 * never run inside this transaction */
 			log_error("S-%p: a pipelined query left a transaction open", (void *)sv);
-			close_discarding(sv, "a pipelined query left a transaction open");
+			pipe_close_discarding(sv, "a pipelined query left a transaction open");
 			return;
 		}
 		if (c && client_output_full(c))
@@ -641,12 +416,12 @@ static void after_input(struct server *sv)
 		if (c) {
 			/* its own answer is complete: it keeps its session */
 			if (sv->held)
-				pass_held(sv, c);
+				pipe_pass_held(sv, c);
 			sv->client = NULL;
 			client_unlinked(c);
 			client_resume(c);
 		}
-		close_discarding(sv, "a query changed a session setting with others pipelined behind it");
+		pipe_close_discarding(sv, "a query changed a session setting with others pipelined behind it");
 		return;
 	}
 	sv->pipe_changed = false;
@@ -654,11 +429,11 @@ static void after_input(struct server *sv)
 	if (sv->held) {
 		sv->held = false;
 		if (c && !sv->head.cancel && sv->head.retries < PIPE_RETRIES && sv->head.q &&
-		    sv->npipe < PIPE_MAX + 4 && held_canceled(sv)) {
-			if (!resend_head(sv, c)) {
+		    sv->npipe < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
+			if (!pipe_resend_head(sv, c)) {
 				/* the relay's queue may not match any more */
-				pass_held(sv, c);
-				close_discarding(sv, "out of memory");
+				pipe_pass_held(sv, c);
+				pipe_close_discarding(sv, "out of memory");
 				return;
 			}
 			/* a cancel meant for an earlier query hit this one: it went again. The
@@ -673,7 +448,7 @@ static void after_input(struct server *sv)
 				  (void *)sv);
 			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
 		} else if (c) {
-			pass_held(sv, c);
+			pipe_pass_held(sv, c);
 		} else {
 			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
 		}
@@ -684,7 +459,7 @@ static void after_input(struct server *sv)
 	}
 	if (retry) {
 		/* it stays linked: its query went again, held while the cancel is recent */
-		sv->held = exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
+		sv->held = pipe_exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
 		return;
 	}
 	sv->exposed = 0;
@@ -715,7 +490,7 @@ static void after_input(struct server *sv)
 enum rl_result server_forward(struct server *sv, struct client *c, struct evbuffer *in,
 			      const char **err)
 {
-	struct evbuffer *out = scratch();
+	struct evbuffer *out = server_scratch();
 	enum rl_result r = rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, in, out, err);
 	size_t n = evbuffer_get_length(out);
 
@@ -952,8 +727,8 @@ void server_free(struct server *sv)
 		evbuffer_free(sv->params);
 	rl_server_clear(&sv->rl);
 	for (int i = 0; i < sv->npipe; i++)
-		entry_clear(&sv->pipe[i]);
-	entry_clear(&sv->head);
+		pipe_entry_clear(&sv->pipe[i]);
+	pipe_entry_clear(&sv->head);
 	if (sv->hold)
 		evbuffer_free(sv->hold);
 	free(sv->host);
