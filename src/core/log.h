@@ -1,5 +1,6 @@
 /* Logging: one line per event to stderr or the logfile, with a level filter.
- * Connection code uses the *_c variants through a prefix such as "C-0x... 127.0.0.1:5000". */
+ * Lines about one pgwire connection carry PgBouncer's prefix, "C-0x... 127.0.0.1:5000: "
+ * or "S-0x...: " (client_log, server_log). */
 #ifndef CB_LOG_H
 #define CB_LOG_H
 

@@ -402,6 +402,108 @@ static void pgwire_accept(int fd, const struct sockaddr *sa, int salen, bool uni
 	client_accept(fd, sa, salen, unix_socket);
 }
 
+/* -t: the config, the exposure guard, the admin and HTTP sides' settings; the exit code. */
+static int check_config(void)
+{
+	bool bad = exposure_refused(d.cfg, listen_addrs_remote(d.cfg->listen_addr,
+							      d.cfg->listen_port));
+	char *err = NULL;
+
+	report_warnings(d.cfg, false);
+	if (bad)
+		fprintf(stderr, "%s:0: %s\n", d.cfg_path, exposure_msg);
+	if (admin_http_check(d.cfg, &err) < 0) {
+		fprintf(stderr, "%s:0: %s\n", d.cfg_path, err);
+		free(err);
+		bad = true;
+	}
+	if (http_proxy_check(d.cfg, &err) < 0) {
+		fprintf(stderr, "%s:0: %s\n", d.cfg_path, err);
+		free(err);
+		bad = true;
+	}
+	authfile_free(d.users);
+	cfg_free(d.cfg);
+	return bad ? 1 : 0;
+}
+
+/* The event loop and the DNS resolver (/etc/resolv.conf and /etc/hosts), into d and rt. */
+static struct evdns_base *start_loop(void)
+{
+	event_set_log_callback(libevent_log);
+	d.base = event_base_new();
+	if (!d.base || event_base_priority_init(d.base, 3) < 0 || sio_init(d.base) < 0)
+		fatal("cannot create the event loop");
+	struct evdns_base *dns = evdns_base_new(d.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+							EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!dns)
+		dns = evdns_base_new(d.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!dns)
+		fatal("cannot set up the DNS resolver");
+	evdns_base_load_hosts(dns, NULL);
+	rt_init(d.base, dns);
+	rt_set_cfg(d.cfg);
+	return dns;
+}
+
+/* The three sides: pools and pgwire listeners, the admin HTTP port, the HTTP side. */
+static void start_sides(struct evdns_base *dns)
+{
+	static const struct admin_hooks hooks = { reload, admin_shutdown, admin_set };
+
+	admin_set_hooks(&hooks);
+	pools_init();
+	tls_set_session_reuse(d.cfg->server_tls_session_reuse);
+	client_set_authfile(d.users);
+	if (listeners_start(d.base, d.cfg, pgwire_accept) < 0)
+		fatal("cannot start listeners");
+	if (exposure_refused(d.cfg, listeners_remote())) {
+		listeners_stop();
+		fatal("refusing to start: %s", exposure_msg);
+	}
+	if (admin_http_start(d.base, d.cfg) < 0) {
+		listeners_stop();
+		fatal("cannot start the admin HTTP port");
+	}
+	if (http_proxy_start(d.base, dns, d.cfg) < 0) {
+		listeners_stop();
+		admin_http_stop();
+		fatal("cannot start the HTTP side");
+	}
+}
+
+/* After the loop ended: everything closed and freed, in the order it was made. */
+static void stop_all(struct evdns_base *dns, struct event **sigev, int nsig)
+{
+	notify("STOPPING=1");
+	listeners_stop();
+	admin_http_stop();
+	http_proxy_stop();
+	clients_shutdown();
+	pools_shutdown();
+	/* libevent may still hold deferred callbacks (evdns cancellations, active events of
+	 * connections just freed): let them run, so that everything is released */
+	for (int i = 0; i < 4; i++)
+		event_base_loop(d.base, EVLOOP_NONBLOCK);
+	for (int i = 0; i < nsig; i++)
+		event_free(sigev[i]);
+	event_free(d.status_timer);
+	if (d.watchdog_timer)
+		event_free(d.watchdog_timer);
+	if (d.stop_timer)
+		event_free(d.stop_timer);
+	evdns_base_free(dns, 0);
+	event_base_free(d.base);
+	tls_free_all();
+	if (*d.cfg->pidfile)
+		unlink(d.cfg->pidfile);
+	authfile_free(d.users);
+	cfg_free(d.cfg);
+	log_info("stopped");
+	log_set_syslog(false, "", "");
+	log_close();
+}
+
 int main(int argc, char **argv)
 {
 	bool background = false, check_only = false;
@@ -427,27 +529,8 @@ int main(int argc, char **argv)
 	d.cfg = load_config(&d.users, false);
 	if (!d.cfg)
 		return 1;
-	if (check_only) {
-		bool bad = exposure_refused(d.cfg, listen_addrs_remote(d.cfg->listen_addr,
-								      d.cfg->listen_port));
-		char *admin_err = NULL;
-		report_warnings(d.cfg, false);
-		if (bad)
-			fprintf(stderr, "%s:0: %s\n", d.cfg_path, exposure_msg);
-		if (admin_http_check(d.cfg, &admin_err) < 0) {
-			fprintf(stderr, "%s:0: %s\n", d.cfg_path, admin_err);
-			free(admin_err);
-			bad = true;
-		}
-		if (http_proxy_check(d.cfg, &admin_err) < 0) {
-			fprintf(stderr, "%s:0: %s\n", d.cfg_path, admin_err);
-			free(admin_err);
-			bad = true;
-		}
-		authfile_free(d.users);
-		cfg_free(d.cfg);
-		return bad ? 1 : 0;
-	}
+	if (check_only)
+		return check_config();
 
 	d.quiet = d.quiet || background;
 	log_detect_journal();
@@ -466,40 +549,8 @@ int main(int argc, char **argv)
 	signal(SIGUSR2, SIG_IGN);
 	raise_fd_limit(d.cfg->max_client_conn + 1024);
 
-	event_set_log_callback(libevent_log);
-	d.base = event_base_new();
-	if (!d.base || event_base_priority_init(d.base, 3) < 0 || sio_init(d.base) < 0)
-		fatal("cannot create the event loop");
-	struct evdns_base *dns = evdns_base_new(d.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-							EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (!dns)
-		dns = evdns_base_new(d.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (!dns)
-		fatal("cannot set up the DNS resolver");
-	evdns_base_load_hosts(dns, NULL);
-
-	static const struct admin_hooks hooks = { reload, admin_shutdown, admin_set };
-	admin_set_hooks(&hooks);
-	rt_init(d.base, dns);
-	rt_set_cfg(d.cfg);
-	pools_init();
-	tls_set_session_reuse(d.cfg->server_tls_session_reuse);
-	client_set_authfile(d.users);
-	if (listeners_start(d.base, d.cfg, pgwire_accept) < 0)
-		fatal("cannot start listeners");
-	if (exposure_refused(d.cfg, listeners_remote())) {
-		listeners_stop();
-		fatal("refusing to start: %s", exposure_msg);
-	}
-	if (admin_http_start(d.base, d.cfg) < 0) {
-		listeners_stop();
-		fatal("cannot start the admin HTTP port");
-	}
-	if (http_proxy_start(d.base, dns, d.cfg) < 0) {
-		listeners_stop();
-		admin_http_stop();
-		fatal("cannot start the HTTP side");
-	}
+	struct evdns_base *dns = start_loop();
+	start_sides(dns);
 	if (*d.cfg->pidfile)
 		write_pidfile(d.cfg->pidfile);
 
@@ -516,33 +567,6 @@ int main(int argc, char **argv)
 	notify("READY=1\nSTATUS=clients: 0, servers: 0");
 
 	event_base_dispatch(d.base);
-
-	notify("STOPPING=1");
-	listeners_stop();
-	admin_http_stop();
-	http_proxy_stop();
-	clients_shutdown();
-	pools_shutdown();
-	/* libevent may still hold deferred callbacks (evdns cancellations, active events of
-	 * connections just freed): let them run, so that everything is released */
-	for (int i = 0; i < 4; i++)
-		event_base_loop(d.base, EVLOOP_NONBLOCK);
-	for (int i = 0; i < 4; i++)
-		event_free(sigev[i]);
-	event_free(d.status_timer);
-	if (d.watchdog_timer)
-		event_free(d.watchdog_timer);
-	if (d.stop_timer)
-		event_free(d.stop_timer);
-	evdns_base_free(dns, 0);
-	event_base_free(d.base);
-	tls_free_all();
-	if (*d.cfg->pidfile)
-		unlink(d.cfg->pidfile);
-	authfile_free(d.users);
-	cfg_free(d.cfg);
-	log_info("stopped");
-	log_set_syslog(false, "", "");
-	log_close();
+	stop_all(dns, sigev, 4);
 	return 0;
 }

@@ -217,6 +217,19 @@ const char *client_peer(const struct client *c, char *buf, size_t len)
 	return buf;
 }
 
+void client_log(const struct client *c, enum log_level lvl, const char *fmt, ...)
+{
+	char msg[1024], peer[PEER_LEN];
+	va_list ap;
+
+	if (!log_enabled(lvl))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_msg(lvl, "C-%p %s: %s", (const void *)c, client_peer(c, peer, sizeof(peer)), msg);
+}
+
 /* Refuses a connection before a client object exists (max_client_conn). */
 static void refuse_early(int fd, const char *sqlstate, const char *msg)
 {
@@ -279,12 +292,10 @@ static void fail(struct client *c, bool log, const char *sqlstate, const char *m
 static void fail_flush(struct client *c, bool log, bool flush, const char *sqlstate,
 		       const char *msg)
 {
-	char buf[PEER_LEN];
-
 	if (c->closing)
 		return;
 	if (log && rt_cfg()->log_pooler_errors)
-		log_warn("C-%p %s: pooler error: %s", (void *)c, client_peer(c, buf, sizeof(buf)), msg);
+		client_log(c, LOG_LVL_WARN, "pooler error: %s", msg);
 	/* in the middle of a message an ErrorResponse would be read as the message's bytes:
 	 * the connection just ends, as when PostgreSQL dies */
 	if (!c->cut && flush)
@@ -346,14 +357,13 @@ static void bury(struct client *c)
 void client_close(struct client *c, bool flush, const char *reason)
 {
 	struct timeval tv = { CLOSE_FLUSH_SECS, 0 };
-	char buf[PEER_LEN];
 
 	if (c->closing)
 		return;
 	c->closing = true;
 	if (rt_cfg()->log_disconnections)
-		log_info("C-%p %s: closing because: %s (age=%.3fs)", (void *)c, client_peer(c, buf, sizeof(buf)),
-			 reason, (double)(now_usec() - c->connect_time) / 1e6);
+		client_log(c, LOG_LVL_INFO, "closing because: %s (age=%.3fs)", reason,
+			   (double)(now_usec() - c->connect_time) / 1e6);
 	if (c->server) {
 		struct server *sv = c->server;
 		c->server = NULL;

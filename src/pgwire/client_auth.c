@@ -56,11 +56,8 @@ static int finish_login(struct client *c, const char *what)
 		return -1;
 	}
 	c->wait_since = now_usec();
-	if (rt_cfg()->log_connections) {
-		char buf[PEER_LEN];
-		log_info("C-%p %s: login db=%s user=%s%s", (void *)c, client_peer(c, buf, sizeof(buf)),
-			 db_of(c), user_of(c), what);
-	}
+	if (rt_cfg()->log_connections)
+		client_log(c, LOG_LVL_INFO, "login db=%s user=%s%s", db_of(c), user_of(c), what);
 	return 0;
 }
 
@@ -332,8 +329,8 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 		    target->server)
 			server_cancel_client(target->server, target);
 		else
-			log_debug("C-%p: cancel request for %u matches no running query", (void *)c,
-				  st.cancel_pid);
+			client_log(c, LOG_LVL_DEBUG, "cancel request for %u matches no running query",
+				   st.cancel_pid);
 		client_close(c, false, "cancel request");
 		return;
 	}
@@ -351,8 +348,8 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 	/* protocol 3.2 (PostgreSQL 18's longer cancel keys) or _pq_ options: the client is told
 	 * it gets 3.0 without them, before authentication, as PostgreSQL does */
 	if (pg_put_negotiate(sio_output(c->bev), &st))
-		log_debug("C-%p: asked for protocol 3.%u or options, offered 3.0", (void *)c,
-			  st.version & 0xffff);
+		client_log(c, LOG_LVL_DEBUG, "asked for protocol 3.%u or options, offered 3.0",
+			   st.version & 0xffff);
 	start_auth(c);
 }
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "client.h"
+#include "core/log.h"
 #include "relay.h"
 
 struct sio;
@@ -60,6 +61,9 @@ const char *db_of(const struct client *c);
 /* "host:port" or "unix" for logs. */
 const char *client_peer(const struct client *c, char *buf, size_t len);
 void client_close(struct client *c, bool flush, const char *reason);
+/* A log line about c, with PgBouncer's prefix: "C-0x... 127.0.0.1:40000: ...". */
+void client_log(const struct client *c, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void client_read_cb(struct sio *bev, void *arg);
 
 /* client_auth.c */

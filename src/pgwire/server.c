@@ -41,6 +41,19 @@ static void drop_pipe(struct server *sv, const char *reason);
 /* Scratch buffer between the relay and the sockets; empty between calls. */
 static struct evbuffer *relay_buf;
 
+void server_log(const struct server *sv, enum log_level lvl, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!log_enabled(lvl))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_msg(lvl, "S-%p: %s", (const void *)sv, msg);
+}
+
 struct evbuffer *server_scratch(void)
 {
 	if (!relay_buf && !(relay_buf = evbuffer_new()))
@@ -401,7 +414,7 @@ static void after_input(struct server *sv)
 		if (behind && sv->rl.status != 'I' && rl_pending(&sv->rl) <= behind) {
 			/* cannot happen with the queries let in; the next client's query must
 			 * never run inside this transaction */
-			log_error("S-%p: a pipelined query left a transaction open", (void *)sv);
+			server_log(sv, LOG_LVL_ERROR, "a pipelined query left a transaction open");
 			pipe_close_discarding(sv, "a pipelined query left a transaction open");
 			return;
 		}
@@ -411,8 +424,8 @@ static void after_input(struct server *sv)
 	}
 	/* the linked client's answer is complete */
 	if (sv->npipe && sv->pipe_changed) {
-		log_warn("S-%p: a query changed a session setting with other clients' queries "
-			 "pipelined behind it; closing the connection", (void *)sv);
+		server_log(sv, LOG_LVL_WARN, "a query changed a session setting with other clients' "
+			   "queries pipelined behind it; closing the connection");
 		if (c) {
 			/* its own answer is complete: it keeps its session */
 			if (sv->held)
@@ -444,8 +457,7 @@ static void after_input(struct server *sv)
 			sv->head.retries++;
 			sv->exposed = 0;
 			sv->node.pool->stats.pipeline_retry_count++;
-			log_debug("S-%p: a late cancel hit a pipelined query; sent it again",
-				  (void *)sv);
+			server_log(sv, LOG_LVL_DEBUG, "a late cancel hit a pipelined query; sent it again");
 			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
 		} else if (c) {
 			pipe_pass_held(sv, c);
@@ -702,7 +714,7 @@ void server_close(struct server *sv, const char *reason)
 {
 	if (sv->node.state == SV_CLOSING)
 		return;
-	log_debug("S-%p: closing: %s", (void *)sv, reason);
+	server_log(sv, LOG_LVL_DEBUG, "closing: %s", reason);
 	drop_pipe(sv, reason);
 	upconn_abort(sv->uc);
 	sv->uc = NULL;

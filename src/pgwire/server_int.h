@@ -11,6 +11,7 @@
 #include <event2/event_struct.h>
 
 #include "core/cfg.h"
+#include "core/log.h"
 #include "server.h"
 
 struct sio;
@@ -98,6 +99,9 @@ static inline int sv_port(const struct server *sv)
 }
 
 /* server.c */
+/* A log line about sv, with PgBouncer's prefix: "S-0x...: ...". */
+void server_log(const struct server *sv, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Fails the login (every client waiting for it is told) and closes it. */
 void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -34,7 +34,7 @@ static const char *const login_steps[] = { "connecting", "startup", "authenticat
 
 static void set_login(struct server *sv, enum sv_login to)
 {
-	log_trace("S-%p: login %s -> %s", (void *)sv, login_steps[sv->login], login_steps[to]);
+	server_log(sv, LOG_LVL_TRACE, "login %s -> %s", login_steps[sv->login], login_steps[to]);
 	sv->login = to;
 }
 
@@ -80,7 +80,7 @@ void server_launch(struct pool *pool, int host)
 	tv.tv_usec = (suseconds_t)((cfg->server_connect_timeout - (double)tv.tv_sec) * 1e6);
 	evtimer_add(&sv->timer, &tv);
 
-	log_debug("S-%p: connecting to %s:%d", (void *)sv, sv_host(sv), sv_port(sv));
+	server_log(sv, LOG_LVL_DEBUG, "connecting to %s:%d", sv_host(sv), sv_port(sv));
 	struct upconn_opts o = { .host = sv_host(sv), .port = sv_port(sv),
 				 .tls = cfg_db_sslmode(cfg, pool->db) != SSLMODE_DISABLE,
 				 .sslmode = cfg_db_sslmode(cfg, pool->db),
@@ -287,8 +287,8 @@ static void login_done(struct server *sv)
 	sv->ready = true;
 	sv->rl.status = 'I';
 	sv->idle_since = now_usec();
-	log_debug("S-%p: logged in to %s:%d as %s", (void *)sv, sv_host(sv), sv_port(sv),
-		  sv->node.pool->user);
+	server_log(sv, LOG_LVL_DEBUG, "logged in to %s:%d as %s", sv_host(sv), sv_port(sv),
+		   sv->node.pool->user);
 	if (sv->gen != sv->node.pool->gen) {
 		server_close(sv, "renewed by RECONNECT or a reload");
 		return;
