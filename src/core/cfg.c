@@ -511,15 +511,117 @@ void cfg_check_secret_file(struct cfg *cfg, const char *path, const char *what)
 		cfg_warn(cfg, "%s %s is readable by every user on this host; chmod o-r it", what, path);
 }
 
+/* A [databases] entry being parsed: the entry, and its password_file until it is read. */
+struct db_parse {
+	struct cfg_db db;
+	char *password_file;
+};
+
+/* The keys of a [databases] entry (check_docs holds the same list): a string, an integer
+ * from lo to hi, or one of names. */
+static const struct db_key {
+	const char *key;
+	enum { DK_STR, DK_INT, DK_ENUM } kind;
+	size_t off;			/* into struct db_parse: char * or int */
+	long lo, hi;
+	const char *const *names;
+} db_keys[] = {
+	{ "host", DK_STR, offsetof(struct db_parse, db.host), 0, 0, NULL },
+	{ "port", DK_INT, offsetof(struct db_parse, db.port), 1, 65535, NULL },
+	{ "dbname", DK_STR, offsetof(struct db_parse, db.dbname), 0, 0, NULL },
+	{ "user", DK_STR, offsetof(struct db_parse, db.user), 0, 0, NULL },
+	{ "password", DK_STR, offsetof(struct db_parse, db.password), 0, 0, NULL },
+	{ "password_file", DK_STR, offsetof(struct db_parse, password_file), 0, 0, NULL },
+	{ "pool_size", DK_INT, offsetof(struct db_parse, db.pool_size), 0, 10000, NULL },
+	{ "min_pool_size", DK_INT, offsetof(struct db_parse, db.min_pool_size), 0, 10000, NULL },
+	{ "pool_mode", DK_ENUM, offsetof(struct db_parse, db.pool_mode), 0, 0, pool_mode_names },
+	{ "sslmode", DK_ENUM, offsetof(struct db_parse, db.sslmode), 0, 0, sslmode_names },
+	{ "sslrootcert", DK_STR, offsetof(struct db_parse, db.sslrootcert), 0, 0, NULL },
+	{ "server_kind", DK_ENUM, offsetof(struct db_parse, db.server_kind), 0, 0,
+	  server_kind_names },
+};
+
+/* One key=value of entry name into dp; false after reporting why not. */
+static bool set_db_key(struct parse_ctx *ctx, const char *name, struct db_parse *dp,
+		       const char *key, const char *val)
+{
+	struct cfg *cfg = ctx->cfg;
+	const struct db_key *k = NULL;
+	long iv;
+
+	for (size_t i = 0; i < sizeof(db_keys) / sizeof(db_keys[0]) && !k; i++)
+		if (strcmp(key, db_keys[i].key) == 0)
+			k = &db_keys[i];
+	if (!k) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": unknown parameter \"%s\"", name, key);
+		return false;
+	}
+	void *field = (char *)dp + k->off;
+	switch (k->kind) {
+	case DK_STR:
+		free(*(char **)field);
+		*(char **)field = xstrdup(val);
+		return true;
+	case DK_INT:
+		if (parse_int(val, &iv, 10) < 0 || iv < k->lo || iv > k->hi) {
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" must be an integer from %ld to %ld",
+				  name, key, val, k->lo, k->hi);
+			return false;
+		}
+		*(int *)field = (int)iv;
+		return true;
+	case DK_ENUM: {
+		int ev = parse_enum(k->names, val);
+		if (ev < 0) {
+			char *l = enum_list(k->names);
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" is not one of: %s",
+				  name, key, val, l);
+			free(l);
+			return false;
+		}
+		*(int *)field = ev;
+		return true;
+	}
+	}
+	return false;
+}
+
+/* The entry's keys are in: the checks across keys, and password_file read. */
+static bool finish_db(struct parse_ctx *ctx, const char *name, struct db_parse *dp)
+{
+	struct cfg *cfg = ctx->cfg;
+	struct cfg_db *db = &dp->db;
+
+	if (!db->host) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": host= is required", name);
+		return false;
+	}
+	if (db->password && dp->password_file) {
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": give password= or password_file=, not both", name);
+		return false;
+	}
+	if (!dp->password_file)
+		return true;
+	char *why = NULL, *path = cfg_expand_path(dp->password_file, ctx->dir, &why);
+	db->password = path ? read_secret_file(path, &why) : NULL;
+	if (!db->password)
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s", name,
+			  path ? path : dp->password_file, why);
+	else
+		cfg_check_secret_file(cfg, path, "password_file");
+	free(why);
+	free(path);
+	return db->password != NULL;
+}
+
 static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct cfg *cfg = ctx->cfg;
-	struct cfg_db db = { .port = 5432, .pool_size = -1, .min_pool_size = -1, .pool_mode = -1,
-			     .sslmode = -1, .server_kind = SERVER_KIND_AUTO };
+	struct db_parse dp = { .db = { .port = 5432, .pool_size = -1, .min_pool_size = -1,
+				       .pool_mode = -1, .sslmode = -1,
+				       .server_kind = SERVER_KIND_AUTO } };
 	char key[64], val[1024];
 	const char *p = value, *err = NULL;
-	char *password_file = NULL;
-	long iv;
 	bool ok = true;
 
 	for (size_t i = 0; i < cfg->ndbs; i++)
@@ -527,100 +629,27 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\" is defined twice", name);
 			return;
 		}
-
-	while (ok && (p = next_kv(p, key, sizeof(key), val, sizeof(val), &err))) {
-		char **sfield = NULL;
-		if (!strcmp(key, "host"))
-			sfield = &db.host;
-		else if (!strcmp(key, "dbname"))
-			sfield = &db.dbname;
-		else if (!strcmp(key, "user"))
-			sfield = &db.user;
-		else if (!strcmp(key, "password"))
-			sfield = &db.password;
-		else if (!strcmp(key, "password_file"))
-			sfield = &password_file;
-		else if (!strcmp(key, "sslrootcert"))
-			sfield = &db.sslrootcert;
-		if (sfield) {
-			free(*sfield);
-			*sfield = xstrdup(val);
-			continue;
-		}
-		if (!strcmp(key, "port") || !strcmp(key, "pool_size") || !strcmp(key, "min_pool_size")) {
-			long lo = !strcmp(key, "port") ? 1 : 0, hi = !strcmp(key, "port") ? 65535 : 10000;
-			if (parse_int(val, &iv, 10) < 0 || iv < lo || iv > hi) {
-				cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" must be an integer from %ld to %ld",
-					  name, key, val, lo, hi);
-				ok = false;
-			} else if (key[0] == 'p' && key[1] == 'o' && key[2] == 'r')
-				db.port = (int)iv;
-			else if (key[0] == 'p')
-				db.pool_size = (int)iv;
-			else
-				db.min_pool_size = (int)iv;
-		} else if (!strcmp(key, "pool_mode") || !strcmp(key, "sslmode") ||
-			   !strcmp(key, "server_kind")) {
-			const char *const *names = key[0] == 'p' ? pool_mode_names
-						   : !strcmp(key, "sslmode") ? sslmode_names
-									     : server_kind_names;
-			int ev = parse_enum(names, val);
-			if (ev < 0) {
-				char *l = enum_list(names);
-				cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" is not one of: %s",
-					  name, key, val, l);
-				free(l);
-				ok = false;
-			} else if (key[0] == 'p')
-				db.pool_mode = ev;
-			else if (names == sslmode_names)
-				db.sslmode = ev;
-			else
-				db.server_kind = ev;
-		} else {
-			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": unknown parameter \"%s\"", name, key);
-			ok = false;
-		}
-	}
-	if (err) {
+	while (ok && (p = next_kv(p, key, sizeof(key), val, sizeof(val), &err)))
+		ok = set_db_key(ctx, name, &dp, key, val);
+	if (ok && err) {
 		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s", name, err);
 		ok = false;
 	}
-	if (ok && !db.host) {
-		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": host= is required", name);
-		ok = false;
-	}
-	if (db.password && !password_file)
+	if (dp.db.password && !dp.password_file)
 		ctx->inline_password = true;
-	if (ok && db.password && password_file) {
-		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": give password= or password_file=, not both", name);
-		ok = false;
-	}
-	if (ok && password_file) {
-		char *why = NULL, *path = cfg_expand_path(password_file, ctx->dir, &why);
-		db.password = path ? read_secret_file(path, &why) : NULL;
-		if (!db.password) {
-			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s", name,
-				  path ? path : password_file, why);
-			ok = false;
-		} else {
-			cfg_check_secret_file(cfg, path, "password_file");
-		}
-		free(why);
-		free(path);
-	}
-	free(password_file);
+	ok = ok && finish_db(ctx, name, &dp);
+	free(dp.password_file);
 	if (!ok) {
-		free(db.host);
-		free(db.dbname);
-		free(db.user);
-		free(db.password);
-		free(db.sslrootcert);
+		free(dp.db.host);
+		free(dp.db.dbname);
+		free(dp.db.user);
+		free(dp.db.password);
+		free(dp.db.sslrootcert);
 		return;
 	}
-	db.name = xstrdup(name);
+	dp.db.name = xstrdup(name);
 	cfg->dbs = xrealloc(cfg->dbs, (cfg->ndbs + 1) * sizeof(*cfg->dbs));
-	cfg->dbs[cfg->ndbs++] = db;
+	cfg->dbs[cfg->ndbs++] = dp.db;
 }
 
 /* A [users] entry: "name = pool_mode=transaction". */
