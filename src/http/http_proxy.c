@@ -181,12 +181,70 @@ int http_proxy_check(const struct cfg *cfg, char **err)
 	return 0;
 }
 
+/* The [http] settings and the upstream, copied: a reload frees the config. -1 when the
+ * upstream URL cannot be read (http_proxy_check said why already). */
+static int copy_conf(const struct cfg *cfg)
+{
+	const char *why;
+
+	hp.conf = (struct http_conf){
+		.pool_size = cfg->http_pool_size, .max_client_conn = cfg->http_max_client_conn,
+		.max_sql_body_mb = cfg->http_max_sql_body_mb,
+		.connect_timeout = cfg->http_connect_timeout, .header_timeout = cfg->http_header_timeout,
+		.idle_timeout = cfg->http_idle_timeout, .request_timeout = cfg->http_request_timeout,
+		.queue_timeout = cfg->http_queue_timeout,
+		.upstream_idle_timeout = cfg->http_upstream_idle_timeout,
+	};
+	snprintf(hp.conf.user, sizeof(hp.conf.user), "%s", cfg->http_user);
+	hp.cfg = &hp.conf;
+	if (http_parse_upstream(cfg->http_upstream, &hp.tls, &hp.host, &hp.port, &why) < 0)
+		return -1;
+	hp.sslmode = hp.tls ? cfg->http_tls_sslmode : SSLMODE_DISABLE;
+	const char *ca = *cfg->http_tls_ca_file ? cfg->http_tls_ca_file
+						: *cfg->server_tls_ca_file ? cfg->server_tls_ca_file : NULL;
+	hp.ca_file = ca ? xstrdup(ca) : NULL;
+	snprintf(hp.host_header, sizeof(hp.host_header), strchr(hp.host, ':') ? "[%s]:%d" : "%s:%d",
+		 hp.host, hp.port);
+	snprintf(hp.upstream_name, sizeof(hp.upstream_name), "%s", hp.host_header);
+	return 0;
+}
+
+/* The listeners: the sockets systemd passed (named "http"), else listen_addr/listen_port
+ * and unix_socket. -1 after logging. */
+static int start_listeners(const struct cfg *cfg, const int *fds, int nfds)
+{
+	hp.listeners = lset_new(hp.base, "http: ", accept_cb, NULL);
+	if (nfds > 0) {
+		/* socket activation (FileDescriptorName=http): listen_addr/port/unix_socket unused */
+		for (int i = 0; i < nfds; i++) {
+			if (!fd_is_loopback(fds[i]) && !cfg->allow_unauthenticated_remote) {
+				log_error("refusing the HTTP socket passed by systemd (fd %d): it is reachable "
+					  "from other hosts and hands out the injected credentials", fds[i]);
+				return -1;
+			}
+			if (lset_adopt(hp.listeners, fds[i]) < 0)
+				return -1;
+		}
+		log_info("http: serving %d socket%s passed by systemd, upstream %s", nfds,
+			 nfds == 1 ? "" : "s", hp.upstream_name);
+		return 0;
+	}
+	if (cfg->http_listen_port &&
+	    lset_tcp(hp.listeners, cfg->http_listen_addr, cfg->http_listen_port) < 0)
+		return -1;
+	if (*cfg->http_unix_socket) {
+		if (lset_unix(hp.listeners, cfg->http_unix_socket, 0777) < 0)
+			return -1;
+		log_info("http: listening on %s", cfg->http_unix_socket);
+	}
+	log_info("http: upstream %s", hp.upstream_name);
+	return 0;
+}
+
 int http_proxy_start(struct event_base *base, struct evdns_base *dns, const struct cfg *cfg)
 {
 	char *err = NULL;
-	const char *why;
 	struct timeval tv = { 0, TICK_USEC };
-
 	const int *fds;
 	int nfds = listeners_passed("http", &fds);
 
@@ -205,27 +263,10 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	hu_init_parser();
 	hp.base = base;
 	hp.dns = dns;
-	hp.conf = (struct http_conf){
-		.pool_size = cfg->http_pool_size, .max_client_conn = cfg->http_max_client_conn,
-		.max_sql_body_mb = cfg->http_max_sql_body_mb,
-		.connect_timeout = cfg->http_connect_timeout, .header_timeout = cfg->http_header_timeout,
-		.idle_timeout = cfg->http_idle_timeout, .request_timeout = cfg->http_request_timeout,
-		.queue_timeout = cfg->http_queue_timeout,
-		.upstream_idle_timeout = cfg->http_upstream_idle_timeout,
-	};
-	snprintf(hp.conf.user, sizeof(hp.conf.user), "%s", cfg->http_user);
-	hp.cfg = &hp.conf;
 	TAILQ_INIT(&hp.up_graveyard);
 	TAILQ_INIT(&hp.hc_graveyard);
-	if (http_parse_upstream(cfg->http_upstream, &hp.tls, &hp.host, &hp.port, &why) < 0)
+	if (copy_conf(cfg) < 0)
 		return -1;
-	hp.sslmode = hp.tls ? cfg->http_tls_sslmode : SSLMODE_DISABLE;
-	const char *ca = *cfg->http_tls_ca_file ? cfg->http_tls_ca_file
-						: *cfg->server_tls_ca_file ? cfg->server_tls_ca_file : NULL;
-	hp.ca_file = ca ? xstrdup(ca) : NULL;
-	snprintf(hp.host_header, sizeof(hp.host_header), strchr(hp.host, ':') ? "[%s]:%d" : "%s:%d",
-		 hp.host, hp.port);
-	snprintf(hp.upstream_name, sizeof(hp.upstream_name), "%s", hp.host_header);
 	hp.auth = cred_make(cfg, true, &err);
 	if (!hp.auth) {
 		log_error("[http] %s", err);
@@ -236,32 +277,8 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	hp.reaper = event_new(base, -1, 0, reap_cb, NULL);
 	if (!hp.tick || !hp.reaper || event_add(hp.tick, &tv) < 0)
 		fatal("cannot create the HTTP side's timers");
-	hp.listeners = lset_new(base, "http: ", accept_cb, NULL);
-	if (nfds > 0) {
-		/* socket activation (FileDescriptorName=http): listen_addr/port/unix_socket unused */
-		for (int i = 0; i < nfds; i++) {
-			if (!fd_is_loopback(fds[i]) && !cfg->allow_unauthenticated_remote) {
-				log_error("refusing the HTTP socket passed by systemd (fd %d): it is reachable "
-					  "from other hosts and hands out the injected credentials", fds[i]);
-				return -1;
-			}
-			if (lset_adopt(hp.listeners, fds[i]) < 0)
-				return -1;
-		}
-		hp.enabled = true;
-		log_info("http: serving %d socket%s passed by systemd, upstream %s", nfds,
-			 nfds == 1 ? "" : "s", hp.upstream_name);
-		return 0;
-	}
-	if (cfg->http_listen_port &&
-	    lset_tcp(hp.listeners, cfg->http_listen_addr, cfg->http_listen_port) < 0)
+	if (start_listeners(cfg, fds, nfds) < 0)
 		return -1;
-	if (*cfg->http_unix_socket) {
-		if (lset_unix(hp.listeners, cfg->http_unix_socket, 0777) < 0)
-			return -1;
-		log_info("http: listening on %s", cfg->http_unix_socket);
-	}
-	log_info("http: upstream %s", hp.upstream_name);
 	hp.enabled = true;
 	return 0;
 }
