@@ -1,6 +1,7 @@
 /* The admin HTTP port on libevent's evhttp: routing, the bearer-token check for peers that
- * are not loopback, the writers of the Prometheus text format 0.0.4 (/metrics) and of JSON
- * (/stats, /history), and the probes. The dashboard, src/admin/dashboard.html, is compiled in. */
+ * are not loopback, /history and the probes; the Prometheus text format 0.0.4 (/metrics)
+ * and the pools' JSON (/stats) are written by metrics.c. The dashboard,
+ * src/admin/dashboard.html, is compiled in. */
 #include "config.h"
 
 #include "admin_http.h"

@@ -8,9 +8,10 @@
  *   http_cred.c     the Authorization value injected, and the file it is read again from
  *   http_msg.c      heads, framing checks and JSON errors (pure, unit-tested)
  *
- * A request: accept (http_proxy.c) -> hc_parse_head -> hc_handle_request -> hu_acquire ->
- * hu_attach (the head goes upstream) -> hc_send_body -> hu_read_cb: response_head, then the
- * body -> response_done -> hc_request_done (the next request, or close). */
+ * A request: accept_cb (http_proxy.c) -> hc_accept, parse_head, handle_request
+ * (http_client.c) -> hu_acquire, attach (http_upstream.c: the head goes upstream) ->
+ * hc_send_body, hc_forward_body -> hu_read_cb: response_head, then the body ->
+ * response_done -> hc_request_done (the next request, or close). */
 #ifndef CB_HTTP_INT_H
 #define CB_HTTP_INT_H
 

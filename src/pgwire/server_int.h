@@ -1,10 +1,12 @@
-/* Inside a server (an upstream pgwire connection): its struct and what server.c and
- * server_login.c share. Only those two include this.
+/* Inside a server (an upstream pgwire connection): its struct and what its three files
+ * share. Only they include this.
  *
  *   server_login.c  a new server: connect (upconn), StartupMessage, authentication,
  *                   ParameterStatus and BackendKeyData, then forwarding
- *   server.c        a logged-in server: linked to clients, the relay both ways,
- *                   pipelining, reset and check queries, release, timeouts, close */
+ *   server.c        a logged-in server: linked to clients, the relay both ways, reset and
+ *                   check queries, release, timeouts, close
+ *   server_pipe.c   pipelining: queries sent behind the linked client's, held answers,
+ *                   resends, the link handed on */
 #ifndef CB_SERVER_INT_H
 #define CB_SERVER_INT_H
 

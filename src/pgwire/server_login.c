@@ -1,6 +1,6 @@
 /* A new server's login: connected through upconn (resolve, each address in turn,
  * SSLRequest, TLS verify-full), then StartupMessage with the pool's user and database,
- * authentication (cleartext, MD5, SCRAM-SHA-256 with channel binding where offered), the
+ * authentication (cleartext, MD5 or SCRAM-SHA-256, without channel binding), the
  * upstream's ParameterStatus and BackendKeyData, and its first ReadyForQuery; then it is
  * the pool's (server.c). Every step is bounded by server_connect_timeout. */
 #include "server_int.h"
