@@ -523,9 +523,11 @@ static int bind_all(const char *addr, int port)
 
 	for (int i = 0; i < n; i++)
 		if (!evhttp_accept_socket_with_handle(h.http, fds[i])) {
+			/* fds[i] itself may be closed by libevent already, depending on where it
+			 * failed: only the ones it never saw are closed here (startup fails) */
 			log_error("cannot serve the admin HTTP port on %s:%d", addr, port);
-			while (i < n)
-				close(fds[i++]);
+			while (++i < n)
+				close(fds[i]);
 			return -1;
 		}
 	return n < 0 ? -1 : 0;

@@ -34,6 +34,8 @@ struct listen_set {
 	int n;
 	char *unix_path;
 	bool remote;
+	bool off;			/* lset_enable(false): stays off */
+	struct event *pause;		/* after an accept error: on again in 100 ms */
 };
 
 static struct listen_set *pgwire;
@@ -137,8 +139,13 @@ int listen_bind_tcp(const char *side, const char *list, int port, int *fds, int 
 			log_error("%slisten_addr %s: %s", side, a, gai_strerror(rc));
 			goto fail;
 		}
+		int before = n;
 		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 			int fd = n < max ? bind_one(ai) : -1;
+			/* "*" on a host without IPv6 (or IPv4): the family it has is enough */
+			if (fd < 0 && n < max && strcmp(a, "*") == 0 && errno == EAFNOSUPPORT &&
+			    (ai->ai_next || n > before))
+				continue;
 			if (fd < 0) {
 				log_error("%scannot listen on %s:%d: %s", side, a, port,
 					  n < max ? strerror(errno) : "too many addresses");
@@ -202,9 +209,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void reenable_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct listen_set *ls = arg;
+
 	(void)fd;
 	(void)what;
-	evconnlistener_enable(arg);
+	if (!ls->off)
+		lset_enable(ls, true);
 }
 
 static void error_cb(struct evconnlistener *l, void *arg)
@@ -212,11 +222,13 @@ static void error_cb(struct evconnlistener *l, void *arg)
 	struct listen_set *ls = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	/* EMFILE and friends: pause briefly instead of spinning */
+	/* EMFILE and friends: pause briefly instead of spinning; the timer is the set's, so
+	 * that lset_enable(false) and lset_free cancel it */
 	log_error("%saccept failed: %s", ls->side, evutil_socket_error_to_string(err));
 	evconnlistener_disable(l);
 	struct timeval tv = { 0, 100000 };
-	event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, reenable_cb, l, &tv);
+	if (!evtimer_pending(ls->pause, NULL))
+		evtimer_add(ls->pause, &tv);
 }
 
 struct listen_set *lset_new(struct event_base *base, const char *side, listen_accept_fn fn,
@@ -224,6 +236,9 @@ struct listen_set *lset_new(struct event_base *base, const char *side, listen_ac
 {
 	struct listen_set *ls = xcalloc(1, sizeof(*ls));
 
+	ls->pause = evtimer_new(base, reenable_cb, ls);
+	if (!ls->pause)
+		fatal("out of memory");
 	ls->base = base;
 	ls->side = side;
 	ls->fn = fn;
@@ -306,7 +321,12 @@ bool lset_remote(const struct listen_set *ls)
 
 void lset_enable(struct listen_set *ls, bool on)
 {
-	for (int i = 0; ls && i < ls->n; i++) {
+	if (!ls)
+		return;
+	ls->off = !on;
+	if (!on)
+		evtimer_del(ls->pause);
+	for (int i = 0; i < ls->n; i++) {
 		if (on)
 			evconnlistener_enable(ls->l[i]);
 		else
@@ -318,6 +338,7 @@ void lset_free(struct listen_set *ls)
 {
 	if (!ls)
 		return;
+	event_free(ls->pause);
 	for (int i = 0; i < ls->n; i++)
 		evconnlistener_free(ls->l[i]);
 	if (ls->unix_path) {
