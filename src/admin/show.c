@@ -158,17 +158,23 @@ static const char *ptr_str(const void *p)
 	return b;
 }
 
-/* A monotonic time as wall-clock text, as PgBouncer shows connect_time. */
+/* A monotonic time as wall-clock text, as PgBouncer shows connect_time. The offset between
+ * the two clocks is taken once, so that the same connection shows the same second every
+ * time (taking it per call made the second flip when the two fractions differed). */
 static const char *when(uint64_t mono_usec)
 {
 	static char ring[8][32];
 	static int next;
+	static int64_t offset_usec;	/* wall clock minus monotonic clock */
 	char *b = ring[next++ % 8];
-	struct timeval tv;
 	struct tm tm;
 
-	gettimeofday(&tv, NULL);
-	time_t t = tv.tv_sec - (time_t)((now_usec() - mono_usec) / 1000000u);
+	if (!offset_usec) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		offset_usec = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec - (int64_t)now_usec();
+	}
+	time_t t = (time_t)(((int64_t)mono_usec + offset_usec) / 1000000);
 	gmtime_r(&t, &tm);
 	strftime(b, 32, "%Y-%m-%d %H:%M:%S UTC", &tm);
 	return b;
