@@ -23,7 +23,6 @@ from crate_targets import crate_bouncer, crate_standin, target  # noqa: F401 (fi
 from helpers import TIMEOUT, clean_env, run_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NODE_DIR = os.environ.get("CB_NODE_DIR", "/var/tmp/cratebouncer-node")
 ODBC_DRIVER = "/usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so"
 PGBENCH = os.environ.get("PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
 CLIENTS = 8
@@ -257,15 +256,14 @@ def test_pyodbc_psqlodbc(cratebouncer, target, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_node_postgres(cratebouncer, target, mode):
+def test_node_postgres(cratebouncer, target, mode, node_pg):
     script = os.path.join(HERE, "node_crate_pool.js")
-    if subprocess.run(["sh", "-c", "command -v node"], stdout=subprocess.DEVNULL).returncode:
-        pytest.fail("node not found (Debian package nodejs)")
-    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "pg")):
-        pytest.fail(f"npm package pg not installed under {NODE_DIR} (bootstrap --deps does it)")
+    node_path, why = node_pg
+    if node_path is None:
+        pytest.fail(why)
     cb = start(cratebouncer, target, mode)
     res = subprocess.run(["node", script, str(cb.port), "60", str(CLIENTS)],
-                         env={**os.environ, "NODE_PATH": os.path.join(NODE_DIR, "node_modules")},
+                         env={**os.environ, "NODE_PATH": node_path},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=50)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)

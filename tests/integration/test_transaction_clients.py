@@ -36,7 +36,6 @@ TX = MODE != "session"  # whether clients share servers between transactions
 POOL = 5  # default_pool_size in transaction mode
 SESSION_POOL = 64  # in session mode: a server for every client at once
 HERE = os.path.dirname(os.path.abspath(__file__))
-NODE_DIR = os.environ.get("CB_NODE_DIR", "/var/tmp/cratebouncer-node")
 ODBC_DRIVER = "/usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so"
 CLIENT_TIMEOUT = 40  # seconds for all clients of one test to finish
 
@@ -699,38 +698,7 @@ def test_pyodbc_psqlodbc(cratebouncer, pg):
 # node-postgres
 
 
-@pytest.fixture(scope="module")
-def node_pg():
-    """(NODE_PATH for npm's "pg", None) once installed under NODE_DIR, or (None, why not).
-    Module-scoped, so that the npm install does not count against a test's time limit."""
-    node = subprocess.run(["sh", "-c", "command -v node"], stdout=subprocess.PIPE, text=True)
-    if node.returncode != 0:
-        return None, "node not found on PATH (Debian package nodejs)"
-
-    def loads(path):
-        res = subprocess.run(["node", "-e", "require('pg')"], env={**os.environ,
-                             "NODE_PATH": path}, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=60)
-        return res.returncode == 0
-
-    node_dir = NODE_DIR
-    if loads(os.path.join(node_dir, "node_modules")):
-        return os.path.join(node_dir, "node_modules"), None
-    if os.path.isdir(node_dir) and not os.access(node_dir, os.W_OK):
-        node_dir = f"{NODE_DIR}-{os.geteuid()}"  # another user's: one of our own
-        if loads(os.path.join(node_dir, "node_modules")):
-            return os.path.join(node_dir, "node_modules"), None
-    try:
-        os.makedirs(node_dir, exist_ok=True)
-        res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
-                              "--prefix", node_dir, "pg@8"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=180, cwd=node_dir)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"npm install pg into {node_dir} failed: {e}"
-    path = os.path.join(node_dir, "node_modules")
-    if res.returncode != 0 or not loads(path):
-        return None, f"npm install pg into {node_dir} failed ({res.returncode}):\n{res.stdout}"
-    return path, None
+# (the node_pg fixture is in conftest.py: test_crate_clients.py uses it too)
 
 
 def test_node_postgres_pool(cratebouncer, pg, node_pg):
