@@ -453,3 +453,23 @@ int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbu
 	}
 	return 0;
 }
+
+_Static_assert(ADMIN_NONE == 0, "role 0 is no role to client_console");
+
+static int role_for(const struct cfg *cfg, const char *user)
+{
+	return (int)admin_role_for(cfg, user);
+}
+
+static int handle(struct client *c, int role, bool *skip, struct evbuffer *in,
+		  struct evbuffer *out)
+{
+	return admin_handle(c, (enum admin_role)role, skip, in, out);
+}
+
+const struct client_console admin_console = {
+	.is_console_db = admin_is_console_db,
+	.role_for = role_for,
+	.welcome = admin_welcome,
+	.handle = handle,
+};

@@ -9,6 +9,7 @@
 
 struct cfg;
 struct client;
+struct client_console;
 struct evbuffer;
 
 enum admin_role { ADMIN_NONE, ADMIN_STATS, ADMIN_FULL };
@@ -21,6 +22,9 @@ struct admin_hooks {
 	int (*set)(const char *key, const char *value, char **err);
 };
 void admin_set_hooks(const struct admin_hooks *hooks);
+
+/* The console as the pgwire side calls it (client_set_console). */
+extern const struct client_console admin_console;
 
 bool admin_is_console_db(const char *database);
 enum admin_role admin_role_for(const struct cfg *cfg, const char *user);

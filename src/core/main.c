@@ -452,6 +452,7 @@ static void start_sides(struct evdns_base *dns)
 	static const struct admin_hooks hooks = { reload, admin_shutdown, admin_set };
 
 	admin_set_hooks(&hooks);
+	client_set_console(&admin_console);
 	pools_init();
 	tls_set_session_reuse(d.cfg->server_tls_session_reuse);
 	client_set_authfile(d.users);

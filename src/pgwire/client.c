@@ -23,8 +23,6 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "pgproto.h"
-#include "pipeline.h"
-#include "prepared.h"
 #include "relay.h"
 #include "scram.h"
 #include "server.h"
@@ -32,6 +30,7 @@
 #include "core/sockio.h"
 #include "core/util.h"
 
+static const struct client_console *console;
 static TAILQ_HEAD(, client) all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
 static int nclients;
 
@@ -45,6 +44,16 @@ static void forward(struct client *c);
 /* A parameter of its startup packet, the last of that name as pg_parse_startup takes
  * it (NULL: none). Looked up, not kept: a few dozen bytes walked at login and by SHOW
  * CLIENTS, and an idle client is two pointers smaller. */
+void client_set_console(const struct client_console *cons)
+{
+	console = cons;
+}
+
+const struct client_console *client_console(void)
+{
+	return console;
+}
+
 const char *startup_param(const struct client *c, const char *name)
 {
 	const char *p, *found = NULL;
@@ -143,7 +152,7 @@ void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *
 		ci.link = c->server;
 		ci.id = c->cancel_pid;
 		ci.prepared = rl_client_prepared(&c->rl);
-		ci.admin = c->admin != ADMIN_NONE;
+		ci.admin = c->admin != 0;
 		fn(&ci, arg);
 	}
 }
@@ -415,7 +424,7 @@ void client_read_cb(struct sio *bev, void *arg)
 		return;
 	c->request_time = now_usec();
 	if (c->admin && c->node.state != CL_LOGIN) {
-		if (admin_handle(c, c->admin, &c->admin_skip, sio_input(bev), sio_output(bev)) < 0)
+		if (console->handle(c, c->admin, &c->admin_skip, sio_input(bev), sio_output(bev)) < 0)
 			client_close(c, true, "client close request");
 		return;
 	}
@@ -485,17 +494,9 @@ static void event_cb(struct sio *bev, short what, void *arg)
 static void forward(struct client *c)
 {
 	const char *err = NULL;
+	bool waits = false;
 
-	if (!server_is_head(c->server, c) || server_pipe_busy(c->server)) {
-		/* its query is pipelined (or others' are behind it): what it sends next
-		 * waits for that answer */
-		if (evbuffer_get_length(sio_input(c->bev)) > WAIT_BUFFER_MAX)
-			client_pause_read(c, true);	/* client_unlinked resumes it */
-		return;
-	}
-	server_head_more(c->server);
-
-	switch (server_forward(c->server, c, sio_input(c->bev), &err)) {
+	switch (server_forward(c->server, c, sio_input(c->bev), &err, &waits)) {
 	case RL_OK:
 		break;
 	case RL_TERMINATE:
@@ -503,6 +504,13 @@ static void forward(struct client *c)
 		return;
 	case RL_ERROR:
 		client_fail(c, "08P01", "%s", err);
+		return;
+	}
+	if (waits) {
+		/* its query is pipelined (or others' are behind it): what it sends next
+		 * waits for that answer */
+		if (evbuffer_get_length(sio_input(c->bev)) > WAIT_BUFFER_MAX)
+			client_pause_read(c, true);	/* client_unlinked resumes it */
 		return;
 	}
 	if (c->server && server_output_full(c->server))
@@ -528,132 +536,20 @@ void client_resume(struct client *c)
 		client_read_cb(c->bev, c);
 }
 
-void client_linked(struct client *c, struct server *sv)
-{
-	client_linked_shape(c, sv, pool_pipelining(c->node.pool) ? client_pipe_shape(c) : 0);
-}
-
-void client_linked_shape(struct client *c, struct server *sv, uint64_t shape)
+bool client_linked(struct client *c, struct server *sv)
 {
 	c->server = sv;
 	pool_client_move(&c->node, CL_ACTIVE);
 	sio_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		forward(c);
-	if (c->server == sv && !c->closing) {
-		bool fast = pool_pipe_fast(shape);
-		server_set_head(sv, shape, fast);
-		if (fast)
-			pool_pipe_waiting(sv);
-	}
+	return c->server == sv;
 }
 
-/* The text of a C string field at p within end, or NULL when it is not terminated. */
-static const char *field(const uint8_t *p, const uint8_t *end, size_t *len)
-{
-	const uint8_t *z = memchr(p, 0, (size_t)(end - p));
-
-	if (!z)
-		return NULL;
-	*len = (size_t)(z - p);
-	return (const char *)p;
-}
-
-/* An extended-protocol group that runs as one implicit transaction: Parse, Bind, Describe
- * and Execute messages ending with its only Sync, every statement it binds autocommit. */
-static uint64_t extended_shape(struct client *c, const uint8_t *p, size_t len)
-{
-	const char *pname = NULL;
-	uint64_t shape = 0, salt = (uint64_t)(uintptr_t)c->node.pool;
-	size_t n;
-	bool executed = false;
-
-	while (len >= PG_HDR_LEN) {
-		uint32_t mlen = pg_get_u32(p + 1);
-		if (mlen < 4 || (size_t)mlen + 1 > len)
-			return 0;
-		const uint8_t *body = p + PG_HDR_LEN, *end = p + 1 + mlen;
-		const char *name, *text;
-		switch (p[0]) {
-		case 'P': {
-			size_t tl;
-			if (!(name = field(body, end, &n)) ||
-			    !(text = field(body + n + 1, end, &tl)) || !sp_autocommit_statement(text, tl))
-				return 0;
-			pname = name;
-			/* every statement of the group makes its shape */
-			shape = shape * 0x9e3779b97f4a7c15ULL + pl_shape(text, tl, salt);
-			break;
-		}
-		case 'B': {
-			const char *portal = field(body, end, &n), *stmt;
-			size_t sl;
-			if (!portal || !(stmt = field(body + n + 1, end, &sl)))
-				return 0;
-			if (!pname || strcmp(stmt, pname) != 0) {
-				/* a statement prepared before: its text from the client's names */
-				size_t bl;
-				struct ps_stmt *st = sl ? ps_map_get(c->rl.names, stmt) : NULL;
-				const uint8_t *b = st ? ps_body(st, &bl) : NULL;
-				if (!b || !(text = field(b, b + bl, &n)) || !sp_autocommit_statement(text, n))
-					return 0;
-				shape = shape * 0x9e3779b97f4a7c15ULL + pl_shape(text, n, salt);
-			}
-			break;
-		}
-		case 'D':
-			/* as the relay checks it: a kind byte and a name ending the message */
-			if (mlen - 4 < 2 || memchr(body + 1, 0, mlen - 5) != end - 1)
-				return 0;
-			break;
-		case 'E':
-			if (!field(body, end, &n))
-				return 0;
-			executed = true;
-			break;
-		case 'S':
-			if ((size_t)mlen + 1 != len || !executed || !shape)
-				return 0;
-			return shape;
-		default:
-			return 0;	/* Close, Flush, ...: not pipelined */
-		}
-		p += mlen + 1;
-		len -= mlen + 1;
-	}
-	return 0;
-}
-
-uint64_t client_pipe_shape(struct client *c)
-{
-	struct evbuffer *in = sio_input(c->bev);
-	size_t len = evbuffer_get_length(in);
-	uint8_t hdr[PG_HDR_LEN];
-
-	if (len < PG_HDR_LEN + 1 || len > PIPE_QUERY_MAX || c->rl.pass ||
-	    evbuffer_copyout(in, hdr, PG_HDR_LEN) != PG_HDR_LEN)
-		return 0;
-	const uint8_t *msg = evbuffer_pullup(in, -1);
-	if (!msg)
-		return 0;
-	if (hdr[0] != 'Q')
-		return c->node.pool->rl.rename ? extended_shape(c, msg, len) : 0;
-	if ((size_t)pg_get_u32(hdr + 1) + 1 != len || msg[len - 1] != 0 ||
-	    !sp_autocommit_statement((const char *)msg + PG_HDR_LEN, len - PG_HDR_LEN - 1))
-		return 0;
-	return pl_shape((const char *)msg + PG_HDR_LEN, len - PG_HDR_LEN - 1,
-			(uint64_t)(uintptr_t)c->node.pool);
-}
-
-bool client_piped(struct client *c, struct server *sv, uint64_t shape)
+void client_queued(struct client *c, struct server *sv)
 {
 	c->server = sv;
-	if (!server_pipe_add(sv, c, shape)) {
-		c->server = NULL;
-		return false;
-	}
 	pool_client_move(&c->node, CL_ACTIVE);
-	return true;
 }
 
 struct evbuffer *client_input(struct client *c)

@@ -8,11 +8,32 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "admin/admin.h"
-#include "pool.h"
-
 struct client;
 struct evbuffer;
+struct pool;
+struct pool_node;
+struct server;
+
+/* A client's life, as its pool lists it: logging in (LOGIN_WAIT: for the pool's first
+ * server to report the upstream's parameters), idle between transactions, waiting for a
+ * server, linked to one, closing. */
+enum client_state { CL_LOGIN, CL_LOGIN_WAIT, CL_IDLE, CL_WAITING, CL_ACTIVE, CL_CLOSING };
+
+struct cfg;
+/* The admin console: a virtual database on the client listeners. admin.c provides it and
+ * main registers it, so that the pgwire side does not depend on the console. A role is 0
+ * for a user who may not use it. Without one, no database is the console. */
+struct client_console {
+	bool (*is_console_db)(const char *database);
+	int (*role_for)(const struct cfg *cfg, const char *user);
+	/* AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery. */
+	void (*welcome)(struct evbuffer *out, uint32_t pid, uint32_t key);
+	/* Its messages from in, answers into out; -1 ends the session once out is sent.
+	 * *skip: skipping an extended-protocol group up to Sync. */
+	int (*handle)(struct client *c, int role, bool *skip, struct evbuffer *in,
+		      struct evbuffer *out);
+};
+void client_set_console(const struct client_console *console);
 
 struct authfile;
 /* Users and secrets for plain/md5/scram-sha-256 (not owned). */
@@ -21,9 +42,12 @@ void client_set_authfile(const struct authfile *af);
 void client_accept(int fd, const struct sockaddr *sa, int salen, bool unix_socket);
 /* From the pool. */
 void client_welcome(struct client *c, const uint8_t *params, size_t len);
-void client_linked(struct client *c, struct server *sv);
-/* The same, with its input's client_pipe_shape already computed. */
-void client_linked_shape(struct client *c, struct server *sv, uint64_t shape);
+/* Linked to sv (by the pool): what it sent meanwhile goes there now. False when that
+ * ended the link (it failed or left, or its transaction is over already). */
+bool client_linked(struct client *c, struct server *sv);
+/* Its query went behind another client's on sv (pipelining, by the pool): it is active,
+ * its answer comes when its turn comes. */
+void client_queued(struct client *c, struct server *sv);
 /* Send an ErrorResponse (FATAL) and close after it is written. */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -40,13 +64,6 @@ void client_refuse_upstream(struct client *c, const char *sqlstate, const char *
 void client_server_lost(struct client *c, const char *sqlstate, const char *msg);
 /* Transaction pooling: the server went back to the pool; the client is idle. */
 void client_unlinked(struct client *c);
-/* Pipelining (see server.h): the shape of its input when that is exactly one autocommit
- * Query, or one extended-protocol group (Parse/Bind/Describe/Execute, one Sync at the
- * end) of such statements, of at most PIPE_QUERY_MAX bytes; else 0. */
-#define PIPE_QUERY_MAX 8192
-uint64_t client_pipe_shape(struct client *c);
-/* Sends its Query behind another client's on sv; false when it cannot go there. */
-bool client_piped(struct client *c, struct server *sv, uint64_t shape);
 struct evbuffer *client_input(struct client *c);
 /* Handles what the client sent meanwhile (asks for a server again). */
 void client_resume(struct client *c);

@@ -17,7 +17,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "admin/admin.h"
 #include "auth.h"
 #include "authfile.h"
 #include "core/cfg.h"
@@ -67,7 +66,7 @@ static void admin_login(struct client *c)
 	if (finish_login(c, " (admin console)") < 0)
 		return;
 	c->node.state = CL_IDLE;
-	admin_welcome(sio_output(c->bev), c->cancel_pid, c->cancel_key);
+	client_console()->welcome(sio_output(c->bev), c->cancel_pid, c->cancel_key);
 	sio_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(sio_input(c->bev)) > 0)
 		client_read_cb(c->bev, c);
@@ -148,9 +147,10 @@ static void start_auth(struct client *c)
 	struct client_auth *a = c->auth;
 	const char *secret;
 
-	if (admin_is_console_db(db_of(c))) {
-		c->admin = (uint8_t)admin_role_for(cfg, user_of(c));
-		if (c->admin == ADMIN_NONE) {
+	const struct client_console *console = client_console();
+	if (console && console->is_console_db(db_of(c))) {
+		c->admin = (uint8_t)console->role_for(cfg, user_of(c));
+		if (!c->admin) {
 			client_fail(c, "28000", "not allowed to use the admin console: user \"%s\" is in "
 				    "neither admin_users nor stats_users", user_of(c));
 			return;

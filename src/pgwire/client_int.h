@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "core/log.h"
+#include "pool.h"
 #include "relay.h"
 
 struct sio;
@@ -47,13 +48,15 @@ struct client {
 	struct rl_client rl;		/* its prepared statement names and session settings */
 	uint64_t request_time;		/* last message from the client, for SHOW CLIENTS */
 	uint8_t ssl_requests;
-	uint8_t admin;			/* enum admin_role, for console clients */
+	uint8_t admin;			/* its console role (client_console), 0: not one */
 	bool admin_skip;		/* the console skips an extended-protocol group */
 	bool unix_socket, paused, closing, buried;
 	bool cut;		/* its answer stops inside a message (client_cut) */
 };
 
 /* client.c */
+/* The registered admin console (client_set_console), or NULL. */
+const struct client_console *client_console(void);
 /* A parameter of its startup packet, the last of that name (NULL: none). */
 const char *startup_param(const struct client *c, const char *name);
 const char *user_of(const struct client *c);

@@ -15,6 +15,14 @@ uint64_t pl_shape(const char *sql, size_t len, uint64_t salt);
 bool pl_fast(uint64_t shape, uint64_t limit_us);
 /* A statement of this shape took usec on the server. */
 void pl_note(uint64_t shape, uint64_t usec);
+/* The shape of a client's input when that is exactly one autocommit Query, or one
+ * extended-protocol group (Parse/Bind/Describe/Execute, one Sync at the end) of such
+ * statements (extended: the pool renames statements, so a Bind's statement is known from
+ * names), of at most PIPE_QUERY_MAX bytes; else 0. */
+#define PIPE_QUERY_MAX 8192
+struct ps_map;
+uint64_t pl_input_shape(const uint8_t *msg, size_t len, const struct ps_map *names,
+			bool extended, uint64_t salt);
 /* Forget everything (tests, reload). */
 void pl_reset(void);
 

@@ -1,13 +1,13 @@
 /* Pool bookkeeping and decisions: which client gets which server, when to open or
  * retire server connections, and what waiting clients are told when the upstream
  * fails. Idle servers are reused most-recently-used first; waiting clients FIFO. */
-#include "pool.h"
+#include "pool_int.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "authfile.h"
 #include "core/cfg.h"
 #include "client.h"
 #include "core/log.h"
@@ -19,24 +19,14 @@
 
 #define JANITOR_USEC 250000
 
-static TAILQ_HEAD(, pool) pools = TAILQ_HEAD_INITIALIZER(pools);
+struct pool_list pools = TAILQ_HEAD_INITIALIZER(pools);
 static struct node_list graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event *reaper, *janitor, *stats_timer;
 static unsigned janitor_ticks;
 static uint64_t period_started;
 
-/* PAUSE / DISABLE state per database name; kept across reloads. */
-struct db_flags {
-	struct db_flags *next;
-	bool paused, disabled;
-	char name[];
-};
-static struct db_flags *db_flags;
-static bool all_paused;
-
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 static void janitor_cb(evutil_socket_t fd, short what, void *arg);
-static void launch_if_needed(struct pool *pool);
 static void stats_cb(evutil_socket_t fd, short what, void *arg);
 
 /* At start, after rt_init and rt_set_cfg: the pools' timers (the janitor, the reaper,
@@ -81,38 +71,6 @@ static void stats_cb(evutil_socket_t fd, short what, void *arg)
 	period_started = now;
 	evtimer_add(stats_timer, &tv);
 }
-
-void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
-{
-	static const char *const modes[] = { "session", "transaction", "statement" };
-	struct pool *pool;
-	uint64_t now = now_usec();
-
-	TAILQ_FOREACH(pool, &pools, entry) {
-		struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]), *n;
-		int mode = pool->mode, canceled = 0;
-		for (int st = 0; st < SV_CLOSING; st++)
-			TAILQ_FOREACH(n, &pool->servers[st], entry)
-				canceled += server_cancels_in_flight(n->obj) > 0;
-		struct pool_info pi = {
-			.database = pool->db->name, .user = pool->user, .dbname = pool->dbname,
-			.host = pool->db->host, .port = pool->db->port, .pool_mode = modes[mode],
-			.pool_size = pool_size(pool),
-			.min_pool_size = cfg_db_min_pool_size(rt_cfg(), pool->db),
-			.cl_active = pool->nclients[CL_IDLE] + pool->nclients[CL_ACTIVE],
-			.cl_waiting = pool->nclients[CL_WAITING] + pool->nclients[CL_LOGIN_WAIT],
-			.sv_active = pool->nservers[SV_ACTIVE], .sv_idle = pool->nservers[SV_IDLE],
-			.sv_used = pool->nservers[SV_RESET], .sv_tested = pool->nservers[SV_TESTED],
-			.sv_login = pool->nservers[SV_LOGIN], .sv_being_canceled = canceled,
-			.maxwait_us = w ? now - client_wait_since(w->obj) : 0,
-			.last_error = pool->last_error, .totals = &pool->stats, .avg = &pool->avg,
-		};
-		fn(&pi, arg);
-	}
-}
-
-
-
 
 int pool_size(const struct pool *pool)
 {
@@ -187,7 +145,7 @@ static void set_kind(struct pool *pool)
 			 (pool->db->server_kind == SERVER_KIND_AUTO && pool->crate_seen);
 }
 
-static void pool_apply_cfg(struct pool *pool)
+void pool_apply_cfg(struct pool *pool)
 {
 	set_hosts(pool);
 	pool->mode = cfg_pool_mode(rt_cfg(), pool->db, pool->user);
@@ -385,6 +343,55 @@ bool pool_pipe_fast(uint64_t shape)
 	return shape && pl_fast(shape, (uint64_t)(rt_cfg()->pipeline_max_query_time * 1e6));
 }
 
+/* The pipelining shape of what c sent (pl_input_shape); 0 when the pool does not pipeline. */
+static uint64_t input_shape(struct pool *pool, struct client *c)
+{
+	struct evbuffer *in = client_input(c);
+	size_t len = evbuffer_get_length(in);
+	const struct rl_client *rl = client_relay(c);
+
+	if (!pool_pipelining(pool) || rl->pass || len > PIPE_QUERY_MAX)
+		return 0;
+	const uint8_t *msg = evbuffer_pullup(in, -1);
+	return msg ? pl_input_shape(msg, len, rl->names, pool->rl.rename, (uint64_t)(uintptr_t)pool)
+		   : 0;
+}
+
+/* Linking a client to a server happens here and nowhere else. Both learn it, what the
+ * client sent meanwhile goes to the server, and its query becomes the server's head: one
+ * whose shape is known to be fast lets waiting clients' queries go behind it. */
+static void link(struct server *sv, struct client *c, uint64_t shape)
+{
+	server_link(sv, c);
+	if (!client_linked(c, sv))
+		return;	/* it failed or left meanwhile */
+	bool fast = pool_pipe_fast(shape);
+	server_set_head(sv, shape, fast);
+	if (fast)
+		pool_pipe_waiting(sv);
+}
+
+/* The other way to link: c's query goes behind the linked client's on busy sv. */
+static bool link_behind(struct server *sv, struct client *c, uint64_t shape)
+{
+	if (!server_pipe_add(sv, c, shape))
+		return false;
+	if (client_state(c) != CL_CLOSING)	/* not failed by a server that went meanwhile */
+		client_queued(c, sv);
+	return true;
+}
+
+void pool_server_report(struct server *sv, struct client *c, enum sv_report what)
+{
+	client_unlinked(c);
+	if (what == SVR_DONE)
+		server_return(sv);
+	if (what == SVR_NEXT && rt_draining())
+		client_fail(c, "57P01", "cratebouncer is shutting down");
+	else
+		client_resume(c);
+}
+
 /* c's input is one autocommit Query (of this shape) known to be fast: it goes behind
  * another such query on the busy server with the most already queued (a server answering
  * a pipeline works for several clients per wake-up; the others stay free), before an idle
@@ -406,7 +413,7 @@ static bool try_pipeline(struct pool *pool, struct client *c, uint64_t shape)
 		    (!best || server_pipe_depth(sv) > server_pipe_depth(best)))
 			best = sv;
 	}
-	if (!best || !client_piped(c, best, shape))
+	if (!best || !link_behind(best, c, shape))
 		return false;
 	pool->stats.server_assignment_count++;
 	stats_hist_add(&pool->stats.wait, 0);
@@ -423,8 +430,8 @@ void pool_pipe_waiting(struct server *sv)
 		return;
 	while ((cn = TAILQ_FIRST(&pool->clients[CL_WAITING])) && server_pipe_accepts(sv, now)) {
 		struct client *c = cn->obj;
-		uint64_t shape = client_pipe_shape(c), waited = now - client_wait_since(c);
-		if (!pool_pipe_fast(shape) || !client_piped(c, sv, shape))
+		uint64_t shape = input_shape(pool, c), waited = now - client_wait_since(c);
+		if (!pool_pipe_fast(shape) || !link_behind(sv, c, shape))
 			break;	/* first come, first served: it waits for a server of its own */
 		pool->stats.server_assignment_count++;
 		pool->stats.wait_time_us += waited;
@@ -442,7 +449,7 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 		return;
 	}
 	/* computed once: for a pipeline, or for the server it is linked to below */
-	shape = pool_pipelining(pool) ? client_pipe_shape(c) : 0;
+	shape = input_shape(pool, c);
 	if (try_pipeline(pool, c, shape))
 		return;
 	/* idle longer than server_check_delay: validated first (load balancers drop idle
@@ -455,8 +462,7 @@ void pool_client_want_server(struct pool *pool, struct client *c)
 	if (n) {
 		pool->stats.server_assignment_count++;
 		stats_hist_add(&pool->stats.wait, 0);
-		server_link(n->obj, c);
-		client_linked_shape(c, n->obj, shape);
+		link(n->obj, c, shape);
 		return;
 	}
 	if (pool->nservers[SV_TESTED] > 0) {
@@ -556,8 +562,7 @@ void pool_server_idle(struct server *sv)
 		pool->stats.server_assignment_count++;
 		pool->stats.wait_time_us += waited;
 		stats_hist_add(&pool->stats.wait, waited);
-		server_link(sv, cn->obj);
-		client_linked(cn->obj, sv);
+		link(sv, cn->obj, input_shape(pool, cn->obj));
 		return;
 	}
 	if (sn->state != SV_IDLE)
@@ -607,7 +612,7 @@ static int pool_limit(const struct pool *pool)
 
 /* The pool's [databases] entry in the current config, or NULL when a reload removed it or
  * gave it to another user=: existing clients finish, new ones do not find the pool. */
-static const struct cfg_db *current_entry(const struct pool *pool)
+const struct cfg_db *current_entry(const struct pool *pool)
 {
 	const struct cfg_db *db = cfg_find_db(rt_cfg(), pool->db->name);
 
@@ -638,7 +643,7 @@ static int pool_min(const struct pool *pool)
 	return cfg_db_min_pool_size(rt_cfg(), pool->db);
 }
 
-static void launch_if_needed(struct pool *pool)
+void launch_if_needed(struct pool *pool)
 {
 	int want, total = pool_total_servers(pool), max = pool_limit(pool);
 	int dbmax = rt_cfg()->max_db_connections;
@@ -750,234 +755,6 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 		clients_trim();
 }
 
-static struct db_flags *flags_for(const char *db, bool create)
-{
-	struct db_flags *f;
-
-	for (f = db_flags; f; f = f->next)
-		if (strcmp(f->name, db) == 0)
-			return f;
-	if (!create)
-		return NULL;
-	f = xcalloc(1, sizeof(*f) + strlen(db) + 1);
-	strcpy(f->name, db);
-	f->next = db_flags;
-	db_flags = f;
-	return f;
-}
-
-static bool db_known(const char *db)
-{
-	struct pool *pool;
-
-	if (cfg_find_db(rt_cfg(), db) && strcmp(cfg_find_db(rt_cfg(), db)->name, db) == 0)
-		return true;
-	TAILQ_FOREACH(pool, &pools, entry)
-		if (strcmp(pool->db->name, db) == 0)
-			return true;
-	return false;
-}
-
-bool pools_is_paused(const char *db)
-{
-	struct db_flags *f = flags_for(db, false);
-	return all_paused || (f && f->paused);
-}
-
-bool pools_is_disabled(const char *db)
-{
-	struct db_flags *f = flags_for(db, false);
-	return f && f->disabled;
-}
-
-int pools_pause(const char *db, bool pause)
-{
-	struct pool *pool;
-
-	if (db && !db_known(db))
-		return -1;
-	if (!db) {
-		all_paused = pause;
-		for (struct db_flags *f = db_flags; f; f = f->next)
-			f->paused = pause;
-	} else {
-		flags_for(db, true)->paused = pause;
-	}
-	if (pause)
-		return 0;
-	/* RESUME: waiting clients get servers again */
-	TAILQ_FOREACH(pool, &pools, entry) {
-		struct pool_node *n;
-		if (pools_is_paused(pool->db->name))
-			continue;
-		while (TAILQ_FIRST(&pool->clients[CL_WAITING]) && (n = TAILQ_FIRST(&pool->servers[SV_IDLE])))
-			pool_server_idle(n->obj);
-		launch_if_needed(pool);
-	}
-	return 0;
-}
-
-int pools_disable(const char *db, bool disable)
-{
-	if (!db_known(db))
-		return -1;
-	flags_for(db, true)->disabled = disable;
-	return 0;
-}
-
-int pools_kill(const char *db)
-{
-	struct pool *pool;
-	struct pool_node *n;
-
-	if (db && !db_known(db))
-		return -1;
-	TAILQ_FOREACH(pool, &pools, entry) {
-		if (db && strcmp(pool->db->name, db) != 0)
-			continue;
-		for (int st = CL_LOGIN_WAIT; st < CL_CLOSING; st++)
-			while ((n = TAILQ_FIRST(&pool->clients[st])))
-				client_fail(n->obj, "08P01", "database %s was killed from the admin console",
-					    pool->db->name);
-		for (int st = 0; st < SV_CLOSING; st++)
-			while ((n = TAILQ_FIRST(&pool->servers[st])))
-				server_close(n->obj, "killed from the admin console");
-	}
-	return 0;
-}
-
-int pools_reconnect(const char *db)
-{
-	struct pool *pool;
-	struct pool_node *n, *next;
-
-	if (db && !db_known(db))
-		return -1;
-	TAILQ_FOREACH(pool, &pools, entry) {
-		if (db && strcmp(pool->db->name, db) != 0)
-			continue;
-		pool->gen++; /* busy servers close when released */
-		for (n = TAILQ_FIRST(&pool->servers[SV_IDLE]); n; n = next) {
-			next = TAILQ_NEXT(n, entry);
-			server_close(n->obj, "RECONNECT from the admin console");
-		}
-	}
-	return 0;
-}
-
-int pools_old_servers(const char *db)
-{
-	struct pool *pool;
-	struct pool_node *n;
-	int count = 0;
-
-	TAILQ_FOREACH(pool, &pools, entry) {
-		if (db && strcmp(pool->db->name, db) != 0)
-			continue;
-		for (int st = 0; st < SV_CLOSING; st++)
-			TAILQ_FOREACH(n, &pool->servers[st], entry)
-				if (server_gen(n->obj) != pool->gen)
-					count++;
-	}
-	return count;
-}
-
-int pools_count(void)
-{
-	struct pool *pool;
-	int n = 0;
-
-	TAILQ_FOREACH(pool, &pools, entry)
-		n++;
-	return n;
-}
-
-void pools_foreach_server(void (*fn)(struct server *sv, struct pool *pool, void *arg), void *arg)
-{
-	struct pool *pool;
-	struct pool_node *n;
-
-	TAILQ_FOREACH(pool, &pools, entry)
-		for (int st = 0; st < SV_CLOSING; st++)
-			TAILQ_FOREACH(n, &pool->servers[st], entry)
-				fn(n->obj, pool, arg);
-}
-
-void pools_set_draining(void)
-{
-	struct pool *pool;
-	struct pool_node *n;
-
-	rt_set_draining();
-	/* clients without a server have nothing running: they go now */
-	TAILQ_FOREACH(pool, &pools, entry)
-		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st++) {
-			if (st == CL_ACTIVE)
-				continue;
-			while ((n = TAILQ_FIRST(&pool->clients[st])))
-				client_fail(n->obj, "57P01", "cratebouncer is shutting down");
-		}
-}
-
-int pools_server_count(void)
-{
-	struct pool *pool;
-	int n = 0;
-
-	TAILQ_FOREACH(pool, &pools, entry)
-		n += pool_total_servers(pool);
-	return n;
-}
-
-void pools_reload(const struct cfg *old, const struct authfile *users)
-{
-	struct pool *pool;
-
-	TAILQ_FOREACH(pool, &pools, entry) {
-		const struct cfg_db *db = current_entry(pool);
-		bool changed = false;
-
-		if (!db)
-			continue;
-		if (!cfg_db_same_upstream(old, pool->db, rt_cfg(), db))
-			changed = true;
-		if (!db->user) {
-			const char *pw = users ? authfile_lookup(users, pool->user) : NULL;
-			if (!(pw ? pool->password && strcmp(pw, pool->password) == 0 : !pool->password)) {
-				changed = true;
-				if (pool->password)
-					explicit_bzero(pool->password, strlen(pool->password));
-				free(pool->password);
-				pool->password = pw ? strdup(pw) : NULL;
-			}
-		} else if (changed) {
-			if (pool->password)
-				explicit_bzero(pool->password, strlen(pool->password));
-			free(pool->password);
-			pool->password = db->password ? strdup(db->password) : NULL;
-		}
-		cfg_db_clear(pool->db);
-		free(pool->db);
-		pool->db = cfg_db_dup(db);
-		pool_apply_cfg(pool);
-		if (changed) {
-			pool->gen++;
-			free(pool->last_error);
-			pool->last_error = NULL;
-			pool->retry_at = 0;
-			free(pool->welcome);
-			pool->welcome = NULL;
-			log_info("pool %s/%s: upstream settings changed; new connections use them",
-				 pool->db->name, pool->user);
-			struct pool_node *n, *next;
-			for (n = TAILQ_FIRST(&pool->servers[SV_IDLE]); n; n = next) {
-				next = TAILQ_NEXT(n, entry);
-				server_close(n->obj, "upstream settings changed by reload");
-			}
-		}
-	}
-}
-
 void pools_shutdown(void)
 {
 	struct pool *pool;
@@ -1004,11 +781,7 @@ void pools_shutdown(void)
 		free(pool);
 	}
 	reap_cb(-1, 0, NULL);
-	while (db_flags) {
-		struct db_flags *f = db_flags;
-		db_flags = f->next;
-		free(f);
-	}
+	pools_forget_flags();
 	if (janitor)
 		event_free(janitor);
 	if (stats_timer)

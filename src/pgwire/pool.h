@@ -9,7 +9,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "client.h"	/* enum client_state */
 #include "relay.h"
+#include "server.h"	/* enum server_state */
 #include "sessparam.h"
 #include "core/stats.h"
 
@@ -19,9 +21,6 @@ struct client;
 struct server;
 struct event_base;
 struct evdns_base;
-
-enum client_state { CL_LOGIN, CL_LOGIN_WAIT, CL_IDLE, CL_WAITING, CL_ACTIVE, CL_CLOSING };
-enum server_state { SV_LOGIN, SV_IDLE, SV_ACTIVE, SV_RESET, SV_TESTED, SV_CLOSING };
 
 /* Embedded in every client and server: which pool list it is on. */
 struct pool_node {
@@ -143,6 +142,14 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len);
 void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg);
 /* A server became idle (after login or reset): give it to a waiting client. */
 void pool_server_idle(struct server *sv);
+/* What a linked server tells the pool about its client c (the pool unlinks them). */
+enum sv_report {
+	SVR_DONE,	/* c's transaction is over (transaction pooling): c keeps its session,
+			 * the server goes back to the pool */
+	SVR_NEXT,	/* c's answer is complete, the server goes on (the next pipelined
+			 * client's answer follows, or it closes) */
+};
+void pool_server_report(struct server *sv, struct client *c, enum sv_report what);
 /* sv runs a query others may be pipelined behind: waiting clients whose queries qualify
  * go there, in their order, until one does not. */
 void pool_pipe_waiting(struct server *sv);

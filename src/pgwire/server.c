@@ -34,7 +34,6 @@
 
 static void fwd_read_cb(struct sio *bev, void *arg);
 static void after_input(struct server *sv);
-static void server_return(struct server *sv);
 static void note_time(struct server *sv);
 static void drop_pipe(struct server *sv, const char *reason);
 
@@ -93,7 +92,7 @@ void server_cancel(struct server *sv)
 	if (sv->cancels == UINT8_MAX)
 		return;
 	sv->cancels++;
-	sv->cancel_time = now_usec();
+	sv->pl.cancel_time = now_usec();
 	cancel_forward((struct sockaddr *)&ss, sl, sv->host, cfg_db_sslmode(cfg, db),
 		       cfg_db_ca_file(cfg, db), sv->be_pid, sv->be_key, cancel_done, sv->id);
 }
@@ -260,30 +259,30 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 	do {
 		struct client *c = sv->node.state == SV_ACTIVE ? sv->client : NULL;
 		/* with queries pipelined behind, each answer ends at its ReadyForQuery */
-		sv->rl.stop_after_ready = sv->npipe > 0;
+		sv->rl.stop_after_ready = sv->pl.n > 0;
 		uint64_t fp = sv->rl.params.fp;
-		r = rl_from_server(&sv->rl, c ? client_relay(c) : NULL, &sv->node.pool->rl, in, out,
+		r = rl_from_server(&sv->rl, c ? sv->crl : NULL, &sv->node.pool->rl, in, out,
 				   ready_cb, sv, &err);
 		if (r < 0) {
 			evbuffer_drain(out, evbuffer_get_length(out));
 			server_close(sv, err);
 			return;
 		}
-		if (sv->npipe && fp != sv->rl.params.fp && !sv->rl.replay_mask) {
+		if (sv->pl.n && fp != sv->rl.params.fp && !sv->rl.replay_mask) {
 			/* a query changed a setting (a function did) while others' queries wait
 			 * behind it: they would run with it; the server goes, they are told */
-			sv->pipe_changed = true;
+			sv->pl.changed = true;
 		}
 		size_t n = evbuffer_get_length(out);
-		sv->head_bytes += n;
-		if (c && n && sv->held) {
+		sv->pl.head_bytes += n;
+		if (c && n && sv->pl.held) {
 			/* exposed to a late cancel: passed once it is known not to be hit */
-			evbuffer_remove_buffer(out, sv->hold, n);
-			if (evbuffer_get_length(sv->hold) > HOLD_MAX) {
-				sv->held = false;
-				n = evbuffer_get_length(sv->hold);
+			evbuffer_remove_buffer(out, sv->pl.hold, n);
+			if (evbuffer_get_length(sv->pl.hold) > HOLD_MAX) {
+				sv->pl.held = false;
+				n = evbuffer_get_length(sv->pl.hold);
 				sv->node.pool->stats.bytes_sent += n;
-				client_send(c, sv->hold, n);
+				client_send(c, sv->pl.hold, n);
 			}
 		} else if (c && n) {
 			sv->node.pool->stats.bytes_sent += n;
@@ -298,37 +297,37 @@ static void fwd_read_cb(struct sio *bev, void *arg)
 /* Its transaction is over: nobody is linked, it reads again. */
 static void unlink_head(struct server *sv)
 {
-	sv->client = NULL;
-	sv->pipe_ok = false;
-	pipe_entry_clear(&sv->head);
+	set_client(sv, NULL);
+	sv->pl.ok = false;
+	pipe_entry_clear(&sv->pl.head);
 	server_pause_read(sv, false);
 }
 
 void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok)
 {
-	pipe_entry_clear(&sv->head);
-	sv->head.c = sv->client;
-	sv->head.shape = shape;
-	sv->head_direct = true;
-	sv->head_bytes = 0;
-	sv->pipe_ok = pipe_ok;
-	sv->progress = now_usec();
+	pipe_entry_clear(&sv->pl.head);
+	sv->pl.head.c = sv->client;
+	sv->pl.head.shape = shape;
+	sv->pl.head_direct = true;
+	sv->pl.head_bytes = 0;
+	sv->pl.ok = pipe_ok;
+	sv->pl.progress = now_usec();
 }
 
 void server_cancel_client(struct server *sv, struct client *c)
 {
-	if (sv->client != c || sv->head_gone) {
+	if (sv->client != c || sv->pl.head_gone) {
 		/* its query waits behind others': cancelled once it is the one running */
-		for (int i = 0; i < sv->npipe; i++)
-			if (sv->pipe[i].c == c)
-				sv->pipe[i].cancel = true;
+		for (int i = 0; i < sv->pl.n; i++)
+			if (sv->pl.q[i].c == c)
+				sv->pl.q[i].cancel = true;
 		return;
 	}
 	/* its own cancel: its 57014 is its own, never sent again */
-	sv->head.cancel = true;
+	sv->pl.head.cancel = true;
 	/* the queries behind it may be hit if the cancel comes late */
-	if (sv->npipe > sv->exposed)
-		sv->exposed = sv->npipe;
+	if (sv->pl.n > sv->pl.exposed)
+		sv->pl.exposed = sv->pl.n;
 	server_cancel(sv);
 }
 
@@ -337,16 +336,16 @@ static void note_time(struct server *sv)
 {
 	uint64_t t = now_usec() - sv->query_start;
 
-	if (!sv->head.shape)
+	if (!sv->pl.head.shape)
 		return;
-	if (sv->head_direct) {
+	if (sv->pl.head_direct) {
 		/* sent when the server was idle: the time includes a round trip */
-		if (!sv->rtt_min || t < sv->rtt_min)
-			sv->rtt_min = t;
-		t -= sv->rtt_min;
+		if (!sv->pl.rtt_min || t < sv->pl.rtt_min)
+			sv->pl.rtt_min = t;
+		t -= sv->pl.rtt_min;
 	}
-	pl_note(sv->head.shape, t);
-	sv->head.shape = 0;
+	pl_note(sv->pl.head.shape, t);
+	sv->pl.head.shape = 0;
 }
 
 /* The head client c is about to be failed: told first when its answer stops mid-message. */
@@ -358,26 +357,26 @@ static void mark_cut(struct server *sv, struct client *c)
 
 static void drop_pipe(struct server *sv, const char *reason)
 {
-	if (sv->client && !sv->head_gone) {
+	if (sv->client && !sv->pl.head_gone) {
 		struct client *c = sv->client;
 		mark_cut(sv, c);
-		sv->client = NULL;
+		set_client(sv, NULL);
 		client_server_lost(c, "08006", reason);
 	}
-	sv->client = NULL;
-	sv->head_gone = false;
-	sv->pipe_items = 0;
-	while (sv->npipe > 0) {
-		struct pipe_entry *e = &sv->pipe[--sv->npipe];
+	set_client(sv, NULL);
+	sv->pl.head_gone = false;
+	sv->pl.items = 0;
+	while (sv->pl.n > 0) {
+		struct pipe_entry *e = &sv->pl.q[--sv->pl.n];
 		struct client *c = e->c;
 		pipe_entry_clear(e);
 		if (c)
 			client_server_lost(c, "08006", reason);
 	}
-	pipe_entry_clear(&sv->head);
-	if (sv->hold)
-		evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
-	sv->held = false;
+	pipe_entry_clear(&sv->pl.head);
+	if (sv->pl.hold)
+		evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
+	sv->pl.held = false;
 }
 
 
@@ -385,7 +384,7 @@ static void drop_pipe(struct server *sv, const char *reason)
  * ended (the server goes back to the pool), a statement-mode violation, SIGINT. */
 static void after_input(struct server *sv)
 {
-	struct client *c = sv->head_gone ? NULL : sv->client;
+	struct client *c = sv->pl.head_gone ? NULL : sv->client;
 
 	if (sv->node.state == SV_RESET || sv->node.state == SV_TESTED) {
 		if (sv->park || !rl_quiet(&sv->rl, NULL))
@@ -409,8 +408,8 @@ static void after_input(struct server *sv)
 			return;
 		}
 	}
-	size_t behind = sv->pipe_items;
-	if (!rl_idle_ahead(&sv->rl, c ? client_relay(c) : NULL, behind)) {
+	size_t behind = sv->pl.items;
+	if (!rl_idle_ahead(&sv->rl, c ? sv->crl : NULL, behind)) {
 		if (behind && sv->rl.status != 'I' && rl_pending(&sv->rl) <= behind) {
 			/* cannot happen with the queries let in; the next client's query must
 			 * never run inside this transaction */
@@ -423,26 +422,25 @@ static void after_input(struct server *sv)
 		return;
 	}
 	/* the linked client's answer is complete */
-	if (sv->npipe && sv->pipe_changed) {
+	if (sv->pl.n && sv->pl.changed) {
 		server_log(sv, LOG_LVL_WARN, "a query changed a session setting with other clients' "
 			   "queries pipelined behind it; closing the connection");
 		if (c) {
 			/* its own answer is complete: it keeps its session */
-			if (sv->held)
+			if (sv->pl.held)
 				pipe_pass_held(sv, c);
-			sv->client = NULL;
-			client_unlinked(c);
-			client_resume(c);
+			set_client(sv, NULL);
+			pool_server_report(sv, c, SVR_NEXT);
 		}
 		pipe_close_discarding(sv, "a query changed a session setting with others pipelined behind it");
 		return;
 	}
-	sv->pipe_changed = false;
+	sv->pl.changed = false;
 	bool retry = false;
-	if (sv->held) {
-		sv->held = false;
-		if (c && !sv->head.cancel && sv->head.retries < PIPE_RETRIES && sv->head.q &&
-		    sv->npipe < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
+	if (sv->pl.held) {
+		sv->pl.held = false;
+		if (c && !sv->pl.head.cancel && sv->pl.head.retries < PIPE_RETRIES && sv->pl.head.q &&
+		    sv->pl.n < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
 			if (!pipe_resend_head(sv, c)) {
 				/* the relay's queue may not match any more */
 				pipe_pass_held(sv, c);
@@ -454,30 +452,30 @@ static void after_input(struct server *sv)
 			 * then its process group), and under load each can end a query; what runs
 			 * next is held again while the cancel is recent */
 			retry = true;
-			sv->head.retries++;
-			sv->exposed = 0;
+			sv->pl.head.retries++;
+			sv->pl.exposed = 0;
 			sv->node.pool->stats.pipeline_retry_count++;
 			server_log(sv, LOG_LVL_DEBUG, "a late cancel hit a pipelined query; sent it again");
-			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
 		} else if (c) {
 			pipe_pass_held(sv, c);
 		} else {
-			evbuffer_drain(sv->hold, evbuffer_get_length(sv->hold));
+			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
 		}
 	}
-	if (sv->npipe) {
+	if (sv->pl.n) {
 		pipe_next(sv, retry);
 		return;
 	}
 	if (retry) {
 		/* it stays linked: its query went again, held while the cancel is recent */
-		sv->held = pipe_exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
+		sv->pl.held = pipe_exposed_now(sv) && (sv->pl.hold || (sv->pl.hold = evbuffer_new()));
 		return;
 	}
-	sv->exposed = 0;
+	sv->pl.exposed = 0;
 	if (!c) {
 		/* the linked client left and nothing is behind: back to the pool */
-		sv->head_gone = false;
+		sv->pl.head_gone = false;
 		unlink_head(sv);
 		server_return(sv);
 		return;
@@ -490,9 +488,7 @@ static void after_input(struct server *sv)
 	if (sv->node.pool->mode != POOL_SESSION) {
 		/* transaction pooling: the server goes back, the client keeps its session */
 		unlink_head(sv);
-		client_unlinked(c);
-		server_return(sv);
-		client_resume(c);
+		pool_server_report(sv, c, SVR_DONE);
 		return;
 	}
 	if (client_output_full(c))
@@ -500,10 +496,17 @@ static void after_input(struct server *sv)
 }
 
 enum rl_result server_forward(struct server *sv, struct client *c, struct evbuffer *in,
-			      const char **err)
+			      const char **err, bool *waits)
 {
+	if (c != sv->client || sv->pl.head_gone || sv->pl.n) {
+		/* c's query is pipelined behind another's, or others' are behind its own */
+		*waits = true;
+		return RL_OK;
+	}
+	server_head_more(sv);
+
 	struct evbuffer *out = server_scratch();
-	enum rl_result r = rl_from_client(&sv->rl, client_relay(c), &sv->node.pool->rl, in, out, err);
+	enum rl_result r = rl_from_client(&sv->rl, sv->crl, &sv->node.pool->rl, in, out, err);
 	size_t n = evbuffer_get_length(out);
 
 	if (n) {
@@ -541,14 +544,12 @@ void server_forwarding(struct server *sv)
 
 void server_link(struct server *sv, struct client *c)
 {
-	sv->client = c;
+	set_client(sv, c);
 	pool_server_move(&sv->node, SV_ACTIVE);
-	rl_link(&sv->rl, client_relay(c), &sv->node.pool->rl, sio_output(sv->bev));
+	rl_link(&sv->rl, sv->crl, &sv->node.pool->rl, sio_output(sv->bev));
 }
 
-/* Back to the pool after a transaction or a session, unless it has lived long enough or
- * was made under settings a reload changed. */
-static void server_return(struct server *sv)
+void server_return(struct server *sv)
 {
 	if (sv->rl.tainted) {
 		server_close(sv, "session settings unknown after a failed replay");
@@ -581,7 +582,7 @@ void server_release(struct server *sv, bool mid_message)
 
 	bool crate = sv->node.pool->rl.crate;
 
-	sv->client = NULL;
+	set_client(sv, NULL);
 	server_pause_read(sv, false);
 	/* On CrateDB a transaction is only a name for cursors WITHOUT HOLD (its BEGIN opens
 	 * nothing, every write is already committed): a client that leaves inside one, as
@@ -643,16 +644,16 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	struct client *c = sv->client;
 
 	if (!c) {
-		if (!sv->head_gone || sv->ready)
+		if (!sv->pl.head_gone || sv->ready)
 			return;
 		/* the query of a client that left holds the server (and maybe others' queries):
 		 * cancelled once it has run for a second (a short write finishes by itself) */
-		if (!sv->gone_cancelled && !sv->head.cancel && !sv->cancels &&
+		if (!sv->pl.gone_cancelled && !sv->pl.head.cancel && !sv->cancels &&
 		    now - sv->query_start > PIPE_GONE_CANCEL_USEC) {
-			sv->gone_cancelled = true;
-			if (sv->npipe > sv->exposed)
-				sv->exposed = sv->npipe;
-			sv->head.cancel = true;
+			sv->pl.gone_cancelled = true;
+			if (sv->pl.n > sv->pl.exposed)
+				sv->pl.exposed = sv->pl.n;
+			sv->pl.head.cancel = true;
 			server_cancel(sv);
 		}
 		/* if the cancel did not end it, the clients behind are not left waiting */
@@ -660,7 +661,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 			server_close(sv, "a cancelled query of a departed client did not end");
 		return;
 	}
-	if (sv->npipe && sv->paused && now - sv->paused_since > PIPE_STUCK_USEC) {
+	if (sv->pl.n && sv->paused && now - sv->paused_since > PIPE_STUCK_USEC) {
 		/* it does not read its answer while other clients' queries wait behind it */
 		client_fail_stalled(c, "08006", "the client did not read its answer for %d s while other "
 			    "clients' queries waited behind it", (int)(PIPE_STUCK_USEC / 1000000));
@@ -669,7 +670,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	if (cfg->query_timeout > 0 && !sv->ready &&
 	    now - sv->query_start > (uint64_t)(cfg->query_timeout * 1e6)) {
 		/* others' queries wait behind it: the query is cancelled, the server stays */
-		if (sv->npipe)
+		if (sv->pl.n)
 			server_cancel_client(sv, c);
 		mark_cut(sv, c);
 		client_fail(c, "57014", "query_timeout: the query ran longer than %g s",
@@ -677,7 +678,7 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 		return;
 	}
 	if (cfg->idle_transaction_timeout > 0 && sv->ready && sv->rl.status != 'I' &&
-	    rl_quiet(&sv->rl, client_relay(c)) &&
+	    rl_quiet(&sv->rl, sv->crl) &&
 	    now - sv->ready_time > (uint64_t)(cfg->idle_transaction_timeout * 1e6))
 		client_fail(c, "25P03", "idle_transaction_timeout: idle in a transaction for more "
 			    "than %g s", cfg->idle_transaction_timeout);
@@ -738,11 +739,11 @@ void server_free(struct server *sv)
 	if (sv->params)
 		evbuffer_free(sv->params);
 	rl_server_clear(&sv->rl);
-	for (int i = 0; i < sv->npipe; i++)
-		pipe_entry_clear(&sv->pipe[i]);
-	pipe_entry_clear(&sv->head);
-	if (sv->hold)
-		evbuffer_free(sv->hold);
+	for (int i = 0; i < sv->pl.n; i++)
+		pipe_entry_clear(&sv->pl.q[i]);
+	pipe_entry_clear(&sv->pl.head);
+	if (sv->pl.hold)
+		evbuffer_free(sv->pl.hold);
 	free(sv->host);
 	free(sv);
 }

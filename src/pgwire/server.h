@@ -8,11 +8,18 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "pool.h"
 #include "relay.h"
 
 struct server;
+struct client;
 struct evbuffer;
+struct pool;
+struct pool_node;
+
+/* A server's life, as its pool lists it: logging in, idle in the pool, linked to a client,
+ * running the reset query (or parked while a cancel for its session is in flight),
+ * running server_check_query, closing. */
+enum server_state { SV_LOGIN, SV_IDLE, SV_ACTIVE, SV_RESET, SV_TESTED, SV_CLOSING };
 
 /* Starts connecting to the pool's host number host (-1: the pool picks); the pool hears
  * back through pool_server_login_ok/failed. */
@@ -24,6 +31,9 @@ bool server_expired(const struct server *sv);
 void server_check_timeouts(struct server *sv, uint64_t now);
 /* Give the server to a client: messages flow both ways from now on. */
 void server_link(struct server *sv, struct client *c);
+/* Nobody linked: back to the pool (pool_server_idle), unless it has lived long enough,
+ * was made under settings a reload changed, or a cancel for its session is in flight. */
+void server_return(struct server *sv);
 /* The client left (mid_message: in the middle of sending a message): reset and return
  * to the pool, or close when the session is not in a reusable state. */
 void server_release(struct server *sv, bool mid_message);
@@ -31,9 +41,11 @@ void server_release(struct server *sv, bool mid_message);
 bool server_needs_check(const struct server *sv);
 /* Runs server_check_query; the server is idle again (pool_server_idle) when it passes. */
 void server_check(struct server *sv);
-/* The client's messages through the relay to the server. */
+/* The client's messages through the relay to the server; *waits (nothing taken) while c's
+ * turn has not come: its query is pipelined behind another's, or others' are behind its
+ * own. */
 enum rl_result server_forward(struct server *sv, struct client *c, struct evbuffer *in,
-			      const char **err);
+			      const char **err, bool *waits);
 void server_close(struct server *sv, const char *reason);
 
 /* Pipelining (transaction mode): a client's autocommit Query of a shape known to be fast
@@ -60,14 +72,11 @@ bool server_pipe_forget(struct server *sv, struct client *c);
 /* The linked client left with queries of others pipelined behind its own: its answer is
  * dropped, the server goes on. False (nothing done) when nothing is behind. */
 bool server_head_left(struct server *sv);
+/* c is the client whose answer the server is sending now. */
 bool server_is_head(const struct server *sv, const struct client *c);
-bool server_pipe_busy(const struct server *sv);
 /* The linked client's transaction starts with one autocommit Query of this shape (0:
  * another kind); pipe_ok: others may be pipelined behind it. */
 void server_set_head(struct server *sv, uint64_t shape, bool pipe_ok);
-/* The linked client sent more than that query: nothing goes behind it, and its time says
- * nothing about a shape. */
-void server_head_more(struct server *sv);
 /* c's CancelRequest: its query is cancelled now, or once it runs when it waits behind
  * others' (a cancel must never hit another client's query). */
 void server_cancel_client(struct server *sv, struct client *c);

@@ -14,6 +14,8 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "client.h"
+#include "pool.h"
 #include "server.h"
 
 struct sio;
@@ -34,6 +36,32 @@ struct pipe_entry {
 	uint8_t retries;	/* times sent again */
 };
 
+/* Pipelining (transaction mode): while the linked client's transaction is one autocommit
+ * Query of a shape known to be fast, other clients' such Queries may be sent behind it; the
+ * server answers them in order and each client gets the link in turn (pipe_next). A cancel
+ * meant for one query may hit the next: answers that may be hit are held until it is known
+ * they were not (server_pipe.c). */
+struct pipeline {
+	struct pipe_entry head;		/* the linked client's query: shape and copy */
+	struct pipe_entry q[PIPE_MAX + 4];	/* the ones behind, in order; + room for ones
+						 * sent again */
+	uint8_t n;
+	unsigned items;			/* the relay's request items of the entries in q[] */
+	uint8_t exposed;		/* queries from the next head on that a cancel sent
+					 * for an earlier one may hit: their answers are held */
+	bool ok;			/* others may be pipelined behind the linked client */
+	bool head_gone;			/* the linked client left; its answer is dropped */
+	bool held;			/* the linked client's answer is held (exposed) */
+	bool head_direct;		/* linked the usual way: its time includes a round trip */
+	bool changed;			/* a setting changed with queries pipelined behind */
+	bool gone_cancelled;		/* the departed head's query was cancelled */
+	struct evbuffer *hold;		/* the held answer */
+	uint64_t head_bytes;		/* of the linked client's answer so far */
+	uint64_t progress;		/* last link or ReadyForQuery */
+	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
+	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
+};
+
 /* A server's login, step by step (server_login.c); SVL_DONE from its first ReadyForQuery. */
 enum sv_login {
 	SVL_CONNECTING,		/* upconn: resolve, connect, SSLRequest, TLS */
@@ -50,7 +78,8 @@ struct server {
 	struct event timer;		/* server_connect_timeout during login */
 	struct scram_client *scram;
 	struct evbuffer *params;	/* ParameterStatus messages seen at login */
-	struct client *client;
+	struct client *client;		/* linked (set_client) */
+	struct rl_client *crl;		/* its relay state */
 	uint64_t connect_time, idle_since;
 	uint64_t query_start, xact_start;	/* for the statistics */
 	struct rl_server rl;		/* what it was asked, has prepared, its settings */
@@ -64,27 +93,7 @@ struct server {
 	uint32_t be_pid, be_key;	/* the upstream's BackendKeyData: SHOW SERVERS, cancel */
 	unsigned gen;			/* pool->gen when launched */
 	bool ready;			/* ReadyForQuery seen since the client last sent */
-	/* Pipelining (transaction mode): while the linked client's transaction is one
-	 * autocommit Query of a shape known to be fast, other clients' such Queries may be
-	 * sent behind it; the server answers them in order and each client gets the link
-	 * in turn (pipe_next). */
-	struct pipe_entry pipe[PIPE_MAX + 4];	/* + room for ones sent again */
-	uint8_t npipe;
-	unsigned pipe_items;		/* the relay's request items of the entries in pipe[] */
-	uint8_t exposed;		/* queries from the next head on that a cancel sent
-					 * for an earlier one may hit: their answers are held */
-	bool pipe_ok;			/* others may be pipelined behind the linked client */
-	bool head_gone;			/* the linked client left; its answer is dropped */
-	bool held;			/* the linked client's answer is held (exposed) */
-	bool head_direct;		/* linked the usual way: its time includes a round trip */
-	struct pipe_entry head;		/* the linked client's query: shape and copy */
-	struct evbuffer *hold;
-	uint64_t progress;		/* last link or ReadyForQuery */
-	uint64_t rtt_min;		/* the shortest round trip seen: taken off head_direct times */
-	uint64_t cancel_time;		/* of the last CancelRequest sent for its session */
-	bool pipe_changed;		/* a setting changed with queries pipelined behind */
-	bool gone_cancelled;		/* the departed head's query was cancelled */
-	uint64_t head_bytes;		/* of the linked client's answer so far */
+	struct pipeline pl;		/* the queries of others sent behind the linked client's */
 	uint64_t paused_since;		/* reading paused for the linked client's full output */
 	bool paused;
 	enum sv_login login;		/* how far its login is */
@@ -98,6 +107,13 @@ static inline const char *sv_host(const struct server *sv)
 static inline int sv_port(const struct server *sv)
 {
 	return sv->node.pool->db->port;
+}
+
+/* The linked client from now on (NULL: none), with its relay state. */
+static inline void set_client(struct server *sv, struct client *c)
+{
+	sv->client = c;
+	sv->crl = c ? client_relay(c) : NULL;
 }
 
 /* server.c */
@@ -130,6 +146,9 @@ bool pipe_exposed_now(const struct server *sv);
 bool pipe_held_canceled(struct server *sv);
 /* The linked client's query goes again (a late cancel hit it). */
 bool pipe_resend_head(struct server *sv, struct client *c);
+/* The linked client sent more than its first query: nothing goes behind it, and its time
+ * says nothing about a shape. */
+void server_head_more(struct server *sv);
 /* The linked client's answer is complete: the next pipelined one's client gets the
  * link; retry: the one that finished goes again, behind the others. */
 void pipe_next(struct server *sv, bool retry);

@@ -46,10 +46,10 @@ int pipe_send_query(struct server *sv, struct client *c, struct evbuffer *buf)
 /* The held answer goes to its client after all. */
 void pipe_pass_held(struct server *sv, struct client *c)
 {
-	size_t n = evbuffer_get_length(sv->hold);
+	size_t n = evbuffer_get_length(sv->pl.hold);
 
 	sv->node.pool->stats.bytes_sent += n;
-	client_send(c, sv->hold, n);
+	client_send(c, sv->pl.hold, n);
 }
 
 /* A safety close: what is still queued for the upstream (pipelined queries of clients
@@ -64,16 +64,16 @@ void pipe_close_discarding(struct server *sv, const char *reason)
 /* A cancel sent for this session may still hit the query that runs next. */
 bool pipe_exposed_now(const struct server *sv)
 {
-	return sv->exposed > 0 || sv->cancels > 0 ||
-	       (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC);
+	return sv->pl.exposed > 0 || sv->cancels > 0 ||
+	       (sv->pl.cancel_time && now_usec() - sv->pl.cancel_time < CANCEL_GRACE_USEC);
 }
 
 /* An ErrorResponse 57014 (query canceled; the message is translated, so any) in a held
  * answer. A statement_timeout also gives 57014: such a query runs at most once more. */
 bool pipe_held_canceled(struct server *sv)
 {
-	size_t len = evbuffer_get_length(sv->hold);
-	const uint8_t *p = evbuffer_pullup(sv->hold, -1), *body;
+	size_t len = evbuffer_get_length(sv->pl.hold);
+	const uint8_t *p = evbuffer_pullup(sv->pl.hold, -1), *body;
 	uint8_t type;
 	size_t blen, mlen;
 	struct pg_error e;
@@ -90,22 +90,22 @@ bool pipe_held_canceled(struct server *sv)
 
 static void pipe_append(struct server *sv, struct client *c, struct pipe_entry *e)
 {
-	sv->pipe_items += e->items;
-	sv->pipe[sv->npipe++] = *e;
+	sv->pl.items += e->items;
+	sv->pl.q[sv->pl.n++] = *e;
 	memset(e, 0, sizeof(*e));
-	sv->pipe[sv->npipe - 1].c = c;
+	sv->pl.q[sv->pl.n - 1].c = c;
 }
 
 /* Sends the linked client's query again (a late cancel hit it); it stays linked. */
 bool pipe_resend_head(struct server *sv, struct client *c)
 {
 	struct evbuffer *b = evbuffer_new();
-	bool ok = b && evbuffer_add(b, sv->head.q, sv->head.qlen) == 0;
+	bool ok = b && evbuffer_add(b, sv->pl.head.q, sv->pl.head.qlen) == 0;
 
 	if (ok) {
 		int items = pipe_send_query(sv, c, b);
 		ok = items >= 0;
-		sv->head.items = (uint16_t)(ok ? items : 0);
+		sv->pl.head.items = (uint16_t)(ok ? items : 0);
 		sv->ready = true;
 		server_note_sent(sv);
 	}
@@ -119,38 +119,33 @@ bool pipe_resend_head(struct server *sv, struct client *c)
  * for another client's query; it goes again, behind the others. */
 void pipe_next(struct server *sv, bool retry)
 {
-	struct client *old = sv->head_gone ? NULL : sv->client;
+	struct client *old = sv->pl.head_gone ? NULL : sv->client;
 
 	if (retry && old) {
 		/* sent again already (after_input): it waits behind the others */
-		pipe_append(sv, old, &sv->head);
+		pipe_append(sv, old, &sv->pl.head);
 		old = NULL;
 	}
-	pipe_entry_clear(&sv->head);
-	sv->head = sv->pipe[0];
-	sv->pipe_items -= sv->head.items;
-	memmove(sv->pipe, sv->pipe + 1, (size_t)(sv->npipe - 1) * sizeof(sv->pipe[0]));
-	memset(&sv->pipe[--sv->npipe], 0, sizeof(sv->pipe[0]));
-	sv->client = sv->head.c;
-	sv->head_gone = sv->client == NULL;
-	sv->head_direct = false;
-	sv->head_bytes = 0;
-	sv->gone_cancelled = false;
-	sv->held = pipe_exposed_now(sv) && (sv->hold || (sv->hold = evbuffer_new()));
-	if (sv->exposed)
-		sv->exposed--;
-	sv->progress = now_usec();
+	pipe_entry_clear(&sv->pl.head);
+	sv->pl.head = sv->pl.q[0];
+	sv->pl.items -= sv->pl.head.items;
+	memmove(sv->pl.q, sv->pl.q + 1, (size_t)(sv->pl.n - 1) * sizeof(sv->pl.q[0]));
+	memset(&sv->pl.q[--sv->pl.n], 0, sizeof(sv->pl.q[0]));
+	set_client(sv, sv->pl.head.c);
+	sv->pl.head_gone = sv->client == NULL;
+	sv->pl.head_direct = false;
+	sv->pl.head_bytes = 0;
+	sv->pl.gone_cancelled = false;
+	sv->pl.held = pipe_exposed_now(sv) && (sv->pl.hold || (sv->pl.hold = evbuffer_new()));
+	if (sv->pl.exposed)
+		sv->pl.exposed--;
+	sv->pl.progress = now_usec();
 	sv->ready = true;	/* its query counts from now in the statistics */
 	server_note_sent(sv);
 	server_pause_read(sv, false);	/* the old head's full output is not the new one's */
-	if (old) {
-		client_unlinked(old);
-		if (rt_draining())
-			client_fail(old, "57P01", "cratebouncer is shutting down");
-		else
-			client_resume(old);
-	}
-	if (sv->head.cancel && sv->client && !sv->head_gone)
+	if (old)
+		pool_server_report(sv, old, SVR_NEXT);
+	if (sv->pl.head.cancel && sv->client && !sv->pl.head_gone)
 		server_cancel_client(sv, sv->client);
 	pool_pipe_waiting(sv);
 }
@@ -161,18 +156,18 @@ bool server_pipe_accepts(const struct server *sv, uint64_t now)
 
 	/* not while a session-state replay is on its way: the tracked values are the
 	 * server's old ones until its answers come */
-	return sv->node.state == SV_ACTIVE && sv->pipe_ok && sv->npipe < cfg->pipeline_depth &&
-	       !sv->cancels && !sv->park && !sv->paused && !sv->exposed && !sv->rl.replay_mask &&
-	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pipe_items && !sv->rl.tainted &&
+	return sv->node.state == SV_ACTIVE && sv->pl.ok && sv->pl.n < cfg->pipeline_depth &&
+	       !sv->cancels && !sv->park && !sv->paused && !sv->pl.exposed && !sv->rl.replay_mask &&
+	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pl.items && !sv->rl.tainted &&
 	       rl_parses_pending(&sv->rl) == 0 &&
-	       sv->head_bytes < PIPE_HEAD_BYTES &&
-	       now - sv->progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
+	       sv->pl.head_bytes < PIPE_HEAD_BYTES &&
+	       now - sv->pl.progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
 	       sv->gen == sv->node.pool->gen && !server_expired(sv);
 }
 
 int server_pipe_depth(const struct server *sv)
 {
-	return sv->npipe;
+	return sv->pl.n;
 }
 
 bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
@@ -195,17 +190,17 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 	}
 	/* the upstream may not have acted on a cancel yet even though it closed the cancel
 	 * connection: queries sent soon after are exposed too */
-	if (sv->cancel_time && now_usec() - sv->cancel_time < CANCEL_GRACE_USEC)
-		sv->exposed = sv->npipe;
+	if (sv->pl.cancel_time && now_usec() - sv->pl.cancel_time < CANCEL_GRACE_USEC)
+		sv->pl.exposed = sv->pl.n;
 	sv->node.pool->stats.pipelined_count++;
 	return true;
 }
 
 bool server_pipe_forget(struct server *sv, struct client *c)
 {
-	for (int i = 0; i < sv->npipe; i++)
-		if (sv->pipe[i].c == c) {
-			sv->pipe[i].c = NULL;
+	for (int i = 0; i < sv->pl.n; i++)
+		if (sv->pl.q[i].c == c) {
+			sv->pl.q[i].c = NULL;
 			return true;
 		}
 	return false;
@@ -213,10 +208,10 @@ bool server_pipe_forget(struct server *sv, struct client *c)
 
 bool server_head_left(struct server *sv)
 {
-	if (sv->npipe == 0)
+	if (sv->pl.n == 0)
 		return false;
-	sv->client = NULL;
-	sv->head_gone = true;
+	set_client(sv, NULL);
+	sv->pl.head_gone = true;
 	/* its answer is dropped from now on: paused for its full output, reading resumes */
 	server_pause_read(sv, false);
 	return true;
@@ -224,18 +219,13 @@ bool server_head_left(struct server *sv)
 
 bool server_is_head(const struct server *sv, const struct client *c)
 {
-	return sv->client == c && !sv->head_gone;
-}
-
-bool server_pipe_busy(const struct server *sv)
-{
-	return sv->npipe > 0;
+	return sv->client == c && !sv->pl.head_gone;
 }
 
 void server_head_more(struct server *sv)
 {
-	if (!sv->pipe_ok && !sv->head.shape && !sv->head.q && !sv->head.cancel && !sv->head.retries)
+	if (!sv->pl.ok && !sv->pl.head.shape && !sv->pl.head.q && !sv->pl.head.cancel && !sv->pl.head.retries)
 		return;	/* the common case: nothing to forget, no clock read */
-	pipe_entry_clear(&sv->head);
-	sv->pipe_ok = false;
+	pipe_entry_clear(&sv->pl.head);
+	sv->pl.ok = false;
 }

@@ -424,6 +424,78 @@ static uint64_t shape(const char *sql)
 	return pl_shape(sql, strlen(sql), 7);
 }
 
+/* pl_input_shape of what pg_put_* wrote to b (drained). */
+static uint64_t input_shape(struct evbuffer *b, bool extended)
+{
+	size_t len = evbuffer_get_length(b);
+	uint64_t s = pl_input_shape(evbuffer_pullup(b, -1), len, NULL, extended, 7);
+
+	evbuffer_drain(b, len);
+	return s;
+}
+
+static void put_parse(struct evbuffer *b, const char *sql)
+{
+	size_t n = strlen(sql);
+	uint8_t body[256] = { 0 };	/* "" name, the text, no parameter types */
+
+	memcpy(body + 1, sql, n);
+	pg_put_msg(b, 'P', body, 1 + n + 1 + 2);
+}
+
+START_TEST(test_pipeline_input_shapes)
+{
+	struct evbuffer *b = evbuffer_new();
+	static const uint8_t bind[] = { 0, 0, 0, 0, 0, 0, 0, 0 };	/* "" "" no formats/params/results */
+	static const uint8_t desc[] = { 'P', 0 }, exec[] = { 0, 0, 0, 0, 0 };
+
+	/* one autocommit Query: the shape of its text */
+	pg_put_query(b, "SELECT abalance FROM a WHERE aid = 17");
+	ck_assert_uint_eq(input_shape(b, false), shape("SELECT abalance FROM a WHERE aid = 42"));
+	/* not autocommit, two messages, a Query cut short, too long */
+	pg_put_query(b, "BEGIN");
+	ck_assert_uint_eq(input_shape(b, false), 0);
+	pg_put_query(b, "SELECT 1");
+	pg_put_query(b, "SELECT 2");
+	ck_assert_uint_eq(input_shape(b, false), 0);
+	pg_put_query(b, "SELECT 1");
+	size_t n = evbuffer_get_length(b);
+	ck_assert_uint_eq(pl_input_shape(evbuffer_pullup(b, -1), n - 1, NULL, false, 7), 0);
+	evbuffer_drain(b, n);
+	char *big = malloc(PIPE_QUERY_MAX + 1);
+	memset(big, ' ', PIPE_QUERY_MAX);
+	memcpy(big, "SELECT 1", 8);
+	big[PIPE_QUERY_MAX] = 0;
+	pg_put_query(b, big);
+	ck_assert_uint_eq(input_shape(b, false), 0);
+	free(big);
+	/* an extended group Parse/Bind/Describe/Execute/Sync: only when the pool renames */
+	for (int ext = 0; ext < 2; ext++) {
+		put_parse(b, "SELECT abalance FROM a WHERE aid = $1");
+		pg_put_msg(b, 'B', bind, sizeof(bind));
+		pg_put_msg(b, 'D', desc, sizeof(desc));
+		pg_put_msg(b, 'E', exec, sizeof(exec));
+		pg_put_msg(b, 'S', NULL, 0);
+		if (ext)
+			ck_assert_uint_eq(input_shape(b, true),
+					  shape("SELECT abalance FROM a WHERE aid = $1"));
+		else
+			ck_assert_uint_eq(input_shape(b, false), 0);
+	}
+	/* without its Sync, or with a Parse of a transaction statement: none */
+	put_parse(b, "SELECT 1");
+	pg_put_msg(b, 'B', bind, sizeof(bind));
+	pg_put_msg(b, 'E', exec, sizeof(exec));
+	ck_assert_uint_eq(input_shape(b, true), 0);
+	put_parse(b, "COMMIT");
+	pg_put_msg(b, 'B', bind, sizeof(bind));
+	pg_put_msg(b, 'E', exec, sizeof(exec));
+	pg_put_msg(b, 'S', NULL, 0);
+	ck_assert_uint_eq(input_shape(b, true), 0);
+	evbuffer_free(b);
+}
+END_TEST
+
 START_TEST(test_pipeline_shapes)
 {
 	/* literals, case and spacing do not make a new shape */
@@ -823,6 +895,7 @@ static Suite *relay_suite(void)
 	tcase_add_test(tc, test_replay);
 	tcase_add_test(tc, test_pipeline_statements);
 	tcase_add_test(tc, test_pipeline_shapes);
+	tcase_add_test(tc, test_pipeline_input_shapes);
 	tcase_add_test(tc, test_crate_statements);
 	tcase_add_test(tc, test_crate_transactions);
 	tcase_add_test(tc, test_unknown_message_type);
