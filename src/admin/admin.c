@@ -224,7 +224,7 @@ static const struct {
 /* The commands other than SHOW (admin_users only). arg is NULL when none was given; -1
  * defers the answer (WAIT_CLOSE). */
 struct command {
-	const char *verb, *usage;	/* usage: what SHOW HELP shows */
+	const char *verb, *usage; /* usage: what SHOW HELP shows */
 	int (*run)(struct client *c, const char *verb, char *arg, struct evbuffer *out);
 };
 
@@ -345,7 +345,8 @@ static void show_help(struct evbuffer *out)
 	size_t n = (size_t)snprintf(help, sizeof(help), "SHOW ");
 
 	for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]) && n < sizeof(help); i++)
-		n += (size_t)snprintf(help + n, sizeof(help) - n, "%s%s", i ? "|" : "", shows[i].name);
+		n += (size_t)snprintf(help + n, sizeof(help) - n, "%s%s", i ? "|" : "",
+				      shows[i].name);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]) && n < sizeof(help); i++)
 		n += (size_t)snprintf(help + n, sizeof(help) - n, "; %s", commands[i].usage);
 	adm_notice(out, help);
@@ -377,13 +378,15 @@ static int query(struct client *c, enum admin_role role, char *q, struct evbuffe
 		if (strcmp(verb, commands[i].verb) != 0)
 			continue;
 		if (role != ADMIN_FULL) {
-			adm_error(out, "42501", "%s needs admin_users; stats_users may only run SHOW", verb);
+			adm_error(out, "42501",
+				  "%s needs admin_users; stats_users may only run SHOW", verb);
 			return 0;
 		}
 		return commands[i].run(c, verb, arg, out);
 	}
 	if (role != ADMIN_FULL)
-		adm_error(out, "42501", "%s needs admin_users; stats_users may only run SHOW", verb);
+		adm_error(out, "42501", "%s needs admin_users; stats_users may only run SHOW",
+			  verb);
 	else
 		adm_error(out, "42601", "unknown command \"%s\"; try SHOW HELP", verb);
 	return 0;
@@ -402,7 +405,8 @@ int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbu
 			return -1;
 		}
 		if (hdr[0] == 0 || !strchr("QXSPBEDCHFdcf", hdr[0])) {
-			pg_put_error(out, "FATAL", "08P01", "invalid frontend message type %u", hdr[0]);
+			pg_put_error(out, "FATAL", "08P01", "invalid frontend message type %u",
+				     hdr[0]);
 			return -1;
 		}
 		if (evbuffer_get_length(in) < (size_t)len + 1)
@@ -430,15 +434,21 @@ int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbu
 				pg_put_ready(out, 'I');
 			break;
 		}
-		case 'S':	/* Sync ends an extended-protocol attempt */
+		case 'S': /* Sync ends an extended-protocol attempt */
 			evbuffer_drain(in, len + 1);
 			*skip = false;
 			pg_put_ready(out, 'I');
 			break;
-		case 'P': case 'B': case 'E': case 'D': case 'C': case 'H':
+		case 'P':
+		case 'B':
+		case 'E':
+		case 'D':
+		case 'C':
+		case 'H':
 			evbuffer_drain(in, len + 1);
-			adm_error(out, "0A000", "the admin console speaks only the simple query protocol "
-			      "(psql, or psycopg with a ClientCursor)");
+			adm_error(out, "0A000",
+				  "the admin console speaks only the simple query protocol "
+				  "(psql, or psycopg with a ClientCursor)");
 			*skip = true;
 			break;
 		case 'F':
@@ -446,7 +456,9 @@ int admin_handle(struct client *c, enum admin_role role, bool *skip, struct evbu
 			adm_error(out, "0A000", "the admin console does not take function calls");
 			pg_put_ready(out, 'I');
 			break;
-		case 'd': case 'c': case 'f':	/* COPY messages outside COPY: ignored */
+		case 'd':
+		case 'c':
+		case 'f': /* COPY messages outside COPY: ignored */
 			evbuffer_drain(in, len + 1);
 			break;
 		}
@@ -461,8 +473,7 @@ static int role_for(const struct cfg *cfg, const char *user)
 	return (int)admin_role_for(cfg, user);
 }
 
-static int handle(struct client *c, int role, bool *skip, struct evbuffer *in,
-		  struct evbuffer *out)
+static int handle(struct client *c, int role, bool *skip, struct evbuffer *in, struct evbuffer *out)
 {
 	return admin_handle(c, (enum admin_role)role, skip, in, out);
 }

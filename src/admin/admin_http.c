@@ -42,7 +42,7 @@
 #define HTTP_MAX_HEADERS (16 * 1024)
 #define HTTP_MAX_BODY 4096
 #define DIGEST_LEN 32
-#define HISTORY_LEN 121		/* one sample a second: two minutes of differences */
+#define HISTORY_LEN 121 /* one sample a second: two minutes of differences */
 
 /* Generated from src/admin/dashboard.html by the Makefile: C string literal lines. */
 static const char dashboard_html[] =
@@ -52,7 +52,7 @@ static const char dashboard_html[] =
 /* Totals over every pool, taken once a second, so that the dashboard opens with charts of
  * the last two minutes instead of empty ones. */
 struct sample {
-	double t;		/* uptime, seconds */
+	double t; /* uptime, seconds */
 	uint64_t xact_count, query_count, xact_time_us, query_time_us;
 	int cl_active, cl_waiting, sv_active, sv_idle;
 };
@@ -60,13 +60,13 @@ struct sample {
 static struct {
 	struct evhttp *http;
 	struct event *history_timer;
-	struct sample history[HISTORY_LEN];	/* a ring; next is the oldest once full */
+	struct sample history[HISTORY_LEN]; /* a ring; next is the oldest once full */
 	size_t nhistory, history_next;
-	bool token_set;				/* access_token_file names a token */
-	unsigned char token_digest[DIGEST_LEN];	/* SHA-256; the token itself is not kept */
-	bool stopping;				/* the client listeners are closed */
-	uint64_t start_usec;			/* monotonic */
-	double start_time;			/* seconds since the epoch */
+	bool token_set;                         /* access_token_file names a token */
+	unsigned char token_digest[DIGEST_LEN]; /* SHA-256; the token itself is not kept */
+	bool stopping;                          /* the client listeners are closed */
+	uint64_t start_usec;                    /* monotonic */
+	double start_time;                      /* seconds since the epoch */
 } h;
 
 struct route {
@@ -97,12 +97,8 @@ static void request_cb(struct evhttp_request *req, void *arg);
 static int bind_all(const char *addr, int port);
 
 static const struct route routes[] = {
-	{ "/metrics", handle_metrics },
-	{ "/stats", handle_stats },
-	{ "/history", handle_history },
-	{ "/health", handle_health },
-	{ "/ready", handle_ready },
-	{ "/", handle_dashboard },
+	{ "/metrics", handle_metrics }, { "/stats", handle_stats }, { "/history", handle_history },
+	{ "/health", handle_health },   { "/ready", handle_ready }, { "/", handle_dashboard },
 };
 
 static bool digest(const char *s, size_t n, unsigned char out[DIGEST_LEN])
@@ -133,15 +129,16 @@ static int token_load(const struct cfg *cfg, bool *set, unsigned char out[DIGEST
 		return 0;
 	token = token_read(cfg, &path, &why);
 	if (!token) {
-		log_error("[admin] access_token_file %s: %s", path ? path : cfg->admin_access_token_file,
-			  why);
+		log_error("[admin] access_token_file %s: %s",
+			  path ? path : cfg->admin_access_token_file, why);
 		free(why);
 		free(path);
 		return -1;
 	}
 	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH))
 		log_warn("[admin] access_token_file %s is readable by every user on this host; "
-			 "chmod o-r it", path);
+			 "chmod o-r it",
+			 path);
 	ok = digest(token, strlen(token), out);
 	OPENSSL_cleanse(token, strlen(token));
 	free(token);
@@ -172,7 +169,8 @@ static bool sockaddr_loopback(const struct sockaddr *sa)
 		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
 	if (sa->sa_family == AF_INET6) {
 		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 	}
 	return false;
 }
@@ -205,16 +203,18 @@ static bool bearer_ok(struct evhttp_request *req)
 }
 
 
-
-
-
-
-
 static void reply(struct evhttp_request *req, int code, const char *type)
 {
-	static const struct { int code; const char *reason; } reasons[] = {
-		{ 200, "OK" }, { 401, "Unauthorized" }, { 403, "Forbidden" }, { 404, "Not Found" },
-		{ 405, "Method Not Allowed" }, { 500, "Internal Server Error" },
+	static const struct {
+		int code;
+		const char *reason;
+	} reasons[] = {
+		{ 200, "OK" },
+		{ 401, "Unauthorized" },
+		{ 403, "Forbidden" },
+		{ 404, "Not Found" },
+		{ 405, "Method Not Allowed" },
+		{ 500, "Internal Server Error" },
 		{ 503, "Service Unavailable" },
 	};
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
@@ -254,16 +254,10 @@ static void reply_error(struct evhttp_request *req, int code, const char *msg)
 }
 
 
-
 static double uptime(void)
 {
 	return (double)(now_usec() - h.start_usec) / 1e6;
 }
-
-
-
-
-
 
 
 static void handle_metrics(struct evhttp_request *req)
@@ -278,7 +272,6 @@ static void handle_metrics(struct evhttp_request *req)
 	free(s.pools);
 	reply(req, 200, "text/plain; version=0.0.4; charset=utf-8");
 }
-
 
 
 /* "http": the HTTP side's listeners once it exists, each with its status classes. */
@@ -313,15 +306,17 @@ static void handle_stats(struct evhttp_request *req)
 		http_proxy_stats(&hs);
 		evbuffer_add(o, "{\"name\":", 8);
 		put_json_str(o, hs.upstream);
-		evbuffer_add_printf(o, ",\"requests\":%llu,\"responses\":{\"1xx\":%llu,\"2xx\":%llu,"
-				    "\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},\"clients\":%d,\"waiting\":%d,"
-				    "\"upstream\":{\"idle\":%d,\"busy\":%d,\"pinned\":%d},\"upstream_up\":%s,"
-				    "\"last_error\":", (unsigned long long)hs.requests,
-				    (unsigned long long)hs.responses[1], (unsigned long long)hs.responses[2],
-				    (unsigned long long)hs.responses[3], (unsigned long long)hs.responses[4],
-				    (unsigned long long)hs.responses[5], hs.clients, hs.waiting,
-				    hs.upstream_idle, hs.upstream_busy, hs.upstream_pinned,
-				    hs.last_error ? "false" : "true");
+		evbuffer_add_printf(
+			o,
+			",\"requests\":%llu,\"responses\":{\"1xx\":%llu,\"2xx\":%llu,"
+			"\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},\"clients\":%d,\"waiting\":%d,"
+			"\"upstream\":{\"idle\":%d,\"busy\":%d,\"pinned\":%d},\"upstream_up\":%s,"
+			"\"last_error\":",
+			(unsigned long long)hs.requests, (unsigned long long)hs.responses[1],
+			(unsigned long long)hs.responses[2], (unsigned long long)hs.responses[3],
+			(unsigned long long)hs.responses[4], (unsigned long long)hs.responses[5],
+			hs.clients, hs.waiting, hs.upstream_idle, hs.upstream_busy,
+			hs.upstream_pinned, hs.last_error ? "false" : "true");
 		if (hs.last_error)
 			put_json_str(o, hs.last_error);
 		else
@@ -364,16 +359,17 @@ static void handle_history(struct evhttp_request *req)
 	struct evbuffer *o = evhttp_request_get_output_buffer(req);
 	size_t first = (h.history_next + HISTORY_LEN - h.nhistory) % HISTORY_LEN;
 
-	evbuffer_add_printf(o, "{\"interval_seconds\":1,\"columns\":[\"t\",\"xact_count\","
+	evbuffer_add_printf(o,
+			    "{\"interval_seconds\":1,\"columns\":[\"t\",\"xact_count\","
 			    "\"query_count\",\"xact_time_us\",\"query_time_us\",\"clients_active\","
 			    "\"clients_waiting\",\"servers_active\",\"servers_idle\"],\"rows\":[");
 	for (size_t i = 0; i < h.nhistory; i++) {
 		const struct sample *s = &h.history[(first + i) % HISTORY_LEN];
-		evbuffer_add_printf(o, "%s[%.3f,%llu,%llu,%llu,%llu,%d,%d,%d,%d]", i ? "," : "", s->t,
-				    (unsigned long long)s->xact_count, (unsigned long long)s->query_count,
-				    (unsigned long long)s->xact_time_us,
-				    (unsigned long long)s->query_time_us, s->cl_active, s->cl_waiting,
-				    s->sv_active, s->sv_idle);
+		evbuffer_add_printf(
+			o, "%s[%.3f,%llu,%llu,%llu,%llu,%d,%d,%d,%d]", i ? "," : "", s->t,
+			(unsigned long long)s->xact_count, (unsigned long long)s->query_count,
+			(unsigned long long)s->xact_time_us, (unsigned long long)s->query_time_us,
+			s->cl_active, s->cl_waiting, s->sv_active, s->sv_idle);
 	}
 	evbuffer_add(o, "]}\n", 3);
 	reply_json(req, 200);
@@ -393,8 +389,9 @@ static void handle_ready(struct evhttp_request *req)
 	size_t up = 0;
 
 	if (h.stopping) {
-		evbuffer_add_printf(o, "{\"status\":\"not ready\",\"reason\":\"shutting down: the client "
-				    "listeners are closed\"}\n");
+		evbuffer_add_printf(
+			o, "{\"status\":\"not ready\",\"reason\":\"shutting down: the client "
+			   "listeners are closed\"}\n");
 		reply_json(req, 503);
 		return;
 	}
@@ -420,8 +417,8 @@ static void handle_ready(struct evhttp_request *req)
 	evbuffer_add_printf(why, "no upstream is reachable:");
 	for (size_t i = 0; i < s.n; i++) {
 		const struct pool_info *pi = &s.pools[i];
-		evbuffer_add_printf(why, "%s %s/%s at %s:%d: %s", i ? ";" : "", pi->database, pi->user,
-				    pi->host ? pi->host : "", pi->port, pi->last_error);
+		evbuffer_add_printf(why, "%s %s/%s at %s:%d: %s", i ? ";" : "", pi->database,
+				    pi->user, pi->host ? pi->host : "", pi->port, pi->last_error);
 	}
 	evbuffer_add(why, "", 1);
 	evbuffer_add(o, "{\"status\":\"not ready\",\"reason\":", 31);
@@ -437,10 +434,11 @@ static void handle_dashboard(struct evhttp_request *req)
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 
 	/* the page is self-contained: nothing but this port may be reached from it */
-	evhttp_add_header(oh, "Content-Security-Policy",
-			  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-			  "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
-			  "frame-ancestors 'none'");
+	evhttp_add_header(
+		oh, "Content-Security-Policy",
+		"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+		"connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+		"frame-ancestors 'none'");
 	evbuffer_add_reference(evhttp_request_get_output_buffer(req), dashboard_html,
 			       sizeof(dashboard_html) - 1, NULL, NULL);
 	reply(req, 200, "text/html; charset=utf-8");
@@ -454,7 +452,7 @@ static const char *head_error(struct evhttp_request *req)
 	const struct evkeyval *kv;
 	int hosts = 0;
 
-	TAILQ_FOREACH(kv, ih, next) {
+	TAILQ_FOREACH (kv, ih, next) {
 		for (const unsigned char *q = (const unsigned char *)kv->key; *q; q++)
 			if (*q <= 0x20 || *q >= 0x7f)
 				return "a header name with white space or control characters";
@@ -489,12 +487,14 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	}
 	if (!peer_loopback(req) && !bearer_ok(req)) {
 		if (!h.token_set) {
-			reply_error(req, 403, "requests from other hosts are refused: no "
-					      "[admin] access_token_file is set");
+			reply_error(req, 403,
+				    "requests from other hosts are refused: no "
+				    "[admin] access_token_file is set");
 			return;
 		}
 		evhttp_add_header(oh, "WWW-Authenticate", "Bearer realm=\"cratebouncer\"");
-		reply_error(req, 401, "a valid \"Authorization: Bearer <token>\" header is required");
+		reply_error(req, 401,
+			    "a valid \"Authorization: Bearer <token>\" header is required");
 		return;
 	}
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
@@ -585,7 +585,8 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 	}
 	for (int i = 0; i < nfds; i++)
 		if (!fd_is_loopback(fds[i]) && !h.token_set) {
-			log_error("refusing to serve the admin socket passed by systemd: %s", exposed_msg);
+			log_error("refusing to serve the admin socket passed by systemd: %s",
+				  exposed_msg);
 			return -1;
 		}
 	h.http = evhttp_new(base);
@@ -595,8 +596,9 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 	}
 	/* every method reaches request_cb, which answers 405 (evhttp would say 501) */
 	evhttp_set_allowed_methods(h.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-					   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-					   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+						   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+						   EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_timeout(h.http, HTTP_TIMEOUT_SECS);
 	evhttp_set_max_headers_size(h.http, HTTP_MAX_HEADERS);
 	evhttp_set_max_body_size(h.http, HTTP_MAX_BODY);
@@ -613,12 +615,14 @@ int admin_http_start(struct event_base *base, const struct cfg *cfg)
 		for (int i = 0; i < nfds; i++) {
 			evutil_make_socket_nonblocking(fds[i]);
 			if (!evhttp_accept_socket_with_handle(h.http, fds[i])) {
-				log_error("cannot serve the admin socket passed by systemd (fd %d)", fds[i]);
+				log_error("cannot serve the admin socket passed by systemd (fd %d)",
+					  fds[i]);
 				admin_http_stop();
 				return -1;
 			}
 		}
-		log_info("admin HTTP port on %d socket%s passed by systemd", nfds, nfds == 1 ? "" : "s");
+		log_info("admin HTTP port on %d socket%s passed by systemd", nfds,
+			 nfds == 1 ? "" : "s");
 		return 0;
 	}
 	if (bind_all(addr, port) < 0) {
@@ -642,8 +646,9 @@ void admin_http_reload(const struct cfg *cfg)
 		return;
 	}
 	if (h.token_set && !set)
-		log_warn("[admin] access_token_file is no longer set: requests from other hosts are "
-			 "refused");
+		log_warn(
+			"[admin] access_token_file is no longer set: requests from other hosts are "
+			"refused");
 	h.token_set = set;
 	memcpy(h.token_digest, d, sizeof(d));
 	OPENSSL_cleanse(d, sizeof(d));

@@ -21,7 +21,7 @@ static void metrics_http(struct evbuffer *o);
 struct counter_def {
 	const char *metric, *json, *help;
 	size_t off;
-	bool usec;		/* microseconds, exported as seconds */
+	bool usec; /* microseconds, exported as seconds */
 };
 
 struct hist_def {
@@ -35,14 +35,16 @@ struct avg_def {
 };
 
 static const struct counter_def counters[] = {
-	{ "transactions", "xact_count", "Transactions carried.",
-	  offsetof(struct stats, xact_count), false },
-	{ "queries", "query_count", "Queries carried.", offsetof(struct stats, query_count), false },
+	{ "transactions", "xact_count", "Transactions carried.", offsetof(struct stats, xact_count),
+	  false },
+	{ "queries", "query_count", "Queries carried.", offsetof(struct stats, query_count),
+	  false },
 	{ "server_assignments", "server_assignment_count", "Times a server was linked to a client.",
 	  offsetof(struct stats, server_assignment_count), false },
 	{ "received_bytes", "bytes_received", "Bytes received from clients.",
 	  offsetof(struct stats, bytes_received), false },
-	{ "sent_bytes", "bytes_sent", "Bytes sent to clients.", offsetof(struct stats, bytes_sent), false },
+	{ "sent_bytes", "bytes_sent", "Bytes sent to clients.", offsetof(struct stats, bytes_sent),
+	  false },
 	{ "transaction_seconds", "xact_time_us", "Time spent in transactions.",
 	  offsetof(struct stats, xact_time_us), true },
 	{ "query_seconds", "query_time_us", "Time spent in queries.",
@@ -53,7 +55,8 @@ static const struct counter_def counters[] = {
 	  offsetof(struct stats, client_parse_count), false },
 	{ "server_parses", "server_parse_count", "Parse messages sent to servers.",
 	  offsetof(struct stats, server_parse_count), false },
-	{ "binds", "bind_count", "Bind messages from clients.", offsetof(struct stats, bind_count), false },
+	{ "binds", "bind_count", "Bind messages from clients.", offsetof(struct stats, bind_count),
+	  false },
 	{ "pipelined_queries", "pipelined_count",
 	  "Queries sent to a server behind another client's (pipeline_depth).",
 	  offsetof(struct stats, pipelined_count), false },
@@ -106,7 +109,7 @@ static size_t utf8_len(const unsigned char *s)
 	if (c == 0xe0)
 		lo = 0xa0;
 	else if (c == 0xed)
-		hi = 0x9f;	/* no surrogates */
+		hi = 0x9f; /* no surrogates */
 	else if (c == 0xf0)
 		lo = 0x90;
 	else if (c == 0xf4)
@@ -236,20 +239,22 @@ static uint64_t stat_at(const struct stats *st, size_t off)
 	return v;
 }
 
-static void metrics_histogram(struct evbuffer *o, const struct snapshot *s, const struct hist_def *d)
+static void metrics_histogram(struct evbuffer *o, const struct snapshot *s,
+			      const struct hist_def *d)
 {
 	put_family(o, d->metric, "histogram", d->help);
 	for (size_t i = 0; i < s->n; i++) {
 		const struct pool_info *pi = &s->pools[i];
-		const struct stats_hist *hs =
-			(const struct stats_hist *)((const char *)pi->totals + d->off);
+		const struct stats_hist *hs = (const struct stats_hist *)((const char *)pi->totals +
+									  d->off);
 		char name[128], le[64];
 		uint64_t cum = 0;
 
 		snprintf(name, sizeof(name), "%s_bucket", d->metric);
 		for (int b = 0; b < STATS_BUCKETS; b++) {
 			char secs[32];
-			snprintf(le, sizeof(le), ",le=\"%s\"", seconds_str(stats_bucket_us[b], secs));
+			snprintf(le, sizeof(le), ",le=\"%s\"",
+				 seconds_str(stats_bucket_us[b], secs));
 			cum += hs->buckets[b];
 			put_pool_sample(o, name, pi, le);
 			evbuffer_add_printf(o, "%llu\n", (unsigned long long)cum);
@@ -282,7 +287,8 @@ void metrics_write(struct evbuffer *o, const struct snapshot *s, double start_ti
 	put_family(o, "cratebouncer_start_time_seconds", "gauge",
 		   "Start time of the pooler since the Unix epoch in seconds.");
 	evbuffer_add_printf(o, "cratebouncer_start_time_seconds %.3f\n", start_time);
-	put_family(o, "cratebouncer_clients", "gauge", "Client connections, of every pool and logging in.");
+	put_family(o, "cratebouncer_clients", "gauge",
+		   "Client connections, of every pool and logging in.");
 	evbuffer_add_printf(o, "cratebouncer_clients %d\n", clients_total());
 	put_family(o, "cratebouncer_servers", "gauge", "Server connections to upstreams.");
 	evbuffer_add_printf(o, "cratebouncer_servers %d\n", pools_server_count());
@@ -311,7 +317,8 @@ void metrics_write(struct evbuffer *o, const struct snapshot *s, double start_ti
 			evbuffer_add_printf(o, "%d\n", v[k]);
 		}
 	}
-	put_family(o, "cratebouncer_pool_servers", "gauge", "Server connections of the pool by state.");
+	put_family(o, "cratebouncer_pool_servers", "gauge",
+		   "Server connections of the pool by state.");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct pool_info *pi = &s->pools[i];
 		const int v[] = { pi->sv_active, pi->sv_idle, pi->sv_used, pi->sv_login };
@@ -365,8 +372,9 @@ static void metrics_http(struct evbuffer *o)
 	evbuffer_add(o, "cratebouncer_http_requests_total{upstream=\"", 44);
 	put_escaped(o, st.upstream, false);
 	evbuffer_add_printf(o, "\"} %llu\n", (unsigned long long)st.requests);
-	put_family(o, "cratebouncer_http_responses_total", "counter",
-		   "HTTP responses to clients by status class (cratebouncer's own errors included).");
+	put_family(
+		o, "cratebouncer_http_responses_total", "counter",
+		"HTTP responses to clients by status class (cratebouncer's own errors included).");
 	for (int k = 0; k < 5; k++) {
 		evbuffer_add(o, "cratebouncer_http_responses_total{upstream=\"", 45);
 		put_escaped(o, st.upstream, false);
@@ -379,12 +387,14 @@ static void metrics_http(struct evbuffer *o)
 			    (unsigned long long)st.errors_upstream);
 	put_family(o, "cratebouncer_http_retries_total", "counter",
 		   "Requests sent again on a fresh connection after a stale one failed.");
-	evbuffer_add_printf(o, "cratebouncer_http_retries_total %llu\n", (unsigned long long)st.retries);
+	evbuffer_add_printf(o, "cratebouncer_http_retries_total %llu\n",
+			    (unsigned long long)st.retries);
 	put_family(o, "cratebouncer_http_clients", "gauge", "HTTP client connections.");
 	evbuffer_add_printf(o, "cratebouncer_http_clients %d\n", st.clients);
 	put_family(o, "cratebouncer_http_upstream_connections", "gauge",
 		   "Connections to the HTTP upstream by state.");
-	evbuffer_add_printf(o, "cratebouncer_http_upstream_connections{state=\"idle\"} %d\n"
+	evbuffer_add_printf(o,
+			    "cratebouncer_http_upstream_connections{state=\"idle\"} %d\n"
 			    "cratebouncer_http_upstream_connections{state=\"busy\"} %d\n"
 			    "cratebouncer_http_upstream_connections{state=\"pinned\"} %d\n",
 			    st.upstream_idle, st.upstream_busy, st.upstream_pinned);
@@ -400,7 +410,8 @@ static void json_histogram(struct evbuffer *o, const struct stats_hist *hs)
 {
 	evbuffer_add(o, "{\"buckets_us\":[", 15);
 	for (int b = 0; b < STATS_BUCKETS; b++)
-		evbuffer_add_printf(o, "%s%llu", b ? "," : "", (unsigned long long)stats_bucket_us[b]);
+		evbuffer_add_printf(o, "%s%llu", b ? "," : "",
+				    (unsigned long long)stats_bucket_us[b]);
 	evbuffer_add(o, "],\"counts\":[", 12);
 	for (int b = 0; b <= STATS_BUCKETS; b++)
 		evbuffer_add_printf(o, "%s%llu", b ? "," : "", (unsigned long long)hs->buckets[b]);
@@ -445,7 +456,8 @@ void json_pool(struct evbuffer *o, const struct pool_info *pi)
 	evbuffer_add(o, "},\"histograms\":{", 16);
 	for (size_t k = 0; k < sizeof(hists) / sizeof(hists[0]); k++) {
 		evbuffer_add_printf(o, "%s\"%s\":", k ? "," : "", hists[k].json);
-		json_histogram(o, (const struct stats_hist *)((const char *)pi->totals + hists[k].off));
+		json_histogram(
+			o, (const struct stats_hist *)((const char *)pi->totals + hists[k].off));
 	}
 	evbuffer_add(o, "}}", 2);
 }

@@ -62,12 +62,12 @@ static void rs_begin(struct rs *r, struct evbuffer *out, const char *const *cols
 		uint16_t zero2 = 0;
 		evbuffer_add(b, *c, len);
 		evbuffer_add(b, "", 1);
-		evbuffer_add(b, &zero4, 4);	/* table oid */
-		evbuffer_add(b, &zero2, 2);	/* column number */
+		evbuffer_add(b, &zero4, 4); /* table oid */
+		evbuffer_add(b, &zero2, 2); /* column number */
 		evbuffer_add(b, &oid, 4);
 		evbuffer_add(b, &typlen, 2);
 		evbuffer_add(b, &typmod, 4);
-		evbuffer_add(b, &zero2, 2);	/* text format */
+		evbuffer_add(b, &zero2, 2); /* text format */
 	}
 	pg_put_msg(out, 'T', evbuffer_pullup(b, -1), evbuffer_get_length(b));
 	evbuffer_free(b);
@@ -165,7 +165,7 @@ static const char *when(uint64_t mono_usec)
 {
 	static char ring[8][32];
 	static int next;
-	static int64_t offset_usec;	/* wall clock minus monotonic clock */
+	static int64_t offset_usec; /* wall clock minus monotonic clock */
 	char *b = ring[next++ % 8];
 	struct tm tm;
 
@@ -234,18 +234,43 @@ static void add_db_stats(const struct pool_info *pi, void *arg)
 
 void show_stats(struct evbuffer *out, bool totals, bool avgs)
 {
-	static const char *const stats_cols[] = {
-		"database", "total_xact_count:i", "total_query_count:i",
-		"total_server_assignment_count:i", "total_received:i", "total_sent:i",
-		"total_xact_time:i", "total_query_time:i", "total_wait_time:i",
-		"total_client_parse_count:i", "total_server_parse_count:i", "total_bind_count:i",
-		"avg_xact_count:i", "avg_query_count:i", "avg_server_assignment_count:i", "avg_recv:i",
-		"avg_sent:i", "avg_xact_time:i", "avg_query_time:i", "avg_wait_time:i",
-		"avg_client_parse_count:i", "avg_server_parse_count:i", "avg_bind_count:i", NULL };
-	static const char *const part_cols[] = {
-		"database", "xact_count:i", "query_count:i", "server_assignment_count:i",
-		"bytes_received:i", "bytes_sent:i", "xact_time:i", "query_time:i", "wait_time:i",
-		"client_parse_count:i", "server_parse_count:i", "bind_count:i", NULL };
+	static const char *const stats_cols[] = { "database",
+						  "total_xact_count:i",
+						  "total_query_count:i",
+						  "total_server_assignment_count:i",
+						  "total_received:i",
+						  "total_sent:i",
+						  "total_xact_time:i",
+						  "total_query_time:i",
+						  "total_wait_time:i",
+						  "total_client_parse_count:i",
+						  "total_server_parse_count:i",
+						  "total_bind_count:i",
+						  "avg_xact_count:i",
+						  "avg_query_count:i",
+						  "avg_server_assignment_count:i",
+						  "avg_recv:i",
+						  "avg_sent:i",
+						  "avg_xact_time:i",
+						  "avg_query_time:i",
+						  "avg_wait_time:i",
+						  "avg_client_parse_count:i",
+						  "avg_server_parse_count:i",
+						  "avg_bind_count:i",
+						  NULL };
+	static const char *const part_cols[] = { "database",
+						 "xact_count:i",
+						 "query_count:i",
+						 "server_assignment_count:i",
+						 "bytes_received:i",
+						 "bytes_sent:i",
+						 "xact_time:i",
+						 "query_time:i",
+						 "wait_time:i",
+						 "client_parse_count:i",
+						 "server_parse_count:i",
+						 "bind_count:i",
+						 NULL };
 	struct db_stats_acc acc = { 0 };
 	struct rs r;
 
@@ -254,17 +279,28 @@ void show_stats(struct evbuffer *out, bool totals, bool avgs)
 	for (size_t i = 0; i < acc.n; i++) {
 		const struct stats *t = &acc.v[i].totals;
 		const struct stats_avg *a = &acc.v[i].avg;
-		const char *tv[] = { num(t->xact_count), num(t->query_count),
-				     num(t->server_assignment_count), num(t->bytes_received),
-				     num(t->bytes_sent), num(t->xact_time_us), num(t->query_time_us),
-				     num(t->wait_time_us), num(t->client_parse_count),
-				     num(t->server_parse_count), num(t->bind_count) };
-		const char *av[] = { num((uint64_t)a->xact_count), num((uint64_t)a->query_count),
-				     num((uint64_t)a->server_assignment_count), num((uint64_t)a->recv),
-				     num((uint64_t)a->sent), num((uint64_t)a->xact_time_us),
-				     num((uint64_t)a->query_time_us), num((uint64_t)a->wait_time_us),
+		const char *tv[] = { num(t->xact_count),
+				     num(t->query_count),
+				     num(t->server_assignment_count),
+				     num(t->bytes_received),
+				     num(t->bytes_sent),
+				     num(t->xact_time_us),
+				     num(t->query_time_us),
+				     num(t->wait_time_us),
+				     num(t->client_parse_count),
+				     num(t->server_parse_count),
+				     num(t->bind_count) };
+		const char *av[] = { num((uint64_t)a->xact_count),
+				     num((uint64_t)a->query_count),
+				     num((uint64_t)a->server_assignment_count),
+				     num((uint64_t)a->recv),
+				     num((uint64_t)a->sent),
+				     num((uint64_t)a->xact_time_us),
+				     num((uint64_t)a->query_time_us),
+				     num((uint64_t)a->wait_time_us),
 				     num((uint64_t)a->client_parse_count),
-				     num((uint64_t)a->server_parse_count), num((uint64_t)a->bind_count) };
+				     num((uint64_t)a->server_parse_count),
+				     num((uint64_t)a->bind_count) };
 		const char *row[23];
 		int k = 0;
 		row[k++] = acc.v[i].name;
@@ -282,22 +318,44 @@ void show_stats(struct evbuffer *out, bool totals, bool avgs)
 
 static void pool_row(const struct pool_info *pi, void *arg)
 {
-	const char *row[] = { pi->database, pi->user, num((uint64_t)pi->cl_active),
-			      num((uint64_t)pi->cl_waiting), "0", "0", num((uint64_t)pi->sv_active),
-			      "0", num((uint64_t)pi->sv_being_canceled), num((uint64_t)pi->sv_idle),
+	const char *row[] = { pi->database,
+			      pi->user,
+			      num((uint64_t)pi->cl_active),
+			      num((uint64_t)pi->cl_waiting),
+			      "0",
+			      "0",
+			      num((uint64_t)pi->sv_active),
+			      "0",
+			      num((uint64_t)pi->sv_being_canceled),
+			      num((uint64_t)pi->sv_idle),
 			      num((uint64_t)pi->sv_used),
-			      num((uint64_t)pi->sv_tested), num((uint64_t)pi->sv_login), num(pi->maxwait_us / 1000000u),
-			      num(pi->maxwait_us % 1000000u), pi->pool_mode };
+			      num((uint64_t)pi->sv_tested),
+			      num((uint64_t)pi->sv_login),
+			      num(pi->maxwait_us / 1000000u),
+			      num(pi->maxwait_us % 1000000u),
+			      pi->pool_mode };
 	rs_row(arg, row);
 }
 
 void show_pools(struct evbuffer *out)
 {
-	static const char *const cols[] = {
-		"database", "user", "cl_active:i", "cl_waiting:i", "cl_active_cancel_req:i",
-		"cl_waiting_cancel_req:i", "sv_active:i", "sv_active_cancel:i", "sv_being_canceled:i",
-		"sv_idle:i", "sv_used:i", "sv_tested:i", "sv_login:i", "maxwait:i", "maxwait_us:i",
-		"pool_mode", NULL };
+	static const char *const cols[] = { "database",
+					    "user",
+					    "cl_active:i",
+					    "cl_waiting:i",
+					    "cl_active_cancel_req:i",
+					    "cl_waiting_cancel_req:i",
+					    "sv_active:i",
+					    "sv_active_cancel:i",
+					    "sv_being_canceled:i",
+					    "sv_idle:i",
+					    "sv_used:i",
+					    "sv_tested:i",
+					    "sv_login:i",
+					    "maxwait:i",
+					    "maxwait_us:i",
+					    "pool_mode",
+					    NULL };
 	struct rs r;
 
 	rs_begin(&r, out, cols);
@@ -305,18 +363,50 @@ void show_pools(struct evbuffer *out)
 	rs_end(&r, "SHOW");
 }
 
-static const char *const conn_cols[] = {
-	"type", "user", "database", "state", "addr", "port:i", "local_addr", "local_port:i",
-	"connect_time", "request_time", "wait:i", "wait_us:i", "close_needed:i", "ptr", "link",
-	"remote_pid:i", "tls", "application_name", "prepared_statements:i", "id:i", NULL };
+static const char *const conn_cols[] = { "type",
+					 "user",
+					 "database",
+					 "state",
+					 "addr",
+					 "port:i",
+					 "local_addr",
+					 "local_port:i",
+					 "connect_time",
+					 "request_time",
+					 "wait:i",
+					 "wait_us:i",
+					 "close_needed:i",
+					 "ptr",
+					 "link",
+					 "remote_pid:i",
+					 "tls",
+					 "application_name",
+					 "prepared_statements:i",
+					 "id:i",
+					 NULL };
 
 static void client_row(const struct client_info *ci, void *arg)
 {
-	const char *row[] = { "C", ci->user, ci->database, ci->state, ci->addr, inum(ci->port),
-			      ci->local_addr, inum(ci->local_port), when(ci->connect_usec),
-			      when(ci->request_usec), num(ci->wait_usec / 1000000u),
-			      num(ci->wait_usec % 1000000u), "0", ptr_str(ci->ptr), ptr_str(ci->link),
-			      "0", "", ci->application_name, num(ci->prepared), num(ci->id) };
+	const char *row[] = { "C",
+			      ci->user,
+			      ci->database,
+			      ci->state,
+			      ci->addr,
+			      inum(ci->port),
+			      ci->local_addr,
+			      inum(ci->local_port),
+			      when(ci->connect_usec),
+			      when(ci->request_usec),
+			      num(ci->wait_usec / 1000000u),
+			      num(ci->wait_usec % 1000000u),
+			      "0",
+			      ptr_str(ci->ptr),
+			      ptr_str(ci->link),
+			      "0",
+			      "",
+			      ci->application_name,
+			      num(ci->prepared),
+			      num(ci->id) };
 	rs_row(arg, row);
 }
 
@@ -325,11 +415,25 @@ static void server_row(struct server *sv, struct pool *pool, void *arg)
 	struct server_info si;
 
 	server_describe(sv, &si);
-	const char *row[] = { "S", pool->user, pool->db->name, si.state, si.addr, inum(si.port),
-			      si.local_addr, inum(si.local_port), when(si.connect_usec),
-			      when(si.request_usec), "0", "0",
-			      num(server_gen(sv) != pool->gen), ptr_str(si.ptr), ptr_str(si.link),
-			      num(si.remote_pid), si.tls, "", num(si.prepared),
+	const char *row[] = { "S",
+			      pool->user,
+			      pool->db->name,
+			      si.state,
+			      si.addr,
+			      inum(si.port),
+			      si.local_addr,
+			      inum(si.local_port),
+			      when(si.connect_usec),
+			      when(si.request_usec),
+			      "0",
+			      "0",
+			      num(server_gen(sv) != pool->gen),
+			      ptr_str(si.ptr),
+			      ptr_str(si.link),
+			      num(si.remote_pid),
+			      si.tls,
+			      "",
+			      num(si.prepared),
 			      num((uint64_t)(uintptr_t)sv & 0xffffff) };
 	rs_row(arg, row);
 }
@@ -367,10 +471,21 @@ static void count_conns(const struct pool_info *pi, void *arg)
 
 void show_databases(struct evbuffer *out)
 {
-	static const char *const cols[] = {
-		"name", "host", "port:i", "database", "force_user", "pool_size:i", "min_pool_size:i",
-		"reserve_pool_size:i", "server_lifetime:i", "pool_mode", "max_connections:i",
-		"current_connections:i", "paused:i", "disabled:i", NULL };
+	static const char *const cols[] = { "name",
+					    "host",
+					    "port:i",
+					    "database",
+					    "force_user",
+					    "pool_size:i",
+					    "min_pool_size:i",
+					    "reserve_pool_size:i",
+					    "server_lifetime:i",
+					    "pool_mode",
+					    "max_connections:i",
+					    "current_connections:i",
+					    "paused:i",
+					    "disabled:i",
+					    NULL };
 	static const char *const modes[] = { "session", "transaction", "statement" };
 	const struct cfg *cfg = rt_cfg();
 	struct rs r;
@@ -380,13 +495,20 @@ void show_databases(struct evbuffer *out)
 		const struct cfg_db *db = &cfg->dbs[i];
 		struct conn_count cc = { db->name, 0 };
 		pools_foreach(count_conns, &cc);
-		const char *row[] = {
-			db->name, db->host, inum(db->port), db->dbname ? db->dbname : db->name,
-			db->user, inum(cfg_db_pool_size(cfg, db)), inum(cfg_db_min_pool_size(cfg, db)),
-			inum(cfg->reserve_pool_size), num((uint64_t)cfg->server_lifetime),
-			db->pool_mode >= 0 ? modes[db->pool_mode] : NULL, inum(cfg->max_db_connections),
-			inum(cc.n),
-			pools_is_paused(db->name) ? "1" : "0", pools_is_disabled(db->name) ? "1" : "0" };
+		const char *row[] = { db->name,
+				      db->host,
+				      inum(db->port),
+				      db->dbname ? db->dbname : db->name,
+				      db->user,
+				      inum(cfg_db_pool_size(cfg, db)),
+				      inum(cfg_db_min_pool_size(cfg, db)),
+				      inum(cfg->reserve_pool_size),
+				      num((uint64_t)cfg->server_lifetime),
+				      db->pool_mode >= 0 ? modes[db->pool_mode] : NULL,
+				      inum(cfg->max_db_connections),
+				      inum(cc.n),
+				      pools_is_paused(db->name) ? "1" : "0",
+				      pools_is_disabled(db->name) ? "1" : "0" };
 		rs_row(&r, row);
 	}
 	rs_end(&r, "SHOW");
@@ -407,7 +529,8 @@ static void user_row(const struct pool_info *pi, void *arg)
 			return;
 	if (u->n < 64)
 		snprintf(u->seen[u->n++], 64, "%s", pi->user);
-	const char *row[] = { pi->user, NULL, "0", num((uint64_t)(pi->cl_active + pi->cl_waiting)) };
+	const char *row[] = { pi->user, NULL, "0",
+			      num((uint64_t)(pi->cl_active + pi->cl_waiting)) };
 	rs_row(u->r, row);
 }
 
@@ -433,11 +556,21 @@ static void opt_value(const struct cfg_opt *o, const struct cfg *cfg, char *buf,
 	const char *field = (const char *)cfg + o->offset;
 
 	switch (o->type) {
-	case CFG_STR: snprintf(buf, len, "%s", *(char *const *)field); break;
-	case CFG_INT: snprintf(buf, len, "%d", *(const int *)field); break;
-	case CFG_TIME: snprintf(buf, len, "%g", *(const double *)field); break;
-	case CFG_BOOL: snprintf(buf, len, "%d", *(const bool *)field ? 1 : 0); break;
-	case CFG_ENUM: snprintf(buf, len, "%s", cfg_enum_name(o, *(const int *)field)); break;
+	case CFG_STR:
+		snprintf(buf, len, "%s", *(char *const *)field);
+		break;
+	case CFG_INT:
+		snprintf(buf, len, "%d", *(const int *)field);
+		break;
+	case CFG_TIME:
+		snprintf(buf, len, "%g", *(const double *)field);
+		break;
+	case CFG_BOOL:
+		snprintf(buf, len, "%d", *(const bool *)field ? 1 : 0);
+		break;
+	case CFG_ENUM:
+		snprintf(buf, len, "%s", cfg_enum_name(o, *(const int *)field));
+		break;
 	}
 }
 
@@ -451,8 +584,8 @@ void show_config(struct evbuffer *out)
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const struct cfg_opt *o = &cfg_options[i];
 		char key[96], val[512];
-		snprintf(key, sizeof(key), "%s%s%s", o->section ? o->section : "", o->section ? "." : "",
-			 o->name);
+		snprintf(key, sizeof(key), "%s%s%s", o->section ? o->section : "",
+			 o->section ? "." : "", o->name);
 		opt_value(o, cfg, val, sizeof(val));
 		if (secret_option(o->name) && *val)
 			snprintf(val, sizeof(val), "%s", "********");
@@ -485,12 +618,17 @@ void show_lists(struct evbuffer *out)
 	pools_foreach(count_pool, &a);
 	rs_begin(&r, out, cols);
 	const char *rows[][2] = {
-		{ "databases", num(cfg->ndbs) }, { "users", num((uint64_t)a.pools) },
-		{ "pools", num((uint64_t)a.pools) }, { "free_clients", "0" },
-		{ "used_clients", num((uint64_t)clients_total()) }, { "login_clients", "0" },
+		{ "databases", num(cfg->ndbs) },
+		{ "users", num((uint64_t)a.pools) },
+		{ "pools", num((uint64_t)a.pools) },
+		{ "free_clients", "0" },
+		{ "used_clients", num((uint64_t)clients_total()) },
+		{ "login_clients", "0" },
 		{ "free_servers", num((uint64_t)a.free_servers) },
 		{ "used_servers", num((uint64_t)a.used_servers) },
-		{ "dns_names", "0" }, { "dns_zones", "0" }, { "dns_queries", "0" },
+		{ "dns_names", "0" },
+		{ "dns_zones", "0" },
+		{ "dns_queries", "0" },
 		{ "dns_pending", "0" },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
@@ -500,15 +638,19 @@ void show_lists(struct evbuffer *out)
 
 void show_mem(struct evbuffer *out)
 {
-	static const char *const cols[] = { "name", "size:i", "used:i", "free:i", "memtotal:i", NULL };
+	static const char *const cols[] = {
+		"name", "size:i", "used:i", "free:i", "memtotal:i", NULL
+	};
 	struct rs r;
 	uint64_t nc = (uint64_t)clients_total(), ns = (uint64_t)pools_server_count();
 	uint64_t np = (uint64_t)pools_count();
 
 	rs_begin(&r, out, cols);
 	const char *rows[][5] = {
-		{ "client", num(client_struct_size()), num(nc), "0", num(nc * client_struct_size()) },
-		{ "server", num(server_struct_size()), num(ns), "0", num(ns * server_struct_size()) },
+		{ "client", num(client_struct_size()), num(nc), "0",
+		  num(nc * client_struct_size()) },
+		{ "server", num(server_struct_size()), num(ns), "0",
+		  num(ns * server_struct_size()) },
 		{ "pool", num(sizeof(struct pool)), num(np), "0", num(np * sizeof(struct pool)) },
 	};
 	for (size_t i = 0; i < 3; i++)
@@ -544,12 +686,22 @@ void show_version(struct evbuffer *out)
 
 void show_http(struct evbuffer *out, bool pools_list)
 {
-	static const char *const http_cols[] = { "listen", "clients:i", "requests:i", "2xx:i", "3xx:i",
-						 "4xx:i", "5xx:i", "retries:i", "upstream_errors:i",
-						 "last_error", "tls_handshakes:i", "tls_resumed:i", NULL };
-	static const char *const pool_cols[] = { "upstream", "user", "cl_active:i", "cl_waiting:i",
-						 "sv_active:i", "sv_idle:i", "sv_pinned:i", "requests:i",
+	static const char *const http_cols[] = { "listen",
+						 "clients:i",
+						 "requests:i",
+						 "2xx:i",
+						 "3xx:i",
+						 "4xx:i",
+						 "5xx:i",
+						 "retries:i",
+						 "upstream_errors:i",
+						 "last_error",
+						 "tls_handshakes:i",
+						 "tls_resumed:i",
 						 NULL };
+	static const char *const pool_cols[] = { "upstream",     "user",        "cl_active:i",
+						 "cl_waiting:i", "sv_active:i", "sv_idle:i",
+						 "sv_pinned:i",  "requests:i",  NULL };
 	const struct cfg *cfg = rt_cfg();
 	struct http_stats st;
 	struct rs r;
@@ -563,20 +715,32 @@ void show_http(struct evbuffer *out, bool pools_list)
 	http_proxy_stats(&st);
 	rs_begin(&r, out, pools_list ? pool_cols : http_cols);
 	if (pools_list) {
-		const char *row[] = { st.upstream, *cfg->http_user ? cfg->http_user : "(token)",
-				      inum(st.clients - st.waiting), inum(st.waiting),
-				      inum(st.upstream_busy), inum(st.upstream_idle),
-				      inum(st.upstream_pinned), num(st.requests) };
+		const char *row[] = { st.upstream,
+				      *cfg->http_user ? cfg->http_user : "(token)",
+				      inum(st.clients - st.waiting),
+				      inum(st.waiting),
+				      inum(st.upstream_busy),
+				      inum(st.upstream_idle),
+				      inum(st.upstream_pinned),
+				      num(st.requests) };
 		rs_row(&r, row);
 	} else {
 		char listen[96];
-		snprintf(listen, sizeof(listen), "%s:%d", cfg->http_listen_addr, cfg->http_listen_port);
-		const char *row[] = { listen, inum(st.clients), num(st.requests), num(st.responses[2]),
-				      num(st.responses[3]), num(st.responses[4]), num(st.responses[5]),
-				      num(st.retries), num(st.errors_upstream), st.last_error,
-				      num(st.tls_handshakes), num(st.tls_resumed) };
+		snprintf(listen, sizeof(listen), "%s:%d", cfg->http_listen_addr,
+			 cfg->http_listen_port);
+		const char *row[] = { listen,
+				      inum(st.clients),
+				      num(st.requests),
+				      num(st.responses[2]),
+				      num(st.responses[3]),
+				      num(st.responses[4]),
+				      num(st.responses[5]),
+				      num(st.retries),
+				      num(st.errors_upstream),
+				      st.last_error,
+				      num(st.tls_handshakes),
+				      num(st.tls_resumed) };
 		rs_row(&r, row);
 	}
 	rs_end(&r, "SHOW");
 }
-

@@ -18,13 +18,13 @@
 
 struct parse_ctx {
 	struct cfg *cfg;
-	const char *name;	/* file name for messages */
-	const char *dir;	/* directory of the config file, for relative paths */
-	const char *pos;	/* reader position in the text */
+	const char *name; /* file name for messages */
+	const char *dir;  /* directory of the config file, for relative paths */
+	const char *pos;  /* reader position in the text */
 	int lineno;
-	bool seen[128];		/* options set, to report duplicates */
-	char section[64];	/* current section, tracked for long lines */
-	bool inline_password;	/* a password= in the file itself */
+	bool seen[128];       /* options set, to report duplicates */
+	char section[64];     /* current section, tracked for long lines */
+	bool inline_password; /* a password= in the file itself */
 };
 
 static void cfg_error(struct cfg *cfg, const char *file, int line, const char *fmt, ...)
@@ -37,13 +37,26 @@ static void parse_user(struct parse_ctx *ctx, const char *name, const char *valu
 static void apply_defaults(struct cfg *cfg);
 
 static const char *const pool_mode_names[] = { "session", "transaction", "statement", NULL };
-static const char *const auth_type_names[] = { "trust", "plain", "md5", "scram-sha-256", "peer", NULL };
-static const char *const sslmode_names[] = { "disable", "require", "verify-ca", "verify-full", NULL };
+static const char *const auth_type_names[] = { "trust",         "plain", "md5",
+					       "scram-sha-256", "peer",  NULL };
+static const char *const sslmode_names[] = { "disable", "require", "verify-ca", "verify-full",
+					     NULL };
 static const char *const server_kind_names[] = { "auto", "cratedb", "postgresql", NULL };
 
-#define OPT(n, t, d, r, lo, hi, nm) { NULL, #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) }
-#define ADMIN_OPT(n, t, d, r, lo, hi) { "admin", #n, t, d, r, lo, hi, NULL, offsetof(struct cfg, admin_##n) }
-#define HTTP_OPT(n, t, d, r, lo, hi, nm) { "http", #n, t, d, r, lo, hi, nm, offsetof(struct cfg, http_##n) }
+/* clang-format off: one line per macro, like the table they make */
+#define OPT(n, t, d, r, lo, hi, nm)                                    \
+	{                                                              \
+		NULL, #n, t, d, r, lo, hi, nm, offsetof(struct cfg, n) \
+	}
+#define ADMIN_OPT(n, t, d, r, lo, hi)                                               \
+	{                                                                           \
+		"admin", #n, t, d, r, lo, hi, NULL, offsetof(struct cfg, admin_##n) \
+	}
+#define HTTP_OPT(n, t, d, r, lo, hi, nm)                                        \
+	{                                                                       \
+		"http", #n, t, d, r, lo, hi, nm, offsetof(struct cfg, http_##n) \
+	}
+/* clang-format on */
 const struct cfg_opt cfg_options[] = {
 	OPT(listen_addr, CFG_STR, "127.0.0.1", false, 0, 0, NULL),
 	OPT(listen_port, CFG_INT, "6432", false, 1, 65535, NULL),
@@ -140,7 +153,8 @@ const struct cfg_opt *cfg_find_opt_in(const char *section, const char *name)
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const struct cfg_opt *o = &cfg_options[i];
 		if ((o->section == NULL) == (section == NULL) &&
-		    (!section || strcasecmp(o->section, section) == 0) && strcasecmp(o->name, name) == 0)
+		    (!section || strcasecmp(o->section, section) == 0) &&
+		    strcasecmp(o->name, name) == 0)
 			return o;
 	}
 	return NULL;
@@ -203,9 +217,11 @@ static int parse_int(const char *s, long *out, int base)
 
 static int parse_bool(const char *s, bool *out)
 {
-	if (!strcmp(s, "1") || !strcasecmp(s, "on") || !strcasecmp(s, "yes") || !strcasecmp(s, "true"))
+	if (!strcmp(s, "1") || !strcasecmp(s, "on") || !strcasecmp(s, "yes") ||
+	    !strcasecmp(s, "true"))
 		*out = true;
-	else if (!strcmp(s, "0") || !strcasecmp(s, "off") || !strcasecmp(s, "no") || !strcasecmp(s, "false"))
+	else if (!strcmp(s, "0") || !strcasecmp(s, "off") || !strcasecmp(s, "no") ||
+		 !strcasecmp(s, "false"))
 		*out = false;
 	else
 		return -1;
@@ -248,34 +264,38 @@ static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const ch
 		return 0;
 	case CFG_INT:
 		if (parse_int(value, &iv, strstr(opt->name, "_mode") ? 8 : 10) < 0) {
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not an integer", opt->name, value);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not an integer",
+				  opt->name, value);
 			return -1;
 		}
 		if (iv < opt->min || iv > opt->max) {
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: %ld is out of range (%.0f to %.0f)",
-				  opt->name, iv, opt->min, opt->max);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno,
+				  "%s: %ld is out of range (%.0f to %.0f)", opt->name, iv, opt->min,
+				  opt->max);
 			return -1;
 		}
 		*(int *)field = (int)iv;
 		return 0;
 	case CFG_TIME:
 		if (parse_time(value, &tv) < 0) {
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno,
-				  "%s: \"%s\" is not a duration (seconds, or a number with ms, s, min, h, d)",
-				  opt->name, value);
+			cfg_error(
+				ctx->cfg, ctx->name, ctx->lineno,
+				"%s: \"%s\" is not a duration (seconds, or a number with ms, s, min, h, d)",
+				opt->name, value);
 			return -1;
 		}
 		if (tv < opt->min || tv > opt->max) {
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: %g s is out of range (%g to %g s)",
-				  opt->name, tv, opt->min, opt->max);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno,
+				  "%s: %g s is out of range (%g to %g s)", opt->name, tv, opt->min,
+				  opt->max);
 			return -1;
 		}
 		*(double *)field = tv;
 		return 0;
 	case CFG_BOOL:
 		if (parse_bool(value, &bv) < 0) {
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not a boolean (0/1, on/off)",
-				  opt->name, value);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno,
+				  "%s: \"%s\" is not a boolean (0/1, on/off)", opt->name, value);
 			return -1;
 		}
 		*(bool *)field = bv;
@@ -284,7 +304,8 @@ static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const ch
 		ev = parse_enum(opt->names, value);
 		if (ev < 0) {
 			char *l = enum_list(opt->names);
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not one of: %s", opt->name, value, l);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "%s: \"%s\" is not one of: %s",
+				  opt->name, value, l);
 			free(l);
 			return -1;
 		}
@@ -297,12 +318,14 @@ static int set_option(struct parse_ctx *ctx, const struct cfg_opt *opt, const ch
 static int cfg_ini_handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_ctx *ctx = user;
-	bool global = strcasecmp(section, "cratebouncer") == 0 || strcasecmp(section, "pgbouncer") == 0;
+	bool global = strcasecmp(section, "cratebouncer") == 0 ||
+		      strcasecmp(section, "pgbouncer") == 0;
 
 	if (global || strcasecmp(section, "admin") == 0 || strcasecmp(section, "http") == 0) {
 		const struct cfg_opt *opt = cfg_find_opt_in(global ? NULL : section, key);
 		if (!opt) {
-			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown option \"%s\" in [%s]", key, section);
+			cfg_error(ctx->cfg, ctx->name, ctx->lineno, "unknown option \"%s\" in [%s]",
+				  key, section);
 			return 1;
 		}
 		size_t idx = (size_t)(opt - cfg_options);
@@ -342,19 +365,20 @@ static void handle_long_line(struct parse_ctx *ctx, const char *line, size_t len
 		const char *s = copy;
 		while (isspace((unsigned char)*s))
 			s++;
-		if (!*s || *s == ';' || *s == '#') {	/* blank or comment */
+		if (!*s || *s == ';' || *s == '#') { /* blank or comment */
 			free(copy);
 			return;
 		}
 	}
-	for (char *c = copy + 1; *c; c++)	/* inline comment, as inih does */
+	for (char *c = copy + 1; *c; c++) /* inline comment, as inih does */
 		if (*c == ';' && isspace((unsigned char)c[-1])) {
 			*c = '\0';
 			break;
 		}
 	eq = strchr(copy, '=');
 	if (!eq || copy[0] == '[' || isspace((unsigned char)copy[0]))
-		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"key = value\"");
+		cfg_error(ctx->cfg, ctx->name, ctx->lineno,
+			  "syntax error: expected \"key = value\"");
 	else if (copy[0] != ';' && copy[0] != '#') {
 		*eq = '\0';
 		cfg_ini_handler(ctx, ctx->section, trim(copy), trim(eq + 1));
@@ -403,7 +427,8 @@ static char *cfg_ini_reader(char *str, int num, void *stream)
 		return str;
 	}
 	if (!blank && s == str && *s != ';' && *s != '#' && *s != '[' && !strchr(s, '=')) {
-		cfg_error(ctx->cfg, ctx->name, ctx->lineno, "syntax error: expected \"key = value\"");
+		cfg_error(ctx->cfg, ctx->name, ctx->lineno,
+			  "syntax error: expected \"key = value\"");
 		strcpy(str, ";\n");
 	}
 	return str;
@@ -471,15 +496,17 @@ static const char *next_kv(const char *p, char *key, size_t keysz, char *val, si
 
 char *cfg_expand_path(const char *path, const char *dir, char **err)
 {
-	static const char *const prefixes[] = { "$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/" };
+	static const char *const prefixes[] = { "$CREDENTIALS_DIRECTORY/",
+						"${CREDENTIALS_DIRECTORY}/" };
 
 	for (size_t i = 0; i < 2; i++) {
 		size_t n = strlen(prefixes[i]);
 		if (strncmp(path, prefixes[i], n) == 0) {
 			const char *cred = getenv("CREDENTIALS_DIRECTORY");
 			if (!cred || !*cred) {
-				*err = xstrdup("CREDENTIALS_DIRECTORY is not set (systemd sets it for "
-					       "LoadCredential=)");
+				*err = xstrdup(
+					"CREDENTIALS_DIRECTORY is not set (systemd sets it for "
+					"LoadCredential=)");
 				return NULL;
 			}
 			return xasprintf("%s/%s", cred, path + n);
@@ -508,7 +535,8 @@ void cfg_check_secret_file(struct cfg *cfg, const char *path, const char *what)
 	struct stat st;
 
 	if (stat(path, &st) == 0 && (st.st_mode & S_IROTH))
-		cfg_warn(cfg, "%s %s is readable by every user on this host; chmod o-r it", what, path);
+		cfg_warn(cfg, "%s %s is readable by every user on this host; chmod o-r it", what,
+			 path);
 }
 
 /* A [databases] entry being parsed: the entry, and its password_file until it is read. */
@@ -522,7 +550,7 @@ struct db_parse {
 static const struct db_key {
 	const char *key;
 	enum { DK_STR, DK_INT, DK_ENUM } kind;
-	size_t off;			/* into struct db_parse: char * or int */
+	size_t off; /* into struct db_parse: char * or int */
 	long lo, hi;
 	const char *const *names;
 } db_keys[] = {
@@ -553,7 +581,8 @@ static bool set_db_key(struct parse_ctx *ctx, const char *name, struct db_parse 
 		if (strcmp(key, db_keys[i].key) == 0)
 			k = &db_keys[i];
 	if (!k) {
-		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": unknown parameter \"%s\"", name, key);
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": unknown parameter \"%s\"",
+			  name, key);
 		return false;
 	}
 	void *field = (char *)dp + k->off;
@@ -564,7 +593,8 @@ static bool set_db_key(struct parse_ctx *ctx, const char *name, struct db_parse 
 		return true;
 	case DK_INT:
 		if (parse_int(val, &iv, 10) < 0 || iv < k->lo || iv > k->hi) {
-			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" must be an integer from %ld to %ld",
+			cfg_error(cfg, ctx->name, ctx->lineno,
+				  "database \"%s\": %s: \"%s\" must be an integer from %ld to %ld",
 				  name, key, val, k->lo, k->hi);
 			return false;
 		}
@@ -574,8 +604,9 @@ static bool set_db_key(struct parse_ctx *ctx, const char *name, struct db_parse 
 		int ev = parse_enum(k->names, val);
 		if (ev < 0) {
 			char *l = enum_list(k->names);
-			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": %s: \"%s\" is not one of: %s",
-				  name, key, val, l);
+			cfg_error(cfg, ctx->name, ctx->lineno,
+				  "database \"%s\": %s: \"%s\" is not one of: %s", name, key, val,
+				  l);
 			free(l);
 			return false;
 		}
@@ -597,7 +628,8 @@ static bool finish_db(struct parse_ctx *ctx, const char *name, struct db_parse *
 		return false;
 	}
 	if (db->password && dp->password_file) {
-		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": give password= or password_file=, not both", name);
+		cfg_error(cfg, ctx->name, ctx->lineno,
+			  "database \"%s\": give password= or password_file=, not both", name);
 		return false;
 	}
 	if (!dp->password_file)
@@ -605,8 +637,8 @@ static bool finish_db(struct parse_ctx *ctx, const char *name, struct db_parse *
 	char *why = NULL, *path = cfg_expand_path(dp->password_file, ctx->dir, &why);
 	db->password = path ? read_secret_file(path, &why) : NULL;
 	if (!db->password)
-		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s", name,
-			  path ? path : dp->password_file, why);
+		cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\": password_file %s: %s",
+			  name, path ? path : dp->password_file, why);
 	else
 		cfg_check_secret_file(cfg, path, "password_file");
 	free(why);
@@ -617,8 +649,11 @@ static bool finish_db(struct parse_ctx *ctx, const char *name, struct db_parse *
 static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct cfg *cfg = ctx->cfg;
-	struct db_parse dp = { .db = { .port = 5432, .pool_size = -1, .min_pool_size = -1,
-				       .pool_mode = -1, .sslmode = -1,
+	struct db_parse dp = { .db = { .port = 5432,
+				       .pool_size = -1,
+				       .min_pool_size = -1,
+				       .pool_mode = -1,
+				       .sslmode = -1,
 				       .server_kind = SERVER_KIND_AUTO } };
 	char key[64], val[1024];
 	const char *p = value, *err = NULL;
@@ -626,7 +661,8 @@ static void parse_db(struct parse_ctx *ctx, const char *name, const char *value)
 
 	for (size_t i = 0; i < cfg->ndbs; i++)
 		if (strcmp(cfg->dbs[i].name, name) == 0) {
-			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\" is defined twice", name);
+			cfg_error(cfg, ctx->name, ctx->lineno, "database \"%s\" is defined twice",
+				  name);
 			return;
 		}
 	while (ok && (p = next_kv(p, key, sizeof(key), val, sizeof(val), &err)))
@@ -662,7 +698,8 @@ static void parse_user(struct parse_ctx *ctx, const char *name, const char *valu
 
 	for (size_t i = 0; i < cfg->nusers; i++)
 		if (strcmp(cfg->users[i].name, name) == 0) {
-			cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\" is defined twice", name);
+			cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\" is defined twice",
+				  name);
 			return;
 		}
 	while ((p = next_kv(p, key, sizeof(key), val, sizeof(val), &err))) {
@@ -670,13 +707,15 @@ static void parse_user(struct parse_ctx *ctx, const char *name, const char *valu
 			u.pool_mode = parse_enum(pool_mode_names, val);
 			if (u.pool_mode < 0) {
 				char *l = enum_list(pool_mode_names);
-				cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\": pool_mode: \"%s\" is not one of: %s",
-					  name, val, l);
+				cfg_error(cfg, ctx->name, ctx->lineno,
+					  "user \"%s\": pool_mode: \"%s\" is not one of: %s", name,
+					  val, l);
 				free(l);
 				return;
 			}
 		} else {
-			cfg_error(cfg, ctx->name, ctx->lineno, "user \"%s\": unknown parameter \"%s\"", name, key);
+			cfg_error(cfg, ctx->name, ctx->lineno,
+				  "user \"%s\": unknown parameter \"%s\"", name, key);
 			return;
 		}
 	}
@@ -720,18 +759,23 @@ static struct cfg *parse_with_dir(const char *text, const char *name, const char
 	if (rc > 0)
 		cfg_error(cfg, name, rc, "syntax error");
 	if ((cfg->auth_type == AUTH_PLAIN || cfg->auth_type == AUTH_MD5 ||
-	     cfg->auth_type == AUTH_SCRAM) && !*cfg->auth_file)
-		cfg_error(cfg, name, 0, "auth_type %s needs auth_file", auth_type_names[cfg->auth_type]);
-	static const char *const facilities[] = { "daemon", "user", "local0", "local1", "local2",
-						  "local3", "local4", "local5", "local6", "local7", NULL };
+	     cfg->auth_type == AUTH_SCRAM) &&
+	    !*cfg->auth_file)
+		cfg_error(cfg, name, 0, "auth_type %s needs auth_file",
+			  auth_type_names[cfg->auth_type]);
+	static const char *const facilities[] = { "daemon", "user",   "local0", "local1",
+						  "local2", "local3", "local4", "local5",
+						  "local6", "local7", NULL };
 	if (parse_enum(facilities, cfg->syslog_facility) < 0) {
 		char *l = enum_list(facilities);
-		cfg_error(cfg, name, 0, "syslog_facility: \"%s\" is not one of: %s", cfg->syslog_facility, l);
+		cfg_error(cfg, name, 0, "syslog_facility: \"%s\" is not one of: %s",
+			  cfg->syslog_facility, l);
 		free(l);
 	}
 	for (const char *p = cfg->track_extra_parameters; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr("_., \t", *p)) {
-			cfg_error(cfg, name, 0, "track_extra_parameters: \"%s\" is not a list of parameter names",
+			cfg_error(cfg, name, 0,
+				  "track_extra_parameters: \"%s\" is not a list of parameter names",
 				  cfg->track_extra_parameters);
 			break;
 		}
@@ -848,7 +892,8 @@ int cfg_set(struct cfg *cfg, const char *key, const char *value, char **err)
 	}
 	if (!opt->reloadable) {
 		*err = xasprintf("%s cannot be changed while running; change the config file and "
-				 "restart", opt->name);
+				 "restart",
+				 opt->name);
 		return -1;
 	}
 	if (set_option(&ctx, opt, value) < 0 || cfg->nerrors > before) {

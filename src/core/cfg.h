@@ -17,21 +17,21 @@ struct cfg_db {
 	char *name;
 	char *host;
 	int port;
-	char *dbname;		/* NULL: the client's database name */
-	char *user;		/* NULL: the client's user, password from auth_file */
-	char *password;		/* from password= or password_file= */
+	char *dbname;   /* NULL: the client's database name */
+	char *user;     /* NULL: the client's user, password from auth_file */
+	char *password; /* from password= or password_file= */
 	int pool_size;
 	int min_pool_size;
 	int pool_mode;
 	int sslmode;
 	char *sslrootcert;
-	int server_kind;	/* enum server_kind */
+	int server_kind; /* enum server_kind */
 };
 
 /* One [users] entry: settings for the pools of an upstream user. */
 struct cfg_user {
 	char *name;
-	int pool_mode;		/* -1: the database's or the global one */
+	int pool_mode; /* -1: the database's or the global one */
 };
 
 struct cfg {
@@ -88,14 +88,14 @@ struct cfg {
 
 	/* [admin]: the HTTP admin port (metrics, stats, health, dashboard) */
 	char *admin_listen_addr;
-	int admin_listen_port;		/* 0: off */
+	int admin_listen_port; /* 0: off */
 	char *admin_access_token_file;
 
 	/* [http]: plaintext HTTP on localhost onto CrateDB's HTTPS endpoint */
 	char *http_listen_addr;
-	int http_listen_port;		/* 0: off */
+	int http_listen_port; /* 0: off */
 	char *http_unix_socket;
-	char *http_upstream;		/* https://host:port */
+	char *http_upstream; /* https://host:port */
 	char *http_user;
 	char *http_password;
 	char *http_password_file;
@@ -114,27 +114,27 @@ struct cfg {
 
 	struct cfg_db *dbs;
 	size_t ndbs;
-	struct cfg_user *users;	/* [users] */
+	struct cfg_user *users; /* [users] */
 	size_t nusers;
 
-	char **errors;		/* "FILE:LINE: message" */
+	char **errors; /* "FILE:LINE: message" */
 	size_t nerrors;
-	char **warnings;	/* worth logging, not fatal */
+	char **warnings; /* worth logging, not fatal */
 	size_t nwarnings;
 	bool has_inline_password;
-	char *dir;		/* the config file's directory, for relative paths */
+	char *dir; /* the config file's directory, for relative paths */
 };
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_TIME, CFG_BOOL, CFG_ENUM };
 
 struct cfg_opt {
-	const char *section;		/* NULL: [cratebouncer]; else e.g. "admin" */
+	const char *section; /* NULL: [cratebouncer]; else e.g. "admin" */
 	const char *name;
 	enum cfg_type type;
 	const char *def;
 	bool reloadable;
-	double min, max;		/* CFG_INT and CFG_TIME */
-	const char *const *names;	/* CFG_ENUM */
+	double min, max;          /* CFG_INT and CFG_TIME */
+	const char *const *names; /* CFG_ENUM */
 	size_t offset;
 };
 

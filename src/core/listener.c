@@ -34,14 +34,14 @@ struct listen_set {
 	int n;
 	char *unix_path;
 	bool remote;
-	bool off;			/* lset_enable(false): stays off */
-	struct event *pause;		/* after an accept error: on again in 100 ms */
+	bool off;            /* lset_enable(false): stays off */
+	struct event *pause; /* after an accept error: on again in 100 ms */
 };
 
 static struct listen_set *pgwire;
-static int admin_fds[LISTEN_MAX];	/* passed by systemd, named "admin" */
+static int admin_fds[LISTEN_MAX]; /* passed by systemd, named "admin" */
 static int nadmin_fds;
-static int http_fds[LISTEN_MAX];	/* named "http" */
+static int http_fds[LISTEN_MAX]; /* named "http" */
 static int nhttp_fds;
 
 int listeners_passed(const char *name, const int **fds)
@@ -120,14 +120,14 @@ static int bind_one(const struct addrinfo *ai)
 	return fd;
 }
 
-int listen_bind_tcp(const char *side, const char *list, int port, int *fds, int max,
-		    bool *remote)
+int listen_bind_tcp(const char *side, const char *list, int port, int *fds, int max, bool *remote)
 {
 	char *addrs = xstrdup(list), *save = NULL;
 	int n = 0;
 
 	for (char *a = strtok_r(addrs, ", \t", &save); a; a = strtok_r(NULL, ", \t", &save)) {
-		struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+		struct addrinfo hints = { .ai_family = AF_UNSPEC,
+					  .ai_socktype = SOCK_STREAM,
 					  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 		struct addrinfo *res;
 		char portstr[8];
@@ -198,8 +198,8 @@ int listen_bind_unix(const char *side, const char *path, int mode)
 	return fd;
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
 {
 	struct listen_set *ls = arg;
 
@@ -275,7 +275,8 @@ int lset_tcp(struct listen_set *ls, const char *list, int port)
 	char *addrs = xstrdup(list), *save = NULL;
 	int rc = 0;
 
-	for (char *a = strtok_r(addrs, ", \t", &save); a && rc == 0; a = strtok_r(NULL, ", \t", &save)) {
+	for (char *a = strtok_r(addrs, ", \t", &save); a && rc == 0;
+	     a = strtok_r(NULL, ", \t", &save)) {
 		int fds[LISTEN_MAX];
 		bool remote = false;
 		int n = listen_bind_tcp(ls->side, a, port, fds, LISTEN_MAX - ls->n, &remote);
@@ -374,8 +375,10 @@ static int adopt_systemd_sockets(struct listen_set *ls)
 			continue;
 		}
 		if (strcmp(name, "pgwire") != 0) {
-			log_warn("socket activation: fd %d is named \"%s\"; this version serves \"pgwire\", "
-				 "\"http\" and \"admin\", closing it", fd, name);
+			log_warn(
+				"socket activation: fd %d is named \"%s\"; this version serves \"pgwire\", "
+				"\"http\" and \"admin\", closing it",
+				fd, name);
 			close(fd);
 			continue;
 		}

@@ -13,14 +13,13 @@ struct event_base;
 struct sockaddr;
 
 #define LISTEN_BACKLOG 1024
-#define LISTEN_MAX 16		/* listening sockets per side */
+#define LISTEN_MAX 16 /* listening sockets per side */
 
 /* Binds and listens on every address of a comma or space separated list ("*": all), at
  * port; the fds (non-blocking, close-on-exec) go to fds[]. The count, or -1 after logging
  * (side names the side in the log: "", "http: ", "admin: "). *remote is set when one of
  * them is reachable from other hosts. */
-int listen_bind_tcp(const char *side, const char *addrs, int port, int *fds, int max,
-		    bool *remote);
+int listen_bind_tcp(const char *side, const char *addrs, int port, int *fds, int max, bool *remote);
 /* A Unix socket at path with the given mode; its fd, or -1 after logging. */
 int listen_bind_unix(const char *side, const char *path, int mode);
 

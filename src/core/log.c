@@ -57,8 +57,11 @@ void log_detect_journal(void)
 
 int log_set_syslog(bool on, const char *ident, const char *facility)
 {
-	static const struct { const char *name; int fac; } facs[] = {
-		{ "daemon", LOG_DAEMON }, { "user", LOG_USER }, { "local0", LOG_LOCAL0 },
+	static const struct {
+		const char *name;
+		int fac;
+	} facs[] = {
+		{ "daemon", LOG_DAEMON }, { "user", LOG_USER },     { "local0", LOG_LOCAL0 },
 		{ "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
 		{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 },
 		{ "local7", LOG_LOCAL7 },

@@ -6,7 +6,14 @@
 
 #include <stdbool.h>
 
-enum log_level { LOG_LVL_FATAL, LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG, LOG_LVL_TRACE };
+enum log_level {
+	LOG_LVL_FATAL,
+	LOG_LVL_ERROR,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+	LOG_LVL_TRACE
+};
 
 /* path NULL: stderr only; called again (SIGHUP) it reopens the file for logrotate.
  * Returns -1 (errno set) when the file cannot be opened; the old one stays in use. */
@@ -24,7 +31,15 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
-#define log_debug(...) do { if (log_enabled(LOG_LVL_DEBUG)) log_msg(LOG_LVL_DEBUG, __VA_ARGS__); } while (0)
-#define log_trace(...) do { if (log_enabled(LOG_LVL_TRACE)) log_msg(LOG_LVL_TRACE, __VA_ARGS__); } while (0)
+#define log_debug(...)                                       \
+	do {                                                 \
+		if (log_enabled(LOG_LVL_DEBUG))              \
+			log_msg(LOG_LVL_DEBUG, __VA_ARGS__); \
+	} while (0)
+#define log_trace(...)                                       \
+	do {                                                 \
+		if (log_enabled(LOG_LVL_TRACE))              \
+			log_msg(LOG_LVL_TRACE, __VA_ARGS__); \
+	} while (0)
 
 #endif

@@ -81,14 +81,13 @@ static void libevent_log(int severity, const char *msg)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: cratebouncer [-d] [-q] [-v]... [-t] [-V] [-h] CONFIG\n"
-		"  -d  run in the background (default: foreground, as systemd wants)\n"
-		"  -q  no log output on stderr\n"
-		"  -v  more log output (repeat for more)\n"
-		"  -t  check the configuration and exit: 0 if valid, 1 with every error\n"
-		"  -V  print the version\n"
-		"  -h  this help\n");
+	fprintf(out, "usage: cratebouncer [-d] [-q] [-v]... [-t] [-V] [-h] CONFIG\n"
+		     "  -d  run in the background (default: foreground, as systemd wants)\n"
+		     "  -q  no log output on stderr\n"
+		     "  -v  more log output (repeat for more)\n"
+		     "  -t  check the configuration and exit: 0 if valid, 1 with every error\n"
+		     "  -V  print the version\n"
+		     "  -h  this help\n");
 }
 
 /* Whoever reaches a listener acts as the cluster user: with trust, only loopback. */
@@ -156,7 +155,8 @@ static void report_warnings(const struct cfg *cfg, bool to_log)
 
 static void apply_logging(const struct cfg *cfg)
 {
-	if (log_open(*cfg->logfile ? cfg->logfile : NULL, d.cli_verbose + cfg->verbose, d.quiet) < 0)
+	if (log_open(*cfg->logfile ? cfg->logfile : NULL, d.cli_verbose + cfg->verbose, d.quiet) <
+	    0)
 		log_error("cannot open logfile %s: %s", cfg->logfile, strerror(errno));
 	if (log_set_syslog(cfg->syslog, cfg->syslog_ident, cfg->syslog_facility) < 0)
 		log_error("syslog_facility %s is not a known facility", cfg->syslog_facility);
@@ -238,13 +238,14 @@ static void begin_stop(enum run_state st)
 	struct timeval tv = { 0, 100000 };
 
 	notify("STOPPING=1");
-	listeners_stop(); /* new connections are refused from now on */
+	listeners_stop();      /* new connections are refused from now on */
 	admin_http_stopping(); /* /ready says so; /metrics and /health keep serving */
 	http_proxy_stopping(); /* HTTP clients finish the request they are in */
 	d.state = st;
 	/* shutdown_timeout = 0: wait as long as it takes */
 	d.stop_deadline = d.cfg->shutdown_timeout > 0
-				  ? now_usec() + (uint64_t)(d.cfg->shutdown_timeout * 1e6) : UINT64_MAX;
+				  ? now_usec() + (uint64_t)(d.cfg->shutdown_timeout * 1e6)
+				  : UINT64_MAX;
 	if (st == STOP_WAIT_TRANSACTIONS)
 		pools_set_draining();
 	d.stop_timer = event_new(d.base, -1, EV_PERSIST, stop_timer_cb, NULL);
@@ -268,11 +269,13 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 			break;
 		}
 		if (sig == SIGTERM)
-			log_info("SIGTERM: no new connections; waiting up to %g s for %d clients to leave",
-				 d.cfg->shutdown_timeout, clients_total());
+			log_info(
+				"SIGTERM: no new connections; waiting up to %g s for %d clients to leave",
+				d.cfg->shutdown_timeout, clients_total());
 		else
-			log_info("SIGINT: no new connections; waiting up to %g s for running transactions",
-				 d.cfg->shutdown_timeout);
+			log_info(
+				"SIGINT: no new connections; waiting up to %g s for running transactions",
+				d.cfg->shutdown_timeout);
 		begin_stop(sig == SIGTERM ? STOP_WAIT_CLIENTS : STOP_WAIT_TRANSACTIONS);
 		break;
 	default:
@@ -292,7 +295,8 @@ static void admin_shutdown(int mode)
 		event_base_loopbreak(d.base);
 		return;
 	}
-	log_info("SHUTDOWN %s from the admin console", mode == 1 ? "WAIT_FOR_SERVERS" : "WAIT_FOR_CLIENTS");
+	log_info("SHUTDOWN %s from the admin console",
+		 mode == 1 ? "WAIT_FOR_SERVERS" : "WAIT_FOR_CLIENTS");
 	begin_stop(mode == 1 ? STOP_WAIT_TRANSACTIONS : STOP_WAIT_CLIENTS);
 }
 
@@ -335,7 +339,8 @@ static void start_timers(void)
 #ifdef HAVE_SYSTEMD
 	uint64_t usec = 0;
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
-		struct timeval wtv = { (time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000) };
+		struct timeval wtv = { (time_t)(usec / 2 / 1000000),
+				       (suseconds_t)(usec / 2 % 1000000) };
 		d.watchdog_timer = event_new(d.base, -1, EV_PERSIST, watchdog_cb, NULL);
 		if (!d.watchdog_timer || event_add(d.watchdog_timer, &wtv) < 0)
 			fatal("cannot start the watchdog timer");
@@ -405,8 +410,8 @@ static void pgwire_accept(int fd, const struct sockaddr *sa, int salen, bool uni
 /* -t: the config, the exposure guard, the admin and HTTP sides' settings; the exit code. */
 static int check_config(void)
 {
-	bool bad = exposure_refused(d.cfg, listen_addrs_remote(d.cfg->listen_addr,
-							      d.cfg->listen_port));
+	bool bad = exposure_refused(d.cfg,
+				    listen_addrs_remote(d.cfg->listen_addr, d.cfg->listen_port));
 	char *err = NULL;
 
 	report_warnings(d.cfg, false);
@@ -435,7 +440,7 @@ static struct evdns_base *start_loop(void)
 	if (!d.base || event_base_priority_init(d.base, 3) < 0 || sio_init(d.base) < 0)
 		fatal("cannot create the event loop");
 	struct evdns_base *dns = evdns_base_new(d.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-							EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+								EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!dns)
 		dns = evdns_base_new(d.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!dns)
@@ -512,13 +517,27 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "dqvtVh")) != -1) {
 		switch (opt) {
-		case 'd': background = true; break;
-		case 'q': d.quiet = true; break;
-		case 'v': d.cli_verbose++; break;
-		case 't': check_only = true; break;
-		case 'V': printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		case 'd':
+			background = true;
+			break;
+		case 'q':
+			d.quiet = true;
+			break;
+		case 'v':
+			d.cli_verbose++;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'V':
+			printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
 		}
 	}
 	if (optind != argc - 1) {

@@ -38,7 +38,7 @@ struct sio_ops {
 /* The deadlines and their timer, allocated only while one is set. */
 struct deadline {
 	struct event ev;
-	uint64_t rd, wr;		/* usec, 0: none */
+	uint64_t rd, wr; /* usec, 0: none */
 };
 
 /* An idle connection holds this alone (and its event in libevent's fd map): the
@@ -46,22 +46,22 @@ struct deadline {
  * flags are bits, so that 100,000 idle clients cost little. */
 struct sio {
 	struct event rev;
-	struct event *wev;		/* only once a write had to wait: most never do */
-	struct deadline *timer;		/* only while a deadline is set: most connections have none */
+	struct event *wev;      /* only once a write had to wait: most never do */
+	struct deadline *timer; /* only while a deadline is set: most connections have none */
 	struct evbuffer *in, *out;
-	struct sio **out_owner;		/* out's callback argument: names this connection */
+	struct sio **out_owner; /* out's callback argument: names this connection */
 	const struct sio_ops *ops;
 	SSL *ssl;
 	int fd;
 	bool reading : 1, writing : 1, rev_added : 1, wev_added : 1, suppress : 1;
 	bool pending_read : 1, handshaking : 1, read_wants_write : 1, write_wants_read : 1;
 	bool dead : 1, queued : 1;
-	bool broken : 1;		/* something could not be allocated: SIO_ERROR from the loop */
+	bool broken : 1; /* something could not be allocated: SIO_ERROR from the loop */
 	sio_data_cb rcb, wcb;
 	sio_event_cb ecb;
 	void *arg;
 	unsigned long ssl_err;
-	TAILQ_ENTRY(sio) flushq;	/* on the list written at the end of the loop pass */
+	TAILQ_ENTRY(sio) flushq; /* on the list written at the end of the loop pass */
 };
 
 /* Output of the data path is written once per event loop pass, after every ready event
@@ -428,11 +428,11 @@ static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
 static void update_events(struct sio *io)
 {
 	bool want_r = !io->dead && (io->handshaking ? !io->read_wants_write
-				    : io->reading || io->write_wants_read);
-	bool want_w = !io->dead && (io->handshaking ? io->read_wants_write
-				    : io->read_wants_write ||
-				      (io->writing && out_len(io) > 0 &&
-				       !io->write_wants_read));
+						    : io->reading || io->write_wants_read);
+	bool want_w = !io->dead &&
+		      (io->handshaking ? io->read_wants_write
+				       : io->read_wants_write || (io->writing && out_len(io) > 0 &&
+								  !io->write_wants_read));
 
 	if (want_r != io->rev_added) {
 		if (want_r)
@@ -476,7 +476,8 @@ struct sio *sio_new(struct event_base *base, int fd, SSL *ssl)
 	io->ops = ssl ? &tls_ops : &raw_ops;
 	event_assign(&io->rev, base, fd, EV_READ | EV_PERSIST, read_ev, io);
 	if (ssl) {
-		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		SSL_set_mode(ssl,
+			     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		SSL_set_read_ahead(ssl, 1);
 		SSL_set_fd(ssl, fd);
 		SSL_set_connect_state(ssl);
@@ -703,7 +704,7 @@ void sio_write_buffer(struct sio *io, struct evbuffer *src, size_t n)
 	struct evbuffer *out = out_buf(io);
 
 	if (out == null_buf) {
-		evbuffer_drain(src, n);	/* what was meant for this one goes */
+		evbuffer_drain(src, n); /* what was meant for this one goes */
 		return;
 	}
 	io->suppress = true;

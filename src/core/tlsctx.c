@@ -179,7 +179,8 @@ static bool sess_init(SSL_CTX *ctx)
 		free(c);
 		return false;
 	}
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_set_session_cache_mode(ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, sess_new_cb);
 	return true;
 }
@@ -211,7 +212,8 @@ SSL_CTX *tls_client_ctx(int sslmode, const char *ca_file, char **err)
 				 : SSL_CTX_set_default_verify_paths(ctx);
 		if (ok != 1) {
 			unsigned long e = ERR_get_error();
-			*err = xasprintf("cannot load CA file %s: %s", ca_file ? ca_file : "(system store)",
+			*err = xasprintf("cannot load CA file %s: %s",
+					 ca_file ? ca_file : "(system store)",
 					 e ? ERR_reason_error_string(e) : "unknown error");
 			ERR_clear_error();
 			SSL_CTX_free(ctx);
@@ -252,7 +254,8 @@ SSL *tls_client_ssl(SSL_CTX *ctx, int sslmode, const char *host, const char *add
 		goto fail;
 	if (sslmode == SSLMODE_VERIFY_FULL) {
 		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
-		if (ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1 : SSL_set1_host(ssl, host) != 1)
+		if (ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1
+		       : SSL_set1_host(ssl, host) != 1)
 			goto fail;
 		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	}

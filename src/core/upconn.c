@@ -23,18 +23,18 @@
 struct upconn {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct event ev;		/* the start, then connect and SSLRequest answer */
+	struct event ev; /* the start, then connect and SSLRequest answer */
 	struct evdns_getaddrinfo_request *dns_req;
 	struct evutil_addrinfo *addrs, *next;
-	struct evutil_addrinfo given;	/* opts.addr as a one-address list */
+	struct evutil_addrinfo given; /* opts.addr as a one-address list */
 	struct sockaddr_storage given_sa;
 	int fd, last_errno;
-	struct sio *io;			/* during the TLS handshake */
+	struct sio *io; /* during the TLS handshake */
 	char *host, *tls_name, *ca_file;
 	int port, sslmode;
 	bool tls, ssl_request, keepalive;
-	bool resolving;			/* inside evdns_getaddrinfo, which may answer at once */
-	bool answered;			/* ... and did, with dns_err */
+	bool resolving; /* inside evdns_getaddrinfo, which may answer at once */
+	bool answered;  /* ... and did, with dns_err */
 	int dns_err;
 	upconn_cb done;
 	void *arg;
@@ -66,8 +66,7 @@ void upconn_abort(struct upconn *uc)
 }
 
 /* The end: done gets the connection or the failure, and the upconn is freed. */
-static void finish(struct upconn *uc, struct sio *io, enum upconn_failure why,
-		   const char *detail)
+static void finish(struct upconn *uc, struct sio *io, enum upconn_failure why, const char *detail)
 {
 	upconn_cb done = uc->done;
 	void *arg = uc->arg;
@@ -180,7 +179,8 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* a fresh socket always takes 8 bytes */
 	pg_ssl_request_bytes(ssl_request);
-	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != (ssize_t)sizeof(ssl_request)) {
+	if (send(fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) !=
+	    (ssize_t)sizeof(ssl_request)) {
 		uc->last_errno = errno;
 		finish(uc, NULL, UC_CONNECT, strerror(errno));
 		return;
@@ -233,7 +233,8 @@ static void dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 static void start_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *uc = arg;
-	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct evutil_addrinfo hints = { .ai_family = AF_UNSPEC,
+					 .ai_socktype = SOCK_STREAM,
 					 .ai_protocol = IPPROTO_TCP };
 	char port[8];
 
@@ -246,8 +247,8 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	snprintf(port, sizeof(port), "%d", uc->port);
 	uc->resolving = true;
-	struct evdns_getaddrinfo_request *req =
-		evdns_getaddrinfo(uc->dns, uc->host, port, &hints, dns_cb, uc);
+	struct evdns_getaddrinfo_request *req = evdns_getaddrinfo(uc->dns, uc->host, port, &hints,
+								  dns_cb, uc);
 	uc->resolving = false;
 	if (uc->answered)
 		resolved(uc, uc->dns_err);
@@ -272,7 +273,8 @@ struct upconn *upconn_start(struct event_base *base, struct evdns_base *dns,
 	uc->keepalive = o->keepalive;
 	uc->done = done;
 	uc->arg = arg;
-	if (!(uc->host = strdup(o->host)) || (o->tls_name && !(uc->tls_name = strdup(o->tls_name))) ||
+	if (!(uc->host = strdup(o->host)) ||
+	    (o->tls_name && !(uc->tls_name = strdup(o->tls_name))) ||
 	    (o->ca_file && !(uc->ca_file = strdup(o->ca_file))) ||
 	    (o->addr && o->addrlen > sizeof(uc->given_sa))) {
 		upconn_abort(uc);

@@ -16,34 +16,33 @@ struct upconn;
 
 enum upconn_failure {
 	UC_OK,
-	UC_RESOLVE,	   /* detail: the resolver's error */
-	UC_CONNECT,	   /* detail: strerror of the last address's error */
-	UC_SSL_CLOSED,	   /* closed after SSLRequest; detail: strerror, or "" at EOF */
-	UC_SSL_REFUSED,	   /* SSLRequest answered 'N' */
-	UC_SSL_INVALID,	   /* another answer, or more than its one byte (CVE-2021-23222) */
-	UC_TLS_SETUP,	   /* detail: why (the CA file, no memory) */
-	UC_TLS_HANDSHAKE,  /* detail: tls_failure's description */
+	UC_RESOLVE,       /* detail: the resolver's error */
+	UC_CONNECT,       /* detail: strerror of the last address's error */
+	UC_SSL_CLOSED,    /* closed after SSLRequest; detail: strerror, or "" at EOF */
+	UC_SSL_REFUSED,   /* SSLRequest answered 'N' */
+	UC_SSL_INVALID,   /* another answer, or more than its one byte (CVE-2021-23222) */
+	UC_TLS_SETUP,     /* detail: why (the CA file, no memory) */
+	UC_TLS_HANDSHAKE, /* detail: tls_failure's description */
 	UC_NO_MEMORY,
 };
 
 struct upconn_opts {
-	const char *host;	/* resolved and connected to, unless addr is given */
+	const char *host; /* resolved and connected to, unless addr is given */
 	int port;
-	const char *tls_name;	/* sent as SNI and verified; NULL: host */
+	const char *tls_name;        /* sent as SNI and verified; NULL: host */
 	const struct sockaddr *addr; /* this address only, no resolving (a cancel) */
 	socklen_t addrlen;
-	bool tls;		/* TLS, checked as sslmode says (SSLMODE_DISABLE: no check) */
+	bool tls; /* TLS, checked as sslmode says (SSLMODE_DISABLE: no check) */
 	int sslmode;
-	const char *ca_file;	/* NULL: the system's CAs */
-	bool ssl_request;	/* pgwire: SSLRequest before TLS */
-	bool keepalive;		/* SO_KEEPALIVE */
+	const char *ca_file; /* NULL: the system's CAs */
+	bool ssl_request;    /* pgwire: SSLRequest before TLS */
+	bool keepalive;      /* SO_KEEPALIVE */
 };
 
 /* done: the connection, TLS established when asked for, its callbacks unset and reading
  * and writing enabled (the caller sets its own); or NULL, why and a detail (valid during
  * the call). Called once, never from upconn_start; the upconn is gone after it. */
-typedef void (*upconn_cb)(struct sio *io, enum upconn_failure why, const char *detail,
-			  void *arg);
+typedef void (*upconn_cb)(struct sio *io, enum upconn_failure why, const char *detail, void *arg);
 
 /* Strings in o are copied. NULL: out of memory. */
 struct upconn *upconn_start(struct event_base *base, struct evdns_base *dns,

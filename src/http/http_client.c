@@ -279,7 +279,8 @@ static void handle_request(struct hc *c)
 		return;
 	}
 	if (c->folded) {
-		hc_fail(c, 400, 4000, "%s", "request refused: a header line folded onto the "
+		hc_fail(c, 400, 4000, "%s",
+			"request refused: a header line folded onto the "
 			"next (obs-fold)");
 		return;
 	}
@@ -290,7 +291,8 @@ static void handle_request(struct hc *c)
 	}
 	c->method = p->method;
 	c->keep_alive = http_should_keep_alive(p) && !hp.stopping;
-	c->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+	c->has_body = (p->flags & F_CHUNKED) ||
+		      (p->content_length > 0 && p->content_length != ULLONG_MAX);
 	c->body_done = !c->has_body;
 	c->body_bytes = 0;
 	c->pin = false;
@@ -379,9 +381,11 @@ static void parse_head(struct hc *c)
 		}
 		if (e != HPE_OK) {
 			if (c->head.bytes > MAX_HEAD && c->head.n)
-				hc_fail(c, 431, 4310, "request headers larger than %s are refused", "8 kB");
+				hc_fail(c, 431, 4310, "request headers larger than %s are refused",
+					"8 kB");
 			else if (c->head.bytes > MAX_URL)
-				hc_fail(c, 414, 4140, "a request line longer than %s is refused", "4 kB");
+				hc_fail(c, 414, 4140, "a request line longer than %s is refused",
+					"4 kB");
 			else
 				hc_fail(c, 400, 4000, "malformed HTTP request: %s",
 					http_errno_description(e));
@@ -432,8 +436,10 @@ void hc_forward_body(struct hc *c)
 		}
 		evbuffer_remove_buffer(in, sio_output(u->io), n);
 		if (c->is_sql && (c->body_bytes > max || c->inflated > max)) {
-			hc_fail(c, 413, 4130, "a /_sql body of more than %d MB%s is refused "
-				"(as CrateDB)", hp.cfg->max_sql_body_mb,
+			hc_fail(c, 413, 4130,
+				"a /_sql body of more than %d MB%s is refused "
+				"(as CrateDB)",
+				hp.cfg->max_sql_body_mb,
 				c->inflated > max ? " after decompression" : "");
 			return;
 		}

@@ -40,7 +40,8 @@ void cred_free(char *s)
 char *cred_make(const struct cfg *cfg, bool remember, char **err)
 {
 	const char *file = *cfg->http_bearer_token_file ? cfg->http_bearer_token_file
-			 : *cfg->http_user && *cfg->http_password_file ? cfg->http_password_file : NULL;
+			   : *cfg->http_user && *cfg->http_password_file ? cfg->http_password_file
+									 : NULL;
 	bool token = *cfg->http_bearer_token_file != '\0';
 	char *secret = NULL, *why = NULL;
 	struct stat st;
@@ -88,9 +89,11 @@ void cred_refresh(void)
 		return;
 	if (stat(hp.cred_path, &st) < 0 || !(secret = read_secret_file(hp.cred_path, &why))) {
 		if (!hp.cred_warned)
-			log_error("http: %s changed but cannot be read (%s); still injecting the %s "
-				  "read before", hp.cred_path, why ? why : strerror(errno),
-				  hp.cred_token ? "token" : "password");
+			log_error(
+				"http: %s changed but cannot be read (%s); still injecting the %s "
+				"read before",
+				hp.cred_path, why ? why : strerror(errno),
+				hp.cred_token ? "token" : "password");
 		hp.cred_warned = true;
 		free(why);
 		return;

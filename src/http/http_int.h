@@ -34,9 +34,9 @@ struct event_base;
 struct evdns_base;
 
 #define HIGH_WATER (256 * 1024)
-#define MAX_HEAD 8192		/* as CrateDB: 8 kB of headers */
-#define MAX_URL 4096		/* and a 4 kB initial line */
-#define SQL_PEEK_MAX 65536	/* how much of a /_sql body is looked at for SET & co */
+#define MAX_HEAD 8192      /* as CrateDB: 8 kB of headers */
+#define MAX_URL 4096       /* and a 4 kB initial line */
+#define SQL_PEEK_MAX 65536 /* how much of a /_sql body is looked at for SET & co */
 #define TICK_USEC 250000
 
 enum hc_state { HC_HEAD, HC_WAIT, HC_BODY, HC_RESPONSE, HC_CLOSING };
@@ -48,25 +48,25 @@ struct hc;
 struct hu {
 	TAILQ_ENTRY(hu) entry;
 	struct sio *io;
-	struct upconn *uc;		/* connecting (TLS included) */
-	struct hc *client;		/* the request it serves now */
-	struct hc *pinned;		/* its session belongs to this client */
-	char *key;			/* Default-Schema of its session ("" none) */
-	char *host;			/* where it connects: the upstream, or a redirect's node */
-	char *tls_name;			/* the name its certificate must carry (NULL: host) */
+	struct upconn *uc; /* connecting (TLS included) */
+	struct hc *client; /* the request it serves now */
+	struct hc *pinned; /* its session belongs to this client */
+	char *key;         /* Default-Schema of its session ("" none) */
+	char *host;        /* where it connects: the upstream, or a redirect's node */
+	char *tls_name;    /* the name its certificate must carry (NULL: host) */
 	int port;
 	bool tls;
 	char host_header[300];
-	struct hc *for_client;		/* a redirect's connection: made for this request only */
-	bool oneoff;			/* ... and closed after it */
-	bool close_after;		/* the request was not sent whole: not reusable */
+	struct hc *for_client; /* a redirect's connection: made for this request only */
+	bool oneoff;           /* ... and closed after it */
+	bool close_after;      /* the request was not sent whole: not reusable */
 	http_parser parser;
 	struct http_head head;
 	enum hu_state state;
 	uint64_t since;
 	int requests;
 	bool head_done, response_started, buried;
-	bool head_lf, folded;		/* obs-fold in the response head, as it is scanned */
+	bool head_lf, folded; /* obs-fold in the response head, as it is scanned */
 };
 
 /* A client connection. */
@@ -80,22 +80,22 @@ struct hc {
 	struct hu *up, *pinned;
 	char *key;
 	uint64_t since, req_start;
-	z_stream *z;			/* inflating a compressed /_sql body */
-	bool z_done;			/* ... to its end (or to an error) */
-	bool z_count;			/* its inflated size could pass the limit: counted */
-	size_t inflated;		/* its size inflated so far, as CrateDB limits it */
+	z_stream *z;     /* inflating a compressed /_sql body */
+	bool z_done;     /* ... to its end (or to an error) */
+	bool z_count;    /* its inflated size could pass the limit: counted */
+	size_t inflated; /* its size inflated so far, as CrateDB limits it */
 	struct evbuffer *sql_peek;
-	size_t sql_scanned;		/* how much of sql_peek was looked at */
+	size_t sql_scanned; /* how much of sql_peek was looked at */
 	size_t body_bytes;
 	int method;
 	bool waiting, head_started, has_body, body_done, keep_alive, is_sql, pin, sql_known;
 	bool close_after, buried, paused;
-	bool lf_fed;			/* the parser has seen the head's LF again (body parsing) */
-	bool head_lf;			/* the head so far ends with an LF (obs-fold check) */
-	bool folded;			/* a head line starts with white space (obs-fold) */
-	bool own_expect;		/* the client asked for 100-continue */
-	bool body_sent;			/* some of the body went upstream: no redirect now */
-	uint64_t progress;		/* last byte moved for this client (stall timeout) */
+	bool lf_fed;       /* the parser has seen the head's LF again (body parsing) */
+	bool head_lf;      /* the head so far ends with an LF (obs-fold check) */
+	bool folded;       /* a head line starts with white space (obs-fold) */
+	bool own_expect;   /* the client asked for 100-continue */
+	bool body_sent;    /* some of the body went upstream: no redirect now */
+	uint64_t progress; /* last byte moved for this client (stall timeout) */
 	int redirects;
 };
 
@@ -117,9 +117,9 @@ struct http_side {
 	struct evdns_base *dns;
 	const struct http_conf *cfg;
 	struct http_conf conf;
-	struct hu_list ups;		/* every upstream connection */
-	struct hc_list clients;		/* every client connection */
-	struct hc_list waiting;		/* clients waiting for an upstream connection */
+	struct hu_list ups;     /* every upstream connection */
+	struct hc_list clients; /* every client connection */
+	struct hc_list waiting; /* clients waiting for an upstream connection */
 	char *host;
 	int port;
 	bool tls;
@@ -127,9 +127,9 @@ struct http_side {
 	char *ca_file;
 	char host_header[300];
 	char upstream_name[300];
-	char *auth;			/* the Authorization value injected, never logged */
-	char *cred_path;		/* the file it comes from, read again when it changes */
-	bool cred_token;		/* ... a bearer token (else a password) */
+	char *auth;      /* the Authorization value injected, never logged */
+	char *cred_path; /* the file it comes from, read again when it changes */
+	bool cred_token; /* ... a bearer token (else a password) */
 	struct stat cred_st;
 	bool cred_warned;
 	struct listen_set *listeners;

@@ -128,7 +128,8 @@ const char *http_te_lookalike(const struct http_head *hd)
 
 const char *http_framing_error(const struct http_head *hd)
 {
-	int cl = http_head_count(hd, "Content-Length"), te = http_head_count(hd, "Transfer-Encoding");
+	int cl = http_head_count(hd, "Content-Length"),
+	    te = http_head_count(hd, "Transfer-Encoding");
 	size_t n;
 
 	if (cl && te)
@@ -186,7 +187,8 @@ const char *http_host_error(const struct http_head *hd, int major, int minor)
 static bool named_by_connection(const struct http_head *hd, const char *name)
 {
 	for (int i = 0; i < hd->n; i++) {
-		if (!hd->h[i].name || strcasecmp(hd->h[i].name, "Connection") != 0 || !hd->h[i].value)
+		if (!hd->h[i].name || strcasecmp(hd->h[i].name, "Connection") != 0 ||
+		    !hd->h[i].value)
 			continue;
 		const char *p = hd->h[i].value;
 		size_t nl = strlen(name);
@@ -204,8 +206,9 @@ static bool named_by_connection(const struct http_head *hd, const char *name)
 
 static bool hop_by_hop(const struct http_head *hd, const char *name, bool has_connection)
 {
-	static const char *const hop[] = { "Connection", "Keep-Alive", "Proxy-Connection", "TE",
-					   "Trailer", "Upgrade", NULL };
+	static const char *const hop[] = { "Connection", "Keep-Alive", "Proxy-Connection",
+					   "TE",         "Trailer",    "Upgrade",
+					   NULL };
 
 	for (int i = 0; hop[i]; i++)
 		if (strcasecmp(name, hop[i]) == 0)
@@ -287,26 +290,46 @@ void http_put_request(struct evbuffer *out, const char *method, const struct htt
 const char *http_reason(int status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 307: return "Temporary Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Unknown";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 307:
+		return "Temporary Redirect";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -319,7 +342,8 @@ void http_put_response(struct evbuffer *out, int major, int minor, int status,
 
 	h.out = out;
 	h.n = 0;
-	hb_put(&h, line, (size_t)snprintf(line, sizeof(line), "HTTP/%d.%d %d ", major, minor, status));
+	hb_put(&h, line,
+	       (size_t)snprintf(line, sizeof(line), "HTTP/%d.%d %d ", major, minor, status));
 	hb_str(&h, hd->reason && *hd->reason ? hd->reason : http_reason(status));
 	hb_put(&h, "\r\n", 2);
 	for (int i = 0; i < hd->n; i++) {
@@ -362,9 +386,11 @@ void http_put_error(struct evbuffer *out, int status, int code, bool close, cons
 	evbuffer_add_printf(body, "{\"error\":{\"message\":");
 	put_json_string(body, msg);
 	evbuffer_add_printf(body, ",\"code\":%d}}", code);
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			    "Content-Length: %zu\r\n%s\r\n", status, http_reason(status),
-			    evbuffer_get_length(body), close ? "Connection: close\r\n" : "");
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			    "Content-Length: %zu\r\n%s\r\n",
+			    status, http_reason(status), evbuffer_get_length(body),
+			    close ? "Connection: close\r\n" : "");
 	evbuffer_add_buffer(out, body);
 	evbuffer_free(body);
 }
@@ -433,7 +459,12 @@ static int json_char(const char *b, size_t len, size_t *i, char *c)
 		return -1;
 	char e = b[*i + 1];
 	if (e != 'u') {
-		*c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+		*c = e == 'n'   ? '\n'
+		     : e == 't' ? '\t'
+		     : e == 'r' ? '\r'
+		     : e == 'b' ? '\b'
+		     : e == 'f' ? '\f'
+				: e;
 		*i += 2;
 		return 1;
 	}
@@ -443,8 +474,9 @@ static int json_char(const char *b, size_t len, size_t *i, char *c)
 	unsigned v = 0;
 	for (size_t k = *i + 2; k <= *i + 5; k++) {
 		char h = b[k];
-		v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
-				       : isxdigit((unsigned char)h) ? (tolower(h) - 'a' + 10) : 0);
+		v = v * 16 + (unsigned)(isdigit((unsigned char)h)    ? h - '0'
+					: isxdigit((unsigned char)h) ? (tolower(h) - 'a' + 10)
+								     : 0);
 	}
 	*c = v < 0x80 ? (char)v : ' ';
 	*i += 6;
@@ -458,7 +490,7 @@ static int json_char(const char *b, size_t len, size_t *i, char *c)
 static int first_word(const char *b, size_t len, size_t i, char *w, size_t wmax)
 {
 	enum { CODE, LINE, BLOCK } st = CODE;
-	bool star = false;	/* in a block comment, the last character was '*' */
+	bool star = false; /* in a block comment, the last character was '*' */
 	size_t n = 0;
 	char c, d;
 
@@ -514,8 +546,9 @@ static bool key_is_stmt(const char *k, size_t n)
 		if (c == '\\' && i + 1 < n) {
 			char e = k[++i];
 			if (e == 'u' && i + 4 < n) {
-				unsigned v = (unsigned)strtoul((char[5]){ k[i + 1], k[i + 2], k[i + 3], k[i + 4], 0 },
-							       NULL, 16);
+				unsigned v = (unsigned)strtoul(
+					(char[5]){ k[i + 1], k[i + 2], k[i + 3], k[i + 4], 0 },
+					NULL, 16);
 				i += 4;
 				c = v < 0x80 ? (char)v : '?';
 			} else {

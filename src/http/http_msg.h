@@ -19,12 +19,12 @@ struct http_header {
 
 /* A request or response head as the parser delivered it. */
 struct http_head {
-	char *url;			/* requests */
-	char *reason;			/* responses */
+	char *url;    /* requests */
+	char *reason; /* responses */
 	struct http_header h[HTTP_MAX_HEADERS];
 	int n;
-	size_t bytes;			/* header bytes seen, for the size limit */
-	bool in_value;			/* the parser is in a header value */
+	size_t bytes;  /* header bytes seen, for the size limit */
+	bool in_value; /* the parser is in a header value */
 };
 
 void http_head_clear(struct http_head *hd);

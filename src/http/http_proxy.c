@@ -62,12 +62,15 @@ static void accept_cb(int fd, const struct sockaddr *sa, int salen, bool unix_so
 	(void)salen;
 	(void)arg;
 	if (hp.stopping || hp.nclients >= hp.cfg->max_client_conn) {
-#define BUSY_BODY "{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\"," \
-		  "\"code\":5030}}"
+#define BUSY_BODY                                                                           \
+	"{\"error\":{\"message\":\"too many client connections ([http] max_client_conn)\"," \
+	"\"code\":5030}}"
 		char busy[256];
-		int n = snprintf(busy, sizeof(busy), "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-				 "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-				 sizeof(BUSY_BODY) - 1, BUSY_BODY);
+		int n = snprintf(
+			busy, sizeof(busy),
+			"HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+			"application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			sizeof(BUSY_BODY) - 1, BUSY_BODY);
 #undef BUSY_BODY
 		if (send(fd, busy, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			log_debug("http: cannot send the refusal: %s", strerror(errno));
@@ -92,28 +95,31 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	for (c = TAILQ_FIRST(&hp.clients); c; c = cn) {
 		cn = TAILQ_NEXT(c, entry);
-		if (c->state == HC_HEAD && c->head_started && now - c->since > cfgd(cfg->header_timeout))
+		if (c->state == HC_HEAD && c->head_started &&
+		    now - c->since > cfgd(cfg->header_timeout))
 			hc_fail(c, 408, 4080, "request head not received within %s",
 				"[http] header_timeout");
 		else if (c->state == HC_HEAD && !c->head_started &&
 			 now - c->since > cfgd(cfg->idle_timeout))
 			hc_close(c, "idle_timeout");
-		else if ((c->state == HC_BODY || (c->state == HC_RESPONSE && c->up &&
-						     c->up->response_started)) &&
-			   now - c->progress > cfgd(cfg->idle_timeout)) {
+		else if ((c->state == HC_BODY ||
+			  (c->state == HC_RESPONSE && c->up && c->up->response_started)) &&
+			 now - c->progress > cfgd(cfg->idle_timeout)) {
 			/* a client that stopped sending its body or reading its answer must not hold
 			 * an upstream connection for ever */
 			hc_close(c, "stalled for idle_timeout in the middle of a request");
-		} else if (c->state == HC_WAIT && c->waiting && now - c->since > cfgd(cfg->queue_timeout))
-			hc_fail(c, 503, 5031, "no CrateDB connection became free within %s "
+		} else if (c->state == HC_WAIT && c->waiting &&
+			   now - c->since > cfgd(cfg->queue_timeout))
+			hc_fail(c, 503, 5031,
+				"no CrateDB connection became free within %s "
 				"([http] queue_timeout; pool_size connections are busy)",
 				"queue_timeout");
 	}
 	for (u = TAILQ_FIRST(&hp.ups); u; u = un) {
 		un = TAILQ_NEXT(u, entry);
-		if (u->state == HU_CONNECTING &&
-		    now - u->since > cfgd(cfg->connect_timeout)) {
-			hu_fail(u, "timed out connecting to %s ([http] connect_timeout)", hp.upstream_name);
+		if (u->state == HU_CONNECTING && now - u->since > cfgd(cfg->connect_timeout)) {
+			hu_fail(u, "timed out connecting to %s ([http] connect_timeout)",
+				hp.upstream_name);
 		} else if (u->state == HU_BUSY && u->client && !u->response_started &&
 			   (!u->client->has_body || u->client->body_done) &&
 			   now - u->since > cfgd(cfg->request_timeout)) {
@@ -123,7 +129,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			hu_close(u, "request_timeout");
 			hc_fail(cl, 504, 5040, "CrateDB did not answer within %s",
 				"[http] request_timeout");
-		} else if (u->state == HU_IDLE && now - u->since > cfgd(cfg->upstream_idle_timeout)) {
+		} else if (u->state == HU_IDLE &&
+			   now - u->since > cfgd(cfg->upstream_idle_timeout)) {
 			hu_close(u, "upstream_idle_timeout");
 		}
 	}
@@ -150,9 +157,10 @@ int http_proxy_check(const struct cfg *cfg, char **err)
 	}
 	free(host);
 	if (!tls && cfg->http_tls_sslmode != SSLMODE_DISABLE) {
-		*err = xasprintf("[http] upstream \"%s\" is plain http, but tls_sslmode requires TLS "
-				 "(the injected password would cross the network in the clear)",
-				 cfg->http_upstream);
+		*err = xasprintf(
+			"[http] upstream \"%s\" is plain http, but tls_sslmode requires TLS "
+			"(the injected password would cross the network in the clear)",
+			cfg->http_upstream);
 		return -1;
 	}
 	if (*cfg->http_password && *cfg->http_password_file) {
@@ -172,10 +180,11 @@ int http_proxy_check(const struct cfg *cfg, char **err)
 	free(auth);
 	if (cfg->http_listen_port && !cfg->allow_unauthenticated_remote &&
 	    listen_addrs_remote(cfg->http_listen_addr, cfg->http_listen_port)) {
-		*err = xasprintf("[http] listen_addr %s is reachable from other hosts, and the HTTP side "
-				 "hands out the injected credentials to whoever connects; bind it to "
-				 "loopback or set allow_unauthenticated_remote = 1",
-				 cfg->http_listen_addr);
+		*err = xasprintf(
+			"[http] listen_addr %s is reachable from other hosts, and the HTTP side "
+			"hands out the injected credentials to whoever connects; bind it to "
+			"loopback or set allow_unauthenticated_remote = 1",
+			cfg->http_listen_addr);
 		return -1;
 	}
 	return 0;
@@ -188,10 +197,13 @@ static int copy_conf(const struct cfg *cfg)
 	const char *why;
 
 	hp.conf = (struct http_conf){
-		.pool_size = cfg->http_pool_size, .max_client_conn = cfg->http_max_client_conn,
+		.pool_size = cfg->http_pool_size,
+		.max_client_conn = cfg->http_max_client_conn,
 		.max_sql_body_mb = cfg->http_max_sql_body_mb,
-		.connect_timeout = cfg->http_connect_timeout, .header_timeout = cfg->http_header_timeout,
-		.idle_timeout = cfg->http_idle_timeout, .request_timeout = cfg->http_request_timeout,
+		.connect_timeout = cfg->http_connect_timeout,
+		.header_timeout = cfg->http_header_timeout,
+		.idle_timeout = cfg->http_idle_timeout,
+		.request_timeout = cfg->http_request_timeout,
 		.queue_timeout = cfg->http_queue_timeout,
 		.upstream_idle_timeout = cfg->http_upstream_idle_timeout,
 	};
@@ -200,8 +212,9 @@ static int copy_conf(const struct cfg *cfg)
 	if (http_parse_upstream(cfg->http_upstream, &hp.tls, &hp.host, &hp.port, &why) < 0)
 		return -1;
 	hp.sslmode = hp.tls ? cfg->http_tls_sslmode : SSLMODE_DISABLE;
-	const char *ca = *cfg->http_tls_ca_file ? cfg->http_tls_ca_file
-						: *cfg->server_tls_ca_file ? cfg->server_tls_ca_file : NULL;
+	const char *ca = *cfg->http_tls_ca_file     ? cfg->http_tls_ca_file
+			 : *cfg->server_tls_ca_file ? cfg->server_tls_ca_file
+						    : NULL;
 	hp.ca_file = ca ? xstrdup(ca) : NULL;
 	snprintf(hp.host_header, sizeof(hp.host_header), strchr(hp.host, ':') ? "[%s]:%d" : "%s:%d",
 		 hp.host, hp.port);
@@ -218,8 +231,10 @@ static int start_listeners(const struct cfg *cfg, const int *fds, int nfds)
 		/* socket activation (FileDescriptorName=http): listen_addr/port/unix_socket unused */
 		for (int i = 0; i < nfds; i++) {
 			if (!fd_is_loopback(fds[i]) && !cfg->allow_unauthenticated_remote) {
-				log_error("refusing the HTTP socket passed by systemd (fd %d): it is reachable "
-					  "from other hosts and hands out the injected credentials", fds[i]);
+				log_error(
+					"refusing the HTTP socket passed by systemd (fd %d): it is reachable "
+					"from other hosts and hands out the injected credentials",
+					fds[i]);
 				return -1;
 			}
 			if (lset_adopt(hp.listeners, fds[i]) < 0)
@@ -251,7 +266,8 @@ int http_proxy_start(struct event_base *base, struct evdns_base *dns, const stru
 	if (cfg->http_listen_port == 0 && !*cfg->http_unix_socket && nfds == 0)
 		return 0;
 	if (nfds > 0 && !*cfg->http_upstream) {
-		log_error("socket activation passed an \"http\" socket, but [http] upstream is not set");
+		log_error(
+			"socket activation passed an \"http\" socket, but [http] upstream is not set");
 		return -1;
 	}
 	if (http_proxy_check(cfg, &err) < 0) {
@@ -347,7 +363,7 @@ void http_proxy_stats(struct http_stats *st)
 	*st = hp.st;
 	st->clients = hp.nclients;
 	st->upstream_total = hp.nup;
-	TAILQ_FOREACH(u, &hp.ups, entry) {
+	TAILQ_FOREACH (u, &hp.ups, entry) {
 		if (u->state == HU_IDLE)
 			st->upstream_idle++;
 		else if (u->pinned)
@@ -355,7 +371,7 @@ void http_proxy_stats(struct http_stats *st)
 		else if (u->state == HU_BUSY)
 			st->upstream_busy++;
 	}
-	TAILQ_FOREACH(c, &hp.waiting, wait)
+	TAILQ_FOREACH (c, &hp.waiting, wait)
 		st->waiting++;
 	st->upstream = hp.upstream_name;
 	st->last_error = hp.last_error;

@@ -24,11 +24,11 @@ bool http_proxy_enabled(void);
 
 /* What the admin console and /metrics show. */
 struct http_stats {
-	uint64_t requests, responses[6];	/* by status class: [1] 1xx ... [5] 5xx */
+	uint64_t requests, responses[6]; /* by status class: [1] 1xx ... [5] 5xx */
 	uint64_t errors_upstream, retries, bytes_in, bytes_out, request_time_us;
-	uint64_t tls_handshakes, tls_resumed;	/* upstream TLS handshakes, and how many resumed */
+	uint64_t tls_handshakes, tls_resumed; /* upstream TLS handshakes, and how many resumed */
 	int clients, upstream_total, upstream_idle, upstream_busy, upstream_pinned, waiting;
-	const char *upstream;		/* host:port */
+	const char *upstream; /* host:port */
 	const char *last_error;
 };
 void http_proxy_stats(struct http_stats *st);

@@ -46,7 +46,8 @@ void hu_set_state(struct hu *u, enum hu_state to)
 
 	if (to != HU_CLOSING && !(moves[u->state] & 1u << to))
 		log_error("http: upstream connection %p goes from %s to %s, a move it never makes "
-			  "(a bug)", (void *)u, hu_state_names[u->state], hu_state_names[to]);
+			  "(a bug)",
+			  (void *)u, hu_state_names[u->state], hu_state_names[to]);
 	log_trace("http: upstream connection %p: %s -> %s", (void *)u, hu_state_names[u->state],
 		  hu_state_names[to]);
 	u->state = to;
@@ -243,7 +244,8 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 			hc_set_state(c, HC_WAIT);
 			hu_acquire(c);
 		} else {
-			hc_fail(c, 502, 5020, "%s", "the CrateDB connection closed before answering; "
+			hc_fail(c, 502, 5020, "%s",
+				"the CrateDB connection closed before answering; "
 				"the request was not retried (it may have run)");
 		}
 		return;
@@ -257,7 +259,8 @@ static void hu_event_cb(struct sio *io, short what, void *arg)
 		hc_request_done(c);
 		return;
 	}
-	hu_close(u, what & SIO_EOF ? "upstream closed the connection" : "upstream connection error");
+	hu_close(u,
+		 what & SIO_EOF ? "upstream closed the connection" : "upstream connection error");
 }
 
 /* Connected, TLS included (upconn), or failed on the way. */
@@ -314,8 +317,12 @@ static struct hu *hu_launch_to(const char *key, const char *host, const char *tl
 		 host, port);
 	u->state = HU_CONNECTING; /* a new connection */
 	u->since = now_usec();
-	struct upconn_opts o = { .host = host, .port = port, .tls_name = tls_name,
-				 .tls = tls, .sslmode = hp.sslmode, .ca_file = hp.ca_file,
+	struct upconn_opts o = { .host = host,
+				 .port = port,
+				 .tls_name = tls_name,
+				 .tls = tls,
+				 .sslmode = hp.sslmode,
+				 .ca_file = hp.ca_file,
 				 .keepalive = true };
 	if (!(u->uc = upconn_start(hp.base, hp.dns, &o, hu_connected, u))) {
 		free(u->key);
@@ -348,7 +355,7 @@ static void hu_idle(struct hu *u)
 		hu_close(u, "shutting down");
 		return;
 	}
-	TAILQ_FOREACH(c, &hp.waiting, wait)
+	TAILQ_FOREACH (c, &hp.waiting, wait)
 		if (strcmp(c->key, u->key) == 0) {
 			TAILQ_REMOVE(&hp.waiting, c, wait);
 			c->waiting = false;
@@ -372,7 +379,7 @@ static int pinned_count(void)
 	struct hu *u;
 	int n = 0;
 
-	TAILQ_FOREACH(u, &hp.ups, entry)
+	TAILQ_FOREACH (u, &hp.ups, entry)
 		if (u->pinned)
 			n++;
 	return n;
@@ -410,7 +417,7 @@ void hu_acquire(struct hc *c)
 		/* one connection on the way per waiting client at most */
 		int waiters = 0;
 		struct hc *w;
-		TAILQ_FOREACH(w, &hp.waiting, wait)
+		TAILQ_FOREACH (w, &hp.waiting, wait)
 			if (strcmp(w->key, c->key) == 0)
 				waiters++;
 		if (waiters > busy_or_connecting || busy_or_connecting == 0)
@@ -418,7 +425,7 @@ void hu_acquire(struct hc *c)
 		return;
 	}
 	/* full: an idle connection of another session makes room */
-	TAILQ_FOREACH(u, &hp.ups, entry)
+	TAILQ_FOREACH (u, &hp.ups, entry)
 		if (u->state == HU_IDLE && !u->pinned) {
 			hu_close(u, "making room for a connection with another Default-Schema");
 			hu_launch(c->key);
@@ -524,12 +531,15 @@ static int follow_redirect(struct hu *u, struct hc *c)
 	free(base);
 	if (why) {
 		free(host);
-		hc_fail(c, 502, 5023, "CrateDB redirected %s to %s, which cratebouncer cannot "
-			"follow: %s", c->head.url, loc ? loc : "(none)", why);
+		hc_fail(c, 502, 5023,
+			"CrateDB redirected %s to %s, which cratebouncer cannot "
+			"follow: %s",
+			c->head.url, loc ? loc : "(none)", why);
 		return -1;
 	}
 	/* an IP literal: the node's certificate is the cluster's */
-	const char *tls_name = tls && is_ip_literal(host) && !is_ip_literal(hp.host) ? hp.host : NULL;
+	const char *tls_name = tls && is_ip_literal(host) && !is_ip_literal(hp.host) ? hp.host
+										     : NULL;
 	log_debug("http: following CrateDB's redirect of %s to %s%s%s", c->head.url, loc,
 		  tls_name ? ", certificate checked for " : "", tls_name ? tls_name : "");
 	free(c->head.url);
@@ -556,7 +566,8 @@ static int response_head(struct hu *u)
 	 * the head as it is written again, could frame the body otherwise (a folded
 	 * Transfer-Encoding): refused, as for requests */
 	if (u->folded) {
-		hc_fail(c, 502, 5021, "CrateDB sent an invalid HTTP response: "
+		hc_fail(c, 502, 5021,
+			"CrateDB sent an invalid HTTP response: "
 			"a folded header line (obs-fold)");
 		hu_close(u, "invalid response");
 		return -1;
@@ -572,14 +583,16 @@ static int response_head(struct hu *u)
 	if (status == 401 && http_head_get(&u->head, "WWW-Authenticate")) {
 		cred_refresh();
 		if (!hp.warned_401)
-			log_error("http: CrateDB at %s refused the credentials cratebouncer injects "
-				  "(user \"%s\"): check [http] user/password/bearer_token_file",
-				  hp.upstream_name, *hp.cfg->user ? hp.cfg->user : "(token)");
+			log_error(
+				"http: CrateDB at %s refused the credentials cratebouncer injects "
+				"(user \"%s\"): check [http] user/password/bearer_token_file",
+				hp.upstream_name, *hp.cfg->user ? hp.cfg->user : "(token)");
 		hp.warned_401 = true;
 		hp.st.responses[4]++;
 		http_put_error(out, 401, 4010, !c->keep_alive,
 			       "CrateDB refused the credentials cratebouncer injects for %s; "
-			       "the cratebouncer config needs fixing, not this client", hp.upstream_name);
+			       "the cratebouncer config needs fixing, not this client",
+			       hp.upstream_name);
 		u->client = NULL;
 		c->up = NULL;
 		hu_close(u, "401 from the upstream");
@@ -670,7 +683,8 @@ static void hu_read_cb(struct sio *io, void *arg)
 			return;
 		}
 		if (in_head) {
-			if (http_head_folded(v.iov_base, n < v.iov_len ? n : v.iov_len, &u->head_lf))
+			if (http_head_folded(v.iov_base, n < v.iov_len ? n : v.iov_len,
+					     &u->head_lf))
 				u->folded = true;
 			evbuffer_drain(in, e == HPE_PAUSED ? n + 1 : n);
 			if (e == HPE_PAUSED && response_head(u) < 0)

@@ -99,7 +99,8 @@ bool auth_check_plain(const char *stored, const char *user, const char *given)
 		if (scram_secret_parse(stored, &secret) == 0 &&
 		    scram_secret_from_password(given, secret.salt, secret.salt_len,
 					       secret.iterations, &derived) == 0) {
-			ok = CRYPTO_memcmp(secret.stored_key, derived.stored_key, SCRAM_KEY_LEN) == 0;
+			ok = CRYPTO_memcmp(secret.stored_key, derived.stored_key, SCRAM_KEY_LEN) ==
+			     0;
 			OPENSSL_cleanse(&derived, sizeof(derived));
 		}
 		OPENSSL_cleanse(&secret, sizeof(secret));

@@ -12,7 +12,7 @@
 struct entry {
 	char *user;
 	char *secret;
-	size_t seq;	/* file order, so that a later duplicate wins */
+	size_t seq; /* file order, so that a later duplicate wins */
 };
 
 struct authfile {

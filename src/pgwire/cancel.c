@@ -25,8 +25,8 @@
 struct canceller {
 	struct upconn *uc;
 	struct sio *io;
-	struct event timer;		/* CANCEL_TIMEOUT_SECS, or the end once it came */
-	bool ended;			/* the connection ended: finish from the timer */
+	struct event timer; /* CANCEL_TIMEOUT_SECS, or the end once it came */
+	bool ended;         /* the connection ended: finish from the timer */
 	const char *why;
 	char host[256];
 	uint32_t pid, key;
@@ -80,10 +80,13 @@ static void connected(struct sio *io, enum upconn_failure why, const char *detai
 {
 	struct canceller *k = arg;
 	static const char *const reasons[] = {
-		[UC_RESOLVE] = "cannot resolve", [UC_CONNECT] = "cannot connect",
-		[UC_SSL_CLOSED] = "closed after SSLRequest", [UC_SSL_REFUSED] = "upstream refused TLS",
+		[UC_RESOLVE] = "cannot resolve",
+		[UC_CONNECT] = "cannot connect",
+		[UC_SSL_CLOSED] = "closed after SSLRequest",
+		[UC_SSL_REFUSED] = "upstream refused TLS",
 		[UC_SSL_INVALID] = "an invalid answer to SSLRequest",
-		[UC_TLS_SETUP] = "cannot set up TLS", [UC_TLS_HANDSHAKE] = "TLS handshake failed",
+		[UC_TLS_SETUP] = "cannot set up TLS",
+		[UC_TLS_HANDSHAKE] = "TLS handshake failed",
 		[UC_NO_MEMORY] = "out of memory",
 	};
 
@@ -106,9 +109,13 @@ void cancel_forward(const struct sockaddr *sa, socklen_t salen, const char *host
 {
 	struct canceller *k = calloc(1, sizeof(*k));
 	struct timeval tv = { CANCEL_TIMEOUT_SECS, 0 };
-	struct upconn_opts o = { .host = host, .addr = sa, .addrlen = salen,
-				 .tls = sslmode != SSLMODE_DISABLE, .sslmode = sslmode,
-				 .ca_file = ca_file, .ssl_request = true };
+	struct upconn_opts o = { .host = host,
+				 .addr = sa,
+				 .addrlen = salen,
+				 .tls = sslmode != SSLMODE_DISABLE,
+				 .sslmode = sslmode,
+				 .ca_file = ca_file,
+				 .ssl_request = true };
 
 	if (!k) {
 		if (done)

@@ -93,7 +93,7 @@ struct client *client_by_id(uint32_t id)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &all_clients, all)
+	TAILQ_FOREACH (c, &all_clients, all)
 		if (c->cancel_pid == id && !c->closing)
 			return c;
 	return NULL;
@@ -103,7 +103,7 @@ void clients_trim(void)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &all_clients, all)
+	TAILQ_FOREACH (c, &all_clients, all)
 		if (!c->closing)
 			sio_trim(c->bev);
 }
@@ -115,8 +115,8 @@ size_t client_struct_size(void)
 
 void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *arg)
 {
-	static const char *const names[] = { "login", "waiting", "active", "waiting", "active",
-					     "closing" };
+	static const char *const names[] = { "login",   "waiting", "active",
+					     "waiting", "active",  "closing" };
 	struct client *c, *next;
 
 	for (c = TAILQ_FIRST(&all_clients); c; c = next) {
@@ -147,7 +147,8 @@ void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *
 		ci.connect_usec = c->connect_time;
 		ci.request_usec = c->request_time ? c->request_time : c->connect_time;
 		ci.wait_usec = c->node.state == CL_WAITING || c->node.state == CL_LOGIN_WAIT
-				       ? now_usec() - c->wait_since : 0;
+				       ? now_usec() - c->wait_since
+				       : 0;
 		ci.ptr = c;
 		ci.link = c->server;
 		ci.id = c->cancel_pid;
@@ -424,7 +425,8 @@ void client_read_cb(struct sio *bev, void *arg)
 		return;
 	c->request_time = now_usec();
 	if (c->admin && c->node.state != CL_LOGIN) {
-		if (console->handle(c, c->admin, &c->admin_skip, sio_input(bev), sio_output(bev)) < 0)
+		if (console->handle(c, c->admin, &c->admin_skip, sio_input(bev), sio_output(bev)) <
+		    0)
 			client_close(c, true, "client close request");
 		return;
 	}
@@ -510,7 +512,7 @@ static void forward(struct client *c)
 		/* its query is pipelined (or others' are behind it): what it sends next
 		 * waits for that answer */
 		if (evbuffer_get_length(sio_input(c->bev)) > WAIT_BUFFER_MAX)
-			client_pause_read(c, true);	/* client_unlinked resumes it */
+			client_pause_read(c, true); /* client_unlinked resumes it */
 		return;
 	}
 	if (c->server && server_output_full(c->server))
@@ -531,8 +533,7 @@ void client_unlinked(struct client *c)
 
 void client_resume(struct client *c)
 {
-	if (!c->closing && c->node.state == CL_IDLE &&
-	    evbuffer_get_length(sio_input(c->bev)) > 0)
+	if (!c->closing && c->node.state == CL_IDLE && evbuffer_get_length(sio_input(c->bev)) > 0)
 		client_read_cb(c->bev, c);
 }
 
@@ -571,7 +572,7 @@ void client_welcome(struct client *c, const uint8_t *params, size_t len)
 	const uint8_t *msg = p, *body;
 	uint8_t type;
 	size_t blen, mlen;
-	char *datestyle = NULL;	/* CrateDB's lower-case "datestyle", if no "DateStyle" */
+	char *datestyle = NULL; /* CrateDB's lower-case "datestyle", if no "DateStyle" */
 	bool has_datestyle = false;
 
 	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen)) {

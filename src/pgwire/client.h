@@ -88,10 +88,10 @@ struct client_info {
 	const char *user, *database, *state, *application_name;
 	char addr[64], local_addr[64];
 	int port, local_port;
-	uint64_t connect_usec, request_usec, wait_usec;	/* monotonic; wait: so far */
+	uint64_t connect_usec, request_usec, wait_usec; /* monotonic; wait: so far */
 	const void *ptr, *link;
 	uint32_t id;
-	uint64_t prepared;	/* named statements it has */
+	uint64_t prepared; /* named statements it has */
 	bool admin;
 };
 void clients_foreach(void (*fn)(const struct client_info *ci, void *arg), void *arg);

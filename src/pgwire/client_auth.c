@@ -130,8 +130,10 @@ static bool peer_ok(struct client *c)
 	/* In a user namespace (systemd's PrivateUsers=yes) every unmapped uid reads as the
 	 * overflow uid: it names no one, so it must never match a user. */
 	if (cred.uid == overflow_uid()) {
-		log_warn("peer authentication: the client's uid is not visible (user namespace, e.g. "
-			 "PrivateUsers=yes); refusing \"%s\"", user_of(c));
+		log_warn(
+			"peer authentication: the client's uid is not visible (user namespace, e.g. "
+			"PrivateUsers=yes); refusing \"%s\"",
+			user_of(c));
 		return false;
 	}
 	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
@@ -151,15 +153,18 @@ static void start_auth(struct client *c)
 	if (console && console->is_console_db(db_of(c))) {
 		c->admin = (uint8_t)console->role_for(cfg, user_of(c));
 		if (!c->admin) {
-			client_fail(c, "28000", "not allowed to use the admin console: user \"%s\" is in "
-				    "neither admin_users nor stats_users", user_of(c));
+			client_fail(c, "28000",
+				    "not allowed to use the admin console: user \"%s\" is in "
+				    "neither admin_users nor stats_users",
+				    user_of(c));
 			return;
 		}
 	} else if (!cfg_find_db(cfg, db_of(c))) {
 		client_fail(c, "3D000", "no such database: %s", db_of(c));
 		return;
 	} else if (pools_is_disabled(db_of(c))) {
-		client_fail(c, "08P01", "database \"%s\" is disabled (DISABLE from the admin console)",
+		client_fail(c, "08P01",
+			    "database \"%s\" is disabled (DISABLE from the admin console)",
 			    db_of(c));
 		return;
 	}
@@ -177,12 +182,15 @@ static void start_auth(struct client *c)
 		return;
 	case AUTH_PEER:
 		if (!c->unix_socket) {
-			client_fail(c, "28000", "peer authentication failed for user \"%s\": "
-				    "peer authentication works only on the Unix socket", user_of(c));
+			client_fail(c, "28000",
+				    "peer authentication failed for user \"%s\": "
+				    "peer authentication works only on the Unix socket",
+				    user_of(c));
 			return;
 		}
 		if (!peer_ok(c)) {
-			client_fail(c, "28000", "peer authentication failed for user \"%s\"", user_of(c));
+			client_fail(c, "28000", "peer authentication failed for user \"%s\"",
+				    user_of(c));
 			return;
 		}
 		auth_done(c);
@@ -217,12 +225,15 @@ static void start_auth(struct client *c)
 			/* unknown user or an md5 secret: run the exchange against a random
 			 * secret so that it fails like a wrong password */
 			if (a->secret && secret_kind(a->secret) == SECRET_MD5)
-				log_warn("user \"%s\": an md5 secret in auth_file cannot be used with "
-					 "scram-sha-256", user_of(c));
+				log_warn(
+					"user \"%s\": an md5 secret in auth_file cannot be used with "
+					"scram-sha-256",
+					user_of(c));
 			memset(&ss, 0, sizeof(ss));
 			ss.iterations = SCRAM_DEFAULT_ITERATIONS;
 			ss.salt_len = 16;
-			if (RAND_bytes(ss.salt, 16) != 1 || RAND_bytes(ss.stored_key, SCRAM_KEY_LEN) != 1 ||
+			if (RAND_bytes(ss.salt, 16) != 1 ||
+			    RAND_bytes(ss.stored_key, SCRAM_KEY_LEN) != 1 ||
 			    RAND_bytes(ss.server_key, SCRAM_KEY_LEN) != 1) {
 				client_fail(c, "53200", "cannot generate a salt");
 				return;
@@ -257,9 +268,10 @@ static void auth_message(struct client *c, const uint8_t *body, size_t len)
 			client_fail(c, "08P01", "invalid password message");
 			return;
 		}
-		if (a->secret && (a->step == AS_PASSWORD
-				  ? auth_check_plain(a->secret, user_of(c), (const char *)body)
-				  : auth_check_md5(a->secret, user_of(c), a->salt, (const char *)body)))
+		if (a->secret &&
+		    (a->step == AS_PASSWORD
+			     ? auth_check_plain(a->secret, user_of(c), (const char *)body)
+			     : auth_check_md5(a->secret, user_of(c), a->salt, (const char *)body)))
 			auth_done(c);
 		else
 			auth_fail(c);
@@ -271,7 +283,8 @@ static void auth_message(struct client *c, const uint8_t *body, size_t len)
 			return;
 		}
 		if (strcmp((const char *)body, "SCRAM-SHA-256") != 0) {
-			client_fail(c, "28000", "unsupported SASL mechanism \"%s\"", (const char *)body);
+			client_fail(c, "28000", "unsupported SASL mechanism \"%s\"",
+				    (const char *)body);
 			return;
 		}
 		uint32_t dlen = pg_get_u32(body + n + 1);
@@ -279,7 +292,8 @@ static void auth_message(struct client *c, const uint8_t *body, size_t len)
 			client_fail(c, "08P01", "invalid SASLInitialResponse length");
 			return;
 		}
-		if (scram_server_first(a->scram, (const char *)body + n + 5, dlen, &msg, &mlen, &err) < 0) {
+		if (scram_server_first(a->scram, (const char *)body + n + 5, dlen, &msg, &mlen,
+				       &err) < 0) {
 			client_fail(c, "08P01", "SCRAM: %s", err);
 			return;
 		}
@@ -329,8 +343,8 @@ static void handle_startup(struct client *c, const uint8_t *pkt, size_t len)
 		    target->server)
 			server_cancel_client(target->server, target);
 		else
-			client_log(c, LOG_LVL_DEBUG, "cancel request for %u matches no running query",
-				   st.cancel_pid);
+			client_log(c, LOG_LVL_DEBUG,
+				   "cancel request for %u matches no running query", st.cancel_pid);
 		client_close(c, false, "cancel request");
 		return;
 	}
@@ -367,8 +381,9 @@ void client_login_read(struct client *c)
 			evbuffer_copyout(in, hdr, 4);
 			uint32_t plen = pg_get_u32(hdr);
 			if (plen > PG_STARTUP_MAX) {
-				client_fail(c, "08P01", "startup packet too large (%u bytes, limit %d)",
-					    plen, PG_STARTUP_MAX);
+				client_fail(c, "08P01",
+					    "startup packet too large (%u bytes, limit %d)", plen,
+					    PG_STARTUP_MAX);
 				return;
 			}
 			if (plen < 8) {
@@ -389,7 +404,8 @@ void client_login_read(struct client *c)
 		evbuffer_copyout(in, hdr, PG_HDR_LEN);
 		uint32_t mlen = pg_get_u32(hdr + 1);
 		if (hdr[0] != 'p' || mlen < 4 || mlen > AUTH_MSG_MAX) {
-			client_fail(c, "08P01", "expected a password message during authentication");
+			client_fail(c, "08P01",
+				    "expected a password message during authentication");
 			return;
 		}
 		if (avail < (size_t)mlen + 1)

@@ -32,26 +32,26 @@ enum auth_step { AS_STARTUP, AS_PASSWORD, AS_MD5, AS_SASL_INIT, AS_SASL_FINAL };
 struct client_auth {
 	enum auth_step step;
 	uint8_t salt[4];
-	char *secret;			/* from auth_file; NULL when the user has none */
+	char *secret; /* from auth_file; NULL when the user has none */
 	struct scram_server *scram;
 };
 
 struct client {
 	struct pool_node node;
-	TAILQ_ENTRY(client) all;	/* every client, for shutdown */
+	TAILQ_ENTRY(client) all; /* every client, for shutdown */
 	struct sio *bev;
 	struct server *server;
-	char *params;			/* startup parameters, "k\0v\0...", user_of and db_of */
+	char *params; /* startup parameters, "k\0v\0...", user_of and db_of */
 	struct client_auth *auth;
 	uint64_t connect_time, wait_since;
 	uint32_t cancel_pid, cancel_key;
-	struct rl_client rl;		/* its prepared statement names and session settings */
-	uint64_t request_time;		/* last message from the client, for SHOW CLIENTS */
+	struct rl_client rl;   /* its prepared statement names and session settings */
+	uint64_t request_time; /* last message from the client, for SHOW CLIENTS */
 	uint8_t ssl_requests;
-	uint8_t admin;			/* its console role (client_console), 0: not one */
-	bool admin_skip;		/* the console skips an extended-protocol group */
+	uint8_t admin;   /* its console role (client_console), 0: not one */
+	bool admin_skip; /* the console skips an extended-protocol group */
 	bool unix_socket, paused, closing, buried;
-	bool cut;		/* its answer stops inside a message (client_cut) */
+	bool cut; /* its answer stops inside a message (client_cut) */
 };
 
 /* client.c */

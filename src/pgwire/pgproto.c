@@ -125,18 +125,32 @@ int pg_parse_error(const uint8_t *body, size_t len, struct pg_error *out)
 		if (p > end)
 			return -1;
 		switch (field) {
-		case 'V': out->severity = val; break;
-		case 'S': if (!*out->severity) out->severity = val; break;
-		case 'C': out->code = val; break;
-		case 'M': out->message = val; break;
-		case 'D': out->detail = val; break;
-		case 'H': out->hint = val; break;
+		case 'V':
+			out->severity = val;
+			break;
+		case 'S':
+			if (!*out->severity)
+				out->severity = val;
+			break;
+		case 'C':
+			out->code = val;
+			break;
+		case 'M':
+			out->message = val;
+			break;
+		case 'D':
+			out->detail = val;
+			break;
+		case 'H':
+			out->hint = val;
+			break;
 		}
 	}
 	return 0;
 }
 
-int pg_parse_auth(const uint8_t *body, size_t len, uint32_t *code, const uint8_t **data, size_t *dlen)
+int pg_parse_auth(const uint8_t *body, size_t len, uint32_t *code, const uint8_t **data,
+		  size_t *dlen)
 {
 	if (len < 4)
 		return -1;
@@ -182,7 +196,8 @@ void pg_put_msg(struct evbuffer *out, char type, const void *body, size_t len)
 		evbuffer_add(out, body, len);
 }
 
-void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt, ...)
+void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt,
+		  ...)
 {
 	char msg[1024], body[1200];
 	va_list ap;
@@ -191,8 +206,8 @@ void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlsta
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	n = snprintf(body, sizeof(body), "S%s%cV%s%cC%s%cM%s%c", severity, 0, severity, 0,
-		     sqlstate, 0, msg, 0);
+	n = snprintf(body, sizeof(body), "S%s%cV%s%cC%s%cM%s%c", severity, 0, severity, 0, sqlstate,
+		     0, msg, 0);
 	if (n < 0 || (size_t)n >= sizeof(body) - 1) {
 		n = (int)sizeof(body) - 2;
 		body[n - 1] = '\0'; /* the cut field stays NUL-terminated */
@@ -333,8 +348,8 @@ void pg_put_sasl_response(struct evbuffer *out, const void *data, size_t len)
 	pg_put_msg(out, 'p', data, len);
 }
 
-bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body,
-		 size_t *blen, size_t *mlen)
+bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body, size_t *blen,
+		 size_t *mlen)
 {
 	if (*len < PG_HDR_LEN)
 		return false;
@@ -358,7 +373,8 @@ const char *pg_find_param_status(const uint8_t *p, size_t len, const char *name)
 	const char *n, *v;
 
 	while (pg_next_msg(&p, &len, &type, &body, &blen, &mlen))
-		if (type == 'S' && pg_parse_param_status(body, blen, &n, &v) == 0 && strcmp(n, name) == 0)
+		if (type == 'S' && pg_parse_param_status(body, blen, &n, &v) == 0 &&
+		    strcmp(n, name) == 0)
 			return v;
 	return NULL;
 }

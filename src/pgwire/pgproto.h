@@ -17,17 +17,23 @@ struct evbuffer;
 #define PG_CANCEL_REQUEST 80877102u
 
 /* Authentication request codes ('R'). */
-enum { PG_AUTH_OK = 0, PG_AUTH_CLEARTEXT = 3, PG_AUTH_MD5 = 5, PG_AUTH_SASL = 10,
-       PG_AUTH_SASL_CONTINUE = 11, PG_AUTH_SASL_FINAL = 12 };
+enum {
+	PG_AUTH_OK = 0,
+	PG_AUTH_CLEARTEXT = 3,
+	PG_AUTH_MD5 = 5,
+	PG_AUTH_SASL = 10,
+	PG_AUTH_SASL_CONTINUE = 11,
+	PG_AUTH_SASL_FINAL = 12
+};
 
 enum pg_startup_kind { PG_STARTUP_NORMAL, PG_STARTUP_SSL, PG_STARTUP_GSSENC, PG_STARTUP_CANCEL };
 
 struct pg_startup {
 	enum pg_startup_kind kind;
 	uint32_t version;
-	uint32_t cancel_pid, cancel_key;	/* PG_STARTUP_CANCEL */
-	const char *user, *database;		/* point into the packet; database defaults to user */
-	const char *params;			/* "k\0v\0k\0v\0", inside the packet */
+	uint32_t cancel_pid, cancel_key; /* PG_STARTUP_CANCEL */
+	const char *user, *database;     /* point into the packet; database defaults to user */
+	const char *params;              /* "k\0v\0k\0v\0", inside the packet */
 	size_t params_len;
 };
 
@@ -53,14 +59,14 @@ int pg_parse_param_status(const uint8_t *body, size_t len, const char **name, co
 
 /* Walks a block of whole messages (the welcome's ParameterStatus set): the next one's
  * type, body and total length; false at the end or at a malformed length. */
-bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body,
-		 size_t *blen, size_t *mlen);
+bool pg_next_msg(const uint8_t **p, size_t *len, uint8_t *type, const uint8_t **body, size_t *blen,
+		 size_t *mlen);
 /* The value of ParameterStatus name in such a block, or NULL. */
 const char *pg_find_param_status(const uint8_t *p, size_t len, const char *name);
 
 /* Builders. Each appends one complete message. */
-void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlstate,
-		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void pg_put_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt,
+		  ...) __attribute__((format(printf, 4, 5)));
 void pg_put_auth(struct evbuffer *out, uint32_t code, const void *data, size_t len);
 void pg_put_param_status(struct evbuffer *out, const char *name, const char *value);
 void pg_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t key);

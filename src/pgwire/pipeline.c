@@ -15,7 +15,7 @@
 
 struct slot {
 	uint64_t shape;
-	uint32_t avg_us;	/* moving average, weight 1/8 for the newest */
+	uint32_t avg_us; /* moving average, weight 1/8 for the newest */
 	uint32_t seen;
 };
 
@@ -74,8 +74,9 @@ uint64_t pl_shape(const char *sql, size_t len, uint64_t salt)
 			h = mix(h, '?');
 		} else if (isdigit(c) || (c == '.' && p + 1 < end && isdigit(p[1]))) {
 			/* a number: digits, a point, an exponent */
-			while (p < end && (isalnum(*p) || *p == '.' ||
-					   ((*p == '+' || *p == '-') && (p[-1] == 'e' || p[-1] == 'E'))))
+			while (p < end &&
+			       (isalnum(*p) || *p == '.' ||
+				((*p == '+' || *p == '-') && (p[-1] == 'e' || p[-1] == 'E'))))
 				p++;
 			h = mix(h, '?');
 		} else if (c == '"') {
@@ -154,7 +155,8 @@ static uint64_t extended_shape(const uint8_t *p, size_t len, const struct ps_map
 		case 'P': {
 			size_t tl;
 			if (!(name = field(body, end, &n)) ||
-			    !(text = field(body + n + 1, end, &tl)) || !sp_autocommit_statement(text, tl))
+			    !(text = field(body + n + 1, end, &tl)) ||
+			    !sp_autocommit_statement(text, tl))
 				return 0;
 			pname = name;
 			/* every statement of the group makes its shape */
@@ -171,7 +173,8 @@ static uint64_t extended_shape(const uint8_t *p, size_t len, const struct ps_map
 				size_t bl;
 				struct ps_stmt *st = sl ? ps_map_get(names, stmt) : NULL;
 				const uint8_t *b = st ? ps_body(st, &bl) : NULL;
-				if (!b || !(text = field(b, b + bl, &n)) || !sp_autocommit_statement(text, n))
+				if (!b || !(text = field(b, b + bl, &n)) ||
+				    !sp_autocommit_statement(text, n))
 					return 0;
 				shape = shape * 0x9e3779b97f4a7c15ULL + pl_shape(text, n, salt);
 			}
@@ -192,7 +195,7 @@ static uint64_t extended_shape(const uint8_t *p, size_t len, const struct ps_map
 				return 0;
 			return shape;
 		default:
-			return 0;	/* Close, Flush, ...: not pipelined */
+			return 0; /* Close, Flush, ...: not pipelined */
 		}
 		p += mlen + 1;
 		len -= mlen + 1;
@@ -200,8 +203,8 @@ static uint64_t extended_shape(const uint8_t *p, size_t len, const struct ps_map
 	return 0;
 }
 
-uint64_t pl_input_shape(const uint8_t *msg, size_t len, const struct ps_map *names,
-			bool extended, uint64_t salt)
+uint64_t pl_input_shape(const uint8_t *msg, size_t len, const struct ps_map *names, bool extended,
+			uint64_t salt)
 {
 	if (len < PG_HDR_LEN + 1 || len > PIPE_QUERY_MAX)
 		return 0;

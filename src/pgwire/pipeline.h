@@ -21,8 +21,8 @@ void pl_note(uint64_t shape, uint64_t usec);
  * names), of at most PIPE_QUERY_MAX bytes; else 0. */
 #define PIPE_QUERY_MAX 8192
 struct ps_map;
-uint64_t pl_input_shape(const uint8_t *msg, size_t len, const struct ps_map *names,
-			bool extended, uint64_t salt);
+uint64_t pl_input_shape(const uint8_t *msg, size_t len, const struct ps_map *names, bool extended,
+			uint64_t salt);
 /* Forget everything (tests, reload). */
 void pl_reset(void);
 

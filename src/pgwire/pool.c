@@ -57,16 +57,19 @@ static void stats_cb(evutil_socket_t fd, short what, void *arg)
 	double secs = (double)(now - period_started) / 1e6;
 	struct timeval tv = { (time_t)rt_cfg()->stats_period, 0 };
 
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		stats_average(&pool->period, &pool->stats, secs, &pool->avg);
 		pool->period = pool->stats;
 		if (rt_cfg()->log_stats)
-			log_info("stats: %s/%s %.0f xacts/s, %.0f queries/s, %.0f client parses/s, "
-				 "%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, "
-				 "wait %.0f us", pool->db->name, pool->user, pool->avg.xact_count,
-				 pool->avg.query_count, pool->avg.client_parse_count, pool->avg.bind_count,
-				 pool->avg.recv, pool->avg.sent, pool->avg.xact_time_us,
-				 pool->avg.query_time_us, pool->avg.wait_time_us);
+			log_info(
+				"stats: %s/%s %.0f xacts/s, %.0f queries/s, %.0f client parses/s, "
+				"%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, "
+				"wait %.0f us",
+				pool->db->name, pool->user, pool->avg.xact_count,
+				pool->avg.query_count, pool->avg.client_parse_count,
+				pool->avg.bind_count, pool->avg.recv, pool->avg.sent,
+				pool->avg.xact_time_us, pool->avg.query_time_us,
+				pool->avg.wait_time_us);
 	}
 	period_started = now;
 	evtimer_add(stats_timer, &tv);
@@ -185,7 +188,7 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 	const char *dbname = db->dbname ? db->dbname : client_db;
 	struct pool *pool;
 
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		if (strcmp(pool->db->name, db->name) == 0 && strcmp(pool->user, user) == 0 &&
 		    strcmp(pool->dbname, dbname) == 0)
 			return pool;
@@ -217,7 +220,8 @@ struct pool *pool_get(const struct cfg_db *db, const char *client_user, const ch
 	for (int i = 0; i < SV_CLOSING; i++)
 		TAILQ_INIT(&pool->servers[i]);
 	TAILQ_INSERT_TAIL(&pools, pool, entry);
-	log_debug("pool %s/%s created (upstream %s:%d/%s)", db->name, user, db->host, db->port, dbname);
+	log_debug("pool %s/%s created (upstream %s:%d/%s)", db->name, user, db->host, db->port,
+		  dbname);
 	return pool;
 }
 
@@ -364,7 +368,7 @@ static void link(struct server *sv, struct client *c, uint64_t shape)
 {
 	server_link(sv, c);
 	if (!client_linked(c, sv))
-		return;	/* it failed or left meanwhile */
+		return; /* it failed or left meanwhile */
 	bool fast = pool_pipe_fast(shape);
 	server_set_head(sv, shape, fast);
 	if (fast)
@@ -376,7 +380,7 @@ static bool link_behind(struct server *sv, struct client *c, uint64_t shape)
 {
 	if (!server_pipe_add(sv, c, shape))
 		return false;
-	if (client_state(c) != CL_CLOSING)	/* not failed by a server that went meanwhile */
+	if (client_state(c) != CL_CLOSING) /* not failed by a server that went meanwhile */
 		client_queued(c, sv);
 	return true;
 }
@@ -407,7 +411,7 @@ static bool try_pipeline(struct pool *pool, struct client *c, uint64_t shape)
 	    !pool_pipe_fast(shape))
 		return false;
 	now = now_usec();
-	TAILQ_FOREACH(n, &pool->servers[SV_ACTIVE], entry) {
+	TAILQ_FOREACH (n, &pool->servers[SV_ACTIVE], entry) {
 		struct server *sv = n->obj;
 		if (server_pipe_accepts(sv, now) &&
 		    (!best || server_pipe_depth(sv) > server_pipe_depth(best)))
@@ -432,7 +436,7 @@ void pool_pipe_waiting(struct server *sv)
 		struct client *c = cn->obj;
 		uint64_t shape = input_shape(pool, c), waited = now - client_wait_since(c);
 		if (!pool_pipe_fast(shape) || !link_behind(sv, c, shape))
-			break;	/* first come, first served: it waits for a server of its own */
+			break; /* first come, first served: it waits for a server of its own */
 		pool->stats.server_assignment_count++;
 		pool->stats.wait_time_us += waited;
 		stats_hist_add(&pool->stats.wait, waited);
@@ -500,13 +504,14 @@ void pool_server_login_ok(struct server *sv, const uint8_t *params, size_t len)
 		pool->crate_seen = cv != NULL;
 		set_kind(pool);
 		if (pool->rl.crate && !was)
-			log_info("pool %s/%s: the upstream is CrateDB (%s); no pipelining, CrateDB's "
-				 "transactions, settings and reset", pool->db->name, pool->user,
-				 cv ? cv : "server_kind=cratedb");
+			log_info(
+				"pool %s/%s: the upstream is CrateDB (%s); no pipelining, CrateDB's "
+				"transactions, settings and reset",
+				pool->db->name, pool->user, cv ? cv : "server_kind=cratedb");
 	}
 	if (pool->last_error) {
-		log_info("upstream %s:%d for pool %s/%s works again", pool->db->host, pool->db->port,
-			 pool->db->name, pool->user);
+		log_info("upstream %s:%d for pool %s/%s works again", pool->db->host,
+			 pool->db->port, pool->db->name, pool->user);
 		free(pool->last_error);
 		pool->last_error = NULL;
 	}
@@ -577,7 +582,7 @@ static int db_servers(const struct pool *of)
 	struct pool *pool;
 	int n = 0;
 
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		if (strcmp(pool->db->name, of->db->name) == 0)
 			n += pool_total_servers(pool);
 	return n;
@@ -589,7 +594,7 @@ static void evict_idle_elsewhere(struct pool *of)
 {
 	struct pool *pool;
 
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		struct pool_node *n = TAILQ_LAST(&pool->servers[SV_IDLE], node_list);
 		if (pool != of && n && strcmp(pool->db->name, of->db->name) == 0) {
 			server_close(n->obj, "max_db_connections: room for another pool");
@@ -605,7 +610,8 @@ static int pool_limit(const struct pool *pool)
 	struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]);
 
 	if (rt_cfg()->reserve_pool_size > 0 && w &&
-	    now_usec() - client_wait_since(w->obj) > (uint64_t)(rt_cfg()->reserve_pool_timeout * 1e6))
+	    now_usec() - client_wait_since(w->obj) >
+		    (uint64_t)(rt_cfg()->reserve_pool_timeout * 1e6))
 		max += rt_cfg()->reserve_pool_size;
 	return max;
 }
@@ -681,9 +687,10 @@ static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
 		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st += CL_WAITING - CL_LOGIN_WAIT) {
 			while ((n = TAILQ_FIRST(&pool->clients[st])) &&
 			       now - client_wait_since(n->obj) > wait_limit)
-				client_fail(n->obj, "08P01",
-					    "query_wait_timeout: no upstream connection became free in %g s",
-					    rt_cfg()->query_wait_timeout);
+				client_fail(
+					n->obj, "08P01",
+					"query_wait_timeout: no upstream connection became free in %g s",
+					rt_cfg()->query_wait_timeout);
 		}
 	}
 	if (rt_cfg()->client_idle_timeout > 0) {
@@ -691,7 +698,8 @@ static void janitor_pool(struct pool *pool, uint64_t now, bool trim)
 		for (n = TAILQ_FIRST(&pool->clients[CL_IDLE]); n; n = next) {
 			next = TAILQ_NEXT(n, entry);
 			if (now - client_request_time(n->obj) > lim)
-				client_fail(n->obj, "08P01", "client_idle_timeout: idle for more than %g s",
+				client_fail(n->obj, "08P01",
+					    "client_idle_timeout: idle for more than %g s",
 					    rt_cfg()->client_idle_timeout);
 		}
 	}
@@ -731,8 +739,8 @@ static void warm_pools(void)
 		const struct cfg_db *db = &rt_cfg()->dbs[i];
 		char *err = NULL;
 
-		if (!db->user || strcmp(db->name, "*") == 0 || cfg_db_min_pool_size(rt_cfg(), db) <= 0 ||
-		    pools_is_disabled(db->name))
+		if (!db->user || strcmp(db->name, "*") == 0 ||
+		    cfg_db_min_pool_size(rt_cfg(), db) <= 0 || pools_is_disabled(db->name))
 			continue;
 		if (!pool_get(db, db->user, db->name, NULL, &err)) {
 			log_error("pool %s/%s: %s", db->name, db->user, err);
@@ -749,7 +757,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	bool trim = ++janitor_ticks % (1000000 / JANITOR_USEC) == 0;
 
 	warm_pools();
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		janitor_pool(pool, now, trim);
 	if (trim)
 		clients_trim();

@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "client.h"	/* enum client_state */
+#include "client.h" /* enum client_state */
 #include "relay.h"
-#include "server.h"	/* enum server_state */
+#include "server.h" /* enum server_state */
 #include "sessparam.h"
 #include "core/stats.h"
 
@@ -25,9 +25,9 @@ struct evdns_base;
 /* Embedded in every client and server: which pool list it is on. */
 struct pool_node {
 	TAILQ_ENTRY(pool_node) entry;
-	void *obj;		/* the struct client or struct server */
+	void *obj; /* the struct client or struct server */
 	struct pool *pool;
-	int state;		/* enum client_state or enum server_state */
+	int state; /* enum client_state or enum server_state */
 	bool is_server;
 };
 TAILQ_HEAD(node_list, pool_node);
@@ -44,46 +44,46 @@ struct pool_host {
 
 struct pool {
 	TAILQ_ENTRY(pool) entry;
-	struct cfg_db *db;	/* own copy: survives reloads */
-	unsigned gen;		/* bumped when a reload changes how servers connect */
-	char *user;		/* upstream login */
-	char *password;		/* upstream password, never logged */
-	char *dbname;		/* upstream database */
-	bool forced_user;	/* the entry's user=, not the client's */
+	struct cfg_db *db; /* own copy: survives reloads */
+	unsigned gen;      /* bumped when a reload changes how servers connect */
+	char *user;        /* upstream login */
+	char *password;    /* upstream password, never logged */
+	char *dbname;      /* upstream database */
+	bool forced_user;  /* the entry's user=, not the client's */
 	struct node_list clients[CL_CLOSING];
 	int nclients[CL_CLOSING];
 	struct node_list servers[SV_CLOSING];
 	int nservers[SV_CLOSING];
-	uint8_t *welcome;	/* the upstream's ParameterStatus messages, verbatim */
+	uint8_t *welcome; /* the upstream's ParameterStatus messages, verbatim */
 	size_t welcome_len;
-	char *defaults[SP_MAX];	/* tracked parameters as the upstream reports them at login */
-	bool crate_seen;	/* its login reported crate_version */
-	int mode;		/* enum pool_mode */
-	struct rl_opts rl;	/* how the relay treats this pool's sessions */
-	struct pool_host hosts[POOL_MAX_HOSTS];	/* host=a,b,c */
+	char *defaults[SP_MAX]; /* tracked parameters as the upstream reports them at login */
+	bool crate_seen;        /* its login reported crate_version */
+	int mode;               /* enum pool_mode */
+	struct rl_opts rl;      /* how the relay treats this pool's sessions */
+	struct pool_host hosts[POOL_MAX_HOSTS]; /* host=a,b,c */
 	int nhosts;
-	unsigned host_next;	/* round robin over the hosts */
-	char *last_error;	/* why the last connect or login failed; NULL once one works */
+	unsigned host_next; /* round robin over the hosts */
+	char *last_error;   /* why the last connect or login failed; NULL once one works */
 	char last_sqlstate[6];
-	uint64_t retry_at;	/* no new connection before this (server_login_retry) */
-	struct stats stats;	/* totals since start */
-	struct stats period;	/* totals at the start of the current stats_period */
-	struct stats_avg avg;	/* over the last complete stats_period */
+	uint64_t retry_at;    /* no new connection before this (server_login_retry) */
+	struct stats stats;   /* totals since start */
+	struct stats period;  /* totals at the start of the current stats_period */
+	struct stats_avg avg; /* over the last complete stats_period */
 };
 
 /* What the admin console and the admin HTTP port show of a pool. */
 struct pool_info {
-	const char *database;	/* the [databases] entry */
-	const char *user;	/* upstream user */
-	const char *dbname;	/* upstream database */
+	const char *database; /* the [databases] entry */
+	const char *user;     /* upstream user */
+	const char *dbname;   /* upstream database */
 	const char *host;
 	int port;
 	const char *pool_mode;
 	int pool_size, min_pool_size;
 	int cl_active, cl_waiting, sv_active, sv_idle, sv_used, sv_tested, sv_login;
-	int sv_being_canceled;	/* with a CancelRequest for their session in flight */
-	uint64_t maxwait_us;	/* of the longest-waiting client */
-	const char *last_error;	/* why the upstream last failed; NULL when it works */
+	int sv_being_canceled;  /* with a CancelRequest for their session in flight */
+	uint64_t maxwait_us;    /* of the longest-waiting client */
+	const char *last_error; /* why the upstream last failed; NULL when it works */
 	const struct stats *totals;
 	const struct stats_avg *avg;
 };
@@ -144,9 +144,9 @@ void pool_server_failed(struct server *sv, const char *sqlstate, const char *msg
 void pool_server_idle(struct server *sv);
 /* What a linked server tells the pool about its client c (the pool unlinks them). */
 enum sv_report {
-	SVR_DONE,	/* c's transaction is over (transaction pooling): c keeps its session,
+	SVR_DONE, /* c's transaction is over (transaction pooling): c keeps its session,
 			 * the server goes back to the pool */
-	SVR_NEXT,	/* c's answer is complete, the server goes on (the next pipelined
+	SVR_NEXT, /* c's answer is complete, the server goes on (the next pipelined
 			 * client's answer follows, or it closes) */
 };
 void pool_server_report(struct server *sv, struct client *c, enum sv_report what);

@@ -30,30 +30,37 @@ void pools_foreach(void (*fn)(const struct pool_info *pi, void *arg), void *arg)
 	struct pool *pool;
 	uint64_t now = now_usec();
 
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		struct pool_node *w = TAILQ_FIRST(&pool->clients[CL_WAITING]), *n;
 		int mode = pool->mode, canceled = 0;
 		for (int st = 0; st < SV_CLOSING; st++)
-			TAILQ_FOREACH(n, &pool->servers[st], entry)
+			TAILQ_FOREACH (n, &pool->servers[st], entry)
 				canceled += server_cancels_in_flight(n->obj) > 0;
 		struct pool_info pi = {
-			.database = pool->db->name, .user = pool->user, .dbname = pool->dbname,
-			.host = pool->db->host, .port = pool->db->port, .pool_mode = modes[mode],
+			.database = pool->db->name,
+			.user = pool->user,
+			.dbname = pool->dbname,
+			.host = pool->db->host,
+			.port = pool->db->port,
+			.pool_mode = modes[mode],
 			.pool_size = pool_size(pool),
 			.min_pool_size = cfg_db_min_pool_size(rt_cfg(), pool->db),
 			.cl_active = pool->nclients[CL_IDLE] + pool->nclients[CL_ACTIVE],
 			.cl_waiting = pool->nclients[CL_WAITING] + pool->nclients[CL_LOGIN_WAIT],
-			.sv_active = pool->nservers[SV_ACTIVE], .sv_idle = pool->nservers[SV_IDLE],
-			.sv_used = pool->nservers[SV_RESET], .sv_tested = pool->nservers[SV_TESTED],
-			.sv_login = pool->nservers[SV_LOGIN], .sv_being_canceled = canceled,
+			.sv_active = pool->nservers[SV_ACTIVE],
+			.sv_idle = pool->nservers[SV_IDLE],
+			.sv_used = pool->nservers[SV_RESET],
+			.sv_tested = pool->nservers[SV_TESTED],
+			.sv_login = pool->nservers[SV_LOGIN],
+			.sv_being_canceled = canceled,
 			.maxwait_us = w ? now - client_wait_since(w->obj) : 0,
-			.last_error = pool->last_error, .totals = &pool->stats, .avg = &pool->avg,
+			.last_error = pool->last_error,
+			.totals = &pool->stats,
+			.avg = &pool->avg,
 		};
 		fn(&pi, arg);
 	}
 }
-
-
 
 
 static struct db_flags *flags_for(const char *db, bool create)
@@ -78,7 +85,7 @@ static bool db_known(const char *db)
 
 	if (cfg_find_db(rt_cfg(), db) && strcmp(cfg_find_db(rt_cfg(), db)->name, db) == 0)
 		return true;
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		if (strcmp(pool->db->name, db) == 0)
 			return true;
 	return false;
@@ -112,11 +119,12 @@ int pools_pause(const char *db, bool pause)
 	if (pause)
 		return 0;
 	/* RESUME: waiting clients get servers again */
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		struct pool_node *n;
 		if (pools_is_paused(pool->db->name))
 			continue;
-		while (TAILQ_FIRST(&pool->clients[CL_WAITING]) && (n = TAILQ_FIRST(&pool->servers[SV_IDLE])))
+		while (TAILQ_FIRST(&pool->clients[CL_WAITING]) &&
+		       (n = TAILQ_FIRST(&pool->servers[SV_IDLE])))
 			pool_server_idle(n->obj);
 		launch_if_needed(pool);
 	}
@@ -138,12 +146,13 @@ int pools_kill(const char *db)
 
 	if (db && !db_known(db))
 		return -1;
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		if (db && strcmp(pool->db->name, db) != 0)
 			continue;
 		for (int st = CL_LOGIN_WAIT; st < CL_CLOSING; st++)
 			while ((n = TAILQ_FIRST(&pool->clients[st])))
-				client_fail(n->obj, "08P01", "database %s was killed from the admin console",
+				client_fail(n->obj, "08P01",
+					    "database %s was killed from the admin console",
 					    pool->db->name);
 		for (int st = 0; st < SV_CLOSING; st++)
 			while ((n = TAILQ_FIRST(&pool->servers[st])))
@@ -159,7 +168,7 @@ int pools_reconnect(const char *db)
 
 	if (db && !db_known(db))
 		return -1;
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		if (db && strcmp(pool->db->name, db) != 0)
 			continue;
 		pool->gen++; /* busy servers close when released */
@@ -177,11 +186,11 @@ int pools_old_servers(const char *db)
 	struct pool_node *n;
 	int count = 0;
 
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		if (db && strcmp(pool->db->name, db) != 0)
 			continue;
 		for (int st = 0; st < SV_CLOSING; st++)
-			TAILQ_FOREACH(n, &pool->servers[st], entry)
+			TAILQ_FOREACH (n, &pool->servers[st], entry)
 				if (server_gen(n->obj) != pool->gen)
 					count++;
 	}
@@ -193,7 +202,7 @@ int pools_count(void)
 	struct pool *pool;
 	int n = 0;
 
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		n++;
 	return n;
 }
@@ -203,9 +212,9 @@ void pools_foreach_server(void (*fn)(struct server *sv, struct pool *pool, void 
 	struct pool *pool;
 	struct pool_node *n;
 
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		for (int st = 0; st < SV_CLOSING; st++)
-			TAILQ_FOREACH(n, &pool->servers[st], entry)
+			TAILQ_FOREACH (n, &pool->servers[st], entry)
 				fn(n->obj, pool, arg);
 }
 
@@ -216,7 +225,7 @@ void pools_set_draining(void)
 
 	rt_set_draining();
 	/* clients without a server have nothing running: they go now */
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		for (int st = CL_LOGIN_WAIT; st <= CL_WAITING; st++) {
 			if (st == CL_ACTIVE)
 				continue;
@@ -230,7 +239,7 @@ int pools_server_count(void)
 	struct pool *pool;
 	int n = 0;
 
-	TAILQ_FOREACH(pool, &pools, entry)
+	TAILQ_FOREACH (pool, &pools, entry)
 		n += pool_total_servers(pool);
 	return n;
 }
@@ -239,7 +248,7 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 {
 	struct pool *pool;
 
-	TAILQ_FOREACH(pool, &pools, entry) {
+	TAILQ_FOREACH (pool, &pools, entry) {
 		const struct cfg_db *db = current_entry(pool);
 		bool changed = false;
 
@@ -249,7 +258,8 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 			changed = true;
 		if (!db->user) {
 			const char *pw = users ? authfile_lookup(users, pool->user) : NULL;
-			if (!(pw ? pool->password && strcmp(pw, pool->password) == 0 : !pool->password)) {
+			if (!(pw ? pool->password && strcmp(pw, pool->password) == 0
+				 : !pool->password)) {
 				changed = true;
 				if (pool->password)
 					explicit_bzero(pool->password, strlen(pool->password));

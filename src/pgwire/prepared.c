@@ -12,13 +12,13 @@
 #define NAME_LEN 32
 
 struct ps_stmt {
-	struct ps_stmt *next;		/* hash chain */
+	struct ps_stmt *next; /* hash chain */
 	uint64_t hash;
 	uint64_t id;
 	uint32_t refs;
 	bool ok;
 	size_t len;
-	size_t ctxlen;			/* the context after the body (CrateDB: search_path) */
+	size_t ctxlen; /* the context after the body (CrateDB: search_path) */
 	char name[NAME_LEN];
 	uint8_t body[];
 };
@@ -34,7 +34,7 @@ struct ps_map {
 };
 
 struct set_entry {
-	TAILQ_ENTRY(set_entry) lru;	/* most recently used first */
+	TAILQ_ENTRY(set_entry) lru; /* most recently used first */
 	struct ps_stmt *st;
 };
 
@@ -287,7 +287,8 @@ size_t ps_map_count(const struct ps_map *m)
 
 static int set_cmp(const void *a, const void *b)
 {
-	const struct ps_stmt *x = ((const struct set_entry *)a)->st, *y = ((const struct set_entry *)b)->st;
+	const struct ps_stmt *x = ((const struct set_entry *)a)->st,
+			     *y = ((const struct set_entry *)b)->st;
 
 	return x->id < y->id ? -1 : x->id > y->id;
 }

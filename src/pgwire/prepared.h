@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 struct ps_stmt;
-struct ps_map;		/* a client's names */
-struct ps_set;		/* what one server connection has prepared */
+struct ps_map; /* a client's names */
+struct ps_set; /* what one server connection has prepared */
 
 /* body: a Parse body after the statement name (query\0, int16 count, oids). ctx (NULL:
  * none) is part of the key: on CrateDB, which analyses a statement at Parse against the

@@ -25,8 +25,8 @@
 #define SMALL_MSG 4096
 
 enum rq_kind {
-	RQ_PARSE,		/* answer passes */
-	RQ_PARSE_DROP,		/* injected: answer dropped */
+	RQ_PARSE,      /* answer passes */
+	RQ_PARSE_DROP, /* injected: answer dropped */
 	RQ_BIND,
 	RQ_DESCRIBE,
 	RQ_EXECUTE,
@@ -34,18 +34,18 @@ enum rq_kind {
 	RQ_CLOSE_DROP,
 	RQ_SYNC,
 	RQ_QUERY,
-	RQ_QUERY_DROP,		/* the session state replay */
-	RQ_FAKE_PARSE,		/* answered by the relay */
+	RQ_QUERY_DROP, /* the session state replay */
+	RQ_FAKE_PARSE, /* answered by the relay */
 	RQ_FAKE_CLOSE,
-	RQ_FAKE_DEALLOCATE,	/* CommandComplete DEALLOCATE + ReadyForQuery */
-	RQ_FAKE_FUNCCALL,	/* CrateDB: ErrorResponse + ReadyForQuery for a FunctionCall */
-	RQ_FAKE_DISCARD,	/* CrateDB: CommandComplete DISCARD ALL + ReadyForQuery */
+	RQ_FAKE_DEALLOCATE, /* CommandComplete DEALLOCATE + ReadyForQuery */
+	RQ_FAKE_FUNCCALL,   /* CrateDB: ErrorResponse + ReadyForQuery for a FunctionCall */
+	RQ_FAKE_DISCARD,    /* CrateDB: CommandComplete DISCARD ALL + ReadyForQuery */
 };
 
 struct rl_item {
 	uint8_t kind;
-	struct ps_stmt *st;	/* PARSE, PARSE_DROP: a reference, to undo on error */
-	char *fx;		/* QUERY, SYNC on CrateDB: what its statements do to the
+	struct ps_stmt *st; /* PARSE, PARSE_DROP: a reference, to undo on error */
+	char *fx;           /* QUERY, SYNC on CrateDB: what its statements do to the
 				 * transaction and cursors (records: op, name, NUL) */
 };
 
@@ -166,7 +166,7 @@ static int push(struct rl_server *s, int kind, struct ps_stmt *st)
 	}
 	struct rl_item *it = &s->q[(s->qhead + s->qlen) % s->qcap];
 	if ((kind == RQ_PARSE || kind == RQ_PARSE_DROP) && st)
-		s->parses++;	/* a named statement others may come to rely on */
+		s->parses++; /* a named statement others may come to rely on */
 	it->kind = (uint8_t)kind;
 	it->st = st;
 	it->fx = NULL;
@@ -206,7 +206,7 @@ static int prepare_on(struct rl_server *s, const struct rl_opts *o, struct ps_st
 		put_hdr(out, 'C', 1 + strlen(en) + 1);
 		evbuffer_add(out, "S", 1);
 		evbuffer_add(out, en, strlen(en) + 1);
-		int rc = push(s, RQ_CLOSE_DROP, ev);	/* skipped after an error: it stays */
+		int rc = push(s, RQ_CLOSE_DROP, ev); /* skipped after an error: it stays */
 		ps_unref(ev);
 		if (rc < 0)
 			return -1;
@@ -332,7 +332,7 @@ static void cursor_open(struct rl_server *s, char kind, const char *name)
 		s->cursors = v;
 	if (!v || !cu) {
 		free(cu);
-		s->tainted = true;	/* its state is not known: closed after this client */
+		s->tainted = true; /* its state is not known: closed after this client */
 		return;
 	}
 	cu[0] = kind;
@@ -438,7 +438,8 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 			free(value);
 			value = NULL;
 		}
-		if (sp_put(&c->params, idx, value, true) < 0 || sp_put(&s->params, idx, value, true) < 0)
+		if (sp_put(&c->params, idx, value, true) < 0 ||
+		    sp_put(&s->params, idx, value, true) < 0)
 			log_warn("out of memory tracking a SET of %s", sp_name(idx));
 	} else if (rc == 2 && !o->crate) {
 		/* CrateDB has no RESET ALL, and its DISCARD ALL keeps the settings */
@@ -481,7 +482,8 @@ static int parse_deallocate(const char *sql, size_t len, char *name, size_t name
 		end--;
 	while (p < end && (*p == ' ' || *p == '\n' || *p == '\t'))
 		p++;
-	if (end - p < 11 || strncasecmp(p, "DEALLOCATE", 10) != 0 || (p[10] != ' ' && p[10] != '\t'))
+	if (end - p < 11 || strncasecmp(p, "DEALLOCATE", 10) != 0 ||
+	    (p[10] != ' ' && p[10] != '\t'))
 		return 0;
 	p += 11;
 	while (p < end && (*p == ' ' || *p == '\t'))
@@ -499,8 +501,9 @@ static int parse_deallocate(const char *sql, size_t len, char *name, size_t name
 		p++;
 	while (p + n < end && n + 1 < name_max) {
 		char ch = p[n];
-		if (quoted ? ch == '"' : !(ch == '_' || ch == '$' || (ch >= '0' && ch <= '9') ||
-					  (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+		if (quoted ? ch == '"'
+			   : !(ch == '_' || ch == '$' || (ch >= '0' && ch <= '9') ||
+			       (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
 			break;
 		name[n] = quoted ? ch : (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
 		n++;
@@ -522,7 +525,8 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	char name[128];
 	const uint8_t *sql = body + off;
 	size_t qlen = field_len(sql, blen - off);
-	int d = o->rename && qlen ? parse_deallocate((const char *)sql, qlen, name, sizeof(name)) : 0;
+	int d = o->rename && qlen ? parse_deallocate((const char *)sql, qlen, name, sizeof(name))
+				  : 0;
 	struct ps_stmt *st;
 
 	if (d == 2) {
@@ -542,7 +546,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 		return -1;
 	char text[64];
 	int n = snprintf(text, sizeof(text), "DEALLOCATE %s", ps_server_name(st));
-	size_t rest = blen - off - qlen;	/* a Parse's parameter types */
+	size_t rest = blen - off - qlen; /* a Parse's parameter types */
 	put_hdr(to_server, off ? 'P' : 'Q', off + (size_t)n + 1 + rest);
 	if (off)
 		evbuffer_add(to_server, body, off);
@@ -589,8 +593,8 @@ static bool tracked_effect(const struct rl_opts *o, const char *p, const char *e
 		char *value = NULL;
 		int rc = sp_parse_set(p, (size_t)(next - p), &idx, &value);
 		free(value);
-		if (rc != 0 ||
-		    (o->crate && sp_tx_statement(p, (size_t)(next - p), name, sizeof(name)) != SP_TX_NONE))
+		if (rc != 0 || (o->crate && sp_tx_statement(p, (size_t)(next - p), name,
+							    sizeof(name)) != SP_TX_NONE))
 			return true;
 		p = next;
 	}
@@ -686,10 +690,17 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		}
 		int kind = -1;
 		switch (type) {
-		case 'E': kind = RQ_EXECUTE; break;
-		case 'S': kind = RQ_SYNC; break;
-		case 'F': kind = RQ_QUERY; break;
-		default: break;
+		case 'E':
+			kind = RQ_EXECUTE;
+			break;
+		case 'S':
+			kind = RQ_SYNC;
+			break;
+		case 'F':
+			kind = RQ_QUERY;
+			break;
+		default:
+			break;
 		}
 		if (type == 'S')
 			s->unsynced = false;
@@ -720,7 +731,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			*err = "malformed message from client (unterminated name)";
 			return RL_ERROR;
 		}
-		bool done = false;	/* consumed here, not passed as is */
+		bool done = false; /* consumed here, not passed as is */
 		switch (type) {
 		case 'Q': {
 			if (o->crate && discard_all(body, blen)) {
@@ -730,7 +741,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					ps_map_free(&c->names);
 				ps_set_free(&s->prepared);
 				if (push(s, RQ_QUERY_DROP, NULL) < 0 ||
-				    fx_add(&tail(s)->fx, &(uint32_t){ 0 }, SP_TX_DISCARD_ALL, "") < 0 ||
+				    fx_add(&tail(s)->fx, &(uint32_t){ 0 }, SP_TX_DISCARD_ALL, "") <
+					    0 ||
 				    push(s, RQ_FAKE_DISCARD, NULL) < 0)
 					goto nomem;
 				s->inject_failed = false;
@@ -750,7 +762,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			done = d == 1;
 			if (!done) {
 				note_set(s, c, o, body, blen);
-				if (o->rename && blen >= 11 && strncasecmp((const char *)body, "DISCARD ALL", 11) == 0) {
+				if (o->rename && blen >= 11 &&
+				    strncasecmp((const char *)body, "DISCARD ALL", 11) == 0) {
 					/* the server forgets every statement; so does this client */
 					ps_map_free(&c->names);
 					ps_set_free(&s->prepared);
@@ -779,7 +792,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				note_set(s, c, o, body + n1, text_len(body + n1, blen - n1));
 			s->client_parses++;
 			if (!o->rename || n1 == 1) {
-				int d = o->rename ? deallocate(s, c, o, body, blen, n1, to_server) : 0;
+				int d = o->rename ? deallocate(s, c, o, body, blen, n1, to_server)
+						  : 0;
 				if (d < 0)
 					goto nomem;
 				done = d == 1;
@@ -793,8 +807,9 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				ps_unref(st);
 				goto nomem;
 			}
-			int rc = ps_set_has(&s->prepared, st) ? push(s, RQ_FAKE_PARSE, NULL)
-							      : prepare_on(s, o, st, to_server, RQ_PARSE);
+			int rc = ps_set_has(&s->prepared, st)
+					 ? push(s, RQ_FAKE_PARSE, NULL)
+					 : prepare_on(s, o, st, to_server, RQ_PARSE);
 			ps_unref(st);
 			if (rc < 0)
 				goto nomem;
@@ -808,8 +823,9 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				return RL_ERROR;
 			}
 			s->binds++;
-			struct ps_stmt *st = o->rename && n2 > 1 ? ps_map_get(c->names, (const char *)body + n1)
-							       : NULL;
+			struct ps_stmt *st = o->rename && n2 > 1
+						     ? ps_map_get(c->names, (const char *)body + n1)
+						     : NULL;
 			size_t bl = 0;
 			const uint8_t *b = st ? ps_body(st, &bl) : n2 == 1 ? c->unnamed : NULL;
 			if (b) {
@@ -831,7 +847,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		case 'D':
 		case 'C': {
 			if (blen < 2 || field_len(body + 1, blen - 1) != blen - 1) {
-				*err = type == 'D' ? "malformed Describe message" : "malformed Close message";
+				*err = type == 'D' ? "malformed Describe message"
+						   : "malformed Close message";
 				return RL_ERROR;
 			}
 			bool stmt = body[0] == 'S' && blen > 2 && o->rename;
@@ -843,7 +860,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				done = true;
 				break;
 			}
-			struct ps_stmt *st = stmt ? ps_map_get(c->names, (const char *)body + 1) : NULL;
+			struct ps_stmt *st = stmt ? ps_map_get(c->names, (const char *)body + 1)
+						  : NULL;
 			if (st) {
 				if (ensure(s, o, st, to_server) < 0)
 					goto nomem;
@@ -892,7 +910,7 @@ bool rl_flush_fakes(struct rl_server *s, const struct rl_opts *o, struct evbuffe
 					     "DISCARD ALL failed on the upstream");
 			else
 				pg_put_msg(to_client, 'C', "DISCARD ALL", 12);
-			pg_put_ready(to_client, 'I');	/* CrateDB after any simple Query */
+			pg_put_ready(to_client, 'I'); /* CrateDB after any simple Query */
 			ready = true;
 			break;
 		default:
@@ -1055,7 +1073,7 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 		   struct evbuffer *in, struct evbuffer *to_client,
 		   void (*ready)(void *arg, char status), void *arg, const char **err)
 {
-	size_t acc = 0;		/* bytes at the front of in that pass, not yet moved */
+	size_t acc = 0; /* bytes at the front of in that pass, not yet moved */
 	uint8_t small[SMALL_MSG];
 	struct evbuffer_ptr pos;
 
@@ -1086,7 +1104,8 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			break;
 		uint8_t hdr[PG_HDR_LEN + 1];
 		evbuffer_ptr_set(in, &pos, acc, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &pos, hdr, avail > PG_HDR_LEN ? PG_HDR_LEN + 1 : PG_HDR_LEN);
+		evbuffer_copyout_from(in, &pos, hdr,
+				      avail > PG_HDR_LEN ? PG_HDR_LEN + 1 : PG_HDR_LEN);
 		uint32_t mlen = pg_get_u32(hdr + 1);
 		uint8_t type = hdr[0];
 		if (mlen < 4 || mlen > 0x3fffffff) {
@@ -1094,13 +1113,13 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			return -1;
 		}
 		if (type != 'Z' && avail < (size_t)mlen + 1 && mlen + 1 <= RL_SERVER_WHOLE)
-			goto out;	/* a small message passes whole, or not yet (a ReadyForQuery
+			goto out; /* a small message passes whole, or not yet (a ReadyForQuery
 					 * is checked first, below) */
 		struct rl_item *it = head(s);
 		int kind = it ? it->kind : -1;
 		bool replay = kind == RQ_QUERY_DROP;
 		bool pass = !replay;
-		bool restatus = false;	/* a ReadyForQuery passed with the session's real status */
+		bool restatus = false; /* a ReadyForQuery passed with the session's real status */
 		switch (type) {
 		case '1':
 			if (kind == RQ_PARSE || kind == RQ_PARSE_DROP) {
@@ -1151,15 +1170,18 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			char raw = (char)hdr[5];
 			bool done = false;
 			while (!done && (it = head(s))) {
-				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY || it->kind == RQ_QUERY_DROP;
+				done = it->kind == RQ_SYNC || it->kind == RQ_QUERY ||
+				       it->kind == RQ_QUERY_DROP;
 				if (done && o->crate) {
-					fx_apply(s, it->fx, s->failed || (replay && s->inject_failed));
+					fx_apply(s, it->fx,
+						 s->failed || (replay && s->inject_failed));
 					/* CrateDB's Sync reads the state before the group's deferred
 					 * executions run (it can be stale): only a 'T' nothing here
 					 * explains is news (a transaction opened in a way not seen),
 					 * never an 'I' */
 					if (it->kind == RQ_SYNC && raw == 'T' &&
-					    !fx_has(it->fx, SP_TX_COMMIT) && !fx_has(it->fx, SP_TX_DISCARD_ALL))
+					    !fx_has(it->fx, SP_TX_COMMIT) &&
+					    !fx_has(it->fx, SP_TX_DISCARD_ALL))
 						s->crate_tx = true;
 				}
 				pop(s);
@@ -1233,7 +1255,8 @@ bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffe
 		evbuffer_copyout(in, hdr, PG_HDR_LEN);
 		uint32_t mlen = pg_get_u32(hdr + 1);
 		size_t total = (size_t)mlen + 1 + PG_HDR_LEN;
-		if (hdr[0] != 'P' || mlen < 4 || mlen > SMALL_MSG * 16 || evbuffer_get_length(in) < total)
+		if (hdr[0] != 'P' || mlen < 4 || mlen > SMALL_MSG * 16 ||
+		    evbuffer_get_length(in) < total)
 			break;
 		uint8_t *msg = evbuffer_pullup(in, (ev_ssize_t)total);
 		if (!msg || msg[mlen + 1] != 'S' || pg_get_u32(msg + mlen + 2) != 4)
@@ -1291,7 +1314,8 @@ static int startup_options(struct rl_client *c, const struct rl_opts *o, const c
 		int i = eq ? sp_index(kv, (size_t)(eq - kv)) : -1;
 		if (i < 0) {
 			log_warn("startup option \"%s\" ignored: not a tracked parameter (see "
-				 "track_extra_parameters)", kv);
+				 "track_extra_parameters)",
+				 kv);
 			continue;
 		}
 		if (is_default(o, i, eq + 1))

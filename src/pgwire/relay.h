@@ -23,10 +23,10 @@ struct rl_item;
 struct rl_client {
 	struct ps_map *names;
 	struct sp_set params;
-	uint8_t *unnamed;	/* the unnamed statement's text, if running it is tracked */
+	uint8_t *unnamed; /* the unnamed statement's text, if running it is tracked */
 	size_t unnamed_len;
-	uint32_t pass;		/* bytes of the current (streamed) message still to pass */
-	bool drop;		/* ... and they are dropped (COPY messages to CrateDB) */
+	uint32_t pass; /* bytes of the current (streamed) message still to pass */
+	bool drop;     /* ... and they are dropped (COPY messages to CrateDB) */
 };
 
 /* A server's side: what it was asked and has not answered yet, what it has prepared,
@@ -34,43 +34,43 @@ struct rl_client {
 struct rl_server {
 	struct rl_item *q;
 	uint32_t qhead, qlen, qcap;
-	uint32_t parses;	/* Parse items of named statements not yet answered */
+	uint32_t parses; /* Parse items of named statements not yet answered */
 	struct ps_set *prepared;
 	struct sp_set params;
-	uint64_t replay_mask;	/* parameters the pending replay sets */
-	uint32_t pass;		/* bytes of the current server message still to handle */
-	bool drop;		/* ... and they are dropped, not passed */
-	bool inject_failed;	/* an injected query (replay, reset) got an ErrorResponse */
-	bool violation;		/* statement mode: a ReadyForQuery T/E was held back */
-	bool tainted;		/* its session state is unknown: close, do not reuse */
-	bool unsynced;		/* extended-protocol messages since the last Sync: the server
+	uint64_t replay_mask;  /* parameters the pending replay sets */
+	uint32_t pass;         /* bytes of the current server message still to handle */
+	bool drop;             /* ... and they are dropped, not passed */
+	bool inject_failed;    /* an injected query (replay, reset) got an ErrorResponse */
+	bool violation;        /* statement mode: a ReadyForQuery T/E was held back */
+	bool tainted;          /* its session state is unknown: close, do not reuse */
+	bool unsynced;         /* extended-protocol messages since the last Sync: the server
 				 * is mid-way (Flush answers do not end anything) */
-	bool stop_after_ready;	/* rl_from_server returns after each ReadyForQuery it passes
+	bool stop_after_ready; /* rl_from_server returns after each ReadyForQuery it passes
 				 * (other clients' queries are pipelined behind this one's) */
-	char status;		/* from the last ReadyForQuery; on CrateDB what the session
+	char status;           /* from the last ReadyForQuery; on CrateDB what the session
 				 * really is: 'T' in a transaction or with a cursor open */
-	uint32_t client_parses, server_parses, binds;	/* for the statistics */
+	uint32_t client_parses, server_parses, binds; /* for the statistics */
 	/* CrateDB answers 'I' after BEGIN in the simple protocol and 'E' after an autocommit
 	 * error in the extended one: its transaction and cursors are followed from the
 	 * statements, applied when their ReadyForQuery comes. */
-	bool crate_tx;		/* BEGIN until COMMIT/END */
-	bool failed;		/* an ErrorResponse since the last ReadyForQuery */
-	char **cursors;		/* open cursors: 'H' (WITH HOLD) or 'W', then the name */
+	bool crate_tx;  /* BEGIN until COMMIT/END */
+	bool failed;    /* an ErrorResponse since the last ReadyForQuery */
+	char **cursors; /* open cursors: 'H' (WITH HOLD) or 'W', then the name */
 	uint32_t ncursors;
-	char *fx;		/* effects of the extended-protocol messages since the last Sync */
+	char *fx; /* effects of the extended-protocol messages since the last Sync */
 	uint32_t fxlen;
 };
 
 /* How the relay behaves for one pool. */
 struct rl_opts {
-	bool rename;		/* named statements are tracked (transaction/statement mode) */
-	int max_prepared;	/* per server */
-	uint32_t max_packet;	/* the largest client message, length word included;
+	bool rename;                 /* named statements are tracked (transaction/statement mode) */
+	int max_prepared;            /* per server */
+	uint32_t max_packet;         /* the largest client message, length word included;
 				 * 0: the protocol's own bound (1 GB) */
-	bool no_tx;		/* statement mode: a transaction block is a violation */
-	const char *const *defaults;	/* per tracked parameter: the upstream's login value,
+	bool no_tx;                  /* statement mode: a transaction block is a violation */
+	const char *const *defaults; /* per tracked parameter: the upstream's login value,
 					 * NULL when the upstream does not report it */
-	bool crate;		/* the upstream is CrateDB (see docs/cratebouncer.md) */
+	bool crate;                  /* the upstream is CrateDB (see docs/cratebouncer.md) */
 };
 
 enum rl_result { RL_OK, RL_TERMINATE, RL_ERROR };

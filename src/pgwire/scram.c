@@ -31,7 +31,11 @@
 #define CRYPTO_ERR "SCRAM cryptographic operation failed"
 
 /* In the message functions: record a static error and jump to the cleanup. */
-#define FAIL(msg) do { e = (msg); goto out; } while (0)
+#define FAIL(msg)          \
+	do {               \
+		e = (msg); \
+		goto out;  \
+	} while (0)
 
 enum scram_state { ST_INIT, ST_FIRST, ST_FINAL, ST_DONE, ST_FAILED };
 
@@ -47,8 +51,8 @@ struct scram_server {
 	enum scram_state state;
 	struct scram_secret secret;
 	char *server_nonce;
-	char *nonce;		/* client nonce + server nonce */
-	char *cbind_b64;	/* the c= value the client must send: base64 of its GS2 header */
+	char *nonce;     /* client nonce + server nonce */
+	char *cbind_b64; /* the c= value the client must send: base64 of its GS2 header */
 	char *client_first_bare;
 	char *server_first;
 };
@@ -57,9 +61,9 @@ static char *b64_encode(const unsigned char *in, size_t len);
 static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max, size_t *outlen);
 static int hmac(const unsigned char key[SCRAM_KEY_LEN], const char *data,
 		unsigned char out[SCRAM_KEY_LEN]);
-static int derive(const char *password, const unsigned char *salt, size_t salt_len,
-		  int iterations, unsigned char client_key[SCRAM_KEY_LEN],
-		  unsigned char stored_key[SCRAM_KEY_LEN], unsigned char server_key[SCRAM_KEY_LEN]);
+static int derive(const char *password, const unsigned char *salt, size_t salt_len, int iterations,
+		  unsigned char client_key[SCRAM_KEY_LEN], unsigned char stored_key[SCRAM_KEY_LEN],
+		  unsigned char server_key[SCRAM_KEY_LEN]);
 static int parse_int(const char *s, size_t len, int max, int *out);
 static bool valid_nonce(const char *s, size_t len);
 static char *random_nonce(void);
@@ -93,8 +97,8 @@ static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max
 		pad = in[len - 2] == '=' ? 2 : 1;
 	for (size_t i = 0; i < len - pad; i++) {
 		char c = in[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '+' || c == '/'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/'))
 			return -1;
 	}
 	/* EVP_DecodeBlock counts padding as zero bytes; the real length drops them. */
@@ -118,15 +122,15 @@ static int hmac(const unsigned char key[SCRAM_KEY_LEN], const char *data,
 {
 	unsigned int n = 0;
 
-	if (!HMAC(EVP_sha256(), key, SCRAM_KEY_LEN, (const unsigned char *)data, strlen(data),
-		  out, &n))
+	if (!HMAC(EVP_sha256(), key, SCRAM_KEY_LEN, (const unsigned char *)data, strlen(data), out,
+		  &n))
 		return -1;
 	return n == SCRAM_KEY_LEN ? 0 : -1;
 }
 
-static int derive(const char *password, const unsigned char *salt, size_t salt_len,
-		  int iterations, unsigned char client_key[SCRAM_KEY_LEN],
-		  unsigned char stored_key[SCRAM_KEY_LEN], unsigned char server_key[SCRAM_KEY_LEN])
+static int derive(const char *password, const unsigned char *salt, size_t salt_len, int iterations,
+		  unsigned char client_key[SCRAM_KEY_LEN], unsigned char stored_key[SCRAM_KEY_LEN],
+		  unsigned char server_key[SCRAM_KEY_LEN])
 {
 	unsigned char salted[SCRAM_KEY_LEN];
 	size_t pwlen = strlen(password);
@@ -134,8 +138,8 @@ static int derive(const char *password, const unsigned char *salt, size_t salt_l
 
 	if (pwlen > INT_MAX || salt_len == 0 || salt_len > INT_MAX || iterations < 1)
 		return -1;
-	if (PKCS5_PBKDF2_HMAC(password, (int)pwlen, salt, (int)salt_len, iterations,
-			      EVP_sha256(), SCRAM_KEY_LEN, salted) != 1)
+	if (PKCS5_PBKDF2_HMAC(password, (int)pwlen, salt, (int)salt_len, iterations, EVP_sha256(),
+			      SCRAM_KEY_LEN, salted) != 1)
 		goto out;
 	if (hmac(salted, "Client Key", client_key) < 0 ||
 	    !SHA256(client_key, SCRAM_KEY_LEN, stored_key) ||
@@ -147,8 +151,8 @@ out:
 	return rc;
 }
 
-int scram_secret_from_password(const char *password, const unsigned char *salt,
-			       size_t salt_len, int iterations, struct scram_secret *out)
+int scram_secret_from_password(const char *password, const unsigned char *salt, size_t salt_len,
+			       int iterations, struct scram_secret *out)
 {
 	unsigned char client_key[SCRAM_KEY_LEN];
 	int rc;
@@ -179,7 +183,8 @@ int scram_secret_parse(const char *text, struct scram_secret *out)
 	if (!text || strncmp(text, SECRET_PREFIX, strlen(SECRET_PREFIX)) != 0)
 		return -1;
 	p = text + strlen(SECRET_PREFIX);
-	if (!(colon = strchr(p, ':')) || parse_int(p, (size_t)(colon - p), INT_MAX, &s.iterations) < 0)
+	if (!(colon = strchr(p, ':')) ||
+	    parse_int(p, (size_t)(colon - p), INT_MAX, &s.iterations) < 0)
 		goto out;
 	p = colon + 1;
 	if (!(dollar = strchr(p, '$')) ||
@@ -259,8 +264,8 @@ static int read_attr(const char **p, char name, const char **val, size_t *vlen)
 {
 	const char *s = *p;
 
-	if (!((name && s[0] == name) || (!name && ((s[0] >= 'a' && s[0] <= 'z') ||
-						   (s[0] >= 'A' && s[0] <= 'Z')))) ||
+	if (!((name && s[0] == name) ||
+	      (!name && ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))) ||
 	    s[1] != '=')
 		return -1;
 	s += 2;
@@ -355,8 +360,8 @@ int scram_client_first(struct scram_client *sc, const char *user, char **out, si
 	return emit(msg, out, outlen);
 }
 
-int scram_client_final(struct scram_client *sc, const char *server_first, size_t len,
-		       char **out, size_t *outlen, const char **err)
+int scram_client_final(struct scram_client *sc, const char *server_first, size_t len, char **out,
+		       size_t *outlen, const char **err)
 {
 	unsigned char salt[B64_MAX_RAW], client_key[SCRAM_KEY_LEN], stored_key[SCRAM_KEY_LEN];
 	unsigned char server_key[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
@@ -392,8 +397,8 @@ int scram_client_final(struct scram_client *sc, const char *server_first, size_t
 	if (*p)
 		FAIL(SF_ERR "unexpected data after the iteration count");
 
-	if (derive(sc->password, salt, salt_len, iterations, client_key, stored_key,
-		   server_key) < 0)
+	if (derive(sc->password, salt, salt_len, iterations, client_key, stored_key, server_key) <
+	    0)
 		FAIL(CRYPTO_ERR);
 	if (!(without_proof = fmt("c=biws,r=%.*s", (int)nonce_len, nonce)) ||
 	    !(auth_msg = fmt("%s,%s,%s", sc->client_first_bare, msg, without_proof)))
@@ -488,8 +493,8 @@ struct scram_server *scram_server_new(const struct scram_secret *secret, const c
 	return ss;
 }
 
-int scram_server_first(struct scram_server *ss, const char *client_first, size_t len,
-		       char **out, size_t *outlen, const char **err)
+int scram_server_first(struct scram_server *ss, const char *client_first, size_t len, char **out,
+		       size_t *outlen, const char **err)
 {
 	char *msg = NULL, *salt_b64 = NULL, *reply = NULL;
 	const char *p, *val, *cnonce, *e = NULL;
@@ -545,8 +550,8 @@ out:
 	return rc;
 }
 
-int scram_server_final(struct scram_server *ss, const char *client_final, size_t len,
-		       char **out, size_t *outlen, const char **err)
+int scram_server_final(struct scram_server *ss, const char *client_final, size_t len, char **out,
+		       size_t *outlen, const char **err)
 {
 	unsigned char proof[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN], key_hash[SCRAM_KEY_LEN];
 	char *msg = NULL, *auth_msg = NULL, *sig_b64 = NULL, *reply;
@@ -581,8 +586,7 @@ int scram_server_final(struct scram_server *ss, const char *client_final, size_t
 		FAIL(CL_ERR "missing proof");
 	if (*p)
 		FAIL(CL_ERR "unexpected data after the proof");
-	if (b64_decode(proof_val, proof_len, proof, sizeof(proof), &n) < 0 ||
-	    n != SCRAM_KEY_LEN)
+	if (b64_decode(proof_val, proof_len, proof, sizeof(proof), &n) < 0 || n != SCRAM_KEY_LEN)
 		FAIL(CL_ERR "invalid proof");
 	if (!(auth_msg = fmt("%s,%s,%.*s", ss->client_first_bare, ss->server_first,
 			     (int)without_proof_len, msg)))

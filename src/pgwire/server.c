@@ -114,7 +114,9 @@ size_t server_struct_size(void)
 
 void server_describe(struct server *sv, struct server_info *si)
 {
-	static const char *const names[] = { "login", "idle", "active", "used", "tested", "closing" };
+	static const char *const names[] = {
+		"login", "idle", "active", "used", "tested", "closing"
+	};
 	int fd = sv->bev ? sio_fd(sv->bev) : upconn_fd(sv->uc);
 
 	memset(si, 0, sizeof(*si));
@@ -215,7 +217,7 @@ void server_event_cb(struct sio *bev, short what, void *arg)
 	(void)bev;
 	if (sv->login == SVL_DONE) {
 		server_close(sv, what & SIO_EOF ? "upstream closed the connection"
-					       : "upstream connection failed");
+						: "upstream connection failed");
 		return;
 	}
 	server_fail(sv, "08006", "upstream %s:%d closed the connection during login%s%s",
@@ -231,7 +233,7 @@ static void ready_cb(void *arg, char status)
 	sv->ready = true;
 	sv->ready_time = now_usec();
 	if (sv->node.state == SV_ACTIVE) {
-		note_time(sv);	/* before count_ready restarts the clock */
+		note_time(sv); /* before count_ready restarts the clock */
 		count_ready(sv, status);
 	}
 }
@@ -404,7 +406,8 @@ static void after_input(struct server *sv)
 		take_counts(sv);
 		if (sv->rl.violation) {
 			sv->rl.violation = false;
-			client_fail(c, "25000", "transaction blocks not allowed in statement pooling mode");
+			client_fail(c, "25000",
+				    "transaction blocks not allowed in statement pooling mode");
 			return;
 		}
 	}
@@ -423,7 +426,8 @@ static void after_input(struct server *sv)
 	}
 	/* the linked client's answer is complete */
 	if (sv->pl.n && sv->pl.changed) {
-		server_log(sv, LOG_LVL_WARN, "a query changed a session setting with other clients' "
+		server_log(sv, LOG_LVL_WARN,
+			   "a query changed a session setting with other clients' "
 			   "queries pipelined behind it; closing the connection");
 		if (c) {
 			/* its own answer is complete: it keeps its session */
@@ -432,15 +436,16 @@ static void after_input(struct server *sv)
 			set_client(sv, NULL);
 			pool_server_report(sv, c, SVR_NEXT);
 		}
-		pipe_close_discarding(sv, "a query changed a session setting with others pipelined behind it");
+		pipe_close_discarding(
+			sv, "a query changed a session setting with others pipelined behind it");
 		return;
 	}
 	sv->pl.changed = false;
 	bool retry = false;
 	if (sv->pl.held) {
 		sv->pl.held = false;
-		if (c && !sv->pl.head.cancel && sv->pl.head.retries < PIPE_RETRIES && sv->pl.head.q &&
-		    sv->pl.n < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
+		if (c && !sv->pl.head.cancel && sv->pl.head.retries < PIPE_RETRIES &&
+		    sv->pl.head.q && sv->pl.n < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
 			if (!pipe_resend_head(sv, c)) {
 				/* the relay's queue may not match any more */
 				pipe_pass_held(sv, c);
@@ -455,7 +460,8 @@ static void after_input(struct server *sv)
 			sv->pl.head.retries++;
 			sv->pl.exposed = 0;
 			sv->node.pool->stats.pipeline_retry_count++;
-			server_log(sv, LOG_LVL_DEBUG, "a late cancel hit a pipelined query; sent it again");
+			server_log(sv, LOG_LVL_DEBUG,
+				   "a late cancel hit a pipelined query; sent it again");
 			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
 		} else if (c) {
 			pipe_pass_held(sv, c);
@@ -469,7 +475,8 @@ static void after_input(struct server *sv)
 	}
 	if (retry) {
 		/* it stays linked: its query went again, held while the cancel is recent */
-		sv->pl.held = pipe_exposed_now(sv) && (sv->pl.hold || (sv->pl.hold = evbuffer_new()));
+		sv->pl.held = pipe_exposed_now(sv) &&
+			      (sv->pl.hold || (sv->pl.hold = evbuffer_new()));
 		return;
 	}
 	sv->pl.exposed = 0;
@@ -561,7 +568,7 @@ void server_return(struct server *sv)
 		return;
 	}
 	sv->park = false;
-	sv->ready = true;	/* a dropped answer's ReadyForQuery counted too: the next
+	sv->ready = true; /* a dropped answer's ReadyForQuery counted too: the next
 				 * client's query times from its own start */
 	if (server_expired(sv)) {
 		server_close(sv, "server_lifetime reached");
@@ -663,8 +670,10 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	}
 	if (sv->pl.n && sv->paused && now - sv->paused_since > PIPE_STUCK_USEC) {
 		/* it does not read its answer while other clients' queries wait behind it */
-		client_fail_stalled(c, "08006", "the client did not read its answer for %d s while other "
-			    "clients' queries waited behind it", (int)(PIPE_STUCK_USEC / 1000000));
+		client_fail_stalled(c, "08006",
+				    "the client did not read its answer for %d s while other "
+				    "clients' queries waited behind it",
+				    (int)(PIPE_STUCK_USEC / 1000000));
 		return;
 	}
 	if (cfg->query_timeout > 0 && !sv->ready &&
@@ -680,8 +689,10 @@ void server_check_timeouts(struct server *sv, uint64_t now)
 	if (cfg->idle_transaction_timeout > 0 && sv->ready && sv->rl.status != 'I' &&
 	    rl_quiet(&sv->rl, sv->crl) &&
 	    now - sv->ready_time > (uint64_t)(cfg->idle_transaction_timeout * 1e6))
-		client_fail(c, "25P03", "idle_transaction_timeout: idle in a transaction for more "
-			    "than %g s", cfg->idle_transaction_timeout);
+		client_fail(c, "25P03",
+			    "idle_transaction_timeout: idle in a transaction for more "
+			    "than %g s",
+			    cfg->idle_transaction_timeout);
 }
 
 bool server_needs_check(const struct server *sv)
@@ -695,8 +706,7 @@ bool server_needs_check(const struct server *sv)
 void server_check(struct server *sv)
 {
 	pool_server_move(&sv->node, SV_TESTED);
-	rl_inject(&sv->rl, &sv->node.pool->rl, rt_cfg()->server_check_query,
-		  sio_output(sv->bev));
+	rl_inject(&sv->rl, &sv->node.pool->rl, rt_cfg()->server_check_query, sio_output(sv->bev));
 }
 
 void server_fail(struct server *sv, const char *sqlstate, const char *fmt, ...)

@@ -52,13 +52,15 @@ void server_close(struct server *sv, const char *reason);
  * goes out behind the linked client's on a busy server instead of waiting for a free one
  * (see struct server in server.c). */
 #define PIPE_MAX 16
-#define HOLD_MAX (1 << 20)	/* an exposed answer held up to this, then passed */
-#define CANCEL_GRACE_USEC 100000	/* after a cancel, pipelined queries are exposed */
-#define PIPE_RETRIES 2			/* a query a late cancel hit goes again at most so often
+#define HOLD_MAX (1 << 20)       /* an exposed answer held up to this, then passed */
+#define CANCEL_GRACE_USEC 100000 /* after a cancel, pipelined queries are exposed */
+#define PIPE_RETRIES \
+	2                             /* a query a late cancel hit goes again at most so often
 					 * (PostgreSQL's one cancel may end two queries) */
-#define PIPE_HEAD_BYTES 65536		/* not behind an answer already this long */
-#define PIPE_GONE_CANCEL_USEC 1000000	/* a departed client's query holding others: cancelled */
-#define PIPE_STUCK_USEC 10000000	/* a client not reading its answer while others wait
+#define PIPE_HEAD_BYTES 65536         /* not behind an answer already this long */
+#define PIPE_GONE_CANCEL_USEC 1000000 /* a departed client's query holding others: cancelled */
+#define PIPE_STUCK_USEC \
+	10000000 /* a client not reading its answer while others wait
 					 * behind it is disconnected after this */
 /* sv's linked client runs such a query and pipeline_depth is not reached. */
 bool server_pipe_accepts(const struct server *sv, uint64_t now);
@@ -104,9 +106,9 @@ struct server_info {
 	int port, local_port;
 	uint64_t connect_usec, request_usec;
 	const void *ptr, *link;
-	char tls[80];		/* "" plaintext, "TLS" in the handshake, else tls_describe's */
+	char tls[80]; /* "" plaintext, "TLS" in the handshake, else tls_describe's */
 	uint32_t remote_pid;
-	uint64_t prepared;	/* statements prepared on it */
+	uint64_t prepared; /* statements prepared on it */
 };
 void server_describe(struct server *sv, struct server_info *si);
 unsigned server_gen(const struct server *sv);

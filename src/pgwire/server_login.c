@@ -29,8 +29,8 @@
 
 static uint64_t next_id;
 
-static const char *const login_steps[] = { "connecting", "startup", "authenticating",
-					   "parameters", "done" };
+static const char *const login_steps[] = { "connecting", "startup", "authenticating", "parameters",
+					   "done" };
 
 static void set_login(struct server *sv, enum sv_login to)
 {
@@ -71,7 +71,8 @@ void server_launch(struct pool *pool, int host)
 		uint32_t r = 0;
 		if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
 			r = (uint32_t)random();
-		sv->lifetime = (uint64_t)(cfg->server_lifetime * 1e6 * (0.8 + 0.2 * (r / 4294967296.0)));
+		sv->lifetime = (uint64_t)(cfg->server_lifetime * 1e6 *
+					  (0.8 + 0.2 * (r / 4294967296.0)));
 	}
 	pool_server_add(pool, &sv->node, SV_LOGIN);
 
@@ -81,14 +82,17 @@ void server_launch(struct pool *pool, int host)
 	evtimer_add(&sv->timer, &tv);
 
 	server_log(sv, LOG_LVL_DEBUG, "connecting to %s:%d", sv_host(sv), sv_port(sv));
-	struct upconn_opts o = { .host = sv_host(sv), .port = sv_port(sv),
+	struct upconn_opts o = { .host = sv_host(sv),
+				 .port = sv_port(sv),
 				 .tls = cfg_db_sslmode(cfg, pool->db) != SSLMODE_DISABLE,
 				 .sslmode = cfg_db_sslmode(cfg, pool->db),
-				 .ca_file = cfg_db_ca_file(cfg, pool->db), .ssl_request = true,
+				 .ca_file = cfg_db_ca_file(cfg, pool->db),
+				 .ssl_request = true,
 				 .keepalive = cfg->tcp_keepalive };
 	sv->uc = upconn_start(rt_base(), rt_dns(), &o, connected, sv);
 	if (!sv->uc)
-		server_fail(sv, "53200", "out of memory: cannot open a connection to %s", sv_host(sv));
+		server_fail(sv, "53200", "out of memory: cannot open a connection to %s",
+			    sv_host(sv));
 }
 
 /* Connected, past SSLRequest and TLS (or failed on the way): the login starts. */
@@ -106,19 +110,23 @@ static void connected(struct sio *io, enum upconn_failure why, const char *detai
 		server_fail(sv, "08006", "cannot resolve upstream host \"%s\": %s", host, detail);
 		return;
 	case UC_CONNECT:
-		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", host, port, detail);
+		server_fail(sv, "08006", "cannot connect to upstream %s:%d: %s", host, port,
+			    detail);
 		return;
 	case UC_SSL_CLOSED:
-		server_fail(sv, "08006", "upstream %s:%d closed the connection after SSLRequest%s%s",
-			    host, port, *detail ? ": " : "", detail);
+		server_fail(sv, "08006",
+			    "upstream %s:%d closed the connection after SSLRequest%s%s", host, port,
+			    *detail ? ": " : "", detail);
 		return;
 	case UC_SSL_REFUSED:
-		server_fail(sv, "08006", "upstream %s:%d does not accept TLS, and server_tls_sslmode "
-			    "requires it", host, port);
+		server_fail(sv, "08006",
+			    "upstream %s:%d does not accept TLS, and server_tls_sslmode "
+			    "requires it",
+			    host, port);
 		return;
 	case UC_SSL_INVALID:
-		server_fail(sv, "08006", "upstream %s:%d sent an invalid answer to SSLRequest", host,
-			    port);
+		server_fail(sv, "08006", "upstream %s:%d sent an invalid answer to SSLRequest",
+			    host, port);
 		return;
 	case UC_TLS_SETUP:
 	case UC_TLS_HANDSHAKE:
@@ -146,8 +154,10 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *sv = arg;
 
-	server_fail(sv, "08006", "timed out connecting to upstream %s:%d (server_connect_timeout; "
-		    "login step: %s)", sv_host(sv), sv_port(sv), login_steps[sv->login]);
+	server_fail(sv, "08006",
+		    "timed out connecting to upstream %s:%d (server_connect_timeout; "
+		    "login step: %s)",
+		    sv_host(sv), sv_port(sv), login_steps[sv->login]);
 }
 
 /* Answers one authentication request; -1 after server_fail. */
@@ -167,8 +177,10 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 		goto protocol;
 	if (code == PG_AUTH_OK && sv->scram) {
 		/* SCRAM is mutual: an upstream that did not prove it knows the password */
-		server_fail(sv, "28000", "upstream %s:%d ended SCRAM authentication without proving "
-			    "it knows the password", sv_host(sv), sv_port(sv));
+		server_fail(sv, "28000",
+			    "upstream %s:%d ended SCRAM authentication without proving "
+			    "it knows the password",
+			    sv_host(sv), sv_port(sv));
 		return -1;
 	}
 	if (code == PG_AUTH_OK) {
@@ -177,16 +189,19 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 	}
 	set_login(sv, SVL_AUTHENTICATING);
 	if (!pool->password) {
-		server_fail(sv, "28P01", "upstream %s:%d asks for a password, but none is configured "
-			    "for user \"%s\"", sv_host(sv), sv_port(sv), pool->user);
+		server_fail(sv, "28P01",
+			    "upstream %s:%d asks for a password, but none is configured "
+			    "for user \"%s\"",
+			    sv_host(sv), sv_port(sv), pool->user);
 		return -1;
 	}
 	/* an auth_file md5 secret can answer MD5, nothing else */
 	if (secret_kind(pool->password) != SECRET_PLAIN &&
 	    !(code == PG_AUTH_MD5 && secret_kind(pool->password) == SECRET_MD5)) {
-		server_fail(sv, "28P01", "upstream %s:%d asks for authentication method %u, but "
-			    "auth_file holds only a hashed secret for user \"%s\"", sv_host(sv),
-			    sv_port(sv), code, pool->user);
+		server_fail(sv, "28P01",
+			    "upstream %s:%d asks for authentication method %u, but "
+			    "auth_file holds only a hashed secret for user \"%s\"",
+			    sv_host(sv), sv_port(sv), code, pool->user);
 		return -1;
 	}
 	switch (code) {
@@ -211,8 +226,10 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 			if (n == strlen("SCRAM-SHA-256") && memcmp(mech, "SCRAM-SHA-256", n) == 0) {
 				scram_client_free(sv->scram);
 				sv->scram = scram_client_new(pool->password, NULL);
-				if (!sv->scram || scram_client_first(sv->scram, "", &msg, &mlen) < 0) {
-					server_fail(sv, "53200", "cannot start SCRAM authentication");
+				if (!sv->scram ||
+				    scram_client_first(sv->scram, "", &msg, &mlen) < 0) {
+					server_fail(sv, "53200",
+						    "cannot start SCRAM authentication");
 					return -1;
 				}
 				pg_put_sasl_initial(out, "SCRAM-SHA-256", msg, mlen);
@@ -221,14 +238,17 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 			}
 			i += n + 1;
 		}
-		server_fail(sv, "28000", "upstream %s:%d offers no SASL mechanism cratebouncer supports",
+		server_fail(sv, "28000",
+			    "upstream %s:%d offers no SASL mechanism cratebouncer supports",
 			    sv_host(sv), sv_port(sv));
 		return -1;
 	case PG_AUTH_SASL_CONTINUE:
 		if (!sv->scram)
 			goto protocol;
-		if (scram_client_final(sv->scram, (const char *)data, dlen, &msg, &mlen, &err) < 0) {
-			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv), err);
+		if (scram_client_final(sv->scram, (const char *)data, dlen, &msg, &mlen, &err) <
+		    0) {
+			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv),
+				    sv_port(sv), err);
 			return -1;
 		}
 		pg_put_sasl_response(out, msg, mlen);
@@ -239,15 +259,18 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 		if (!sv->scram)
 			goto protocol;
 		if (scram_client_verify(sv->scram, (const char *)data, dlen, &err) < 0) {
-			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv), err);
+			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv),
+				    sv_port(sv), err);
 			return -1;
 		}
 		scram_client_free(sv->scram);
 		sv->scram = NULL;
 		return 0;
 	default:
-		server_fail(sv, "28000", "upstream %s:%d asks for authentication method %u, which "
-			    "cratebouncer does not support", sv_host(sv), sv_port(sv), code);
+		server_fail(sv, "28000",
+			    "upstream %s:%d asks for authentication method %u, which "
+			    "cratebouncer does not support",
+			    sv_host(sv), sv_port(sv), code);
 		return -1;
 	}
 protocol:
@@ -311,7 +334,8 @@ static void login_read_cb(struct sio *bev, void *arg)
 		evbuffer_copyout(in, hdr, PG_HDR_LEN);
 		uint32_t mlen = pg_get_u32(hdr + 1);
 		if (mlen < 4 || mlen > LOGIN_MSG_MAX) {
-			server_fail(sv, "08P01", "upstream %s:%d sent an invalid message during login",
+			server_fail(sv, "08P01",
+				    "upstream %s:%d sent an invalid message during login",
 				    sv_host(sv), sv_port(sv));
 			return;
 		}

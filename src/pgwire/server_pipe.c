@@ -140,9 +140,9 @@ void pipe_next(struct server *sv, bool retry)
 	if (sv->pl.exposed)
 		sv->pl.exposed--;
 	sv->pl.progress = now_usec();
-	sv->ready = true;	/* its query counts from now in the statistics */
+	sv->ready = true; /* its query counts from now in the statistics */
 	server_note_sent(sv);
-	server_pause_read(sv, false);	/* the old head's full output is not the new one's */
+	server_pause_read(sv, false); /* the old head's full output is not the new one's */
 	if (old)
 		pool_server_report(sv, old, SVR_NEXT);
 	if (sv->pl.head.cancel && sv->client && !sv->pl.head_gone)
@@ -159,8 +159,7 @@ bool server_pipe_accepts(const struct server *sv, uint64_t now)
 	return sv->node.state == SV_ACTIVE && sv->pl.ok && sv->pl.n < cfg->pipeline_depth &&
 	       !sv->cancels && !sv->park && !sv->paused && !sv->pl.exposed && !sv->rl.replay_mask &&
 	       sv->rl.status == 'I' && rl_pending(&sv->rl) > sv->pl.items && !sv->rl.tainted &&
-	       rl_parses_pending(&sv->rl) == 0 &&
-	       sv->pl.head_bytes < PIPE_HEAD_BYTES &&
+	       rl_parses_pending(&sv->rl) == 0 && sv->pl.head_bytes < PIPE_HEAD_BYTES &&
 	       now - sv->pl.progress <= (uint64_t)(cfg->pipeline_max_query_time * 1e6) &&
 	       sv->gen == sv->node.pool->gen && !server_expired(sv);
 }
@@ -186,7 +185,7 @@ bool server_pipe_add(struct server *sv, struct client *c, uint64_t shape)
 	pipe_append(sv, c, &e);
 	if (items < 0) {
 		pipe_close_discarding(sv, "out of memory");
-		return true;	/* c has been told (server_close fails every pipelined client) */
+		return true; /* c has been told (server_close fails every pipelined client) */
 	}
 	/* the upstream may not have acted on a cancel yet even though it closed the cancel
 	 * connection: queries sent soon after are exposed too */
@@ -224,8 +223,9 @@ bool server_is_head(const struct server *sv, const struct client *c)
 
 void server_head_more(struct server *sv)
 {
-	if (!sv->pl.ok && !sv->pl.head.shape && !sv->pl.head.q && !sv->pl.head.cancel && !sv->pl.head.retries)
-		return;	/* the common case: nothing to forget, no clock read */
+	if (!sv->pl.ok && !sv->pl.head.shape && !sv->pl.head.q && !sv->pl.head.cancel &&
+	    !sv->pl.head.retries)
+		return; /* the common case: nothing to forget, no clock read */
 	pipe_entry_clear(&sv->pl.head);
 	sv->pl.ok = false;
 }

@@ -12,12 +12,20 @@
 /* PostgreSQL's reported and commonly set parameters, then CrateDB's session settings
  * (SessionSettingRegistry) that PostgreSQL does not report: a client's SET of one of
  * those must not stay on a shared server either. */
-static const char *const builtin[] = { "client_encoding", "DateStyle", "TimeZone",
-				       "application_name", "search_path",
-				       "standard_conforming_strings", "IntervalStyle",
-				       "extra_float_digits", "statement_timeout",
-				       "enable_hashjoin", "error_on_unknown_object_key",
-				       "memory.operation_limit", "insert_select_fail_fast", NULL };
+static const char *const builtin[] = { "client_encoding",
+				       "DateStyle",
+				       "TimeZone",
+				       "application_name",
+				       "search_path",
+				       "standard_conforming_strings",
+				       "IntervalStyle",
+				       "extra_float_digits",
+				       "statement_timeout",
+				       "enable_hashjoin",
+				       "error_on_unknown_object_key",
+				       "memory.operation_limit",
+				       "insert_select_fail_fast",
+				       NULL };
 static char *names[SP_MAX];
 static int nnames;
 
@@ -211,7 +219,8 @@ char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *ma
 			rc |= add(&buf, &len, &cap, "SET ", 4);
 			rc |= add(&buf, &len, &cap, name, strlen(name));
 			rc |= add(&buf, &len, &cap, " TO ", 4);
-			rc |= raw ? add(&buf, &len, &cap, c, strlen(c)) : add_literal(&buf, &len, &cap, c);
+			rc |= raw ? add(&buf, &len, &cap, c, strlen(c))
+				  : add_literal(&buf, &len, &cap, c);
 		} else if (crate) {
 			/* CrateDB has no RESET name (a syntax error that fails the whole Query) */
 			rc |= add(&buf, &len, &cap, "SET ", 4);
@@ -337,8 +346,8 @@ const char *sp_next_statement(const char *p, const char *end)
 
 bool sp_autocommit_statement(const char *sql, size_t len)
 {
-	static const char *const first[] = { "SELECT", "INSERT", "UPDATE", "DELETE", "VALUES",
-					     "TABLE", "WITH" };
+	static const char *const first[] = { "SELECT", "INSERT", "UPDATE", "DELETE",
+					     "VALUES", "TABLE",  "WITH" };
 	const char *end = sql + len, *p = skip_ws(sql, end);
 	bool ok = false;
 
@@ -347,7 +356,8 @@ bool sp_autocommit_statement(const char *sql, size_t len)
 	/* set_config() changes the session for the queries behind it; U& identifiers could
 	 * spell it with escapes */
 	for (const char *q = sql; q < end; q++) {
-		if ((*q == 's' || *q == 'S') && end - q >= 10 && strncasecmp(q, "set_config", 10) == 0)
+		if ((*q == 's' || *q == 'S') && end - q >= 10 &&
+		    strncasecmp(q, "set_config", 10) == 0)
 			return false;
 		if ((*q == 'u' || *q == 'U') && end - q >= 2 && q[1] == '&')
 			return false;

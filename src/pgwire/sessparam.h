@@ -31,7 +31,8 @@ struct sp_set {
 /* raw: value is SQL text from a client's SET, not a plain value. */
 const char *sp_get(const struct sp_set *s, int i, bool *raw);
 /* value NULL: back to the default. -1: no memory (the set is unchanged). */
-int sp_put(struct sp_set *s, int i, const char *value, bool raw) __attribute__((warn_unused_result));
+int sp_put(struct sp_set *s, int i, const char *value, bool raw)
+	__attribute__((warn_unused_result));
 void sp_clear(struct sp_set *s);
 static inline bool sp_same(const struct sp_set *a, const struct sp_set *b)
 {
@@ -61,8 +62,16 @@ bool sp_autocommit_statement(const char *sql, size_t len);
  * grammar: BEGIN/START TRANSACTION, COMMIT/END, DECLARE name ... CURSOR [WITH[OUT] HOLD],
  * CLOSE name | ALL, DISCARD ALL; there is no ROLLBACK). name gets the cursor name as
  * CrateDB folds it (DECLARE, CLOSE; "" for a declared cursor whose name does not fit). */
-enum sp_tx { SP_TX_NONE, SP_TX_BEGIN, SP_TX_COMMIT, SP_TX_DECLARE, SP_TX_DECLARE_HOLD,
-	     SP_TX_CLOSE, SP_TX_CLOSE_ALL, SP_TX_DISCARD_ALL };
+enum sp_tx {
+	SP_TX_NONE,
+	SP_TX_BEGIN,
+	SP_TX_COMMIT,
+	SP_TX_DECLARE,
+	SP_TX_DECLARE_HOLD,
+	SP_TX_CLOSE,
+	SP_TX_CLOSE_ALL,
+	SP_TX_DISCARD_ALL
+};
 int sp_tx_statement(const char *sql, size_t len, char *name, size_t max);
 
 #endif

@@ -162,7 +162,7 @@ START_TEST(test_option_table)
 {
 	/* Every option has a sane entry and can be found by name, in any case. */
 	ck_assert_uint_gt(cfg_noptions, 0);
-	ck_assert_uint_le(cfg_noptions, 128);	/* parse_ctx.seen[128] is indexed by option */
+	ck_assert_uint_le(cfg_noptions, 128); /* parse_ctx.seen[128] is indexed by option */
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const struct cfg_opt *o = &cfg_options[i];
 		char upper[64];
@@ -172,20 +172,24 @@ START_TEST(test_option_table)
 		ck_assert_ptr_eq(cfg_find_opt_in(o->section, o->name), o);
 		ck_assert_uint_lt(strlen(o->name), sizeof(upper));
 		for (size_t j = 0; o->name[j]; j++)
-			upper[j] = (char)(o->name[j] >= 'a' && o->name[j] <= 'z' ? o->name[j] - 32 : o->name[j]);
+			upper[j] = (char)(o->name[j] >= 'a' && o->name[j] <= 'z' ? o->name[j] - 32
+										 : o->name[j]);
 		upper[strlen(o->name)] = '\0';
 		ck_assert_ptr_eq(cfg_find_opt_in(o->section, upper), o);
 		if (o->type == CFG_INT || o->type == CFG_TIME)
 			ck_assert_msg(o->min <= o->max, "%s: min > max", o->name);
 		if (o->type == CFG_ENUM) {
-			ck_assert_msg(o->names != NULL && o->names[0] != NULL, "%s: no names", o->name);
+			ck_assert_msg(o->names != NULL && o->names[0] != NULL, "%s: no names",
+				      o->name);
 			for (int v = 0; o->names[v]; v++)
 				ck_assert_str_eq(cfg_enum_name(o, v), o->names[v]);
 		}
 		for (size_t j = 0; j < i; j++)
 			ck_assert_msg(strcmp(cfg_options[j].name, o->name) != 0 ||
-					      (cfg_options[j].section == NULL) != (o->section == NULL) ||
-					      (o->section && strcmp(cfg_options[j].section, o->section) != 0),
+					      (cfg_options[j].section == NULL) !=
+						      (o->section == NULL) ||
+					      (o->section &&
+					       strcmp(cfg_options[j].section, o->section) != 0),
 				      "%s twice in one section", o->name);
 	}
 	ck_assert_ptr_null(cfg_find_opt("no_such_option"));
@@ -213,21 +217,24 @@ START_TEST(test_defaults)
 		switch (o->type) {
 		case CFG_STR:
 			ck_assert_msg(*(char *const *)field != NULL, "%s is NULL", name);
-			ck_assert_msg(strcmp(*(char *const *)field, o->def) == 0, "%s: \"%s\" != \"%s\"",
-				      name, *(char *const *)field, o->def);
+			ck_assert_msg(strcmp(*(char *const *)field, o->def) == 0,
+				      "%s: \"%s\" != \"%s\"", name, *(char *const *)field, o->def);
 			break;
 		case CFG_INT: {
 			long v = strtol(o->def, &end, 0);
-			ck_assert_msg(*end == '\0', "%s: default \"%s\" is not an integer", name, o->def);
+			ck_assert_msg(*end == '\0', "%s: default \"%s\" is not an integer", name,
+				      o->def);
 			ck_assert_msg(v >= o->min && v <= o->max, "%s: default out of range", name);
-			ck_assert_msg(*(const int *)field == v, "%s: %d != %ld", name, *(const int *)field, v);
+			ck_assert_msg(*(const int *)field == v, "%s: %d != %ld", name,
+				      *(const int *)field, v);
 			break;
 		}
 		case CFG_TIME: {
 			double v = strtod(o->def, &end);
 			ck_assert_msg(*end == '\0', "%s: default \"%s\" has a unit", name, o->def);
 			ck_assert_msg(v >= o->min && v <= o->max, "%s: default out of range", name);
-			ck_assert_msg(*(const double *)field == v, "%s: %g != %g", name, *(const double *)field, v);
+			ck_assert_msg(*(const double *)field == v, "%s: %g != %g", name,
+				      *(const double *)field, v);
 			break;
 		}
 		case CFG_BOOL: {
@@ -242,7 +249,8 @@ START_TEST(test_defaults)
 				if (strcmp(o->names[j], o->def) == 0)
 					v = j;
 			ck_assert_msg(v >= 0, "%s: default \"%s\" is not a name", name, o->def);
-			ck_assert_msg(*(const int *)field == v, "%s: %d != %d", name, *(const int *)field, v);
+			ck_assert_msg(*(const int *)field == v, "%s: %d != %d", name,
+				      *(const int *)field, v);
 			break;
 		}
 		}
@@ -260,7 +268,8 @@ START_TEST(test_defaults)
 	cfg_free(cfg);
 
 	/* Comments and blank lines only; empty sections are fine too. */
-	cfg = parse_ok("; comment\n# comment\n\n   \n\t\n[cratebouncer]\nauth_type = trust\n[databases]\n");
+	cfg = parse_ok(
+		"; comment\n# comment\n\n   \n\t\n[cratebouncer]\nauth_type = trust\n[databases]\n");
 	ck_assert_int_eq(cfg->default_pool_size, 20);
 	cfg_free(cfg);
 }
@@ -287,41 +296,43 @@ START_TEST(test_pgbouncer_alias)
 	/* Both sections feed the same options, so a value in each is a duplicate. */
 	static const char *const errs[] = { NAME ":4: listen_port is set twice", NULL };
 	expect_parse_errors("[pgbouncer]\nlisten_port = 1\n[cratebouncer]\nlisten_port = 2\n"
-			    "auth_type = trust\n", errs);
+			    "auth_type = trust\n",
+			    errs);
 }
 END_TEST
 
 START_TEST(test_error_lines)
 {
-	static const char text[] =
-		"; many bad lines, all reported\n"				/* 1 */
-		"[cratebouncer]\n"						/* 2 */
-		"auth_type = trust\n"						/* 3 */
-		"listen_port = 6432\n"						/* 4 */
-		"bogus_option = 1\n"						/* 5 */
-		"default_pool_size = many\n"					/* 6 */
-		"max_client_conn = 0\n"						/* 7 */
-		"server_tls_sslmode = prefer\n"					/* 8 */
-		"server_lifetime = 5 weeks\n"					/* 9 */
-		"listen_port = 7000\n"						/* 10 */
-		"this line has no equals sign\n"				/* 11 */
-		"tcp_keepalive = maybe\n"					/* 12 */
-		"\n"								/* 13 */
-		"[nosuch]\n"							/* 14 */
-		"foo = bar\n"							/* 15 */
-		"[databases]\n"							/* 16 */
-		"doc = host=localhost\n"					/* 17 */
-		"doc = host=otherhost\n"					/* 18 */
-		"nohost = port=5432 dbname=x\n"					/* 19 */
-		"weird = host=x colour=blue\n"					/* 20 */
-		"quoted = host=x password='oops\n"				/* 21 */
-		"good = host=y\n";						/* 22 */
+	static const char text[] = "; many bad lines, all reported\n" /* 1 */
+				   "[cratebouncer]\n"                 /* 2 */
+				   "auth_type = trust\n"              /* 3 */
+				   "listen_port = 6432\n"             /* 4 */
+				   "bogus_option = 1\n"               /* 5 */
+				   "default_pool_size = many\n"       /* 6 */
+				   "max_client_conn = 0\n"            /* 7 */
+				   "server_tls_sslmode = prefer\n"    /* 8 */
+				   "server_lifetime = 5 weeks\n"      /* 9 */
+				   "listen_port = 7000\n"             /* 10 */
+				   "this line has no equals sign\n"   /* 11 */
+				   "tcp_keepalive = maybe\n"          /* 12 */
+				   "\n"                               /* 13 */
+				   "[nosuch]\n"                       /* 14 */
+				   "foo = bar\n"                      /* 15 */
+				   "[databases]\n"                    /* 16 */
+				   "doc = host=localhost\n"           /* 17 */
+				   "doc = host=otherhost\n"           /* 18 */
+				   "nohost = port=5432 dbname=x\n"    /* 19 */
+				   "weird = host=x colour=blue\n"     /* 20 */
+				   "quoted = host=x password='oops\n" /* 21 */
+				   "good = host=y\n";                 /* 22 */
 	static const char *const errs[] = {
 		NAME ":5: unknown option \"bogus_option\" in [cratebouncer]",
 		NAME ":6: default_pool_size: \"many\" is not an integer",
 		NAME ":7: max_client_conn: 0 is out of range (1 to 1000000)",
-		NAME ":8: server_tls_sslmode: \"prefer\" is not one of: disable, require, verify-ca, verify-full",
-		NAME ":9: server_lifetime: \"5 weeks\" is not a duration (seconds, or a number with ms, s, min, h, d)",
+		NAME
+		":8: server_tls_sslmode: \"prefer\" is not one of: disable, require, verify-ca, verify-full",
+		NAME
+		":9: server_lifetime: \"5 weeks\" is not a duration (seconds, or a number with ms, s, min, h, d)",
 		NAME ":10: listen_port is set twice",
 		NAME ":11: syntax error: expected \"key = value\"",
 		NAME ":12: tcp_keepalive: \"maybe\" is not a boolean (0/1, on/off)",
@@ -352,7 +363,8 @@ START_TEST(test_error_lines)
 	/* The file name is the one given. */
 	cfg = cfg_parse_string("[cratebouncer]\nauth_type = trust\nnope = 1\n", "/etc/cb.ini");
 	ck_assert_uint_eq(cfg->nerrors, 1);
-	ck_assert_str_eq(cfg->errors[0], "/etc/cb.ini:3: unknown option \"nope\" in [cratebouncer]");
+	ck_assert_str_eq(cfg->errors[0],
+			 "/etc/cb.ini:3: unknown option \"nope\" in [cratebouncer]");
 	cfg_free(cfg);
 }
 END_TEST
@@ -361,8 +373,10 @@ END_TEST
 START_TEST(test_more_errors)
 {
 	static const char *const enum_err[] = {
-		NAME ":2: auth_type: \"kerberos\" is not one of: trust, plain, md5, scram-sha-256, peer",
-		NAME ":0: auth_type md5 needs auth_file", NULL };
+		NAME
+		":2: auth_type: \"kerberos\" is not one of: trust, plain, md5, scram-sha-256, peer",
+		NAME ":0: auth_type md5 needs auth_file", NULL
+	};
 	static const char *const range_err[] = {
 		NAME ":3: server_connect_timeout: 0.005 s is out of range (0.01 to 3600 s)",
 		NAME ":4: query_wait_timeout: -1 s is out of range (0 to 86400 s)",
@@ -372,71 +386,83 @@ START_TEST(test_more_errors)
 		NAME ":9: listen_addr is set twice",
 		NAME ":10: default_pool_size: \"20x\" is not an integer",
 		NAME ":11: max_client_conn: \"99999999999999999999\" is not an integer",
-		NAME ":12: server_idle_timeout: \"\" is not a duration (seconds, or a number with ms, s, min, h, d)",
-		NAME ":13: server_lifetime: \"1m\" is not a duration (seconds, or a number with ms, s, min, h, d)",
-		NAME ":14: client_login_timeout: \"inf\" is not a duration (seconds, or a number with ms, s, min, h, d)",
+		NAME
+		":12: server_idle_timeout: \"\" is not a duration (seconds, or a number with ms, s, min, h, d)",
+		NAME
+		":13: server_lifetime: \"1m\" is not a duration (seconds, or a number with ms, s, min, h, d)",
+		NAME
+		":14: client_login_timeout: \"inf\" is not a duration (seconds, or a number with ms, s, min, h, d)",
 		NAME ":15: min_pool_size: \"\" is not an integer",
-		NULL };
+		NULL
+	};
 	static const char *const db_err[] = {
 		NAME ":2: database \"a\": port: \"70000\" must be an integer from 1 to 65535",
 		NAME ":3: database \"b\": pool_size: \"-1\" must be an integer from 0 to 10000",
 		NAME ":4: database \"c\": min_pool_size: \"x\" must be an integer from 0 to 10000",
-		NAME ":5: database \"d\": sslmode: \"prefer\" is not one of: disable, require, verify-ca, verify-full",
-		NAME ":6: database \"e\": pool_mode: \"none\" is not one of: session, transaction, statement",
+		NAME
+		":5: database \"d\": sslmode: \"prefer\" is not one of: disable, require, verify-ca, verify-full",
+		NAME
+		":6: database \"e\": pool_mode: \"none\" is not one of: session, transaction, statement",
 		NAME ":7: database \"f\": expected key=value",
 		NAME ":8: database \"g\": give password= or password_file=, not both",
 		NAME ":9: database \"h\": port: \"\" must be an integer from 1 to 65535",
 		NAME ":10: database \"i\": host= is required",
 		NAME ":11: database \"j\": unknown parameter \"\"",
 		NAME ":0: auth_type md5 needs auth_file",
-		NULL };
-	static const char *const mode_err[] = {
-		NAME ":0: auth_type scram-sha-256 needs auth_file", NULL };
+		NULL
+	};
+	static const char *const mode_err[] = { NAME ":0: auth_type scram-sha-256 needs auth_file",
+						NULL };
 	static const char *const users_err[] = {
-		NAME ":2: user \"a\": pool_mode: \"txn\" is not one of: session, transaction, statement",
+		NAME
+		":2: user \"a\": pool_mode: \"txn\" is not one of: session, transaction, statement",
 		NAME ":3: user \"b\": unknown parameter \"pool_size\"",
 		NAME ":5: user \"c\" is defined twice",
-		NAME ":0: track_extra_parameters: \"a;b\" is not a list of parameter names", NULL };
-	static const char *const nosection_err[] = {
-		NAME ":1: unknown section []",
-		NAME ":2: unknown section []", NULL };
-	static const char *const colon_err[] = {
-		NAME ":3: syntax error: expected \"key = value\"", NULL };
+		NAME ":0: track_extra_parameters: \"a;b\" is not a list of parameter names", NULL
+	};
+	static const char *const nosection_err[] = { NAME ":1: unknown section []",
+						     NAME ":2: unknown section []", NULL };
+	static const char *const colon_err[] = { NAME ":3: syntax error: expected \"key = value\"",
+						 NULL };
 
 	expect_parse_errors("[cratebouncer]\nauth_type = kerberos\n", enum_err);
-	expect_parse_errors("[cratebouncer]\n"				/* 1 */
-			    "auth_type = trust\n"			/* 2 */
-			    "server_connect_timeout = 5ms\n"		/* 3 */
-			    "query_wait_timeout = -1\n"			/* 4 */
-			    "listen_port = 65536\n"			/* 5 */
-			    "verbose = -1\n"				/* 6 */
-			    "unix_socket_mode = 0778\n"			/* 7 */
-			    "listen_addr = a\nlisten_addr = b\n"	/* 8, 9 */
-			    "default_pool_size = 20x\n"			/* 10 */
-			    "max_client_conn = 99999999999999999999\n"	/* 11 */
-			    "server_idle_timeout =\n"			/* 12 */
-			    "server_lifetime = 1m\n"			/* 13 */
-			    "client_login_timeout = inf\n"		/* 14 */
-			    "min_pool_size =\n", range_err);		/* 15 */
-	expect_parse_errors("[databases]\n"					/* 1 */
-			    "a = host=h port=70000\n"				/* 2 */
-			    "b = host=h pool_size=-1\n"				/* 3 */
-			    "c = host=h min_pool_size=x\n"			/* 4 */
-			    "d = host=h sslmode=prefer\n"			/* 5 */
-			    "e = host=h pool_mode=none\n"			/* 6 */
-			    "f = host=h dbname\n"				/* 7 */
-			    "g = host=h password=x password_file=/nonexistent\n"	/* 8 */
-			    "h = host=h port=\n"				/* 9 */
-			    "i =\n"						/* 10 */
-			    "j = host=h =x\n"					/* 11 */
-			    "t = host=h pool_mode=transaction\n", db_err);	/* 12 */
-	expect_parse_errors("[cratebouncer]\nauth_type = scram-sha-256\npool_mode = statement\n", mode_err);
-	expect_parse_errors("[users]\n"					/* 1 */
-			    "a = pool_mode=txn\n"				/* 2 */
-			    "b = pool_size=3\n"				/* 3 */
-			    "c = pool_mode=statement\nc = pool_mode=session\n"	/* 4, 5 */
-			    "[cratebouncer]\nauth_type = trust\n"		/* 6 */
-			    "track_extra_parameters = a;b\n", users_err);	/* 7 */
+	expect_parse_errors("[cratebouncer]\n"                         /* 1 */
+			    "auth_type = trust\n"                      /* 2 */
+			    "server_connect_timeout = 5ms\n"           /* 3 */
+			    "query_wait_timeout = -1\n"                /* 4 */
+			    "listen_port = 65536\n"                    /* 5 */
+			    "verbose = -1\n"                           /* 6 */
+			    "unix_socket_mode = 0778\n"                /* 7 */
+			    "listen_addr = a\nlisten_addr = b\n"       /* 8, 9 */
+			    "default_pool_size = 20x\n"                /* 10 */
+			    "max_client_conn = 99999999999999999999\n" /* 11 */
+			    "server_idle_timeout =\n"                  /* 12 */
+			    "server_lifetime = 1m\n"                   /* 13 */
+			    "client_login_timeout = inf\n"             /* 14 */
+			    "min_pool_size =\n",
+			    range_err);                                          /* 15 */
+	expect_parse_errors("[databases]\n"                                      /* 1 */
+			    "a = host=h port=70000\n"                            /* 2 */
+			    "b = host=h pool_size=-1\n"                          /* 3 */
+			    "c = host=h min_pool_size=x\n"                       /* 4 */
+			    "d = host=h sslmode=prefer\n"                        /* 5 */
+			    "e = host=h pool_mode=none\n"                        /* 6 */
+			    "f = host=h dbname\n"                                /* 7 */
+			    "g = host=h password=x password_file=/nonexistent\n" /* 8 */
+			    "h = host=h port=\n"                                 /* 9 */
+			    "i =\n"                                              /* 10 */
+			    "j = host=h =x\n"                                    /* 11 */
+			    "t = host=h pool_mode=transaction\n",
+			    db_err); /* 12 */
+	expect_parse_errors("[cratebouncer]\nauth_type = scram-sha-256\npool_mode = statement\n",
+			    mode_err);
+	expect_parse_errors("[users]\n"                                        /* 1 */
+			    "a = pool_mode=txn\n"                              /* 2 */
+			    "b = pool_size=3\n"                                /* 3 */
+			    "c = pool_mode=statement\nc = pool_mode=session\n" /* 4, 5 */
+			    "[cratebouncer]\nauth_type = trust\n"              /* 6 */
+			    "track_extra_parameters = a;b\n",
+			    users_err); /* 7 */
 	expect_parse_errors("a = 1\nb = 2\n[cratebouncer]\nauth_type = trust\n", nosection_err);
 	/* inih would take ':' as a delimiter; cratebouncer insists on '='. */
 	expect_parse_errors("[cratebouncer]\nauth_type = trust\nlisten_port: 7000\n", colon_err);
@@ -517,22 +543,25 @@ START_TEST(test_bools_ints_enums)
 	struct cfg *cfg;
 
 	for (size_t i = 0; yes[i]; i++) {
-		snprintf(text, sizeof(text), "[cratebouncer]\nauth_type = trust\ntcp_keepalive = %s\n", yes[i]);
+		snprintf(text, sizeof(text),
+			 "[cratebouncer]\nauth_type = trust\ntcp_keepalive = %s\n", yes[i]);
 		cfg = parse_ok(text);
 		ck_assert_msg(cfg->tcp_keepalive, "%s", yes[i]);
 		cfg_free(cfg);
 	}
 	for (size_t i = 0; no[i]; i++) {
-		snprintf(text, sizeof(text), "[cratebouncer]\nauth_type = trust\ntcp_keepalive = %s\n", no[i]);
+		snprintf(text, sizeof(text),
+			 "[cratebouncer]\nauth_type = trust\ntcp_keepalive = %s\n", no[i]);
 		cfg = parse_ok(text);
 		ck_assert_msg(!cfg->tcp_keepalive, "%s", no[i]);
 		cfg_free(cfg);
 	}
 
 	/* Integers: octal for the socket mode, bounds are inclusive. */
-	cfg = parse_ok("[cratebouncer]\nauth_type = trust\nunix_socket_mode = 0700\nlisten_port = 65535\n"
-		       "verbose = 5\nmax_client_conn = 1000000\nmin_pool_size = 10000\n"
-		       "default_pool_size = 1\n");
+	cfg = parse_ok(
+		"[cratebouncer]\nauth_type = trust\nunix_socket_mode = 0700\nlisten_port = 65535\n"
+		"verbose = 5\nmax_client_conn = 1000000\nmin_pool_size = 10000\n"
+		"default_pool_size = 1\n");
 	ck_assert_int_eq(cfg->unix_socket_mode, 0700);
 	ck_assert_int_eq(cfg->listen_port, 65535);
 	ck_assert_int_eq(cfg->verbose, 5);
@@ -542,21 +571,30 @@ START_TEST(test_bools_ints_enums)
 	cfg_free(cfg);
 
 	/* Every enum name, in any case. */
-	static const struct { const char *opt, *val; size_t off; int want; } enums[] = {
+	static const struct {
+		const char *opt, *val;
+		size_t off;
+		int want;
+	} enums[] = {
 		{ "auth_type", "trust", offsetof(struct cfg, auth_type), AUTH_TRUST },
 		{ "auth_type", "plain", offsetof(struct cfg, auth_type), AUTH_PLAIN },
 		{ "auth_type", "MD5", offsetof(struct cfg, auth_type), AUTH_MD5 },
 		{ "auth_type", "scram-sha-256", offsetof(struct cfg, auth_type), AUTH_SCRAM },
 		{ "auth_type", "Peer", offsetof(struct cfg, auth_type), AUTH_PEER },
 		{ "pool_mode", "SESSION", offsetof(struct cfg, pool_mode), POOL_SESSION },
-		{ "server_tls_sslmode", "disable", offsetof(struct cfg, server_tls_sslmode), SSLMODE_DISABLE },
-		{ "server_tls_sslmode", "require", offsetof(struct cfg, server_tls_sslmode), SSLMODE_REQUIRE },
-		{ "server_tls_sslmode", "verify-ca", offsetof(struct cfg, server_tls_sslmode), SSLMODE_VERIFY_CA },
-		{ "server_tls_sslmode", "Verify-Full", offsetof(struct cfg, server_tls_sslmode), SSLMODE_VERIFY_FULL },
+		{ "server_tls_sslmode", "disable", offsetof(struct cfg, server_tls_sslmode),
+		  SSLMODE_DISABLE },
+		{ "server_tls_sslmode", "require", offsetof(struct cfg, server_tls_sslmode),
+		  SSLMODE_REQUIRE },
+		{ "server_tls_sslmode", "verify-ca", offsetof(struct cfg, server_tls_sslmode),
+		  SSLMODE_VERIFY_CA },
+		{ "server_tls_sslmode", "Verify-Full", offsetof(struct cfg, server_tls_sslmode),
+		  SSLMODE_VERIFY_FULL },
 	};
 	for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++) {
-		snprintf(text, sizeof(text), "[cratebouncer]\nauth_file = /etc/users.txt\n%s = %s\n",
-			 enums[i].opt, enums[i].val);
+		snprintf(text, sizeof(text),
+			 "[cratebouncer]\nauth_file = /etc/users.txt\n%s = %s\n", enums[i].opt,
+			 enums[i].val);
 		cfg = parse_ok(text);
 		ck_assert_msg(*(int *)((char *)cfg + enums[i].off) == enums[i].want, "%s = %s",
 			      enums[i].opt, enums[i].val);
@@ -645,9 +683,11 @@ START_TEST(test_db_server_kind)
 	ck_assert_int_eq(cfg_find_db(cfg, "p")->server_kind, SERVER_KIND_POSTGRESQL);
 	cfg_free(cfg);
 	cfg = cfg_parse_string("[cratebouncer]\nauth_type = trust\n[databases]\n"
-			       "x = host=h server_kind=mysql\n", NAME);
+			       "x = host=h server_kind=mysql\n",
+			       NAME);
 	ck_assert_uint_eq(cfg->nerrors, 1);
-	ck_assert_ptr_nonnull(strstr(cfg->errors[0], "server_kind: \"mysql\" is not one of: auto, cratedb, postgresql"));
+	ck_assert_ptr_nonnull(strstr(
+		cfg->errors[0], "server_kind: \"mysql\" is not one of: auto, cratedb, postgresql"));
 	cfg_free(cfg);
 }
 END_TEST
@@ -663,7 +703,8 @@ START_TEST(test_db_fallbacks)
 		"custom = host=b pool_size=5 min_pool_size=0 sslmode=disable sslrootcert=/db/ca.crt\n"
 		"* = host=fallback port=5433\n"
 		"emptyca = host=c sslrootcert=''\n");
-	const struct cfg_db *plain = cfg_find_db(cfg, "plain"), *custom = cfg_find_db(cfg, "custom");
+	const struct cfg_db *plain = cfg_find_db(cfg, "plain"),
+			    *custom = cfg_find_db(cfg, "custom");
 	const struct cfg_db *star = cfg_find_db(cfg, "*");
 
 	ck_assert_ptr_nonnull(plain);
@@ -685,7 +726,7 @@ START_TEST(test_db_fallbacks)
 	ck_assert_str_eq(cfg_db_ca_file(cfg, plain), "/global/ca.crt");
 
 	ck_assert_int_eq(cfg_db_pool_size(cfg, custom), 5);
-	ck_assert_int_eq(cfg_db_min_pool_size(cfg, custom), 0);	/* 0 is a value, not "unset" */
+	ck_assert_int_eq(cfg_db_min_pool_size(cfg, custom), 0); /* 0 is a value, not "unset" */
 	ck_assert_int_eq(cfg_db_sslmode(cfg, custom), SSLMODE_DISABLE);
 	ck_assert_str_eq(cfg_db_ca_file(cfg, custom), "/db/ca.crt");
 
@@ -718,9 +759,10 @@ START_TEST(test_long_lines)
 	struct cfg *cfg;
 	const struct cfg_db *db;
 	static const char *const errs[] = {
-		NAME ":6: database \"next\": port: \"notanumber\" must be an integer from 1 to 65535",
-		NAME ":9: unknown option \"bogus\" in [cratebouncer]",
-		NULL };
+		NAME
+		":6: database \"next\": port: \"notanumber\" must be an integer from 1 to 65535",
+		NAME ":9: unknown option \"bogus\" in [cratebouncer]", NULL
+	};
 
 	snprintf(ca, sizeof(ca), "/very/long/path/%0150d/ca.crt", 0);
 	snprintf(query, sizeof(query), "SELECT '%0220d'", 7);
@@ -729,20 +771,21 @@ START_TEST(test_long_lines)
 	snprintf(line, sizeof(line),
 		 "long = host=db.example.com port=6543 dbname=longdb user=crate "
 		 "password='a long password with spaces and \\'quotes\\'' sslmode=verify-ca "
-		 "sslrootcert=%s pool_size=7\n", ca);
+		 "sslrootcert=%s pool_size=7\n",
+		 ca);
 	ck_assert_uint_gt(strlen(line), 300);
 	snprintf(text, sizeof(text),
-		 "[cratebouncer]\n"				/* 1 */
-		 "auth_type = trust\n"				/* 2 */
-		 "server_reset_query = %s\n"			/* 3 */
-		 "[databases]\n"				/* 4 */
-		 "%s"						/* 5 */
-		 "next = host=n port=notanumber\n"		/* 6 */
-		 "crlf = host=c sslrootcert=%s\r\n"		/* 7 */
-		 "[cratebouncer]\n"				/* 8 */
-		 "bogus = %s%s\n"					/* 9 */
-		 "[databases]\n"				/* 10 */
-		 "last = host=l password=%s",			/* 11, no newline */
+		 "[cratebouncer]\n"                 /* 1 */
+		 "auth_type = trust\n"              /* 2 */
+		 "server_reset_query = %s\n"        /* 3 */
+		 "[databases]\n"                    /* 4 */
+		 "%s"                               /* 5 */
+		 "next = host=n port=notanumber\n"  /* 6 */
+		 "crlf = host=c sslrootcert=%s\r\n" /* 7 */
+		 "[cratebouncer]\n"                 /* 8 */
+		 "bogus = %s%s\n"                   /* 9 */
+		 "[databases]\n"                    /* 10 */
+		 "last = host=l password=%s",       /* 11, no newline */
 		 query, line, ca, ca, ca, pw);
 	cfg = cfg_parse_string(text, NAME);
 	expect_errors(cfg, errs);
@@ -782,7 +825,7 @@ START_TEST(test_long_line_boundary)
 		p[len - 1] = '\n';
 		p += len;
 	}
-	p += sprintf(p, "bad = port=1\n");	/* line 3 + 11 + 1 = 15 */
+	p += sprintf(p, "bad = port=1\n"); /* line 3 + 11 + 1 = 15 */
 	*p = '\0';
 	cfg = cfg_parse_string(text, NAME);
 	ck_assert_uint_eq(cfg->nerrors, 1);
@@ -836,17 +879,17 @@ START_TEST(test_cfg_load)
 	empty = write_file(dir, "empty.txt", "");
 	blank = write_file(dir, "blank.txt", "\n");
 	snprintf(text, sizeof(text),
-		 "[cratebouncer]\n"						/* 1 */
-		 "auth_type = trust\n"						/* 2 */
-		 "[databases]\n"						/* 3 */
-		 "rel = host=h password_file=pw.txt\n"				/* 4 */
-		 "abs = host=h password_file=%s\n"				/* 5 */
-		 "subdir = host=h password_file='sub/pw3.txt'\n"		/* 6 */
-		 "empty = host=h password_file=empty.txt\n"			/* 7 */
-		 "blank = host=h password_file=blank.txt\n"			/* 8 */
-		 "missing = host=h password_file=missing.txt\n"			/* 9 */
-		 "both = host=h password=x password_file=pw.txt\n"		/* 10 */
-		 "after = host=h\n",						/* 11 */
+		 "[cratebouncer]\n"                                /* 1 */
+		 "auth_type = trust\n"                             /* 2 */
+		 "[databases]\n"                                   /* 3 */
+		 "rel = host=h password_file=pw.txt\n"             /* 4 */
+		 "abs = host=h password_file=%s\n"                 /* 5 */
+		 "subdir = host=h password_file='sub/pw3.txt'\n"   /* 6 */
+		 "empty = host=h password_file=empty.txt\n"        /* 7 */
+		 "blank = host=h password_file=blank.txt\n"        /* 8 */
+		 "missing = host=h password_file=missing.txt\n"    /* 9 */
+		 "both = host=h password=x password_file=pw.txt\n" /* 10 */
+		 "after = host=h\n",                               /* 11 */
 		 pw2);
 	cfgpath = write_file(dir, "cb.ini", text);
 	cfg = cfg_load(cfgpath);
@@ -854,14 +897,18 @@ START_TEST(test_cfg_load)
 		char e7[512], e8[512], e9[512], e10[512];
 		const char *const errs[] = { e7, e8, e9, e10, NULL };
 
-		snprintf(e7, sizeof(e7), "%s:7: database \"empty\": password_file %s/empty.txt: file is empty",
+		snprintf(e7, sizeof(e7),
+			 "%s:7: database \"empty\": password_file %s/empty.txt: file is empty",
 			 cfgpath, dir);
-		snprintf(e8, sizeof(e8), "%s:8: database \"blank\": password_file %s/blank.txt: file is empty",
+		snprintf(e8, sizeof(e8),
+			 "%s:8: database \"blank\": password_file %s/blank.txt: file is empty",
 			 cfgpath, dir);
-		snprintf(e9, sizeof(e9),
-			 "%s:9: database \"missing\": password_file %s/missing.txt: No such file or directory",
-			 cfgpath, dir);
-		snprintf(e10, sizeof(e10), "%s:10: database \"both\": give password= or password_file=, not both",
+		snprintf(
+			e9, sizeof(e9),
+			"%s:9: database \"missing\": password_file %s/missing.txt: No such file or directory",
+			cfgpath, dir);
+		snprintf(e10, sizeof(e10),
+			 "%s:10: database \"both\": give password= or password_file=, not both",
 			 cfgpath);
 		expect_errors(cfg, errs);
 	}
@@ -887,7 +934,9 @@ START_TEST(test_cfg_load)
 		ck_assert_int_eq(chdir(dir), 0);
 		cfg = cfg_load("cb.ini");
 		ck_assert_uint_eq(cfg->nerrors, 4);
-		ck_assert_str_eq(cfg->errors[0], "cb.ini:7: database \"empty\": password_file ./empty.txt: file is empty");
+		ck_assert_str_eq(
+			cfg->errors[0],
+			"cb.ini:7: database \"empty\": password_file ./empty.txt: file is empty");
 		ck_assert_str_eq(cfg_find_db(cfg, "rel")->password, "s3cret");
 		ck_assert_str_eq(cfg_find_db(cfg, "subdir")->password, "crlf");
 		cfg_free(cfg);
@@ -896,10 +945,12 @@ START_TEST(test_cfg_load)
 
 	/* Without a file (cfg_parse_string), relative paths are not rewritten. */
 	cfg = cfg_parse_string("[cratebouncer]\nauth_type = trust\n[databases]\n"
-			       "x = host=h password_file=no-such-relative-file\n", NAME);
+			       "x = host=h password_file=no-such-relative-file\n",
+			       NAME);
 	ck_assert_uint_eq(cfg->nerrors, 1);
-	ck_assert_str_eq(cfg->errors[0], NAME ":4: database \"x\": password_file no-such-relative-file: "
-			 "No such file or directory");
+	ck_assert_str_eq(cfg->errors[0],
+			 NAME ":4: database \"x\": password_file no-such-relative-file: "
+			      "No such file or directory");
 	cfg_free(cfg);
 
 	remove_file(cfgpath);
@@ -917,7 +968,8 @@ START_TEST(test_cfg_load)
 	ck_assert_uint_eq(cfg->nerrors, 1);
 	{
 		char want[1200];
-		snprintf(want, sizeof(want), "%s:0: cannot read config: No such file or directory", text);
+		snprintf(want, sizeof(want), "%s:0: cannot read config: No such file or directory",
+			 text);
 		ck_assert_str_eq(cfg->errors[0], want);
 	}
 	ck_assert_int_eq(cfg->listen_port, 6432);
@@ -964,7 +1016,8 @@ START_TEST(test_bug_long_comment_lines)
 
 	memset(comment, 'c', 260);
 	comment[260] = '\0';
-	snprintf(text, sizeof(text), "[cratebouncer]\nauth_type = trust\n; %s\n# %s\n", comment, comment);
+	snprintf(text, sizeof(text), "[cratebouncer]\nauth_type = trust\n; %s\n# %s\n", comment,
+		 comment);
 	cfg = parse_ok(text);
 	cfg_free(cfg);
 
@@ -974,8 +1027,10 @@ START_TEST(test_bug_long_comment_lines)
 	cfg_free(cfg);
 
 	snprintf(ca, sizeof(ca), "/very/long/path/%0150d/ca.crt", 0);
-	snprintf(text, sizeof(text), "[cratebouncer]\nauth_type = trust\n[databases]\n"
-		 "short = host=h ; primary\nlong = host=h sslrootcert=%s ; primary\n", ca);
+	snprintf(text, sizeof(text),
+		 "[cratebouncer]\nauth_type = trust\n[databases]\n"
+		 "short = host=h ; primary\nlong = host=h sslrootcert=%s ; primary\n",
+		 ca);
 	cfg = parse_ok(text);
 	ck_assert_str_eq(cfg_find_db(cfg, "short")->host, "h");
 	ck_assert_str_eq(cfg_find_db(cfg, "long")->sslrootcert, ca);
@@ -988,7 +1043,8 @@ END_TEST
  * line 1 as a syntax error, blanks it, and every following key lands in section "". */
 START_TEST(test_bug_utf8_bom)
 {
-	struct cfg *cfg = parse_ok("\xEF\xBB\xBF[cratebouncer]\nauth_type = trust\n[databases]\nx = host=h\n");
+	struct cfg *cfg = parse_ok(
+		"\xEF\xBB\xBF[cratebouncer]\nauth_type = trust\n[databases]\nx = host=h\n");
 
 	ck_assert_int_eq(cfg->auth_type, AUTH_TRUST);
 	ck_assert_uint_eq(cfg->ndbs, 1);
@@ -1001,8 +1057,8 @@ END_TEST
  * entries below become "unknown option" errors: the real cause is never named. */
 START_TEST(test_bug_unterminated_section)
 {
-	struct cfg *cfg = cfg_parse_string("[cratebouncer]\nauth_type = trust\n[databases\ndoc = host=x\n",
-					   NAME);
+	struct cfg *cfg = cfg_parse_string(
+		"[cratebouncer]\nauth_type = trust\n[databases\ndoc = host=x\n", NAME);
 	bool found = false;
 	char *e = all_errors(cfg);
 
@@ -1024,7 +1080,8 @@ START_TEST(test_bug_db_value_truncated)
 
 	memset(pw, 'p', 1500);
 	pw[1500] = '\0';
-	snprintf(text, sizeof(text), "[cratebouncer]\nauth_type = trust\n[databases]\nx = host=h password=%s\n", pw);
+	snprintf(text, sizeof(text),
+		 "[cratebouncer]\nauth_type = trust\n[databases]\nx = host=h password=%s\n", pw);
 	cfg = cfg_parse_string(text, NAME);
 	if (cfg->nerrors == 0) {
 		ck_assert_uint_eq(cfg->ndbs, 1);

@@ -21,12 +21,11 @@
 #define SAMPLE_CONF "conf/cratebouncer.ini"
 
 /* The keys parse_db() in src/core/cfg.c accepts, and the catch-all entry. */
-static const char *const db_keys[] = {
-	"host", "port", "dbname", "user", "password", "password_file", "pool_size",
-	"min_pool_size", "pool_mode", "sslmode", "sslrootcert", "server_kind",
-	"*",	/* the entry serving every database name not listed */
-	NULL
-};
+static const char *const db_keys[] = { "host",      "port",          "dbname",      "user",
+				       "password",  "password_file", "pool_size",   "min_pool_size",
+				       "pool_mode", "sslmode",       "sslrootcert", "server_kind",
+				       "*", /* the entry serving every database name not listed */
+				       NULL };
 
 /* A line of a text: [start, start + len), without the line end. */
 struct line {
@@ -98,7 +97,8 @@ static bool next_line(const char **pos, const char *end, struct line *l)
 	l->start = p;
 	l->len = nl ? (size_t)(nl - p) : (size_t)(end - p);
 	*pos = nl ? nl + 1 : end;
-	while (l->len > 0 && (p[l->len - 1] == '\r' || p[l->len - 1] == ' ' || p[l->len - 1] == '\t'))
+	while (l->len > 0 &&
+	       (p[l->len - 1] == '\r' || p[l->len - 1] == ' ' || p[l->len - 1] == '\t'))
 		l->len--;
 	return true;
 }
@@ -196,8 +196,12 @@ static bool find_opt_tag(const char *man, const struct cfg_opt *o, const char **
 	}
 	for (size_t i = 1; i < nc; i++)
 		for (size_t j = i; j > 0 && cs[j] < cs[j - 1]; j--) {
-			const char *t = cs[j]; cs[j] = cs[j - 1]; cs[j - 1] = t;
-			t = ce[j]; ce[j] = ce[j - 1]; ce[j - 1] = t;
+			const char *t = cs[j];
+			cs[j] = cs[j - 1];
+			cs[j - 1] = t;
+			t = ce[j];
+			ce[j] = ce[j - 1];
+			ce[j - 1] = t;
 		}
 	const char *from = man;
 	for (size_t i = 0; i < nc; i++) {
@@ -226,7 +230,8 @@ static const char *entry_end(const char *from, const char *to)
 	bool after_tp = false;
 
 	for (line_start = p; next_line(&p, to, &l); line_start = p) {
-		if (l.len >= 4 && (memcmp(l.start, ".SH ", 4) == 0 || memcmp(l.start, ".SS ", 4) == 0))
+		if (l.len >= 4 &&
+		    (memcmp(l.start, ".SH ", 4) == 0 || memcmp(l.start, ".SS ", 4) == 0))
 			return line_start;
 		if (after_tp && l.len > 3 && memcmp(l.start, ".B ", 3) == 0) {
 			char name[128];
@@ -259,8 +264,8 @@ static bool in_section(const struct line *l, const char *section)
 		return (l->len == 14 && strncasecmp(l->start, "[cratebouncer]", 14) == 0) ||
 		       (l->len == 11 && strncasecmp(l->start, "[pgbouncer]", 11) == 0);
 	size_t n = strlen(section);
-	return l->len == n + 2 && l->start[0] == '[' && strncasecmp(l->start + 1, section, n) == 0 &&
-	       l->start[n + 1] == ']';
+	return l->len == n + 2 && l->start[0] == '[' &&
+	       strncasecmp(l->start + 1, section, n) == 0 && l->start[n + 1] == ']';
 }
 
 static bool conf_value(const char *conf, const char *section, const char *name, bool *commented,
@@ -293,7 +298,7 @@ static bool conf_value(const char *conf, const char *section, const char *name, 
 		while (s < e && (*s == ' ' || *s == '\t'))
 			s++;
 		if (s == e || *s != '=')
-			continue;	/* a longer name, or prose */
+			continue; /* a longer name, or prose */
 		if (comment) {
 			*commented = true;
 			continue;
@@ -318,10 +323,12 @@ START_TEST(test_man_options)
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const char *name = cfg_options[i].name;
 		bool found = find_opt_tag(man, &cfg_options[i], NULL);
-		ck_assert_msg(found, "option %s%s%s is not documented in %s: no \".TP\" entry with the tag "
-			      "line \".B %s\" in the part of the page for its section",
-			      cfg_options[i].section ? cfg_options[i].section : "",
-			      cfg_options[i].section ? "." : "", name, MAN_PAGE, name);
+		ck_assert_msg(
+			found,
+			"option %s%s%s is not documented in %s: no \".TP\" entry with the tag "
+			"line \".B %s\" in the part of the page for its section",
+			cfg_options[i].section ? cfg_options[i].section : "",
+			cfg_options[i].section ? "." : "", name, MAN_PAGE, name);
 	}
 	free(man);
 }
@@ -340,16 +347,19 @@ START_TEST(test_man_defaults)
 		char want[256];
 
 		if (!find_opt_tag(man, o, &body))
-			continue;	/* reported by test_man_options */
+			continue; /* reported by test_man_options */
 		stop = entry_end(body, man_end);
 		snprintf(want, sizeof(want), "Default: %s.", *o->def ? o->def : "empty");
-		ck_assert_msg(contains(body, stop, want),
-			      "option %s in %s: its entry does not say \"%s\" (the default in cfg_options[])",
-			      o->name, MAN_PAGE, want);
-		snprintf(want, sizeof(want), "Reload: %s", o->reloadable ? "yes" : "restart needed");
-		ck_assert_msg(contains(body, stop, want),
-			      "option %s in %s: its entry does not say \"%s\" (reloadable is %s in cfg_options[])",
-			      o->name, MAN_PAGE, want, o->reloadable ? "true" : "false");
+		ck_assert_msg(
+			contains(body, stop, want),
+			"option %s in %s: its entry does not say \"%s\" (the default in cfg_options[])",
+			o->name, MAN_PAGE, want);
+		snprintf(want, sizeof(want), "Reload: %s",
+			 o->reloadable ? "yes" : "restart needed");
+		ck_assert_msg(
+			contains(body, stop, want),
+			"option %s in %s: its entry does not say \"%s\" (reloadable is %s in cfg_options[])",
+			o->name, MAN_PAGE, want, o->reloadable ? "true" : "false");
 	}
 	free(man);
 }
@@ -363,9 +373,11 @@ START_TEST(test_man_db_keys)
 	man_db_section(man, &db_start, &db_end);
 	ck_assert_msg(db_start != NULL, "%s has no .SH section naming [DATABASES]", MAN_PAGE);
 	for (size_t i = 0; db_keys[i]; i++)
-		ck_assert_msg(find_tag(db_start, db_end, db_keys[i], NULL),
-			      "[databases] key %s is not documented in %s: no \".TP\" entry with the tag "
-			      "line \".B %s\" in the [DATABASES] section", db_keys[i], MAN_PAGE, db_keys[i]);
+		ck_assert_msg(
+			find_tag(db_start, db_end, db_keys[i], NULL),
+			"[databases] key %s is not documented in %s: no \".TP\" entry with the tag "
+			"line \".B %s\" in the [DATABASES] section",
+			db_keys[i], MAN_PAGE, db_keys[i]);
 	free(man);
 }
 END_TEST
@@ -378,16 +390,19 @@ START_TEST(test_sample_conf_options)
 
 	for (size_t i = 0; i < cfg_noptions; i++) {
 		const struct cfg_opt *o = &cfg_options[i];
-		bool found = conf_value(conf, o->section, o->name, &commented, value, sizeof(value));
+		bool found = conf_value(conf, o->section, o->name, &commented, value,
+					sizeof(value));
 
-		ck_assert_msg(found || !commented,
-			      "option %s is commented out in %s: every option must be set, to its default",
-			      o->name, SAMPLE_CONF);
+		ck_assert_msg(
+			found || !commented,
+			"option %s is commented out in %s: every option must be set, to its default",
+			o->name, SAMPLE_CONF);
 		ck_assert_msg(found, "option %s is missing from %s: no line \"%s = %s\" in [%s]",
-			      o->name, SAMPLE_CONF, o->name, o->def, o->section ? o->section : "cratebouncer");
+			      o->name, SAMPLE_CONF, o->name, o->def,
+			      o->section ? o->section : "cratebouncer");
 		ck_assert_msg(strcmp(value, o->def) == 0,
-			      "option %s in %s is \"%s\", not its default \"%s\"", o->name, SAMPLE_CONF,
-			      value, o->def);
+			      "option %s in %s is \"%s\", not its default \"%s\"", o->name,
+			      SAMPLE_CONF, value, o->def);
 	}
 	free(conf);
 }
@@ -399,13 +414,15 @@ START_TEST(test_sample_conf_known)
 	char *conf = read_doc(SAMPLE_CONF);
 	const char *p = conf, *end = conf + strlen(conf);
 	bool global = false;
-	const char *section = NULL;	/* "admin" or "http" in those sections */
+	const char *section = NULL; /* "admin" or "http" in those sections */
 	struct line l;
 
 	while (next_line(&p, end, &l)) {
 		if (l.len > 0 && l.start[0] == '[') {
 			global = in_section(&l, NULL);
-			section = in_section(&l, "admin") ? "admin" : in_section(&l, "http") ? "http" : NULL;
+			section = in_section(&l, "admin")  ? "admin"
+				  : in_section(&l, "http") ? "http"
+							   : NULL;
 			continue;
 		}
 		if ((!global && !section) || l.len == 0 || l.start[0] == ';' || l.start[0] == '#')

@@ -31,9 +31,9 @@ struct fixture {
 	struct event_base *base;
 	struct sio *io;
 	int peer;
-	size_t got;		/* bytes the read callback took */
+	size_t got; /* bytes the read callback took */
 	unsigned char seen[1 << 20];
-	short event;		/* the last event callback's flags */
+	short event; /* the last event callback's flags */
 };
 
 static void on_read(struct sio *io, void *arg)
@@ -119,7 +119,7 @@ START_TEST(partial_input_is_kept_by_trim)
 	struct fixture *f = setup();
 	char buf[8];
 
-	sio_setcb(f->io, NULL, NULL, on_event, f);	/* nobody takes the input */
+	sio_setcb(f->io, NULL, NULL, on_event, f); /* nobody takes the input */
 	ck_assert_int_eq(write(f->peer, "keep", 4), 4);
 	loop_once(f);
 	sio_trim(f->io);
@@ -207,12 +207,12 @@ START_TEST(no_memory_for_a_buffer_drops_the_output_and_fails_the_connection)
 	ck_assert_uint_eq(evbuffer_get_length(out), 0);
 	ck_assert_uint_eq(evbuffer_get_length(src), 0);
 	sio_write_buffer(f->io, src2, 4);
-	ck_assert_uint_eq(evbuffer_get_length(src2), 0);	/* not left for anyone else */
+	ck_assert_uint_eq(evbuffer_get_length(src2), 0); /* not left for anyone else */
 	fail_alloc = 0;
 	loop_once(f);
 	ck_assert_int_eq(f->event, SIO_ERROR);
 	fcntl(f->peer, F_SETFL, O_NONBLOCK);
-	ck_assert_int_lt(read(f->peer, buf, sizeof(buf)), 0);	/* nothing was written */
+	ck_assert_int_lt(read(f->peer, buf, sizeof(buf)), 0); /* nothing was written */
 	/* the next connection gets a buffer of its own, empty */
 	int sv[2];
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);

@@ -153,8 +153,10 @@ static void teardown(struct fixture *f)
 
 static struct upconn *start(struct fixture *f, int port, int sslmode)
 {
-	struct upconn_opts o = { .host = "127.0.0.1", .port = port,
-				 .tls = sslmode != SSLMODE_DISABLE, .sslmode = sslmode,
+	struct upconn_opts o = { .host = "127.0.0.1",
+				 .port = port,
+				 .tls = sslmode != SSLMODE_DISABLE,
+				 .sslmode = sslmode,
 				 .ssl_request = true };
 	struct upconn *uc = upconn_start(f->base, f->dns, &o, on_done, f);
 
@@ -241,10 +243,13 @@ START_TEST(refused_by_name_and_by_address)
 	ck_assert_int_eq(f->why, UC_CONNECT);
 	ck_assert_str_eq(f->detail, strerror(ECONNREFUSED));
 
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct upconn_opts o = { .host = "db.example", .addr = (struct sockaddr *)&a,
-				 .addrlen = sizeof(a), .sslmode = SSLMODE_DISABLE };
+	struct upconn_opts o = { .host = "db.example",
+				 .addr = (struct sockaddr *)&a,
+				 .addrlen = sizeof(a),
+				 .sslmode = SSLMODE_DISABLE };
 	f->calls = 0;
 	ck_assert_ptr_nonnull(upconn_start(f->base, NULL, &o, on_done, f));
 	run(f);

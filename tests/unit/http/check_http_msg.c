@@ -61,11 +61,13 @@ START_TEST(test_framing)
 	 * one (fuzz/corpus/fuzz_http/crash-transfer-encoding-lookalike) */
 	add(&hd, "Transfer-Encoding", "chunked");
 	add(&hd, "transfer-encodingDe", "fault");
-	ck_assert_str_eq(http_framing_error(&hd), "a header whose name begins with Transfer-Encoding");
+	ck_assert_str_eq(http_framing_error(&hd),
+			 "a header whose name begins with Transfer-Encoding");
 	ck_assert_ptr_nonnull(http_te_lookalike(&hd));
 	http_head_clear(&hd);
 	add(&hd, "Transfer-Encoding-X", "y");
-	ck_assert_str_eq(http_framing_error(&hd), "a header whose name begins with Transfer-Encoding");
+	ck_assert_str_eq(http_framing_error(&hd),
+			 "a header whose name begins with Transfer-Encoding");
 	http_head_clear(&hd);
 	add(&hd, "X-Transfer-Encoding", "y");
 	add(&hd, "Transfer-Encodin", "y");
@@ -166,10 +168,10 @@ START_TEST(test_request_head)
 	http_put_request(b, "POST", &hd, "cluster.example:4200", "Basic Y3JhdGU6c2VjcmV0");
 	s = text(b);
 	ck_assert_str_eq(s, "POST /_sql?types HTTP/1.1\r\n"
-			 "Default-Schema: doc\r\n"
-			 "Content-Encoding: gzip\r\n"
-			 "Host: cluster.example:4200\r\n"
-			 "Authorization: Basic Y3JhdGU6c2VjcmV0\r\n\r\n");
+			    "Default-Schema: doc\r\n"
+			    "Content-Encoding: gzip\r\n"
+			    "Host: cluster.example:4200\r\n"
+			    "Authorization: Basic Y3JhdGU6c2VjcmV0\r\n\r\n");
 	free(s);
 	http_head_clear(&hd);
 	evbuffer_free(b);
@@ -187,14 +189,16 @@ START_TEST(test_response_head_and_error)
 	add(&hd, "Connection", "keep-alive");
 	http_put_response(b, 1, 1, 200, &hd, true);
 	s = text(b);
-	ck_assert_str_eq(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-			 "Connection: close\r\n\r\n");
+	ck_assert_str_eq(
+		s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+		   "Connection: close\r\n\r\n");
 	free(s);
 	http_put_error(b, 502, 5020, false, "cannot connect to %s: \"refused\"", "h:1");
 	s = text(b);
 	ck_assert_ptr_nonnull(strstr(s, "HTTP/1.1 502 Bad Gateway\r\n"));
-	ck_assert_ptr_nonnull(strstr(s, "{\"error\":{\"message\":\"cannot connect to h:1: \\\"refused\\\"\","
-				     "\"code\":5020}}"));
+	ck_assert_ptr_nonnull(
+		strstr(s, "{\"error\":{\"message\":\"cannot connect to h:1: \\\"refused\\\"\","
+			  "\"code\":5020}}"));
 	free(s);
 	http_head_clear(&hd);
 	evbuffer_free(b);
@@ -209,14 +213,16 @@ static int changes(const char *json, bool complete)
 START_TEST(test_session_statements)
 {
 	ck_assert_int_eq(changes("{\"stmt\": \"SET search_path TO x\"}", true), 1);
-	ck_assert_int_eq(changes("{\"args\": [1, {\"a\": \"}\"}], \"stmt\": \"  reset ALL\"}", true), 1);
+	ck_assert_int_eq(
+		changes("{\"args\": [1, {\"a\": \"}\"}], \"stmt\": \"  reset ALL\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\":\"-- c\\nset x = 1\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\":\"/* c */ DECLARE c CURSOR FOR select 1\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\": \"select 'SET'\"}", true), 0);
 	ck_assert_int_eq(changes("{\"stmt\": \"\\u0053ET application_name = 'x'\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\": \"SETTINGS\"}", true), 0);
-	ck_assert_int_eq(changes("{\"bulk_args\": [[1]], \"stmt\": \"insert into t values (?)\"}", true), 0);
-	ck_assert_int_eq(changes("{\"stmt\": \"SE", false), -1);	/* more needed */
+	ck_assert_int_eq(
+		changes("{\"bulk_args\": [[1]], \"stmt\": \"insert into t values (?)\"}", true), 0);
+	ck_assert_int_eq(changes("{\"stmt\": \"SE", false), -1); /* more needed */
 	ck_assert_int_eq(changes("{\"args\": [1, 2", false), -1);
 	ck_assert_int_eq(changes("{\"args\": [1, 2", true), 0);
 	ck_assert_int_eq(changes("[1]", true), 0);
@@ -224,7 +230,9 @@ START_TEST(test_session_statements)
 	 * 4000, checked on 6.4.4), so a second stmt never runs */
 	ck_assert_int_eq(changes("{\"stmt\": \"select 1\", \"stmt\": \"set x = 1\"}", true), 0);
 	ck_assert_int_eq(changes("{\"stmt\": \"select 1\", \"args\": [1, 2", false), 0);
-	ck_assert_int_eq(changes("{\"args\": [{\"stmt\": \"select 1\"}], \"stmt\": \"set x = 1\"}", true), 1);
+	ck_assert_int_eq(
+		changes("{\"args\": [{\"stmt\": \"select 1\"}], \"stmt\": \"set x = 1\"}", true),
+		1);
 	/* comments as CrateDB's lexer reads the decoded text (fuzz/fuzz_http): an escaped
 	 * slash closes a block comment, "/" "*" "/" does not, \r ends a "--" comment, and
 	 * escaped characters can open one */
@@ -235,7 +243,7 @@ START_TEST(test_session_statements)
 	ck_assert_int_eq(changes("{\"stmt\": \"\\/\\u002a x */ SET a = 1\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\": \"\\u002d\\u002d x\\nRESET ALL\"}", true), 1);
 	ck_assert_int_eq(changes("{\"stmt\": \"/**/select 1\"}", true), 0);
-	ck_assert_int_eq(changes("{\"stmt\": \"/", false), -1);	/* a comment or not */
+	ck_assert_int_eq(changes("{\"stmt\": \"/", false), -1); /* a comment or not */
 	ck_assert_int_eq(changes("{\"stmt\": \"/* SET", false), -1);
 }
 END_TEST
@@ -247,7 +255,8 @@ START_TEST(test_upstream_url)
 	int port;
 	const char *err;
 
-	ck_assert_int_eq(http_parse_upstream("https://my.cratedb.net:4200", &tls, &host, &port, &err), 0);
+	ck_assert_int_eq(
+		http_parse_upstream("https://my.cratedb.net:4200", &tls, &host, &port, &err), 0);
 	ck_assert(tls);
 	ck_assert_str_eq(host, "my.cratedb.net");
 	ck_assert_int_eq(port, 4200);

@@ -11,7 +11,8 @@
 /* "md5" + md5(hex part of MD5_SECRET + "\x01\x02\x03\x04"), computed with Python. */
 #define MD5_SALTED "md51568ba546948730109c8ca7c277812ae"
 /* From pg_authid after CREATE ROLE crate PASSWORD 'secret' on PostgreSQL. */
-#define SCRAM_SECRET "SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg==" \
+#define SCRAM_SECRET                                    \
+	"SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg=="   \
 	"$PiT7ICkJOhGzQ1Q9tz6mIg1T+PZZiyyFcyx1L4R85qM=" \
 	":g8hGOhHOH9SamWVPPHAWPsXS+KQoPjfWTPA+rnL4Cvs="
 
@@ -99,7 +100,8 @@ START_TEST(test_check_md5)
 	/* md5 stored secret. */
 	ck_assert(auth_check_md5(MD5_SECRET, "crate", salt, MD5_SALTED));
 	ck_assert(!auth_check_md5(MD5_SECRET, "crate", other, MD5_SALTED));
-	ck_assert(!auth_check_md5(MD5_SECRET, "crate", salt, "md51568ba546948730109c8ca7c277812af"));
+	ck_assert(
+		!auth_check_md5(MD5_SECRET, "crate", salt, "md51568ba546948730109c8ca7c277812af"));
 	ck_assert(!auth_check_md5(MD5_SECRET, "crate", salt, MD5_SECRET));
 	ck_assert(!auth_check_md5(MD5_SECRET, "crate", salt, ""));
 

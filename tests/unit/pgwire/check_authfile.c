@@ -10,7 +10,8 @@
 #include "pgwire/authfile.h"
 
 #define MD5_SECRET "md5d933c280ea30e21eb496698dfa49653a"
-#define SCRAM_SECRET "SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg==" \
+#define SCRAM_SECRET                                    \
+	"SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg=="   \
 	"$PiT7ICkJOhGzQ1Q9tz6mIg1T+PZZiyyFcyx1L4R85qM=" \
 	":g8hGOhHOH9SamWVPPHAWPsXS+KQoPjfWTPA+rnL4Cvs="
 
@@ -30,19 +31,18 @@ static void expect_error(const char *text, const char *expected)
 
 START_TEST(test_parse_good)
 {
-	const char *text =
-		"; PgBouncer userlist\n"
-		"# another comment\n"
-		"\n"
-		"   \t\n"
-		"\"crate\" \"secret\"\n"
-		"  \"md5user\"\t\"" MD5_SECRET "\" \"ignored\" extra\n"
-		"\"scram\" \"" SCRAM_SECRET "\"\n"
-		"\"we\"\"ird\" \"pa\"\"ss\"\"\"\r\n"
-		"\"spaced user\" \"two words\"\n"
-		"   ; indented comment with \"quotes\n"
-		"\"empty\" \"\"\n"
-		"\"last\" \"no newline\"";
+	const char *text = "; PgBouncer userlist\n"
+			   "# another comment\n"
+			   "\n"
+			   "   \t\n"
+			   "\"crate\" \"secret\"\n"
+			   "  \"md5user\"\t\"" MD5_SECRET "\" \"ignored\" extra\n"
+			   "\"scram\" \"" SCRAM_SECRET "\"\n"
+			   "\"we\"\"ird\" \"pa\"\"ss\"\"\"\r\n"
+			   "\"spaced user\" \"two words\"\n"
+			   "   ; indented comment with \"quotes\n"
+			   "\"empty\" \"\"\n"
+			   "\"last\" \"no newline\"";
 	char *err = NULL;
 	struct authfile *af = authfile_parse(text, "users.txt", &err);
 
@@ -80,10 +80,9 @@ END_TEST
 
 START_TEST(test_lookup)
 {
-	const char *text =
-		"\"bob\" \"b\"\n\"alice\" \"a\"\n\"carol\" \"c\"\n"
-		"\"alice\" \"a2\"\n"	/* a later duplicate wins */
-		"\"Alice\" \"A\"\n";
+	const char *text = "\"bob\" \"b\"\n\"alice\" \"a\"\n\"carol\" \"c\"\n"
+			   "\"alice\" \"a2\"\n" /* a later duplicate wins */
+			   "\"Alice\" \"A\"\n";
 	char *err = NULL;
 	struct authfile *af = authfile_parse(text, "users.txt", &err);
 
@@ -124,12 +123,14 @@ START_TEST(test_parse_errors)
 	expect_error("\"crate\" \"secret\"\n\"bob\" \"unterminated\n\"x\" \"y\"\n",
 		     "users.txt:2: unterminated quoted secret");
 	expect_error("# c\n\n\"bob\n", "users.txt:3: unterminated quoted user name");
-	expect_error("\"bob\"", "users.txt:1: missing secret: expected a quoted secret after the user name");
+	expect_error("\"bob\"",
+		     "users.txt:1: missing secret: expected a quoted secret after the user name");
 	expect_error("\"a\" \"b\"\n\"bob\"\n",
 		     "users.txt:2: missing secret: expected a quoted secret after the user name");
 	expect_error("\"bob\" secret\n",
 		     "users.txt:1: missing secret: expected a quoted secret after the user name");
-	expect_error("\"a\" \"b\"\n\n\nbob \"secret\"\n", "users.txt:4: expected a quoted user name");
+	expect_error("\"a\" \"b\"\n\n\nbob \"secret\"\n",
+		     "users.txt:4: expected a quoted user name");
 	expect_error("\"\" \"secret\"\n", "users.txt:1: empty user name");
 	/* A doubled quote is an escape, so this user name never ends. */
 	expect_error("\"bob\"\"\n", "users.txt:1: unterminated quoted user name");

@@ -70,7 +70,7 @@ START_TEST(test_startup_normal)
 {
 	static const char body[] = "user\0crate\0database\0doc\0application_name\0psql\0";
 	uint8_t pkt[128];
-	size_t len = mk_startup(pkt, PG_PROTO_V3, body, sizeof(body));	/* + terminator */
+	size_t len = mk_startup(pkt, PG_PROTO_V3, body, sizeof(body)); /* + terminator */
 	struct pg_startup st;
 	const char *err = NULL;
 
@@ -105,7 +105,8 @@ END_TEST
 START_TEST(test_put_negotiate)
 {
 	static const char plain[] = "user\0crate\0_pq_x\0v\0";
-	static const char opts[] = "user\0crate\0_pq_.a\0_pq_.v\0x\0_pq_.b\0_pq_.c\0""1\0";
+	static const char opts[] = "user\0crate\0_pq_.a\0_pq_.v\0x\0_pq_.b\0_pq_.c\0"
+				   "1\0";
 	uint8_t pkt[128];
 	struct pg_startup st;
 	const char *err = NULL;
@@ -156,7 +157,7 @@ START_TEST(test_startup_ssl_gss_cancel)
 {
 	static const uint8_t ssl[] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 	static const uint8_t gss[] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30 };
-	static const uint8_t cancel[] = { 0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e,
+	static const uint8_t cancel[] = { 0,    0,    0,    16,   0x04, 0xd2, 0x16, 0x2e,
 					  0x00, 0x00, 0x30, 0x39, 0xde, 0xad, 0xbe, 0xef };
 	struct pg_startup st;
 	const char *err = NULL;
@@ -190,8 +191,8 @@ START_TEST(test_startup_bad_lengths)
 	static const uint8_t ssl12[] = { 0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2f, 0, 0, 0, 0 };
 	static const uint8_t gss12[] = { 0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x30, 0, 0, 0, 0 };
 	static const uint8_t cancel12[] = { 0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1 };
-	static const uint8_t cancel20[] = { 0, 0, 0, 20, 0x04, 0xd2, 0x16, 0x2e,
-					    0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3 };
+	static const uint8_t cancel20[] = { 0, 0, 0, 20, 0x04, 0xd2, 0x16, 0x2e, 0, 0,
+					    0, 1, 0, 0,  0,    2,    0,    0,    0, 3 };
 	uint8_t pkt[64];
 	size_t len = mk_startup(pkt, PG_PROTO_V3, body, sizeof(body));
 
@@ -328,18 +329,17 @@ END_TEST
 
 START_TEST(test_parse_error)
 {
-	static const char full[] =
-		"SFEHLER\0VERROR\0C28P01\0Mpassword authentication failed\0"
-		"Dsome detail\0Hsome hint\0Pfoo\0Fauth.c\0";
+	static const char full[] = "SFEHLER\0VERROR\0C28P01\0Mpassword authentication failed\0"
+				   "Dsome detail\0Hsome hint\0Pfoo\0Fauth.c\0";
 	struct pg_error e;
 
 	ck_assert_int_eq(pg_parse_error((const uint8_t *)full, sizeof(full), &e), 0);
-	ck_assert_str_eq(e.severity, "ERROR");	/* V (never localized) wins over S */
+	ck_assert_str_eq(e.severity, "ERROR"); /* V (never localized) wins over S */
 	ck_assert_str_eq(e.code, "28P01");
 	ck_assert_str_eq(e.message, "password authentication failed");
 	ck_assert_str_eq(e.detail, "some detail");
 	ck_assert_str_eq(e.hint, "some hint");
-	ck_assert_ptr_eq(e.code, full + 16);	/* points into the body */
+	ck_assert_ptr_eq(e.code, full + 16); /* points into the body */
 
 	/* V before S: still V. */
 	ck_assert_int_eq(pg_parse_error(LIT("VFATAL\0SFATALE\0\0"), &e), 0);
@@ -377,7 +377,8 @@ START_TEST(test_parse_auth)
 	size_t dlen = 99;
 	static const uint8_t ok[] = { 0, 0, 0, 0 };
 	static const uint8_t md5[] = { 0, 0, 0, 5, 0xaa, 0xbb, 0xcc, 0xdd };
-	static const char sasl[] = "\0\0\0\x0a" "SCRAM-SHA-256\0";	/* + list terminator */
+	static const char sasl[] = "\0\0\0\x0a"
+				   "SCRAM-SHA-256\0"; /* + list terminator */
 
 	ck_assert_int_eq(pg_parse_auth(ok, sizeof(ok), &code, &data, &dlen), 0);
 	ck_assert_uint_eq(code, PG_AUTH_OK);
@@ -389,7 +390,8 @@ START_TEST(test_parse_auth)
 	ck_assert_uint_eq(dlen, 4);
 	ck_assert_mem_eq(data, "\xaa\xbb\xcc\xdd", 4);
 
-	ck_assert_int_eq(pg_parse_auth((const uint8_t *)sasl, sizeof(sasl), &code, &data, &dlen), 0);
+	ck_assert_int_eq(pg_parse_auth((const uint8_t *)sasl, sizeof(sasl), &code, &data, &dlen),
+			 0);
 	ck_assert_uint_eq(code, PG_AUTH_SASL);
 	ck_assert_uint_eq(dlen, 15);
 	ck_assert_mem_eq(data, "SCRAM-SHA-256\0\0", 15);
@@ -402,7 +404,8 @@ END_TEST
 START_TEST(test_parse_param_status)
 {
 	const char *name = NULL, *value = NULL;
-	static const char ok[] = "server_version\0" "16.2";	/* + final NUL */
+	static const char ok[] = "server_version\0"
+				 "16.2"; /* + final NUL */
 
 	ck_assert_int_eq(pg_parse_param_status((const uint8_t *)ok, sizeof(ok), &name, &value), 0);
 	ck_assert_str_eq(name, "server_version");
@@ -430,13 +433,15 @@ START_TEST(test_put_error)
 {
 	struct evbuffer *b = evbuffer_new();
 
-	pg_put_error(b, "FATAL", "28P01", "password authentication failed for user \"%s\"", "crate");
+	pg_put_error(b, "FATAL", "28P01", "password authentication failed for user \"%s\"",
+		     "crate");
 	expect_bytes(b, LIT("E\0\0\0\x4b"
 			    "SFATAL\0VFATAL\0C28P01\0"
 			    "Mpassword authentication failed for user \"crate\"\0"
 			    "\0"));
 	pg_put_error(b, "ERROR", "08P01", "%d%%", 5);
-	expect_bytes(b, LIT("E\0\0\0\x1e" "SERROR\0VERROR\0C08P01\0M5%\0\0"));
+	expect_bytes(b, LIT("E\0\0\0\x1e"
+			    "SERROR\0VERROR\0C08P01\0M5%\0\0"));
 	evbuffer_free(b);
 }
 END_TEST
@@ -482,9 +487,11 @@ START_TEST(test_put_auth)
 	pg_put_auth(b, PG_AUTH_MD5, salt, sizeof(salt));
 	expect_bytes(b, LIT("R\0\0\0\x0c\0\0\0\x05\x01\x02\xfe\xff"));
 	pg_put_auth(b, PG_AUTH_SASL, "SCRAM-SHA-256\0", 15);
-	expect_bytes(b, LIT("R\0\0\0\x17\0\0\0\x0a" "SCRAM-SHA-256\0\0"));
+	expect_bytes(b, LIT("R\0\0\0\x17\0\0\0\x0a"
+			    "SCRAM-SHA-256\0\0"));
 	pg_put_auth(b, PG_AUTH_SASL_FINAL, "v=abc", 5);
-	expect_bytes(b, LIT("R\0\0\0\x0d\0\0\0\x0c" "v=abc"));
+	expect_bytes(b, LIT("R\0\0\0\x0d\0\0\0\x0c"
+			    "v=abc"));
 	evbuffer_free(b);
 }
 END_TEST
@@ -494,9 +501,11 @@ START_TEST(test_put_simple)
 	struct evbuffer *b = evbuffer_new();
 
 	pg_put_param_status(b, "client_encoding", "UTF8");
-	expect_bytes(b, LIT("S\0\0\0\x19" "client_encoding\0UTF8\0"));
+	expect_bytes(b, LIT("S\0\0\0\x19"
+			    "client_encoding\0UTF8\0"));
 	pg_put_param_status(b, "application_name", "");
-	expect_bytes(b, LIT("S\0\0\0\x16" "application_name\0\0"));
+	expect_bytes(b, LIT("S\0\0\0\x16"
+			    "application_name\0\0"));
 
 	pg_put_backend_key(b, 0x01020304u, 0xdeadbeefu);
 	expect_bytes(b, LIT("K\0\0\0\x0c\x01\x02\x03\x04\xde\xad\xbe\xef"));
@@ -507,7 +516,8 @@ START_TEST(test_put_simple)
 	expect_bytes(b, LIT("Z\0\0\0\x05T"));
 
 	pg_put_query(b, "SELECT 1");
-	expect_bytes(b, LIT("Q\0\0\0\x0d" "SELECT 1\0"));
+	expect_bytes(b, LIT("Q\0\0\0\x0d"
+			    "SELECT 1\0"));
 	pg_put_query(b, "");
 	expect_bytes(b, LIT("Q\0\0\0\x05\0"));
 
@@ -515,7 +525,8 @@ START_TEST(test_put_simple)
 	expect_bytes(b, LIT("X\0\0\0\x04"));
 
 	pg_put_password(b, "secret");
-	expect_bytes(b, LIT("p\0\0\0\x0b" "secret\0"));
+	expect_bytes(b, LIT("p\0\0\0\x0b"
+			    "secret\0"));
 	evbuffer_free(b);
 }
 END_TEST
@@ -527,7 +538,8 @@ START_TEST(test_put_startup_family)
 	static const char *const none[] = { NULL };
 
 	pg_put_startup(b, params);
-	expect_bytes(b, LIT("\0\0\0\x21\0\x03\0\0" "user\0crate\0database\0doc\0\0"));
+	expect_bytes(b, LIT("\0\0\0\x21\0\x03\0\0"
+			    "user\0crate\0database\0doc\0\0"));
 	pg_put_startup(b, none);
 	expect_bytes(b, LIT("\0\0\0\x09\0\x03\0\0\0"));
 
@@ -545,13 +557,17 @@ START_TEST(test_put_sasl)
 	struct evbuffer *b = evbuffer_new();
 
 	pg_put_sasl_initial(b, "SCRAM-SHA-256", "n,,n=,r=abc", 11);
-	expect_bytes(b, LIT("p\0\0\0\x21" "SCRAM-SHA-256\0" "\0\0\0\x0b" "n,,n=,r=abc"));
+	expect_bytes(b, LIT("p\0\0\0\x21"
+			    "SCRAM-SHA-256\0"
+			    "\0\0\0\x0b"
+			    "n,,n=,r=abc"));
 	pg_put_sasl_initial(b, "X", NULL, 0);
 	expect_bytes(b, LIT("p\0\0\0\x0aX\0\0\0\0\0"));
 
 	/* No NUL added to the SASL data. */
 	pg_put_sasl_response(b, "c=biws,r=abc,p=xyz", 18);
-	expect_bytes(b, LIT("p\0\0\0\x16" "c=biws,r=abc,p=xyz"));
+	expect_bytes(b, LIT("p\0\0\0\x16"
+			    "c=biws,r=abc,p=xyz"));
 	pg_put_sasl_response(b, NULL, 0);
 	expect_bytes(b, LIT("p\0\0\0\x04"));
 	evbuffer_free(b);
@@ -583,7 +599,8 @@ START_TEST(test_put_msg)
 	pg_put_backend_key(b, 1, 2);
 	pg_put_ready(b, 'I');
 	expect_bytes(b, LIT("R\0\0\0\x08\0\0\0\0"
-			    "S\0\0\0\x08" "a\0b\0"
+			    "S\0\0\0\x08"
+			    "a\0b\0"
 			    "K\0\0\0\x0c\0\0\0\x01\0\0\0\x02"
 			    "Z\0\0\0\x05I"));
 	evbuffer_free(b);
@@ -594,8 +611,10 @@ END_TEST
 START_TEST(test_roundtrip_startup)
 {
 	struct evbuffer *b = evbuffer_new();
-	static const char *const params[] = { "user", "crate", "database", "doc",
-					      "application_name", "cratebouncer", "options", "", NULL };
+	static const char *const params[] = {
+		"user",         "crate",   "database", "doc", "application_name",
+		"cratebouncer", "options", "",         NULL
+	};
 	struct pg_startup st;
 	const char *err = NULL;
 	const uint8_t *p;

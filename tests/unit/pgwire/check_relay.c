@@ -159,7 +159,8 @@ START_TEST(test_param_sets)
 	free(sql);
 	ck_assert_int_eq(sp_put(&a, app, NULL, false), 0);
 	sql = sp_diff_sql(&a, &b, &mask, false);
-	ck_assert_str_eq(sql, "SET TimeZone TO 'Asia/Tokyo'; RESET application_name; RESET search_path");
+	ck_assert_str_eq(sql,
+			 "SET TimeZone TO 'Asia/Tokyo'; RESET application_name; RESET search_path");
 	free(sql);
 	ck_assert_uint_eq(mask, (1ull << tz) | (1ull << app) | (1ull << sp));
 	sp_clear(&a);
@@ -344,8 +345,11 @@ START_TEST(test_replay)
 	defs[sp_index("client_encoding", 15)] = "UTF8";
 	rl_server_init(&s);
 	rl_client_init(&c);
-	ck_assert_int_eq(rl_client_startup(&c, "user\0u\0TimeZone\0Asia/Tokyo\0client_encoding\0utf8\0"
-					       "application_name\0x\0", &o), 0);
+	ck_assert_int_eq(rl_client_startup(&c,
+					   "user\0u\0TimeZone\0Asia/Tokyo\0client_encoding\0utf8\0"
+					   "application_name\0x\0",
+					   &o),
+			 0);
 	rl_link(&s, &c, &o, to_s);
 	ck_assert(holds(to_s, "SET client_encoding TO 'utf8'; SET TimeZone TO 'Asia/Tokyo'"));
 	ck_assert_str_eq(types(to_s), "Q");
@@ -407,7 +411,7 @@ START_TEST(test_pipeline_statements)
 	ck_assert(!autocommit("SELECT 1 AS a$b$; BEGIN; SELECT 1 AS c$b$"));
 	ck_assert(!autocommit("SELECT $1$; BEGIN; SELECT $1$"));
 	ck_assert(!autocommit("/* /* */ SELECT 1 */ BEGIN"));
-	ck_assert(autocommit("SELECT 1 /* /* */ ; BEGIN */"));	/* all one comment */
+	ck_assert(autocommit("SELECT 1 /* /* */ ; BEGIN */")); /* all one comment */
 	/* a -- comment ends at CR too */
 	ck_assert(!autocommit("SELECT 1 --x\r; SET search_path = evil"));
 	ck_assert(!autocommit("SELECT 1; --x\rBEGIN"));
@@ -437,7 +441,7 @@ static uint64_t input_shape(struct evbuffer *b, bool extended)
 static void put_parse(struct evbuffer *b, const char *sql)
 {
 	size_t n = strlen(sql);
-	uint8_t body[256] = { 0 };	/* "" name, the text, no parameter types */
+	uint8_t body[256] = { 0 }; /* "" name, the text, no parameter types */
 
 	memcpy(body + 1, sql, n);
 	pg_put_msg(b, 'P', body, 1 + n + 1 + 2);
@@ -446,7 +450,9 @@ static void put_parse(struct evbuffer *b, const char *sql)
 START_TEST(test_pipeline_input_shapes)
 {
 	struct evbuffer *b = evbuffer_new();
-	static const uint8_t bind[] = { 0, 0, 0, 0, 0, 0, 0, 0 };	/* "" "" no formats/params/results */
+	static const uint8_t bind[] = {
+		0, 0, 0, 0, 0, 0, 0, 0
+	}; /* "" "" no formats/params/results */
 	static const uint8_t desc[] = { 'P', 0 }, exec[] = { 0, 0, 0, 0, 0 };
 
 	/* one autocommit Query: the shape of its text */
@@ -543,12 +549,14 @@ START_TEST(test_crate_statements)
 	ck_assert_int_eq(sp_init(NULL), 0);
 #define TX(sql) sp_tx_statement(sql, strlen(sql), name, sizeof(name))
 	ck_assert_int_eq(TX("begin"), SP_TX_BEGIN);
-	ck_assert_int_eq(TX(" /* c */ START TRANSACTION ISOLATION LEVEL READ COMMITTED"), SP_TX_BEGIN);
+	ck_assert_int_eq(TX(" /* c */ START TRANSACTION ISOLATION LEVEL READ COMMITTED"),
+			 SP_TX_BEGIN);
 	ck_assert_int_eq(TX("commit work"), SP_TX_COMMIT);
 	ck_assert_int_eq(TX("END"), SP_TX_COMMIT);
 	ck_assert_int_eq(TX("ROLLBACK"), SP_TX_NONE); /* not in CrateDB's grammar */
 	ck_assert_int_eq(TX("beginning"), SP_TX_NONE);
-	ck_assert_int_eq(TX("DECLARE Cur NO SCROLL CURSOR WITH HOLD FOR SELECT 1"), SP_TX_DECLARE_HOLD);
+	ck_assert_int_eq(TX("DECLARE Cur NO SCROLL CURSOR WITH HOLD FOR SELECT 1"),
+			 SP_TX_DECLARE_HOLD);
 	ck_assert_str_eq(name, "cur");
 	ck_assert_int_eq(TX("declare \"Cur\" cursor without hold for select 1"), SP_TX_DECLARE);
 	ck_assert_str_eq(name, "Cur");
@@ -778,11 +786,21 @@ END_TEST
 START_TEST(test_malformed_ready)
 {
 	static const char *defs[SP_MAX];
-	const struct rl_opts crate = { .rename = true, .max_prepared = 10, .defaults = defs, .crate = true };
+	const struct rl_opts crate = { .rename = true,
+				       .max_prepared = 10,
+				       .defaults = defs,
+				       .crate = true };
 	const struct rl_opts pg = { .rename = true, .max_prepared = 10, .defaults = defs };
-	static const uint8_t long_z[] = { 'Z', 0, 0, 5, 0, 'E' }, short_z[] = { 'Z', 0, 0, 0, 4, 'Z' };
-	const struct { const struct rl_opts *o; const uint8_t *z; } cases[] = {
-		{ &crate, long_z }, { &pg, long_z }, { &crate, short_z }, { &pg, short_z },
+	static const uint8_t long_z[] = { 'Z', 0, 0, 5, 0, 'E' },
+			     short_z[] = { 'Z', 0, 0, 0, 4, 'Z' };
+	const struct {
+		const struct rl_opts *o;
+		const uint8_t *z;
+	} cases[] = {
+		{ &crate, long_z },
+		{ &pg, long_z },
+		{ &crate, short_z },
+		{ &pg, short_z },
 	};
 
 	ck_assert_int_eq(sp_init(NULL), 0);
@@ -803,7 +821,8 @@ START_TEST(test_malformed_ready)
 		msg(up, 'E', "SERROR\0VERROR\0CXX000\0Mboom\0\0", 28);
 		evbuffer_add(up, cases[i].z, 6);
 		evbuffer_add(up, "garbage", 7);
-		ck_assert_int_eq(rl_from_server(&s, &c, cases[i].o, up, to_c, NULL, NULL, &err), -1);
+		ck_assert_int_eq(rl_from_server(&s, &c, cases[i].o, up, to_c, NULL, NULL, &err),
+				 -1);
 		ck_assert_str_eq(err, "upstream sent a malformed ReadyForQuery");
 		ck_assert(!holds(to_c, "garbage"));
 		rl_client_clear(&c);
@@ -853,7 +872,9 @@ END_TEST
 START_TEST(test_max_packet)
 {
 	static const char *defs[SP_MAX];
-	const struct rl_opts o = { .rename = true, .max_prepared = 10, .defaults = defs,
+	const struct rl_opts o = { .rename = true,
+				   .max_prepared = 10,
+				   .defaults = defs,
 				   .max_packet = 64 };
 	struct rl_server s;
 	struct rl_client c;
@@ -868,10 +889,10 @@ START_TEST(test_max_packet)
 	memcpy(sql, "select '", 8);
 	sql[sizeof(sql) - 2] = '\'';
 	sql[sizeof(sql) - 1] = 0;
-	msg(in, 'Q', sql, sizeof(sql));		/* length field 64 */
+	msg(in, 'Q', sql, sizeof(sql)); /* length field 64 */
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_OK);
 	ck_assert_uint_eq(evbuffer_get_length(to_s), 65);
-	evbuffer_add(in, "Q\0\0\0\x41", 5);	/* 65: only the header has come */
+	evbuffer_add(in, "Q\0\0\0\x41", 5); /* 65: only the header has come */
 	ck_assert_int_eq(rl_from_client(&s, &c, &o, in, to_s, &err), RL_ERROR);
 	ck_assert_str_eq(err, "message of 65 bytes from client is over max_packet_size (64)");
 	ck_assert_uint_eq(evbuffer_get_length(to_s), 65);

@@ -11,15 +11,16 @@
 #define RFC_SALT "W22ZaJ0SNY7soEsUEjb6gQ=="
 #define RFC_CLIENT_FIRST "n,,n=user,r=" RFC_CNONCE
 #define RFC_SERVER_FIRST "r=" RFC_CNONCE RFC_SNONCE ",s=" RFC_SALT ",i=4096"
-#define RFC_CLIENT_FINAL "c=biws,r=" RFC_CNONCE RFC_SNONCE \
-	",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+#define RFC_CLIENT_FINAL \
+	"c=biws,r=" RFC_CNONCE RFC_SNONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
 #define RFC_SERVER_FINAL "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 /* The RFC user's secret in PostgreSQL's format (computed independently with Python). */
-#define RFC_SECRET "SCRAM-SHA-256$4096:" RFC_SALT \
-	"$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=" \
+#define RFC_SECRET                                                                     \
+	"SCRAM-SHA-256$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=" \
 	":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 /* From pg_authid after CREATE ROLE ... PASSWORD 'secret' on PostgreSQL. */
-#define PG_SECRET "SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg==" \
+#define PG_SECRET                                       \
+	"SCRAM-SHA-256$4096:zcPMawImbtFgU6VnSpUOGg=="   \
 	"$PiT7ICkJOhGzQ1Q9tz6mIg1T+PZZiyyFcyx1L4R85qM=" \
 	":g8hGOhHOH9SamWVPPHAWPsXS+KQoPjfWTPA+rnL4Cvs="
 
@@ -36,7 +37,8 @@ static struct scram_secret rfc_secret(void)
 {
 	struct scram_secret s;
 
-	ck_assert_int_eq(scram_secret_from_password("pencil", rfc_salt, sizeof(rfc_salt), 4096, &s), 0);
+	ck_assert_int_eq(scram_secret_from_password("pencil", rfc_salt, sizeof(rfc_salt), 4096, &s),
+			 0);
 	return s;
 }
 
@@ -90,12 +92,14 @@ START_TEST(test_rfc7677_client)
 	ck_assert_str_eq(out, RFC_CLIENT_FIRST);
 	ck_assert_uint_eq(len, strlen(RFC_CLIENT_FIRST));
 	free(out);
-	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST),
-					    &out, &len, &err), 0);
+	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), &out,
+					    &len, &err),
+			 0);
 	ck_assert_str_eq(out, RFC_CLIENT_FINAL);
 	ck_assert_uint_eq(len, strlen(RFC_CLIENT_FINAL));
 	free(out);
-	ck_assert_int_eq(scram_client_verify(sc, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err), 0);
+	ck_assert_int_eq(scram_client_verify(sc, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err),
+			 0);
 	scram_client_free(sc);
 }
 END_TEST
@@ -141,10 +145,10 @@ END_TEST
 START_TEST(test_client_bad_server_final)
 {
 	static const char *const bad[] = {
-		"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",	/* wrong signature */
-		"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4",	/* bad base64 */
-		"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5n",			/* too short */
-		RFC_SERVER_FINAL ",x=1",				/* trailing data */
+		"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", /* wrong signature */
+		"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4",  /* bad base64 */
+		"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5n",             /* too short */
+		RFC_SERVER_FINAL ",x=1",                          /* trailing data */
 		"e=invalid-proof",
 		"",
 	};
@@ -164,13 +168,15 @@ START_TEST(test_client_bad_server_final)
 		size_t len;
 
 		ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST),
-						    &out, &len, &err), 0);
+						    &out, &len, &err),
+				 0);
 		free(out);
 		ck_assert_int_eq(scram_client_verify(sc, bad[i], strlen(bad[i]), &err), -1);
 		ck_assert_str_eq(err, errs[i]);
 		/* A failed exchange stays failed. */
-		ck_assert_int_eq(scram_client_verify(sc, RFC_SERVER_FINAL,
-						     strlen(RFC_SERVER_FINAL), &err), -1);
+		ck_assert_int_eq(
+			scram_client_verify(sc, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err),
+			-1);
 		scram_client_free(sc);
 	}
 }
@@ -183,11 +189,13 @@ START_TEST(test_client_wrong_password)
 	char *out;
 	size_t len;
 
-	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST),
-					    &out, &len, &err), 0);
+	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), &out,
+					    &len, &err),
+			 0);
 	ck_assert_str_ne(out, RFC_CLIENT_FINAL);
 	free(out);
-	ck_assert_int_eq(scram_client_verify(sc, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err), -1);
+	ck_assert_int_eq(scram_client_verify(sc, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL), &err),
+			 -1);
 	ck_assert_str_eq(err, "server signature mismatch");
 	scram_client_free(sc);
 }
@@ -202,12 +210,15 @@ START_TEST(test_client_malformed_server_first)
 		{ "r=" RFC_CNONCE "xyz,i=4096", "missing salt" },
 		{ "r=" RFC_CNONCE "xyz", "missing salt" },
 		{ "r=someoneelse,s=" RFC_SALT ",i=4096", "nonce does not extend the client nonce" },
-		{ "r=" RFC_CNONCE ",s=" RFC_SALT ",i=4096", "nonce does not extend the client nonce" },
-		{ "r=rOprNGfwEbeRWgbN,s=" RFC_SALT ",i=4096", "nonce does not extend the client nonce" },
+		{ "r=" RFC_CNONCE ",s=" RFC_SALT ",i=4096",
+		  "nonce does not extend the client nonce" },
+		{ "r=rOprNGfwEbeRWgbN,s=" RFC_SALT ",i=4096",
+		  "nonce does not extend the client nonce" },
 		{ "r=" RFC_CNONCE "a b,s=" RFC_SALT ",i=4096", "invalid nonce" },
 		{ "s=" RFC_SALT ",r=" RFC_CNONCE "x,i=4096", "missing nonce" },
 		{ "", "missing nonce" },
-		{ "m=ext,r=" RFC_CNONCE "x,s=" RFC_SALT ",i=4096", "mandatory extension not supported" },
+		{ "m=ext,r=" RFC_CNONCE "x,s=" RFC_SALT ",i=4096",
+		  "mandatory extension not supported" },
 		{ "r=" RFC_CNONCE "x,s=W22ZaJ0SNY7soEsUEjb6gQ=,i=4096", "invalid salt" },
 		{ "r=" RFC_CNONCE "x,s=W22ZaJ0SNY7so*sUEjb6gQ==,i=4096", "invalid salt" },
 		{ "r=" RFC_CNONCE "x,s=W22Z=J0S,i=4096", "invalid salt" },
@@ -219,8 +230,10 @@ START_TEST(test_client_malformed_server_first)
 		{ "r=" RFC_CNONCE "x,s=" RFC_SALT ",i=10000001", "invalid iteration count" },
 		{ "r=" RFC_CNONCE "x,s=" RFC_SALT ",i=99999999999", "invalid iteration count" },
 		{ "r=" RFC_CNONCE "x,s=" RFC_SALT, "missing iteration count" },
-		{ "r=" RFC_CNONCE "x,s=" RFC_SALT ",i=4096,", "unexpected data after the iteration count" },
-		{ "r=" RFC_CNONCE "x,s=" RFC_SALT ",i=4096,x=y", "unexpected data after the iteration count" },
+		{ "r=" RFC_CNONCE "x,s=" RFC_SALT ",i=4096,",
+		  "unexpected data after the iteration count" },
+		{ "r=" RFC_CNONCE "x,s=" RFC_SALT ",i=4096,x=y",
+		  "unexpected data after the iteration count" },
 	};
 	const char prefix[] = "invalid SCRAM server-first message: ";
 
@@ -231,7 +244,8 @@ START_TEST(test_client_malformed_server_first)
 		size_t len;
 
 		ck_assert_msg(scram_client_final(sc, cases[i].msg, strlen(cases[i].msg), &out, &len,
-						 &err) == -1, "accepted: %s", cases[i].msg);
+						 &err) == -1,
+			      "accepted: %s", cases[i].msg);
 		ck_assert_ptr_null(out);
 		ck_assert_ptr_nonnull(err);
 		ck_assert_int_eq(strncmp(err, prefix, strlen(prefix)), 0);
@@ -245,12 +259,14 @@ START_TEST(test_client_malformed_server_first)
 	char *out;
 	size_t len;
 
-	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, sizeof(RFC_SERVER_FIRST),
-					    &out, &len, &err), -1);
+	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, sizeof(RFC_SERVER_FIRST), &out,
+					    &len, &err),
+			 -1);
 	scram_client_free(sc);
 	sc = scram_client_new("pencil", RFC_CNONCE);
-	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST),
-					    &out, &len, &err), -1);
+	ck_assert_int_eq(scram_client_final(sc, RFC_SERVER_FIRST, strlen(RFC_SERVER_FIRST), &out,
+					    &len, &err),
+			 -1);
 	ck_assert_str_eq(err, "SCRAM exchange out of order");
 	scram_client_free(sc);
 }
@@ -263,7 +279,8 @@ START_TEST(test_end_to_end)
 	const char *err = NULL;
 
 	ck_assert_int_eq(scram_secret_from_password("s3cret, with=odd chars", salt, sizeof(salt),
-						    SCRAM_DEFAULT_ITERATIONS, &secret), 0);
+						    SCRAM_DEFAULT_ITERATIONS, &secret),
+			 0);
 	ck_assert_int_eq(exchange(&secret, "s3cret, with=odd chars", &err), 0);
 	ck_assert_int_eq(exchange(&secret, "s3cret", &err), -1);
 	ck_assert_str_eq(err, "client proof does not match");
@@ -286,19 +303,22 @@ START_TEST(test_rfc7677_server)
 	size_t len;
 
 	ck_assert_ptr_nonnull(ss);
-	ck_assert_int_eq(scram_server_first(ss, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
-					    &out, &len, &err), 0);
+	ck_assert_int_eq(scram_server_first(ss, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST), &out,
+					    &len, &err),
+			 0);
 	ck_assert_str_eq(out, RFC_SERVER_FIRST);
 	ck_assert_uint_eq(len, strlen(RFC_SERVER_FIRST));
 	free(out);
-	ck_assert_int_eq(scram_server_final(ss, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL),
-					    &out, &len, &err), 0);
+	ck_assert_int_eq(scram_server_final(ss, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL), &out,
+					    &len, &err),
+			 0);
 	ck_assert_str_eq(out, RFC_SERVER_FINAL);
 	ck_assert_uint_eq(len, strlen(RFC_SERVER_FINAL));
 	free(out);
 	/* Nothing more is accepted. */
-	ck_assert_int_eq(scram_server_final(ss, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL),
-					    &out, &len, &err), -1);
+	ck_assert_int_eq(scram_server_final(ss, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL), &out,
+					    &len, &err),
+			 -1);
 	ck_assert_str_eq(err, "SCRAM exchange out of order");
 	scram_server_free(ss);
 }
@@ -310,7 +330,8 @@ START_TEST(test_server_malformed_client_final)
 		const char *msg;
 		const char *err;
 	} cases[] = {
-		{ "c=eSws,r=" RFC_CNONCE RFC_SNONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+		{ "c=eSws,r=" RFC_CNONCE RFC_SNONCE
+		  ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
 		  "invalid SCRAM client-final message: unexpected channel binding data" },
 		{ "r=" RFC_CNONCE RFC_SNONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
 		  "invalid SCRAM client-final message: missing channel binding" },
@@ -318,17 +339,22 @@ START_TEST(test_server_malformed_client_final)
 		  "invalid SCRAM client-final message: nonce mismatch" },
 		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE,
 		  "invalid SCRAM client-final message: missing proof" },
-		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ",
+		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE
+		  ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ",
 		  "invalid SCRAM client-final message: invalid proof" },
 		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7An",
 		  "invalid SCRAM client-final message: invalid proof" },
-		{ RFC_CLIENT_FINAL ",x=1", "invalid SCRAM client-final message: unexpected data after the proof" },
-		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE ",,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+		{ RFC_CLIENT_FINAL ",x=1",
+		  "invalid SCRAM client-final message: unexpected data after the proof" },
+		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE
+		  ",,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
 		  "invalid SCRAM client-final message: malformed extension" },
-		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE ",p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE
+		  ",p=eHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
 		  "client proof does not match" },
 		/* An extension changes the signed message, so the proof no longer matches. */
-		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE ",x=1,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+		{ "c=biws,r=" RFC_CNONCE RFC_SNONCE
+		  ",x=1,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
 		  "client proof does not match" },
 	};
 	struct scram_secret secret = rfc_secret();
@@ -340,11 +366,13 @@ START_TEST(test_server_malformed_client_final)
 		size_t len;
 
 		ck_assert_int_eq(scram_server_first(ss, RFC_CLIENT_FIRST, strlen(RFC_CLIENT_FIRST),
-						    &out, &len, &err), 0);
+						    &out, &len, &err),
+				 0);
 		free(out);
 		out = NULL;
 		ck_assert_msg(scram_server_final(ss, cases[i].msg, strlen(cases[i].msg), &out, &len,
-						 &err) == -1, "accepted: %s", cases[i].msg);
+						 &err) == -1,
+			      "accepted: %s", cases[i].msg);
 		ck_assert_ptr_null(out);
 		ck_assert_str_eq(err, cases[i].err);
 		scram_server_free(ss);
@@ -356,7 +384,7 @@ START_TEST(test_server_client_first)
 {
 	static const struct {
 		const char *msg;
-		const char *err;	/* NULL: accepted */
+		const char *err; /* NULL: accepted */
 	} cases[] = {
 		{ "n,,n=,r=abc", NULL },
 		{ "y,,n=user,r=abc", NULL },
@@ -385,7 +413,8 @@ START_TEST(test_server_client_first)
 		const char *err = NULL;
 		char *out = NULL;
 		size_t len;
-		int rc = scram_server_first(ss, cases[i].msg, strlen(cases[i].msg), &out, &len, &err);
+		int rc = scram_server_first(ss, cases[i].msg, strlen(cases[i].msg), &out, &len,
+					    &err);
 
 		if (cases[i].err) {
 			ck_assert_msg(rc == -1, "accepted: %s", cases[i].msg);
@@ -411,20 +440,24 @@ START_TEST(test_server_gs2_y)
 	size_t len;
 
 	ck_assert_int_eq(scram_server_first(ss, "y,,n=user,r=" RFC_CNONCE,
-					    strlen("y,,n=user,r=" RFC_CNONCE), &out, &len, &err), 0);
+					    strlen("y,,n=user,r=" RFC_CNONCE), &out, &len, &err),
+			 0);
 	free(out);
-	ck_assert_int_eq(scram_server_final(ss, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL),
-					    &out, &len, &err), -1);
-	ck_assert_str_eq(err, "invalid SCRAM client-final message: unexpected channel binding data");
+	ck_assert_int_eq(scram_server_final(ss, RFC_CLIENT_FINAL, strlen(RFC_CLIENT_FINAL), &out,
+					    &len, &err),
+			 -1);
+	ck_assert_str_eq(err,
+			 "invalid SCRAM client-final message: unexpected channel binding data");
 	scram_server_free(ss);
 
 	/* With c=eSws the channel binding is accepted, but the proof signed "c=biws". */
 	ss = scram_server_new(&secret, RFC_SNONCE);
 	ck_assert_int_eq(scram_server_first(ss, "y,,n=user,r=" RFC_CNONCE,
-					    strlen("y,,n=user,r=" RFC_CNONCE), &out, &len, &err), 0);
+					    strlen("y,,n=user,r=" RFC_CNONCE), &out, &len, &err),
+			 0);
 	free(out);
 	const char *eSws = "c=eSws,r=" RFC_CNONCE RFC_SNONCE
-		",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+			   ",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
 	ck_assert_int_eq(scram_server_final(ss, eSws, strlen(eSws), &out, &len, &err), -1);
 	ck_assert_str_eq(err, "client proof does not match");
 	scram_server_free(ss);
@@ -463,11 +496,13 @@ START_TEST(test_secret_parse)
 	/* PostgreSQL's own secret matches our derivation from its salt. */
 	ck_assert_int_eq(scram_secret_parse(PG_SECRET, &parsed), 0);
 	ck_assert_int_eq(scram_secret_from_password("secret", parsed.salt, parsed.salt_len,
-						    parsed.iterations, &derived), 0);
+						    parsed.iterations, &derived),
+			 0);
 	ck_assert_mem_eq(parsed.stored_key, derived.stored_key, SCRAM_KEY_LEN);
 	ck_assert_mem_eq(parsed.server_key, derived.server_key, SCRAM_KEY_LEN);
 	ck_assert_int_eq(scram_secret_from_password("secreT", parsed.salt, parsed.salt_len,
-						    parsed.iterations, &derived), 0);
+						    parsed.iterations, &derived),
+			 0);
 	ck_assert_mem_ne(parsed.stored_key, derived.stored_key, SCRAM_KEY_LEN);
 
 	ck_assert_int_ne(scram_secret_from_password("x", rfc_salt, 0, 4096, &derived), 0);
@@ -484,24 +519,24 @@ START_TEST(test_secret_parse_garbage)
 		"md5d933c280ea30e21eb496698dfa49653a",
 		"SCRAM-SHA-256$",
 		"SCRAM-SHA-1$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$0:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$x:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$4096:$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$4096:W22ZaJ0SNY7so!sUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY"
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbs="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
 		"SCRAM-SHA-256$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=",
 		"SCRAM-SHA-256$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=x",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=x",
 		"SCRAM-SHA-256$4096:" RFC_SALT "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
-			":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=:",
+		":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=:",
 	};
 	struct scram_secret s;
 
