@@ -52,25 +52,11 @@ void pools_init(void)
 /* End of a stats_period: averages for SHOW STATS and /stats, and a log line per pool. */
 static void stats_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct pool *pool;
 	uint64_t now = now_usec();
 	double secs = (double)(now - period_started) / 1e6;
 	struct timeval tv = { (time_t)rt_cfg()->stats_period, 0 };
 
-	TAILQ_FOREACH (pool, &pools, entry) {
-		stats_average(&pool->period, &pool->stats, secs, &pool->avg);
-		pool->period = pool->stats;
-		if (rt_cfg()->log_stats)
-			log_info(
-				"stats: %s/%s %.0f xacts/s, %.0f queries/s, %.0f client parses/s, "
-				"%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, "
-				"wait %.0f us",
-				pool->db->name, pool->user, pool->avg.xact_count,
-				pool->avg.query_count, pool->avg.client_parse_count,
-				pool->avg.bind_count, pool->avg.recv, pool->avg.sent,
-				pool->avg.xact_time_us, pool->avg.query_time_us,
-				pool->avg.wait_time_us);
-	}
+	pools_average(secs);
 	period_started = now;
 	evtimer_add(stats_timer, &tv);
 }

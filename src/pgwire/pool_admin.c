@@ -294,6 +294,26 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 	}
 }
 
+void pools_average(double secs)
+{
+	struct pool *pool;
+
+	TAILQ_FOREACH (pool, &pools, entry) {
+		stats_average(&pool->period, &pool->stats, secs, &pool->avg);
+		pool->period = pool->stats;
+		if (rt_cfg()->log_stats)
+			log_info(
+				"stats: %s/%s %.0f xacts/s, %.0f queries/s, %.0f client parses/s, "
+				"%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, "
+				"wait %.0f us",
+				pool->db->name, pool->user, pool->avg.xact_count,
+				pool->avg.query_count, pool->avg.client_parse_count,
+				pool->avg.bind_count, pool->avg.recv, pool->avg.sent,
+				pool->avg.xact_time_us, pool->avg.query_time_us,
+				pool->avg.wait_time_us);
+	}
+}
+
 void pools_forget_flags(void)
 {
 	while (db_flags) {

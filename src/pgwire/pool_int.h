@@ -18,6 +18,9 @@ void pool_apply_cfg(struct pool *pool);
  * gave it to another user=: existing clients finish, new ones do not find the pool. */
 const struct cfg_db *current_entry(const struct pool *pool);
 
+/* pool_admin.c: the end of a stats_period, secs long: each pool's averages (SHOW STATS,
+ * /stats), and a log line per pool with log_stats. */
+void pools_average(double secs);
 /* pool_admin.c: PAUSE/DISABLE state of every database forgotten (shutdown). */
 void pools_forget_flags(void);
 

@@ -382,6 +382,20 @@ static void drop_pipe(struct server *sv, const char *reason)
 }
 
 
+/* A reset or check query's answer came: back to the pool once it is complete and worked. */
+static void reset_or_check_done(struct server *sv)
+{
+	if (sv->park || !rl_quiet(&sv->rl, NULL))
+		return;
+	if (sv->rl.inject_failed || sv->rl.status != 'I') {
+		server_close(sv, sv->node.state == SV_RESET ? "server_reset_query failed"
+							    : "server_check_query failed");
+		return;
+	}
+	/* a RECONNECT, a reload or server_lifetime may have come meanwhile */
+	server_return(sv);
+}
+
 /* After the relay moved messages: a reset or check that finished, a transaction that
  * ended (the server goes back to the pool), a statement-mode violation, SIGINT. */
 static void after_input(struct server *sv)
@@ -389,15 +403,7 @@ static void after_input(struct server *sv)
 	struct client *c = sv->pl.head_gone ? NULL : sv->client;
 
 	if (sv->node.state == SV_RESET || sv->node.state == SV_TESTED) {
-		if (sv->park || !rl_quiet(&sv->rl, NULL))
-			return;
-		if (sv->rl.inject_failed || sv->rl.status != 'I') {
-			server_close(sv, sv->node.state == SV_RESET ? "server_reset_query failed"
-								    : "server_check_query failed");
-			return;
-		}
-		/* a RECONNECT, a reload or server_lifetime may have come meanwhile */
-		server_return(sv);
+		reset_or_check_done(sv);
 		return;
 	}
 	if (sv->node.state != SV_ACTIVE)
@@ -425,61 +431,8 @@ static void after_input(struct server *sv)
 		return;
 	}
 	/* the linked client's answer is complete */
-	if (sv->pl.n && sv->pl.changed) {
-		server_log(sv, LOG_LVL_WARN,
-			   "a query changed a session setting with other clients' "
-			   "queries pipelined behind it; closing the connection");
-		if (c) {
-			/* its own answer is complete: it keeps its session */
-			if (sv->pl.held)
-				pipe_pass_held(sv, c);
-			set_client(sv, NULL);
-			pool_server_report(sv, c, SVR_NEXT);
-		}
-		pipe_close_discarding(
-			sv, "a query changed a session setting with others pipelined behind it");
+	if (pipe_answer_done(sv, c))
 		return;
-	}
-	sv->pl.changed = false;
-	bool retry = false;
-	if (sv->pl.held) {
-		sv->pl.held = false;
-		if (c && !sv->pl.head.cancel && sv->pl.head.retries < PIPE_RETRIES &&
-		    sv->pl.head.q && sv->pl.n < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
-			if (!pipe_resend_head(sv, c)) {
-				/* the relay's queue may not match any more */
-				pipe_pass_held(sv, c);
-				pipe_close_discarding(sv, "out of memory");
-				return;
-			}
-			/* a cancel meant for an earlier query hit this one: it went again. The
-			 * cancel may not be spent: PostgreSQL signals the backend twice (its pid,
-			 * then its process group), and under load each can end a query; what runs
-			 * next is held again while the cancel is recent */
-			retry = true;
-			sv->pl.head.retries++;
-			sv->pl.exposed = 0;
-			sv->node.pool->stats.pipeline_retry_count++;
-			server_log(sv, LOG_LVL_DEBUG,
-				   "a late cancel hit a pipelined query; sent it again");
-			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
-		} else if (c) {
-			pipe_pass_held(sv, c);
-		} else {
-			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
-		}
-	}
-	if (sv->pl.n) {
-		pipe_next(sv, retry);
-		return;
-	}
-	if (retry) {
-		/* it stays linked: its query went again, held while the cancel is recent */
-		sv->pl.held = pipe_exposed_now(sv) &&
-			      (sv->pl.hold || (sv->pl.hold = evbuffer_new()));
-		return;
-	}
-	sv->pl.exposed = 0;
 	if (!c) {
 		/* the linked client left and nothing is behind: back to the pool */
 		sv->pl.head_gone = false;

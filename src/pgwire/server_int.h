@@ -133,24 +133,13 @@ struct evbuffer *server_scratch(void);
 /* server_pipe.c: pipelining (transaction mode), the queries sent behind the linked
  * client's and the link handed from one to the next */
 void pipe_entry_clear(struct pipe_entry *e);
-/* A client's Query or extended group (whole, in buf) through the relay: the request
- * items it added, or -1 (out of memory: the server must go). */
-int pipe_send_query(struct server *sv, struct client *c, struct evbuffer *buf);
-/* The held answer goes to the linked client. */
-void pipe_pass_held(struct server *sv, struct client *c);
 /* Closes it; the clients pipelined behind are told, their answers dropped. */
 void pipe_close_discarding(struct server *sv, const char *reason);
-/* Could a recent cancel still hit the query that runs now? Its answer is held then. */
-bool pipe_exposed_now(const struct server *sv);
-/* The held answer is a cancel's 57014 meant for another query. */
-bool pipe_held_canceled(struct server *sv);
-/* The linked client's query goes again (a late cancel hit it). */
-bool pipe_resend_head(struct server *sv, struct client *c);
 /* The linked client sent more than its first query: nothing goes behind it, and its time
  * says nothing about a shape. */
 void server_head_more(struct server *sv);
-/* The linked client's answer is complete: the next pipelined one's client gets the
- * link; retry: the one that finished goes again, behind the others. */
-void pipe_next(struct server *sv, bool retry);
+/* The linked client's answer (c; NULL when it left) is complete: true when pipelining
+ * took over (the next one linked, the query sent again, the server closed). */
+bool pipe_answer_done(struct server *sv, struct client *c);
 
 #endif

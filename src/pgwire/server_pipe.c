@@ -29,7 +29,7 @@ void pipe_entry_clear(struct pipe_entry *e)
 /* Sends a client's Query or extended-protocol group (whole, in buf) through the relay:
  * the number of request items it added, or -1 if the relay failed (out of memory: the
  * request queue no longer matches, the server must go). */
-int pipe_send_query(struct server *sv, struct client *c, struct evbuffer *buf)
+static int pipe_send_query(struct server *sv, struct client *c, struct evbuffer *buf)
 {
 	size_t before = rl_pending(&sv->rl);
 	struct evbuffer *out = server_scratch();
@@ -44,7 +44,7 @@ int pipe_send_query(struct server *sv, struct client *c, struct evbuffer *buf)
 }
 
 /* The held answer goes to its client after all. */
-void pipe_pass_held(struct server *sv, struct client *c)
+static void pipe_pass_held(struct server *sv, struct client *c)
 {
 	size_t n = evbuffer_get_length(sv->pl.hold);
 
@@ -62,7 +62,7 @@ void pipe_close_discarding(struct server *sv, const char *reason)
 }
 
 /* A cancel sent for this session may still hit the query that runs next. */
-bool pipe_exposed_now(const struct server *sv)
+static bool pipe_exposed_now(const struct server *sv)
 {
 	return sv->pl.exposed > 0 || sv->cancels > 0 ||
 	       (sv->pl.cancel_time && now_usec() - sv->pl.cancel_time < CANCEL_GRACE_USEC);
@@ -70,7 +70,7 @@ bool pipe_exposed_now(const struct server *sv)
 
 /* An ErrorResponse 57014 (query canceled; the message is translated, so any) in a held
  * answer. A statement_timeout also gives 57014: such a query runs at most once more. */
-bool pipe_held_canceled(struct server *sv)
+static bool pipe_held_canceled(struct server *sv)
 {
 	size_t len = evbuffer_get_length(sv->pl.hold);
 	const uint8_t *p = evbuffer_pullup(sv->pl.hold, -1), *body;
@@ -97,7 +97,7 @@ static void pipe_append(struct server *sv, struct client *c, struct pipe_entry *
 }
 
 /* Sends the linked client's query again (a late cancel hit it); it stays linked. */
-bool pipe_resend_head(struct server *sv, struct client *c)
+static bool pipe_resend_head(struct server *sv, struct client *c)
 {
 	struct evbuffer *b = evbuffer_new();
 	bool ok = b && evbuffer_add(b, sv->pl.head.q, sv->pl.head.qlen) == 0;
@@ -117,7 +117,7 @@ bool pipe_resend_head(struct server *sv, struct client *c)
 /* The linked client's answer is complete and queries are pipelined behind it: the next
  * one's client gets the link. retry: the one that just finished was hit by a cancel sent
  * for another client's query; it goes again, behind the others. */
-void pipe_next(struct server *sv, bool retry)
+static void pipe_next(struct server *sv, bool retry)
 {
 	struct client *old = sv->pl.head_gone ? NULL : sv->client;
 
@@ -148,6 +148,70 @@ void pipe_next(struct server *sv, bool retry)
 	if (sv->pl.head.cancel && sv->client && !sv->pl.head_gone)
 		server_cancel_client(sv, sv->client);
 	pool_pipe_waiting(sv);
+}
+
+/* The linked client's answer is complete (c: that client, NULL when it left): what
+ * pipelining does then. True when it took over: the next pipelined client is linked, the
+ * query went again (a late cancel hit it), or the server closed; false when nothing is
+ * pipelined and the usual end of a transaction follows. */
+bool pipe_answer_done(struct server *sv, struct client *c)
+{
+	if (sv->pl.n && sv->pl.changed) {
+		server_log(sv, LOG_LVL_WARN,
+			   "a query changed a session setting with other clients' "
+			   "queries pipelined behind it; closing the connection");
+		if (c) {
+			/* its own answer is complete: it keeps its session */
+			if (sv->pl.held)
+				pipe_pass_held(sv, c);
+			set_client(sv, NULL);
+			pool_server_report(sv, c, SVR_NEXT);
+		}
+		pipe_close_discarding(
+			sv, "a query changed a session setting with others pipelined behind it");
+		return true;
+	}
+	sv->pl.changed = false;
+	bool retry = false;
+	if (sv->pl.held) {
+		sv->pl.held = false;
+		if (c && !sv->pl.head.cancel && sv->pl.head.retries < PIPE_RETRIES &&
+		    sv->pl.head.q && sv->pl.n < PIPE_MAX + 4 && pipe_held_canceled(sv)) {
+			if (!pipe_resend_head(sv, c)) {
+				/* the relay's queue may not match any more */
+				pipe_pass_held(sv, c);
+				pipe_close_discarding(sv, "out of memory");
+				return true;
+			}
+			/* a cancel meant for an earlier query hit this one: it went again. The
+			 * cancel may not be spent: PostgreSQL signals the backend twice (its pid,
+			 * then its process group), and under load each can end a query; what runs
+			 * next is held again while the cancel is recent */
+			retry = true;
+			sv->pl.head.retries++;
+			sv->pl.exposed = 0;
+			sv->node.pool->stats.pipeline_retry_count++;
+			server_log(sv, LOG_LVL_DEBUG,
+				   "a late cancel hit a pipelined query; sent it again");
+			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
+		} else if (c) {
+			pipe_pass_held(sv, c);
+		} else {
+			evbuffer_drain(sv->pl.hold, evbuffer_get_length(sv->pl.hold));
+		}
+	}
+	if (sv->pl.n) {
+		pipe_next(sv, retry);
+		return true;
+	}
+	if (retry) {
+		/* it stays linked: its query went again, held while the cancel is recent */
+		sv->pl.held = pipe_exposed_now(sv) &&
+			      (sv->pl.hold || (sv->pl.hold = evbuffer_new()));
+		return true;
+	}
+	sv->pl.exposed = 0;
+	return false;
 }
 
 bool server_pipe_accepts(const struct server *sv, uint64_t now)
