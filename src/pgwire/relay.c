@@ -10,7 +10,7 @@
  * After an ErrorResponse in the extended protocol the server skips everything up to the
  * next Sync; the items up to it go unanswered. Items the relay answers itself sit in the
  * queue at their place and are emitted when they reach the head. */
-#include "relay.h"
+#include "relay_int.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -21,33 +21,6 @@
 #include "core/log.h"
 #include "pgproto.h"
 #include "prepared.h"
-
-#define SMALL_MSG 4096
-
-enum rq_kind {
-	RQ_PARSE,      /* answer passes */
-	RQ_PARSE_DROP, /* injected: answer dropped */
-	RQ_BIND,
-	RQ_DESCRIBE,
-	RQ_EXECUTE,
-	RQ_CLOSE,
-	RQ_CLOSE_DROP,
-	RQ_SYNC,
-	RQ_QUERY,
-	RQ_QUERY_DROP, /* the session state replay */
-	RQ_FAKE_PARSE, /* answered by the relay */
-	RQ_FAKE_CLOSE,
-	RQ_FAKE_DEALLOCATE, /* CommandComplete DEALLOCATE + ReadyForQuery */
-	RQ_FAKE_FUNCCALL,   /* CrateDB: ErrorResponse + ReadyForQuery for a FunctionCall */
-	RQ_FAKE_DISCARD,    /* CrateDB: CommandComplete DISCARD ALL + ReadyForQuery */
-};
-
-struct rl_item {
-	uint8_t kind;
-	struct ps_stmt *st; /* PARSE, PARSE_DROP: a reference, to undo on error */
-	char *fx;           /* QUERY, SYNC on CrateDB: what its statements do to the
-				 * transaction and cursors (records: op, name, NUL) */
-};
 
 static bool is_fake(int kind)
 {
@@ -92,6 +65,29 @@ static void pop(struct rl_server *s)
 	it->fx = NULL;
 	s->qhead = (s->qhead + 1) % s->qcap;
 	s->qlen--;
+}
+
+/* The item last pushed (the queue is not empty). */
+struct rl_item *tail(struct rl_server *s)
+{
+	return &s->q[(s->qhead + s->qlen - 1) % s->qcap];
+}
+
+/* One DISCARD ALL and nothing else. */
+static bool discard_all(const uint8_t *sql, size_t len)
+{
+	const char *p = (const char *)sql, *end = p + len;
+	char name[8];
+
+	while (end > p && end[-1] == '\0')
+		end--;
+	const char *next = sp_next_statement(p, end);
+	if (sp_tx_statement(p, (size_t)(next - p), name, sizeof(name)) != SP_TX_DISCARD_ALL)
+		return false;
+	for (; next < end; next++)
+		if (*next != ';' && *next != ' ' && *next != '\t' && *next != '\n' && *next != '\r')
+			return false;
+	return true;
 }
 
 void rl_server_clear(struct rl_server *s)
@@ -150,7 +146,7 @@ bool rl_idle_ahead(const struct rl_server *s, const struct rl_client *c, size_t 
 }
 
 /* -1: no memory. st gets a new reference. */
-static int push(struct rl_server *s, int kind, struct ps_stmt *st)
+int push(struct rl_server *s, int kind, struct ps_stmt *st)
 {
 	if (s->qlen == s->qcap) {
 		uint32_t cap = s->qcap ? s->qcap * 2 : 16;
@@ -245,227 +241,6 @@ static void put_renamed(struct evbuffer *out, char type, const uint8_t *body, si
 	evbuffer_add(out, body + name_off + name_len, len - name_off - name_len);
 }
 
-/* A parameter whose changes the upstream reports by ParameterStatus. CrateDB reports its
- * values at login but never after a SET: there every setting is followed from the text. */
-static bool reported(const struct rl_opts *o, int i)
-{
-	return !o->crate && o->defaults && o->defaults[i];
-}
-
-/* value is the upstream's login value of parameter i. */
-static bool is_default(const struct rl_opts *o, int i, const char *value)
-{
-	return o->defaults && o->defaults[i] && strcmp(o->defaults[i], value) == 0;
-}
-
-/* A SET's SQL value that is the login value in plain quotes ('ISO', psycopg2's DateStyle
- * on CrateDB, whose default it is). */
-static bool raw_is_default(const struct rl_opts *o, int i, const char *raw)
-{
-	size_t n = strlen(raw);
-
-	if (!o->defaults || !o->defaults[i] || n < 2 || raw[0] != '\'' || raw[n - 1] != '\'' ||
-	    memchr(raw + 1, '\'', n - 2))
-		return false;
-	return strlen(o->defaults[i]) == n - 2 && strncasecmp(o->defaults[i], raw + 1, n - 2) == 0;
-}
-
-/* ---- CrateDB's transaction and cursors --------------------------------------------- */
-
-/* Appends an effect record (op, name, NUL) to *fx, which stays NUL-terminated. */
-static int fx_add(char **fx, uint32_t *len, int op, const char *name)
-{
-	size_t n = strlen(name);
-	char *b = realloc(*fx, *len + n + 3);
-
-	if (!b)
-		return -1;
-	b[*len] = (char)op;
-	memcpy(b + *len + 1, name, n + 1);
-	*len += (uint32_t)n + 2;
-	b[*len] = '\0';
-	*fx = b;
-	return 0;
-}
-
-/* The effects of the statements in sql (a Query's text or a Parse's statement). */
-static int fx_of(const char *sql, size_t len, char **fx, uint32_t *fxlen)
-{
-	const char *p = sql, *end = sql + len;
-	char name[128];
-
-	while (end > p && end[-1] == '\0')
-		end--;
-	while (p < end) {
-		const char *next = sp_next_statement(p, end);
-		int op = sp_tx_statement(p, (size_t)(next - p), name, sizeof(name));
-		bool named = op == SP_TX_DECLARE || op == SP_TX_DECLARE_HOLD || op == SP_TX_CLOSE;
-		if (op != SP_TX_NONE && fx_add(fx, fxlen, op, named ? name : "") < 0)
-			return -1;
-		p = next;
-	}
-	return 0;
-}
-
-/* Closes the cursors of this kind ('H', 'W'; 0: all) or this name. */
-static void cursors_close(struct rl_server *s, char kind, const char *name)
-{
-	uint32_t w = 0;
-
-	for (uint32_t i = 0; i < s->ncursors; i++) {
-		char *cu = s->cursors[i];
-		if ((name ? strcmp(cu + 1, name) == 0 : !kind || cu[0] == kind))
-			free(cu);
-		else
-			s->cursors[w++] = cu;
-	}
-	s->ncursors = w;
-}
-
-static void cursor_open(struct rl_server *s, char kind, const char *name)
-{
-	size_t n = strlen(name);
-	char **v = realloc(s->cursors, (s->ncursors + 1) * sizeof(*v));
-	char *cu = malloc(n + 2);
-
-	if (v)
-		s->cursors = v;
-	if (!v || !cu) {
-		free(cu);
-		s->tainted = true; /* its state is not known: closed after this client */
-		return;
-	}
-	cu[0] = kind;
-	memcpy(cu + 1, name, n + 1);
-	s->cursors[s->ncursors++] = cu;
-}
-
-/* A Query or Sync was answered: its statements took effect. After an error only what
- * opens a transaction or a cursor is believed (holding the server longer is safe,
- * releasing it inside a transaction is not). */
-static void fx_apply(struct rl_server *s, const char *fx, bool failed)
-{
-	for (const char *p = fx; p && *p; p += strlen(p + 1) + 2) {
-		const char *name = p + 1;
-		switch (*p) {
-		case SP_TX_BEGIN:
-			s->crate_tx = true;
-			break;
-		case SP_TX_COMMIT:
-			if (!failed) {
-				s->crate_tx = false;
-				cursors_close(s, 'W', NULL);
-			}
-			break;
-		case SP_TX_DECLARE_HOLD:
-			cursor_open(s, 'H', name);
-			break;
-		case SP_TX_DECLARE:
-			/* WITHOUT HOLD needs a transaction; outside one CrateDB refuses it */
-			if (s->crate_tx)
-				cursor_open(s, 'W', name);
-			break;
-		case SP_TX_CLOSE:
-			if (!failed)
-				cursors_close(s, 0, name);
-			break;
-		case SP_TX_CLOSE_ALL:
-			if (!failed)
-				cursors_close(s, 0, NULL);
-			break;
-		case SP_TX_DISCARD_ALL:
-			if (!failed) {
-				cursors_close(s, 0, NULL);
-				s->crate_tx = false;
-			}
-			break;
-		default:
-			break;
-		}
-	}
-}
-
-/* Does fx hold a record of op? (Records are op, name, NUL: strchr would stop at the
- * first one's end.) */
-static bool fx_has(const char *fx, int op)
-{
-	for (const char *p = fx; p && *p; p += strlen(p + 1) + 2)
-		if (*p == op)
-			return true;
-	return false;
-}
-
-/* The status a CrateDB session really has. */
-static char crate_status(const struct rl_server *s)
-{
-	return s->crate_tx || s->ncursors ? 'T' : 'I';
-}
-
-static struct rl_item *tail(struct rl_server *s)
-{
-	return &s->q[(s->qhead + s->qlen - 1) % s->qcap];
-}
-
-/* One DISCARD ALL and nothing else. */
-static bool discard_all(const uint8_t *sql, size_t len)
-{
-	const char *p = (const char *)sql, *end = p + len;
-	char name[8];
-
-	while (end > p && end[-1] == '\0')
-		end--;
-	const char *next = sp_next_statement(p, end);
-	if (sp_tx_statement(p, (size_t)(next - p), name, sizeof(name)) != SP_TX_DISCARD_ALL)
-		return false;
-	for (; next < end; next++)
-		if (*next != ';' && *next != ' ' && *next != '\t' && *next != '\n' && *next != '\r')
-			return false;
-	return true;
-}
-
-#define CRATE_RESET "COMMIT; CLOSE ALL; DEALLOCATE ALL"
-
-/* A client's SET of a parameter the upstream does not report: both sides take it now. */
-static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-		     const char *sql, size_t len)
-{
-	int idx = -1;
-	char *value = NULL;
-	int rc = sp_parse_set(sql, len, &idx, &value);
-
-	if (rc == 1 && !reported(o, idx)) {
-		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
-			free(value);
-			value = NULL;
-		}
-		if (sp_put(&c->params, idx, value, true) < 0 ||
-		    sp_put(&s->params, idx, value, true) < 0)
-			log_warn("out of memory tracking a SET of %s", sp_name(idx));
-	} else if (rc == 2 && !o->crate) {
-		/* CrateDB has no RESET ALL, and its DISCARD ALL keeps the settings */
-		for (int i = 0; i < sp_count(); i++)
-			if (!reported(o, i) && (sp_put(&c->params, i, NULL, false) < 0 ||
-						sp_put(&s->params, i, NULL, false) < 0))
-				log_warn("out of memory tracking RESET ALL");
-	}
-	free(value);
-}
-
-/* Every statement of a Query (or the one of a Parse) is looked at. */
-static void note_set(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-		     const uint8_t *sql, size_t len)
-{
-	const char *p = (const char *)sql, *end = p + len;
-
-	while (end > p && end[-1] == '\0')
-		end--;
-	while (p < end) {
-		const char *next = sp_next_statement(p, end);
-		note_one(s, c, o, p, (size_t)(next - p));
-		p = next;
-	}
-}
-
 static size_t field_len(const uint8_t *p, size_t len)
 {
 	const uint8_t *z = memchr(p, 0, len);
@@ -558,6 +333,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	return 1;
 }
 
+
 /* What a shared statement is keyed by besides its text: on CrateDB the search_path it is
  * analysed under (at Parse, never again), so that clients with different search_paths
  * never run each other's. */
@@ -574,51 +350,13 @@ static const char *stmt_ctx(const struct rl_client *c, const struct rl_opts *o)
 }
 
 /* A Parse's query text without its terminator and parameter types. */
-static size_t text_len(const uint8_t *p, size_t len)
+size_t text_len(const uint8_t *p, size_t len)
 {
 	const uint8_t *z = memchr(p, 0, len);
 
 	return z ? (size_t)(z - p) : len;
 }
 
-/* Does running sql change what is tracked of a session: a setting, or (CrateDB) its
- * transaction or cursors? */
-static bool tracked_effect(const struct rl_opts *o, const char *p, const char *end)
-{
-	char name[128];
-
-	while (p < end) {
-		const char *next = sp_next_statement(p, end);
-		int idx;
-		char *value = NULL;
-		int rc = sp_parse_set(p, (size_t)(next - p), &idx, &value);
-		free(value);
-		if (rc != 0 || (o->crate && sp_tx_statement(p, (size_t)(next - p), name,
-							    sizeof(name)) != SP_TX_NONE))
-			return true;
-		p = next;
-	}
-	return false;
-}
-
-/* The unnamed statement's text, kept from its Parse to its Bind when running it changes
- * what is tracked (only then: the hot path copies nothing). */
-static int keep_unnamed(struct rl_client *c, const struct rl_opts *o, const uint8_t *sql,
-			size_t len)
-{
-	size_t n = text_len(sql, len);
-
-	free(c->unnamed);
-	c->unnamed = NULL;
-	c->unnamed_len = 0;
-	if (!tracked_effect(o, (const char *)sql, (const char *)sql + n))
-		return 0;
-	if (!(c->unnamed = malloc(n ? n : 1)))
-		return -1;
-	memcpy(c->unnamed, sql, n);
-	c->unnamed_len = n;
-	return 0;
-}
 
 /* Messages handled whole. */
 static bool whole(uint8_t type)
@@ -924,116 +662,6 @@ bool rl_flush_fakes(struct rl_server *s, const struct rl_opts *o, struct evbuffe
 	return ready;
 }
 
-void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-	     struct evbuffer *to_server)
-{
-	uint64_t mask;
-	char *sql;
-
-	if (sp_same(&c->params, &s->params))
-		return;
-	sql = sp_diff_sql(&c->params, &s->params, &mask, o->crate);
-	if (!sql)
-		return;
-	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
-		free(sql);
-		log_warn("out of memory: session parameters not replayed");
-		return;
-	}
-	s->inject_failed = false;
-	pg_put_query(to_server, sql);
-	log_debug("replaying session state: %s", sql);
-	free(sql);
-	s->replay_mask = mask;
-	/* unreported parameters: the server has the client's values from now on */
-	for (int i = 0; i < sp_count(); i++) {
-		bool raw = false;
-		const char *v = sp_get(&c->params, i, &raw);
-		if ((mask & (1ull << i)) && !reported(o, i) && sp_put(&s->params, i, v, raw) < 0)
-			log_warn("out of memory tracking %s", sp_name(i));
-	}
-}
-
-void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
-	       struct evbuffer *to_server)
-{
-	int idx;
-	char *value = NULL;
-
-	s->inject_failed = false;
-	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
-		s->inject_failed = true;
-		return;
-	}
-	pg_put_query(to_server, sql);
-	if (sp_parse_set(sql, strlen(sql), &idx, &value) == 2) {
-		for (int i = 0; i < sp_count(); i++)
-			if (!reported(o, i) && sp_put(&s->params, i, NULL, false) < 0)
-				log_warn("out of memory tracking RESET ALL");
-		if (strncasecmp(sql, "DISCARD", 7) == 0)
-			ps_set_free(&s->prepared);
-	}
-	free(value);
-}
-
-/* ParameterStatus: the server's set and, unless it answers the replay, the client's. */
-static void param_status(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-			 const uint8_t *body, size_t len, bool replay, bool *pass)
-{
-	const char *name, *value;
-	int i;
-
-	*pass = !replay;
-	if (pg_parse_param_status(body, len, &name, &value) < 0 ||
-	    (i = sp_index(name, strlen(name))) < 0)
-		return;
-	const char *v = is_default(o, i, value) ? NULL : value;
-	if (sp_put(&s->params, i, v, false) < 0)
-		log_warn("out of memory tracking %s", name);
-	if (!c)
-		return;
-	if (replay) {
-		s->replay_mask &= ~(1ull << i);
-		bool raw = false;
-		const char *cv = sp_get(&c->params, i, &raw);
-		if (cv && !raw && v && strcmp(cv, v) == 0)
-			return;
-		if (!cv && !v)
-			return;
-		*pass = true; /* the canonical form of what the client asked for */
-	}
-	if (sp_put(&c->params, i, v, false) < 0)
-		log_warn("out of memory tracking %s", name);
-}
-
-/* The replay's ReadyForQuery: what it set without a ParameterStatus kept its value. */
-static void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-			struct evbuffer *to_client)
-{
-	if (s->inject_failed && c) {
-		/* the server's settings are not known any more: it serves this transaction and
-		 * is closed after it (rl_tainted), never reused with a wrong idea of its state */
-		s->tainted = true;
-		log_warn("a query cratebouncer sent to restore or clear a client's session state "
-			 "failed on the upstream; the server connection is closed after this "
-			 "transaction");
-		/* what failed was most likely a client's own SET the upstream had refused, which
-		 * was tracked from its text: those settings go back to the defaults */
-		for (int i = 0; i < sp_count(); i++)
-			if ((s->replay_mask & (1ull << i)) && !reported(o, i) &&
-			    sp_put(&c->params, i, NULL, false) < 0)
-				log_warn("out of memory tracking %s", sp_name(i));
-	}
-	for (int i = 0; c && i < sp_count(); i++) {
-		if (!(s->replay_mask & (1ull << i)) || !reported(o, i))
-			continue;
-		const char *v = sp_get(&s->params, i, NULL);
-		if (sp_put(&c->params, i, v, false) < 0)
-			log_warn("out of memory tracking %s", sp_name(i));
-		pg_put_param_status(to_client, sp_name(i), v ? v : o->defaults[i]);
-	}
-	s->replay_mask = 0;
-}
 
 /* An error in the extended protocol: the server skips to the next Sync. */
 static void skip_to_sync(struct rl_server *s)
@@ -1280,99 +908,3 @@ bool rl_idle_answer(struct rl_client *c, const struct rl_opts *o, struct evbuffe
 }
 
 /* "options" in the startup packet: -c name=value and --name=value, backslash escapes. */
-static int startup_options(struct rl_client *c, const struct rl_opts *o, const char *opts)
-{
-	const char *p = opts;
-	char tok[1024];
-	bool want_c = false;
-
-	while (*p) {
-		size_t n = 0;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p)
-			break;
-		while (*p && *p != ' ' && *p != '\t' && n + 1 < sizeof(tok)) {
-			if (*p == '\\' && p[1])
-				p++;
-			tok[n++] = *p++;
-		}
-		tok[n] = '\0';
-		const char *kv = NULL;
-		if (want_c)
-			kv = tok;
-		else if (strcmp(tok, "-c") == 0)
-			want_c = true;
-		else if (strncmp(tok, "-c", 2) == 0)
-			kv = tok + 2;
-		else if (strncmp(tok, "--", 2) == 0)
-			kv = tok + 2;
-		if (!kv)
-			continue;
-		want_c = false;
-		const char *eq = strchr(kv, '=');
-		int i = eq ? sp_index(kv, (size_t)(eq - kv)) : -1;
-		if (i < 0) {
-			log_warn("startup option \"%s\" ignored: not a tracked parameter (see "
-				 "track_extra_parameters)",
-				 kv);
-			continue;
-		}
-		if (is_default(o, i, eq + 1))
-			continue;
-		if (sp_put(&c->params, i, eq + 1, false) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-int rl_client_startup(struct rl_client *c, const char *params, const struct rl_opts *o)
-{
-	const char *p = params;
-
-	while (p && *p) {
-		const char *k = p, *v = p + strlen(p) + 1;
-		p = v + strlen(v) + 1;
-		if (strcmp(k, "options") == 0) {
-			if (startup_options(c, o, v) < 0)
-				return -1;
-			continue;
-		}
-		int i = sp_index(k, strlen(k));
-		if (i < 0)
-			continue;
-		if (is_default(o, i, v))
-			continue;
-		if (sp_put(&c->params, i, v, false) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-void rl_reset_crate(struct rl_server *s, const struct rl_opts *o, struct evbuffer *to_server)
-{
-	struct sp_set none = { 0 };
-	uint64_t mask;
-	char *set = sp_diff_sql(&none, &s->params, &mask, true);
-	size_t n = strlen(CRATE_RESET) + (set ? strlen(set) + 2 : 0) + 1;
-	char *sql = malloc(n);
-	uint32_t fl = 0;
-
-	(void)o;
-	s->inject_failed = false;
-	if (!sql || push(s, RQ_QUERY_DROP, NULL) < 0 ||
-	    fx_add(&tail(s)->fx, &fl, SP_TX_DISCARD_ALL, "") < 0) {
-		free(sql);
-		free(set);
-		s->inject_failed = true;
-		s->tainted = true;
-		return;
-	}
-	snprintf(sql, n, "%s%s%s", CRATE_RESET, set ? "; " : "", set ? set : "");
-	pg_put_query(to_server, sql);
-	log_debug("resetting a CrateDB session: %s", sql);
-	free(sql);
-	free(set);
-	sp_clear(&s->params);
-	ps_set_free(&s->prepared);
-}
