@@ -15,7 +15,8 @@ function of another is counted:
   - crossings: calls whose callee is in another file than its caller;
   - back: those that enter a file already on the call stack below (A -> B -> A: a callback or
     a report going back to the module that called);
-  - triangle: crossings between client, pool and server (client*.c, pool.c, server*.c).
+  - between client, pool and server: crossings from one of those modules to another (a
+    module's files count as one: server.c, server_login.c, server_pipe.c, server_int.h).
 
 --tree prints the calls with their files."""
 import argparse
@@ -42,9 +43,14 @@ print(t0, t1)
 """
 
 
-def triangle(f):
+def side(f):
+    """client, pool or server for the files of those three modules (client_auth.c,
+    server_login.c, server_pipe.c, server_int.h, pool_admin.c... belong to theirs); else None."""
     b = os.path.basename(f)
-    return b.startswith(("client", "server", "pool."))
+    for m in ("client", "server", "pool"):
+        if b.startswith(m + ".") or b.startswith(m + "_"):
+            return m
+    return None
 
 
 def symbols(binary):
@@ -147,7 +153,7 @@ server_tls_ca_file = {pg['PGENV_CA']}
             if any(sf == f for _, sf in stack):
                 back += 1
                 mark += " (back)"
-            if triangle(caller) and triangle(f):
+            if side(caller) and side(f) and side(caller) != side(f):
                 tri += 1
         if args.tree:
             print(f"{'  ' * depth}{name}  [{os.path.basename(f)}]{mark}")
