@@ -555,6 +555,35 @@ static int follow_redirect(struct hu *u, struct hc *c)
 	return 1;
 }
 
+/* A plain 401 with WWW-Authenticate: the upstream refused the injected credentials. The
+ * client gets cratebouncer's own 401 (the config needs fixing, not the client), the log
+ * one line until a response works again. */
+static void login_refused(struct hu *u, struct hc *c)
+{
+	struct evbuffer *out = sio_output(c->io);
+
+	cred_refresh();
+	if (!hp.warned_401)
+		log_error("http: CrateDB at %s refused the credentials cratebouncer injects "
+			  "(user \"%s\"): check [http] user/password/bearer_token_file",
+			  hp.upstream_name, *hp.cfg->user ? hp.cfg->user : "(token)");
+	hp.warned_401 = true;
+	hp.st.responses[4]++;
+	http_put_error(out, 401, 4010, !c->keep_alive,
+		       "CrateDB refused the credentials cratebouncer injects for %s; "
+		       "the cratebouncer config needs fixing, not this client",
+		       hp.upstream_name);
+	u->client = NULL;
+	c->up = NULL;
+	hu_close(u, "401 from the upstream");
+	if (c->body_done) {
+		hc_request_done(c);
+	} else {
+		c->close_after = true;
+		hc_close(c, "request body not sent after a 401");
+	}
+}
+
 /* The response head is in: what the client gets of it. */
 static int response_head(struct hu *u)
 {
@@ -581,27 +610,7 @@ static int response_head(struct hu *u)
 	/* A failed login is a plain 401 with WWW-Authenticate; a 401 with CrateDB's JSON (4010,
 	 * 4011: a missing privilege) is an answer to the query, passed on as it is. */
 	if (status == 401 && http_head_get(&u->head, "WWW-Authenticate")) {
-		cred_refresh();
-		if (!hp.warned_401)
-			log_error(
-				"http: CrateDB at %s refused the credentials cratebouncer injects "
-				"(user \"%s\"): check [http] user/password/bearer_token_file",
-				hp.upstream_name, *hp.cfg->user ? hp.cfg->user : "(token)");
-		hp.warned_401 = true;
-		hp.st.responses[4]++;
-		http_put_error(out, 401, 4010, !c->keep_alive,
-			       "CrateDB refused the credentials cratebouncer injects for %s; "
-			       "the cratebouncer config needs fixing, not this client",
-			       hp.upstream_name);
-		u->client = NULL;
-		c->up = NULL;
-		hu_close(u, "401 from the upstream");
-		if (c->body_done) {
-			hc_request_done(c);
-		} else {
-			c->close_after = true;
-			hc_close(c, "request body not sent after a 401");
-		}
+		login_refused(u, c);
 		return -1;
 	}
 	if (status >= 200)

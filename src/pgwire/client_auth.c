@@ -141,6 +141,75 @@ static bool peer_ok(struct client *c)
 	return strcmp(res->pw_name, user_of(c)) == 0;
 }
 
+/* The database the client asked for: the console (for admin_users and stats_users), or a
+ * [databases] entry not disabled; false after failing the client. */
+static bool db_allowed(struct client *c)
+{
+	const struct cfg *cfg = rt_cfg();
+	const struct client_console *console = client_console();
+
+	if (console && console->is_console_db(db_of(c))) {
+		c->admin = (uint8_t)console->role_for(cfg, user_of(c));
+		if (!c->admin) {
+			client_fail(c, "28000",
+				    "not allowed to use the admin console: user \"%s\" is in "
+				    "neither admin_users nor stats_users",
+				    user_of(c));
+			return false;
+		}
+	} else if (!cfg_find_db(cfg, db_of(c))) {
+		client_fail(c, "3D000", "no such database: %s", db_of(c));
+		return false;
+	} else if (pools_is_disabled(db_of(c))) {
+		client_fail(c, "08P01",
+			    "database \"%s\" is disabled (DISABLE from the admin console)",
+			    db_of(c));
+		return false;
+	}
+	return true;
+}
+
+/* scram-sha-256 (and md5 for a user whose secret is SCRAM): AuthenticationSASL, with the
+ * server side of the exchange made from the user's secret. */
+static void start_scram(struct client *c)
+{
+	struct client_auth *a = c->auth;
+	struct scram_secret ss;
+	unsigned char salt[16];
+	int ok = -1;
+
+	if (a->secret && secret_kind(a->secret) == SECRET_SCRAM)
+		ok = scram_secret_parse(a->secret, &ss);
+	else if (a->secret && secret_kind(a->secret) == SECRET_PLAIN &&
+		 RAND_bytes(salt, sizeof(salt)) == 1)
+		ok = scram_secret_from_password(a->secret, salt, sizeof(salt),
+						SCRAM_DEFAULT_ITERATIONS, &ss);
+	if (ok < 0) {
+		/* unknown user or an md5 secret: run the exchange against a random
+		 * secret so that it fails like a wrong password */
+		if (a->secret && secret_kind(a->secret) == SECRET_MD5)
+			log_warn("user \"%s\": an md5 secret in auth_file cannot be used with "
+				 "scram-sha-256",
+				 user_of(c));
+		memset(&ss, 0, sizeof(ss));
+		ss.iterations = SCRAM_DEFAULT_ITERATIONS;
+		ss.salt_len = 16;
+		if (RAND_bytes(ss.salt, 16) != 1 || RAND_bytes(ss.stored_key, SCRAM_KEY_LEN) != 1 ||
+		    RAND_bytes(ss.server_key, SCRAM_KEY_LEN) != 1) {
+			client_fail(c, "53200", "cannot generate a salt");
+			return;
+		}
+	}
+	a->scram = scram_server_new(&ss, NULL);
+	explicit_bzero(&ss, sizeof(ss));
+	if (!a->scram) {
+		client_fail(c, "53200", "out of memory");
+		return;
+	}
+	a->step = AS_SASL_INIT;
+	pg_put_auth(sio_output(c->bev), PG_AUTH_SASL, "SCRAM-SHA-256\0", sizeof("SCRAM-SHA-256\0"));
+}
+
 /* The startup packet named a database and user: pick the entry, start auth. */
 static void start_auth(struct client *c)
 {
@@ -149,25 +218,8 @@ static void start_auth(struct client *c)
 	struct client_auth *a = c->auth;
 	const char *secret;
 
-	const struct client_console *console = client_console();
-	if (console && console->is_console_db(db_of(c))) {
-		c->admin = (uint8_t)console->role_for(cfg, user_of(c));
-		if (!c->admin) {
-			client_fail(c, "28000",
-				    "not allowed to use the admin console: user \"%s\" is in "
-				    "neither admin_users nor stats_users",
-				    user_of(c));
-			return;
-		}
-	} else if (!cfg_find_db(cfg, db_of(c))) {
-		client_fail(c, "3D000", "no such database: %s", db_of(c));
+	if (!db_allowed(c))
 		return;
-	} else if (pools_is_disabled(db_of(c))) {
-		client_fail(c, "08P01",
-			    "database \"%s\" is disabled (DISABLE from the admin console)",
-			    db_of(c));
-		return;
-	}
 	secret = users ? authfile_lookup(users, user_of(c)) : NULL;
 	if (secret) {
 		a->secret = strdup(secret);
@@ -211,44 +263,9 @@ static void start_auth(struct client *c)
 			return;
 		}
 		/* fall through */
-	case AUTH_SCRAM: {
-		struct scram_secret ss;
-		unsigned char salt[16];
-		int ok = -1;
-		if (a->secret && secret_kind(a->secret) == SECRET_SCRAM)
-			ok = scram_secret_parse(a->secret, &ss);
-		else if (a->secret && secret_kind(a->secret) == SECRET_PLAIN &&
-			 RAND_bytes(salt, sizeof(salt)) == 1)
-			ok = scram_secret_from_password(a->secret, salt, sizeof(salt),
-							SCRAM_DEFAULT_ITERATIONS, &ss);
-		if (ok < 0) {
-			/* unknown user or an md5 secret: run the exchange against a random
-			 * secret so that it fails like a wrong password */
-			if (a->secret && secret_kind(a->secret) == SECRET_MD5)
-				log_warn(
-					"user \"%s\": an md5 secret in auth_file cannot be used with "
-					"scram-sha-256",
-					user_of(c));
-			memset(&ss, 0, sizeof(ss));
-			ss.iterations = SCRAM_DEFAULT_ITERATIONS;
-			ss.salt_len = 16;
-			if (RAND_bytes(ss.salt, 16) != 1 ||
-			    RAND_bytes(ss.stored_key, SCRAM_KEY_LEN) != 1 ||
-			    RAND_bytes(ss.server_key, SCRAM_KEY_LEN) != 1) {
-				client_fail(c, "53200", "cannot generate a salt");
-				return;
-			}
-		}
-		a->scram = scram_server_new(&ss, NULL);
-		explicit_bzero(&ss, sizeof(ss));
-		if (!a->scram) {
-			client_fail(c, "53200", "out of memory");
-			return;
-		}
-		a->step = AS_SASL_INIT;
-		pg_put_auth(out, PG_AUTH_SASL, "SCRAM-SHA-256\0", sizeof("SCRAM-SHA-256\0"));
+	case AUTH_SCRAM:
+		start_scram(c);
 		return;
-	}
 	}
 }
 

@@ -245,8 +245,50 @@ void pool_client_add(struct pool *pool, struct pool_node *n, enum client_state s
 	node_link(pool, n, st);
 }
 
+/* The moves a client and a server make, by the state they go to: a bit per state they may
+ * come from. A closing one is off every list: moving it back on would keep a freed object
+ * there, so such a move, like any other not listed, is refused and logged as a bug (the
+ * tests fail on that line). */
+#define FROM(s) (1u << (s))
+static const unsigned client_moves[CL_CLOSING] = {
+	[CL_LOGIN_WAIT] = FROM(CL_LOGIN),
+	[CL_IDLE] = FROM(CL_LOGIN_WAIT) | FROM(CL_ACTIVE),
+	[CL_WAITING] = FROM(CL_IDLE),
+	[CL_ACTIVE] = FROM(CL_IDLE) | FROM(CL_WAITING),
+};
+static const unsigned server_moves[SV_CLOSING] = {
+	[SV_IDLE] = FROM(SV_LOGIN) | FROM(SV_ACTIVE) | FROM(SV_RESET) | FROM(SV_TESTED),
+	/* a server that becomes idle goes straight to a waiting client */
+	[SV_ACTIVE] = FROM(SV_LOGIN) | FROM(SV_IDLE) | FROM(SV_ACTIVE) | FROM(SV_RESET) |
+		      FROM(SV_TESTED),
+	/* reset after a session; parked while a cancel for it is in flight */
+	[SV_RESET] = FROM(SV_ACTIVE) | FROM(SV_RESET) | FROM(SV_TESTED),
+	[SV_TESTED] = FROM(SV_IDLE),
+};
+static const char *const client_states[] = { "CL_LOGIN",   "CL_LOGIN_WAIT", "CL_IDLE",
+					     "CL_WAITING", "CL_ACTIVE",     "CL_CLOSING" };
+static const char *const server_states[] = { "SV_LOGIN", "SV_IDLE",   "SV_ACTIVE",
+					     "SV_RESET", "SV_TESTED", "SV_CLOSING" };
+
+/* A move of n to st: checked against the tables, trace-logged; false when refused. */
+static bool move_ok(const struct pool_node *n, int st)
+{
+	const char *const *names = n->is_server ? server_states : client_states;
+	unsigned allowed = n->is_server ? server_moves[st] : client_moves[st];
+
+	if (!(allowed & FROM(n->state))) {
+		log_error("%c-%p: state %s -> %s refused (a bug)", n->is_server ? 'S' : 'C', n->obj,
+			  names[n->state], names[st]);
+		return false;
+	}
+	log_trace("%c-%p: %s -> %s", n->is_server ? 'S' : 'C', n->obj, names[n->state], names[st]);
+	return true;
+}
+
 void pool_client_move(struct pool_node *n, enum client_state st)
 {
+	if (!move_ok(n, st))
+		return;
 	node_unlink(n);
 	node_link(n->pool, n, st);
 }
@@ -263,6 +305,8 @@ void pool_server_add(struct pool *pool, struct pool_node *n, enum server_state s
 
 void pool_server_move(struct pool_node *n, enum server_state st)
 {
+	if (!move_ok(n, st))
+		return;
 	node_unlink(n);
 	node_link(n->pool, n, st);
 }

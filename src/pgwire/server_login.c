@@ -160,6 +160,53 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 		    sv_host(sv), sv_port(sv), login_steps[sv->login]);
 }
 
+/* AuthenticationSASL: SCRAM-SHA-256 among the mechanisms the upstream offers (a list of
+ * NUL-terminated names), its first message sent; -1 after server_fail. */
+static int sasl_start(struct server *sv, const uint8_t *data, size_t dlen)
+{
+	char *msg = NULL;
+	size_t mlen;
+
+	for (size_t i = 0; i < dlen && data[i];) {
+		const char *mech = (const char *)data + i;
+		size_t n = strnlen(mech, dlen - i);
+		if (n == strlen("SCRAM-SHA-256") && memcmp(mech, "SCRAM-SHA-256", n) == 0) {
+			scram_client_free(sv->scram);
+			sv->scram = scram_client_new(sv->node.pool->password, NULL);
+			if (!sv->scram || scram_client_first(sv->scram, "", &msg, &mlen) < 0) {
+				server_fail(sv, "53200", "cannot start SCRAM authentication");
+				return -1;
+			}
+			pg_put_sasl_initial(sio_output(sv->bev), "SCRAM-SHA-256", msg, mlen);
+			free(msg);
+			return 0;
+		}
+		i += n + 1;
+	}
+	server_fail(sv, "28000", "upstream %s:%d offers no SASL mechanism cratebouncer supports",
+		    sv_host(sv), sv_port(sv));
+	return -1;
+}
+
+/* AuthenticationSASLContinue: the client's final message (with its proof); -1 after
+ * server_fail. */
+static int sasl_continue(struct server *sv, const uint8_t *data, size_t dlen)
+{
+	char *msg = NULL;
+	size_t mlen;
+	const char *err = NULL;
+
+	if (scram_client_final(sv->scram, (const char *)data, dlen, &msg, &mlen, &err) < 0) {
+		server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv), sv_port(sv),
+			    err);
+		return -1;
+	}
+	pg_put_sasl_response(sio_output(sv->bev), msg, mlen);
+	explicit_bzero(msg, mlen);
+	free(msg);
+	return 0;
+}
+
 /* Answers one authentication request; -1 after server_fail. */
 static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 {
@@ -169,8 +216,6 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 	const uint8_t *data;
 	size_t dlen;
 	char md5a[PG_MD5_LEN + 1], md5b[PG_MD5_LEN + 1];
-	char *msg = NULL;
-	size_t mlen;
 	const char *err = NULL;
 
 	if (pg_parse_auth(body, len, &code, &data, &dlen) < 0)
@@ -219,42 +264,11 @@ static int handle_auth(struct server *sv, const uint8_t *body, size_t len)
 		pg_put_password(out, md5b);
 		return 0;
 	case PG_AUTH_SASL:
-		/* a list of NUL-terminated mechanism names */
-		for (size_t i = 0; i < dlen && data[i];) {
-			const char *mech = (const char *)data + i;
-			size_t n = strnlen(mech, dlen - i);
-			if (n == strlen("SCRAM-SHA-256") && memcmp(mech, "SCRAM-SHA-256", n) == 0) {
-				scram_client_free(sv->scram);
-				sv->scram = scram_client_new(pool->password, NULL);
-				if (!sv->scram ||
-				    scram_client_first(sv->scram, "", &msg, &mlen) < 0) {
-					server_fail(sv, "53200",
-						    "cannot start SCRAM authentication");
-					return -1;
-				}
-				pg_put_sasl_initial(out, "SCRAM-SHA-256", msg, mlen);
-				free(msg);
-				return 0;
-			}
-			i += n + 1;
-		}
-		server_fail(sv, "28000",
-			    "upstream %s:%d offers no SASL mechanism cratebouncer supports",
-			    sv_host(sv), sv_port(sv));
-		return -1;
+		return sasl_start(sv, data, dlen);
 	case PG_AUTH_SASL_CONTINUE:
 		if (!sv->scram)
 			goto protocol;
-		if (scram_client_final(sv->scram, (const char *)data, dlen, &msg, &mlen, &err) <
-		    0) {
-			server_fail(sv, "28000", "upstream %s:%d: SCRAM: %s", sv_host(sv),
-				    sv_port(sv), err);
-			return -1;
-		}
-		pg_put_sasl_response(out, msg, mlen);
-		explicit_bzero(msg, mlen);
-		free(msg);
-		return 0;
+		return sasl_continue(sv, data, dlen);
 	case PG_AUTH_SASL_FINAL:
 		if (!sv->scram)
 			goto protocol;
