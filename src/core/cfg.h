@@ -159,11 +159,11 @@ int cfg_db_min_pool_size(const struct cfg *cfg, const struct cfg_db *db);
 int cfg_pool_mode(const struct cfg *cfg, const struct cfg_db *db, const char *user);
 int cfg_db_sslmode(const struct cfg *cfg, const struct cfg_db *db);
 const char *cfg_db_ca_file(const struct cfg *cfg, const struct cfg_db *db);
-/* [databases] entries outlive a reload inside their pools: deep copies. */
 /* The keys a [databases] entry takes, i from 0 (NULL past the last): the man page's list
  * is checked against them (check_docs). */
 const char *cfg_db_key(size_t i);
 size_t cfg_db_nkeys(void);
+/* [databases] entries outlive a reload inside their pools: deep copies. */
 struct cfg_db *cfg_db_dup(const struct cfg_db *db);
 void cfg_db_clear(struct cfg_db *db);
 /* Would a server connection made under (ca, a) differ from one made under (cb, b)? */

@@ -41,9 +41,6 @@ static void fail_flush(struct client *c, bool log, bool flush, const char *sqlst
 		       const char *msg);
 static void forward(struct client *c);
 
-/* A parameter of its startup packet, the last of that name as pg_parse_startup takes
- * it (NULL: none). Looked up, not kept: a few dozen bytes walked at login and by SHOW
- * CLIENTS, and an idle client is two pointers smaller. */
 void client_set_console(const struct client_console *cons)
 {
 	console = cons;
@@ -54,6 +51,9 @@ const struct client_console *client_console(void)
 	return console;
 }
 
+/* A parameter of its startup packet, the last of that name as pg_parse_startup takes
+ * it (NULL: none). Looked up, not kept: a few dozen bytes walked at login and by SHOW
+ * CLIENTS, and an idle client is two pointers smaller. */
 const char *startup_param(const struct client *c, const char *name)
 {
 	const char *p, *found = NULL;

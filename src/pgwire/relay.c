@@ -68,7 +68,7 @@ static void pop(struct rl_server *s)
 }
 
 /* The item last pushed (the queue is not empty). */
-struct rl_item *tail(struct rl_server *s)
+struct rl_item *rl_tail(struct rl_server *s)
 {
 	return &s->q[(s->qhead + s->qlen - 1) % s->qcap];
 }
@@ -146,7 +146,7 @@ bool rl_idle_ahead(const struct rl_server *s, const struct rl_client *c, size_t 
 }
 
 /* -1: no memory. st gets a new reference. */
-int push(struct rl_server *s, int kind, struct ps_stmt *st)
+int rl_push(struct rl_server *s, int kind, struct ps_stmt *st)
 {
 	if (s->qlen == s->qcap) {
 		uint32_t cap = s->qcap ? s->qcap * 2 : 16;
@@ -202,7 +202,7 @@ static int prepare_on(struct rl_server *s, const struct rl_opts *o, struct ps_st
 		put_hdr(out, 'C', 1 + strlen(en) + 1);
 		evbuffer_add(out, "S", 1);
 		evbuffer_add(out, en, strlen(en) + 1);
-		int rc = push(s, RQ_CLOSE_DROP, ev); /* skipped after an error: it stays */
+		int rc = rl_push(s, RQ_CLOSE_DROP, ev); /* skipped after an error: it stays */
 		ps_unref(ev);
 		if (rc < 0)
 			return -1;
@@ -211,7 +211,7 @@ static int prepare_on(struct rl_server *s, const struct rl_opts *o, struct ps_st
 	s->server_parses++;
 	evbuffer_add(out, name, nlen);
 	evbuffer_add(out, body, blen);
-	if (push(s, kind, st) < 0) {
+	if (rl_push(s, kind, st) < 0) {
 		ps_set_del(&s->prepared, st);
 		return -1;
 	}
@@ -350,7 +350,7 @@ static const char *stmt_ctx(const struct rl_client *c, const struct rl_opts *o)
 }
 
 /* A Parse's query text without its terminator and parameter types. */
-size_t text_len(const uint8_t *p, size_t len)
+size_t rl_text_len(const uint8_t *p, size_t len)
 {
 	const uint8_t *z = memchr(p, 0, len);
 
@@ -420,7 +420,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			 * (the client would hang): cratebouncer answers it. It has no COPY FROM
 			 * STDIN, so COPY messages can only come outside COPY mode, where
 			 * PostgreSQL ignores them: so does cratebouncer. */
-			if (type == 'F' && push(s, RQ_FAKE_FUNCCALL, NULL) < 0)
+			if (type == 'F' && rl_push(s, RQ_FAKE_FUNCCALL, NULL) < 0)
 				goto nomem;
 			c->pass = mlen + 1;
 			c->drop = true;
@@ -446,11 +446,11 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			 type == 'H')
 			s->unsynced = true;
 		if (!whole(type)) {
-			if (kind >= 0 && push(s, kind, NULL) < 0)
+			if (kind >= 0 && rl_push(s, kind, NULL) < 0)
 				goto nomem;
 			if (type == 'S' && o->crate && s->fx) {
 				/* what the group's statements do, applied at its ReadyForQuery */
-				tail(s)->fx = s->fx;
+				rl_tail(s)->fx = s->fx;
 				s->fx = NULL;
 				s->fxlen = 0;
 			}
@@ -478,10 +478,10 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				if (o->rename)
 					ps_map_free(&c->names);
 				ps_set_free(&s->prepared);
-				if (push(s, RQ_QUERY_DROP, NULL) < 0 ||
-				    fx_add(&tail(s)->fx, &(uint32_t){ 0 }, SP_TX_DISCARD_ALL, "") <
-					    0 ||
-				    push(s, RQ_FAKE_DISCARD, NULL) < 0)
+				if (rl_push(s, RQ_QUERY_DROP, NULL) < 0 ||
+				    fx_add(&rl_tail(s)->fx, &(uint32_t){ 0 }, SP_TX_DISCARD_ALL,
+					   "") < 0 ||
+				    rl_push(s, RQ_FAKE_DISCARD, NULL) < 0)
 					goto nomem;
 				s->inject_failed = false;
 				pg_put_query(to_server, CRATE_RESET);
@@ -492,7 +492,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			if (d < 0)
 				goto nomem;
 			if (d == 2) {
-				if (push(s, RQ_FAKE_DEALLOCATE, NULL) < 0)
+				if (rl_push(s, RQ_FAKE_DEALLOCATE, NULL) < 0)
 					goto nomem;
 				evbuffer_drain(in, mlen + 1);
 				continue;
@@ -507,11 +507,11 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					ps_set_free(&s->prepared);
 				}
 			}
-			if (push(s, RQ_QUERY, NULL) < 0)
+			if (rl_push(s, RQ_QUERY, NULL) < 0)
 				goto nomem;
 			if (o->crate) {
 				uint32_t n = 0;
-				if (fx_of((const char *)body, blen, &tail(s)->fx, &n) < 0)
+				if (fx_of((const char *)body, blen, &rl_tail(s)->fx, &n) < 0)
 					goto nomem;
 			}
 			break;
@@ -527,7 +527,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			if (n1 == 1 && keep_unnamed(c, o, body + n1, blen - n1) < 0)
 				goto nomem;
 			if (n1 > 1 && !o->rename)
-				note_set(s, c, o, body + n1, text_len(body + n1, blen - n1));
+				note_set(s, c, o, body + n1, rl_text_len(body + n1, blen - n1));
 			s->client_parses++;
 			if (!o->rename || n1 == 1) {
 				int d = o->rename ? deallocate(s, c, o, body, blen, n1, to_server)
@@ -536,7 +536,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					goto nomem;
 				done = d == 1;
 				s->server_parses++;
-				if (push(s, RQ_PARSE, NULL) < 0)
+				if (rl_push(s, RQ_PARSE, NULL) < 0)
 					goto nomem;
 				break;
 			}
@@ -546,7 +546,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				goto nomem;
 			}
 			int rc = ps_set_has(&s->prepared, st)
-					 ? push(s, RQ_FAKE_PARSE, NULL)
+					 ? rl_push(s, RQ_FAKE_PARSE, NULL)
 					 : prepare_on(s, o, st, to_server, RQ_PARSE);
 			ps_unref(st);
 			if (rc < 0)
@@ -567,7 +567,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			size_t bl = 0;
 			const uint8_t *b = st ? ps_body(st, &bl) : n2 == 1 ? c->unnamed : NULL;
 			if (b) {
-				bl = st ? text_len(b, bl) : c->unnamed_len;
+				bl = st ? rl_text_len(b, bl) : c->unnamed_len;
 				note_set(s, c, o, b, bl);
 				if (o->crate && fx_of((const char *)b, bl, &s->fx, &s->fxlen) < 0)
 					goto nomem;
@@ -578,7 +578,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				put_renamed(to_server, 'B', body, blen, n1, n2, st);
 				done = true;
 			}
-			if (push(s, RQ_BIND, NULL) < 0)
+			if (rl_push(s, RQ_BIND, NULL) < 0)
 				goto nomem;
 			break;
 		}
@@ -593,7 +593,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			if (type == 'C' && stmt) {
 				/* the server keeps it for others; the client's name goes */
 				ps_map_del(&c->names, (const char *)body + 1);
-				if (push(s, RQ_FAKE_CLOSE, NULL) < 0)
+				if (rl_push(s, RQ_FAKE_CLOSE, NULL) < 0)
 					goto nomem;
 				done = true;
 				break;
@@ -606,7 +606,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				put_renamed(to_server, 'D', body, blen, 1, blen - 1, st);
 				done = true;
 			}
-			if (push(s, type == 'D' ? RQ_DESCRIBE : RQ_CLOSE, NULL) < 0)
+			if (rl_push(s, type == 'D' ? RQ_DESCRIBE : RQ_CLOSE, NULL) < 0)
 				goto nomem;
 			break;
 		}

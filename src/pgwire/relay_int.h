@@ -36,13 +36,13 @@ struct rl_item {
 /* CrateDB's reset (its DISCARD ALL keeps the settings and drops the session from the
  * cancel map). */
 #define CRATE_RESET "COMMIT; CLOSE ALL; DEALLOCATE ALL"
-/* The item last pushed (NULL: the queue is empty). */
-struct rl_item *tail(struct rl_server *s);
+/* The item last pushed (the queue is not empty). */
+struct rl_item *rl_tail(struct rl_server *s);
 /* A request that gets an answer: its item at the tail of the queue; -1: no memory. */
-int push(struct rl_server *s, int kind, struct ps_stmt *st);
+int rl_push(struct rl_server *s, int kind, struct ps_stmt *st);
 
 /* A Parse's query text without its terminator and parameter types. */
-size_t text_len(const uint8_t *p, size_t len);
+size_t rl_text_len(const uint8_t *p, size_t len);
 
 /* relay_session.c */
 /* The unnamed statement's text, kept from its Parse to its Bind when running it changes
@@ -81,6 +81,6 @@ void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts 
 
 /* A parameter whose changes the upstream reports by ParameterStatus. CrateDB reports its
  * values at login but never after a SET: there every setting is followed from the text. */
-bool reported(const struct rl_opts *o, int i);
+bool rl_reported(const struct rl_opts *o, int i);
 
 #endif

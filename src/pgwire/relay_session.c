@@ -17,7 +17,7 @@
 
 /* A parameter whose changes the upstream reports by ParameterStatus. CrateDB reports its
  * values at login but never after a SET: there every setting is followed from the text. */
-bool reported(const struct rl_opts *o, int i)
+bool rl_reported(const struct rl_opts *o, int i)
 {
 	return !o->crate && o->defaults && o->defaults[i];
 }
@@ -180,7 +180,7 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	char *value = NULL;
 	int rc = sp_parse_set(sql, len, &idx, &value);
 
-	if (rc == 1 && !reported(o, idx)) {
+	if (rc == 1 && !rl_reported(o, idx)) {
 		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
 			free(value);
 			value = NULL;
@@ -191,8 +191,8 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	} else if (rc == 2 && !o->crate) {
 		/* CrateDB has no RESET ALL, and its DISCARD ALL keeps the settings */
 		for (int i = 0; i < sp_count(); i++)
-			if (!reported(o, i) && (sp_put(&c->params, i, NULL, false) < 0 ||
-						sp_put(&s->params, i, NULL, false) < 0))
+			if (!rl_reported(o, i) && (sp_put(&c->params, i, NULL, false) < 0 ||
+						   sp_put(&s->params, i, NULL, false) < 0))
 				log_warn("out of memory tracking RESET ALL");
 	}
 	free(value);
@@ -257,12 +257,12 @@ void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts 
 		/* what failed was most likely a client's own SET the upstream had refused, which
 		 * was tracked from its text: those settings go back to the defaults */
 		for (int i = 0; i < sp_count(); i++)
-			if ((s->replay_mask & (1ull << i)) && !reported(o, i) &&
+			if ((s->replay_mask & (1ull << i)) && !rl_reported(o, i) &&
 			    sp_put(&c->params, i, NULL, false) < 0)
 				log_warn("out of memory tracking %s", sp_name(i));
 	}
 	for (int i = 0; c && i < sp_count(); i++) {
-		if (!(s->replay_mask & (1ull << i)) || !reported(o, i))
+		if (!(s->replay_mask & (1ull << i)) || !rl_reported(o, i))
 			continue;
 		const char *v = sp_get(&s->params, i, NULL);
 		if (sp_put(&c->params, i, v, false) < 0)
@@ -283,7 +283,7 @@ void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 	sql = sp_diff_sql(&c->params, &s->params, &mask, o->crate);
 	if (!sql)
 		return;
-	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
+	if (rl_push(s, RQ_QUERY_DROP, NULL) < 0) {
 		free(sql);
 		log_warn("out of memory: session parameters not replayed");
 		return;
@@ -297,7 +297,7 @@ void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 	for (int i = 0; i < sp_count(); i++) {
 		bool raw = false;
 		const char *v = sp_get(&c->params, i, &raw);
-		if ((mask & (1ull << i)) && !reported(o, i) && sp_put(&s->params, i, v, raw) < 0)
+		if ((mask & (1ull << i)) && !rl_reported(o, i) && sp_put(&s->params, i, v, raw) < 0)
 			log_warn("out of memory tracking %s", sp_name(i));
 	}
 }
@@ -309,14 +309,14 @@ void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
 	char *value = NULL;
 
 	s->inject_failed = false;
-	if (push(s, RQ_QUERY_DROP, NULL) < 0) {
+	if (rl_push(s, RQ_QUERY_DROP, NULL) < 0) {
 		s->inject_failed = true;
 		return;
 	}
 	pg_put_query(to_server, sql);
 	if (sp_parse_set(sql, strlen(sql), &idx, &value) == 2) {
 		for (int i = 0; i < sp_count(); i++)
-			if (!reported(o, i) && sp_put(&s->params, i, NULL, false) < 0)
+			if (!rl_reported(o, i) && sp_put(&s->params, i, NULL, false) < 0)
 				log_warn("out of memory tracking RESET ALL");
 		if (strncasecmp(sql, "DISCARD", 7) == 0)
 			ps_set_free(&s->prepared);
@@ -348,7 +348,7 @@ static bool tracked_effect(const struct rl_opts *o, const char *p, const char *e
  * what is tracked (only then: the hot path copies nothing). */
 int keep_unnamed(struct rl_client *c, const struct rl_opts *o, const uint8_t *sql, size_t len)
 {
-	size_t n = text_len(sql, len);
+	size_t n = rl_text_len(sql, len);
 
 	free(c->unnamed);
 	c->unnamed = NULL;
@@ -443,8 +443,8 @@ void rl_reset_crate(struct rl_server *s, const struct rl_opts *o, struct evbuffe
 
 	(void)o;
 	s->inject_failed = false;
-	if (!sql || push(s, RQ_QUERY_DROP, NULL) < 0 ||
-	    fx_add(&tail(s)->fx, &fl, SP_TX_DISCARD_ALL, "") < 0) {
+	if (!sql || rl_push(s, RQ_QUERY_DROP, NULL) < 0 ||
+	    fx_add(&rl_tail(s)->fx, &fl, SP_TX_DISCARD_ALL, "") < 0) {
 		free(sql);
 		free(set);
 		s->inject_failed = true;

@@ -161,7 +161,8 @@ bool pipe_answer_done(struct server *sv, struct client *c)
 			   "a query changed a session setting with other clients' "
 			   "queries pipelined behind it; closing the connection");
 		if (c) {
-			/* its own answer is complete: it keeps its session */
+			/* its own answer is complete: it keeps its session (unless the daemon is
+			 * stopping: then it goes, as after any transaction) */
 			if (sv->pl.held)
 				pipe_pass_held(sv, c);
 			set_client(sv, NULL);
