@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 
 import pgenv  # noqa: E402
 from helpers import (CB_BINARY, TIMEOUT, clean_env, free_port, listening, psql,  # noqa: E402
-                     write_auth_file)
+                     npm_module, write_auth_file)
 
 KEEP_TMP = os.environ.get("CB_KEEP_TMP") == "1"
 TEST_TIME_LIMIT = 60  # seconds per test, setup and teardown included
@@ -597,31 +597,4 @@ def node_pg():
     Session-scoped, so that the npm install does not count against a test's time limit; the
     first file that needs it installs it (CB_NODE_DIR, default /var/tmp/cratebouncer-node,
     outside the source tree)."""
-    node = subprocess.run(["sh", "-c", "command -v node"], stdout=subprocess.PIPE, text=True)
-    if node.returncode != 0:
-        return None, "node not found on PATH (Debian package nodejs)"
-
-    def loads(path):
-        res = subprocess.run(["node", "-e", "require('pg')"], env={**os.environ,
-                             "NODE_PATH": path}, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=60)
-        return res.returncode == 0
-
-    node_dir = os.environ.get("CB_NODE_DIR", "/var/tmp/cratebouncer-node")
-    if loads(os.path.join(node_dir, "node_modules")):
-        return os.path.join(node_dir, "node_modules"), None
-    if os.path.isdir(node_dir) and not os.access(node_dir, os.W_OK):
-        node_dir = f"{node_dir}-{os.geteuid()}"  # another user's: one of our own
-        if loads(os.path.join(node_dir, "node_modules")):
-            return os.path.join(node_dir, "node_modules"), None
-    try:
-        os.makedirs(node_dir, exist_ok=True)
-        res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
-                              "--prefix", node_dir, "pg@8"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=180, cwd=node_dir)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"npm install pg into {node_dir} failed: {e}"
-    path = os.path.join(node_dir, "node_modules")
-    if res.returncode != 0 or not loads(path):
-        return None, f"npm install pg into {node_dir} failed ({res.returncode}):\n{res.stdout}"
-    return path, None
+    return npm_module("pg", "pg@8", os.environ.get("CB_NODE_DIR", "/var/tmp/cratebouncer-node"))

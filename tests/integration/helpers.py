@@ -508,3 +508,38 @@ def show(conn, what):
     cur = conn.execute(f"SHOW {what}")
     names = [d.name for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def npm_module(module, spec, node_dir):
+    """(NODE_PATH, None) with npm's module (npm install spec, e.g. "pg@8") under node_dir,
+    installed there once; (None, why not). A node_dir of another user's that we cannot
+    write gets a sibling of our own (node_dir-UID)."""
+    if subprocess.run(["sh", "-c", "command -v node"], stdout=subprocess.DEVNULL).returncode:
+        return None, "node not found on PATH (Debian package nodejs)"
+
+    def loads(path):
+        try:
+            res = subprocess.run(["node", "-e", f"require('{module}')"],
+                                 env={**os.environ, "NODE_PATH": path}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, timeout=60)
+        except OSError:
+            return False
+        return res.returncode == 0
+
+    if loads(os.path.join(node_dir, "node_modules")):
+        return os.path.join(node_dir, "node_modules"), None
+    if os.path.isdir(node_dir) and not os.access(node_dir, os.W_OK):
+        node_dir = f"{node_dir}-{os.geteuid()}"
+        if loads(os.path.join(node_dir, "node_modules")):
+            return os.path.join(node_dir, "node_modules"), None
+    try:
+        os.makedirs(node_dir, exist_ok=True)
+        res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
+                              "--prefix", node_dir, spec], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=180, cwd=node_dir)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"npm install {spec} into {node_dir} failed: {e}"
+    path = os.path.join(node_dir, "node_modules")
+    if res.returncode != 0 or not loads(path):
+        return None, f"npm install {spec} into {node_dir} failed ({res.returncode}):\n{res.stdout}"
+    return path, None

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import CB_BINARY, TIMEOUT, clean_env, free_port, listening, wait_until
+from helpers import CB_BINARY, TIMEOUT, clean_env, free_port, listening, npm_module, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from crate_http import make_jwt  # noqa: E402
@@ -498,34 +498,7 @@ crate.connect(`http://127.0.0.1:${port}`)
 def node_crate():
     """NODE_PATH with npm's node-crate, installed under NODE_CRATE_DIR once (module-scoped:
     the install does not count against a test's time limit); (None, why) when that fails."""
-    def loads(path):
-        try:
-            res = subprocess.run(["node", "-e", "require('node-crate')"],
-                                 env={**os.environ, "NODE_PATH": path}, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, timeout=60)
-        except OSError:
-            return False
-        return res.returncode == 0
-
-    node_dir = NODE_CRATE_DIR
-    if loads(os.path.join(node_dir, "node_modules")):
-        return os.path.join(node_dir, "node_modules"), None
-    if os.path.isdir(node_dir) and not os.access(node_dir, os.W_OK):
-        node_dir = f"{NODE_CRATE_DIR}-{os.geteuid()}"
-        if loads(os.path.join(node_dir, "node_modules")):
-            return os.path.join(node_dir, "node_modules"), None
-    try:
-        os.makedirs(node_dir, exist_ok=True)
-        res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save",
-                              "--prefix", node_dir, "node-crate@3"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=180, cwd=node_dir)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"npm install node-crate into {node_dir} failed: {e}"
-    path = os.path.join(node_dir, "node_modules")
-    if res.returncode != 0 or not loads(path):
-        return None, f"npm install node-crate into {node_dir} failed ({res.returncode}):\n" \
-                     f"{res.stdout}"
-    return path, None
+    return npm_module("node-crate", "node-crate@3", NODE_CRATE_DIR)
 
 
 def test_node_crate(proxy, node_crate, tmp_path):
