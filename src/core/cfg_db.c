@@ -286,9 +286,7 @@ void cfg_db_clear(struct cfg_db *db)
 	free(db->host);
 	free(db->dbname);
 	free(db->user);
-	if (db->password)
-		explicit_bzero(db->password, strlen(db->password));
-	free(db->password);
+	free_secret(db->password);
 	free(db->sslrootcert);
 }
 

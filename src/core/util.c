@@ -103,6 +103,14 @@ char *read_secret_file(const char *path, char **why)
 	return s;
 }
 
+void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
 void sock_addr_text(int fd, int peer, char *addr, size_t len, int *port, const char *unix_text)
 {
 	struct sockaddr_storage ss;

@@ -18,6 +18,8 @@ char *xasprintf(const char *fmt, ...)
 char *read_file(const char *path, size_t max, char **why);
 /* A secret file: first line, trailing newline/CR stripped; empty is an error. */
 char *read_secret_file(const char *path, char **why);
+/* Overwrite a NUL-terminated secret (a password, a token) and free it; NULL is fine. */
+void free_secret(char *s);
 
 /* A socket's peer (peer true) or local address as text and port; for a Unix socket or on
  * error, addr is unix_text and port 0. */

@@ -29,14 +29,6 @@ static char *auth_value(bool token, const char *user, const char *secret)
 	return v;
 }
 
-void cred_free(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
 char *cred_make(const struct cfg *cfg, bool remember, char **err)
 {
 	const char *file = *cfg->http_bearer_token_file ? cfg->http_bearer_token_file
@@ -59,7 +51,7 @@ char *cred_make(const struct cfg *cfg, bool remember, char **err)
 		return NULL;
 	}
 	char *v = auth_value(token, cfg->http_user, secret);
-	cred_free(secret);
+	free_secret(secret);
 	if (remember) {
 		free(hp.cred_path);
 		hp.cred_path = path;
@@ -98,9 +90,9 @@ void cred_refresh(void)
 		free(why);
 		return;
 	}
-	cred_free(hp.auth);
+	free_secret(hp.auth);
 	hp.auth = auth_value(hp.cred_token, hp.cfg->user, secret);
-	cred_free(secret);
+	free_secret(secret);
 	hp.cred_st = st;
 	hp.cred_warned = false;
 	hp.warned_401 = false;

@@ -195,6 +195,5 @@ void hu_free(struct hu *u);
 char *cred_make(const struct cfg *cfg, bool remember, char **err);
 /* The token or password file is read again if it changed. */
 void cred_refresh(void);
-void cred_free(char *s);
 
 #endif

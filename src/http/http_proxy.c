@@ -344,9 +344,7 @@ void http_proxy_stop(void)
 	event_free(hp.tick);
 	event_free(hp.reaper);
 	hp.tick = hp.reaper = NULL;
-	if (hp.auth)
-		OPENSSL_cleanse(hp.auth, strlen(hp.auth));
-	free(hp.auth);
+	free_secret(hp.auth);
 	free(hp.host);
 	free(hp.ca_file);
 	free(hp.last_error);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 struct entry {
 	char *user;
 	char *secret;
@@ -25,7 +27,6 @@ static int read_quoted(const char **p, char **out);
 static int add_entry(struct authfile *af, char *user, char *secret);
 static int entry_cmp(const void *a, const void *b);
 static void set_error(char **err, const char *name, size_t line, const char *msg);
-static void wipe_free(char *s);
 
 static const char *skip_blank(const char *p)
 {
@@ -93,13 +94,6 @@ static void set_error(char **err, const char *name, size_t line, const char *msg
 		*err = NULL;
 }
 
-static void wipe_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
 
 struct authfile *authfile_parse(const char *text, const char *name, char **err)
 {
@@ -132,7 +126,7 @@ struct authfile *authfile_parse(const char *text, const char *name, char **err)
 				msg = "out of memory";
 			if (msg) {
 				free(user);
-				wipe_free(secret);
+				free_secret(secret);
 				break;
 			}
 		} else if (*q != '\n' && *q != '\0' && *q != ';' && *q != '#') {
@@ -156,7 +150,7 @@ struct authfile *authfile_parse(const char *text, const char *name, char **err)
 	for (size_t i = 0; i < af->n; i++) {
 		if (i + 1 < af->n && strcmp(af->entries[i].user, af->entries[i + 1].user) == 0) {
 			free(af->entries[i].user);
-			wipe_free(af->entries[i].secret);
+			free_secret(af->entries[i].secret);
 			continue;
 		}
 		af->entries[out++] = af->entries[i];
@@ -246,7 +240,7 @@ void authfile_free(struct authfile *af)
 		return;
 	for (size_t i = 0; i < af->n; i++) {
 		free(af->entries[i].user);
-		wipe_free(af->entries[i].secret);
+		free_secret(af->entries[i].secret);
 	}
 	free(af->entries);
 	free(af);

@@ -407,9 +407,7 @@ void client_free(struct client *c)
 	sio_free(c->bev);
 	if (c->auth) {
 		scram_server_free(c->auth->scram);
-		if (c->auth->secret)
-			explicit_bzero(c->auth->secret, strlen(c->auth->secret));
-		free(c->auth->secret);
+		free_secret(c->auth->secret);
 		free(c->auth);
 	}
 	rl_client_clear(&c->rl);

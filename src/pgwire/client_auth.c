@@ -42,9 +42,7 @@ void client_set_authfile(const struct authfile *af)
 static int finish_login(struct client *c, const char *what)
 {
 	scram_server_free(c->auth->scram);
-	if (c->auth->secret)
-		explicit_bzero(c->auth->secret, strlen(c->auth->secret));
-	free(c->auth->secret);
+	free_secret(c->auth->secret);
 	free(c->auth);
 	c->auth = NULL;
 	sio_set_timeouts(c->bev, NULL, NULL);

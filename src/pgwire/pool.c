@@ -807,9 +807,7 @@ void pools_shutdown(void)
 		free(pool->db);
 		free(pool->user);
 		free(pool->dbname);
-		if (pool->password)
-			explicit_bzero(pool->password, strlen(pool->password));
-		free(pool->password);
+		free_secret(pool->password);
 		free(pool->welcome);
 		for (int i = 0; i < SP_MAX; i++)
 			free(pool->defaults[i]);

@@ -261,15 +261,11 @@ void pools_reload(const struct cfg *old, const struct authfile *users)
 			if (!(pw ? pool->password && strcmp(pw, pool->password) == 0
 				 : !pool->password)) {
 				changed = true;
-				if (pool->password)
-					explicit_bzero(pool->password, strlen(pool->password));
-				free(pool->password);
+				free_secret(pool->password);
 				pool->password = pw ? strdup(pw) : NULL;
 			}
 		} else if (changed) {
-			if (pool->password)
-				explicit_bzero(pool->password, strlen(pool->password));
-			free(pool->password);
+			free_secret(pool->password);
 			pool->password = db->password ? strdup(db->password) : NULL;
 		}
 		cfg_db_clear(pool->db);
