@@ -50,7 +50,7 @@ CB_PID=""
 PGB_PID=""
 IDLE_PID=""
 STANDIN_PID=""
-RELAY_PID=""
+RELAY_PID="" HOP_PID=""
 FAILED=0        # set to 1 by anything that failed to run; bench_finish exits 1 then
 NOFILE=""
 
@@ -105,6 +105,7 @@ cleanup() {
 	stop_pid "$PGB_PID" pgbouncer
 	stop_pid "$STANDIN_PID" crate_pgwire
 	stop_pid "$RELAY_PID" delay_relay
+	stop_pid "$HOP_PID" delay_relay
 	wait 2>/dev/null || true
 	[[ -z $WORK ]] || "$PY" "$ROOT/tests/support/pgenv.py" stop "$WORK/pg" >/dev/null 2>&1 || true
 	finish_work "$rc"
@@ -301,6 +302,7 @@ upstream_at_rtt() {  # upstream_at_rtt RTT_MS TARGET_PORT: a relay when RTT_MS >
 
 stop_delay_relay() {
 	stop_pid "$RELAY_PID" delay_relay
+	stop_pid "$HOP_PID" delay_relay
 	wait "$RELAY_PID" 2>/dev/null || true
 	RELAY_PID=""
 }
