@@ -692,9 +692,13 @@ static void kick(struct sio *io)
 
 int sio_init(struct event_base *base)
 {
-	/* lowest of the three priorities: after the I/O events of the pass */
+	/* The priority of the I/O events (the default of three, 1): when the first callback of
+	 * a pass queues a connection, flush_ev joins the tail of the queue that pass is running
+	 * (libevent collects every ready event before it runs any), so it runs after the I/O
+	 * events of the pass and in the same pass. At a lower priority it would run only in
+	 * the next one, after one more epoll_wait: two more syscalls per query (strace -c). */
 	flush_ev = event_new(base, -1, 0, flush_all, NULL);
-	if (!flush_ev || event_priority_set(flush_ev, 2) < 0)
+	if (!flush_ev || event_priority_set(flush_ev, 1) < 0)
 		return -1;
 	return 0;
 }
