@@ -119,6 +119,51 @@ static void sql_check(struct hc *c, bool complete)
 	}
 }
 
+/* Inflate states are taken for a compressed body and given back when it ends (or the
+ * connection does): an idle keep-alive connection holds none (one that has inflated holds
+ * a 32 KiB window), and the next request's body, compressed or not, never meets the last
+ * one's. A few are kept, reset, for the next compressed bodies. */
+#define Z_SPARES 16
+static z_stream *z_spare[Z_SPARES];
+static int nz_spare;
+
+static z_stream *z_take(void)
+{
+	if (nz_spare)
+		return z_spare[--nz_spare];
+	z_stream *z = calloc(1, sizeof(*z));
+	/* 32 + MAX_WBITS: zlib tells gzip from zlib framing itself */
+	if (z && inflateInit2(z, 32 + MAX_WBITS) != Z_OK) {
+		free(z);
+		z = NULL;
+	}
+	return z;
+}
+
+static void z_give(struct hc *c)
+{
+	z_stream *z = c->z;
+
+	if (!z)
+		return;
+	c->z = NULL;
+	if (nz_spare < Z_SPARES && inflateReset(z) == Z_OK) {
+		z_spare[nz_spare++] = z;
+		return;
+	}
+	inflateEnd(z);
+	free(z);
+}
+
+void hc_free_spares(void)
+{
+	while (nz_spare) {
+		z_stream *z = z_spare[--nz_spare];
+		inflateEnd(z);
+		free(z);
+	}
+}
+
 /* A compressed /_sql body is inflated on the side: its start for the recogniser, and all of
  * it when its inflated size could pass the limit (CrateDB limits it after decompression).
  * Deflate expands at most 1032:1, so a body whose Content-Length times 1032 is within the
@@ -177,6 +222,7 @@ static int rq_complete(http_parser *p)
 						  true) == 1;
 		c->sql_known = true;
 	}
+	z_give(c);
 	c->body_done = true;
 	http_parser_pause(p, 1);
 	return 0;
@@ -199,10 +245,7 @@ void hc_free(struct hc *c)
 {
 	sio_free(c->io);
 	http_head_clear(&c->head);
-	if (c->z) {
-		inflateEnd(c->z);
-		free(c->z);
-	}
+	z_give(c);
 	if (c->sql_peek)
 		evbuffer_free(c->sql_peek);
 	free(c->key);
@@ -311,6 +354,7 @@ static void handle_request(struct hc *c)
 	c->inflated = 0;
 	c->z_done = false;
 	c->z_count = p->content_length == ULLONG_MAX || p->content_length > max / 1032;
+	z_give(c); /* none is left from the last request; one is taken below if this needs it */
 	if (c->is_sql && c->has_body) {
 		c->sql_known = false;
 		if (!c->sql_peek && !(c->sql_peek = evbuffer_new())) {
@@ -321,15 +365,7 @@ static void handle_request(struct hc *c)
 		c->sql_scanned = 0;
 		if (ce && (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "x-gzip") == 0 ||
 			   strcasecmp(ce, "deflate") == 0 || strcasecmp(ce, "x-deflate") == 0)) {
-			if (c->z) {
-				inflateEnd(c->z);
-				free(c->z);
-			}
-			c->z = calloc(1, sizeof(*c->z));
-			/* 32 + MAX_WBITS: zlib tells gzip from zlib framing itself */
-			if (!c->z || inflateInit2(c->z, 32 + MAX_WBITS) != Z_OK) {
-				free(c->z);
-				c->z = NULL;
+			if (!(c->z = z_take())) {
 				c->sql_known = true;
 				c->pin = true; /* cannot be looked at: kept with this client */
 			}

@@ -170,6 +170,8 @@ void hc_close(struct hc *c, const char *why);
 /* Off every list, to be freed by the reaper (never inside its own callbacks). */
 void hc_bury(struct hc *c);
 void hc_free(struct hc *c);
+/* The spare inflate states freed (at shutdown). */
+void hc_free_spares(void);
 /* Attached: the body (if any, and not all read yet) follows the head upstream. */
 void hc_send_body(struct hc *c);
 /* The response is complete: the client reads its next request, or closes. */

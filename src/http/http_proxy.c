@@ -341,6 +341,7 @@ void http_proxy_stop(void)
 	while ((u = TAILQ_FIRST(&hp.ups)))
 		hu_close(u, "shutting down");
 	reap_cb(-1, 0, NULL);
+	hc_free_spares();
 	event_free(hp.tick);
 	event_free(hp.reaper);
 	hp.tick = hp.reaper = NULL;

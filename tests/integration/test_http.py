@@ -759,6 +759,27 @@ def test_gzip_sql_body_and_gzip_set_pins(proxy):
         assert r.status == 200 and body["rows"] == [["gz"]] and session_of(r) == pinned, body
 
 
+def test_plain_set_after_a_gzip_request_pins(proxy):
+    """A gzip request, then an uncompressed SET on the same keep-alive connection: the SET is
+    still seen (the first request's inflate state must not swallow the next body), so it pins
+    and the setting does not reach the other client through the pool of one."""
+    b = proxy(pool_size=1, queue_timeout=5)
+    a = conn(b)
+    raw = json.dumps({"stmt": "select ? as s", "args": ["x" * 3000]}).encode()
+    a.request("POST", "/_sql", gzip.compress(raw),
+              {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    r = a.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 200 and body["rows"] == [["x" * 3000]], body
+    r, body = sql(a, "SET application_name = 'after_gz'")
+    assert r.status == 200, body
+    pinned = session_of(r)
+    r, body = sql(conn(b, timeout=15), "select current_setting('application_name')")
+    assert r.status == 200 and body["rows"] == [[""]] and session_of(r) != pinned, body
+    r, body = sql(a, "select current_setting('application_name')")
+    assert r.status == 200 and body["rows"] == [["after_gz"]] and session_of(r) == pinned, body
+
+
 @pytest.mark.parametrize("stmt", ["-- why\nSET application_name = 'leak'",
                                   "/* why */ set application_name = 'leak'"])
 def test_set_after_a_comment_pins(proxy, stmt):
