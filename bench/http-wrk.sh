@@ -40,6 +40,8 @@ NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-$CLIENTS}   # keepalive of nginx's upstream b
 HAPROXY_THREADS=${HAPROXY_THREADS:-1}          # nbthread of HAProxy
 WORKLOADS=${WORKLOADS:-select1 crate-python}   # which workloads, in this order
 DIRECT=${DIRECT:-1}                 # 1: one wrk run per workload straight to the upstream
+STRACE=${STRACE:-0}                 # 1: then one more run per proxy under strace -c: syscalls per request
+STRACE_SECONDS=${STRACE_SECONDS:-5}
 # crate-python's cycle of requests (per wrk connection): s1-s5 small JSON, g1-g3 gzip (make_mix)
 MIX=${MIX:-s1 s2 s3 s4 s5 s2 g1 s3 g2 g3}
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -796,6 +798,44 @@ proxy_rounds() {  # proxy_rounds WORKLOAD
 			printf "(by CPU per request: wrk + proxy + upstream = %s us for cratebouncer, %s us for %s; a proxy taking no CPU would reach %.2fx %s)\n", c, w + p + u, b, (w + p + u) / (w + u), b}'
 }
 
+syscall_profile() {  # syscall_profile WORKLOAD: one wrk run per proxy under strace -c -f
+	# Not part of the figures above (strace slows what it traces): what each proxy asks of the
+	# kernel per request, which is most of its CPU time on loopback.
+	local wl=$1 name out n trace spid
+	local -a pids args
+	echo
+	echo "== $wl: system calls per request (strace -c -f, a ${STRACE_SECONDS}s wrk run through each, not timed)"
+	for name in "${PROXIES[@]}"; do
+		read -r -a pids <<<"$(proxy_pids "$name")"
+		args=()
+		for spid in "${pids[@]}"; do args+=(-p "$spid"); done
+		trace=$WORK/strace-$wl-$name.txt
+		strace -f -c -q -o "$trace" "${args[@]}" &
+		spid=$!
+		sleep 0.5
+		out=$WORK/wrk-$wl-$name-strace.log
+		timeout -k 10 $((STRACE_SECONDS + 60)) "$WRK" -t"$THREADS" -c"$CLIENTS" -d"$STRACE_SECONDS"s \
+			-s "$WORK/$wl.lua" "$(proxy_url "$name" "$wl")" >"$out" 2>&1 || true
+		kill -INT "$spid" 2>/dev/null || true
+		wait "$spid" 2>/dev/null || true
+		n=$(awk '$2 == "requests" && $3 == "in" {print $1}' "$out")
+		[[ -n $n && -s $trace ]] || { warn "strace of $name gave nothing"; continue; }
+		# strace -c: "% time seconds usecs/call calls [errors] syscall"; the total line last
+		awk -v n="$n" -v name="$name" '
+			$NF == "total" {total = $4}
+			$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {c[$NF] = $4}
+			END {
+				printf "  %-13s %5.2f per request:", name, total / n
+				k = 0
+				for (s in c) order[++k] = s
+				for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++)
+					if (c[order[j]] > c[order[i]]) {t = order[i]; order[i] = order[j]; order[j] = t}
+				for (i = 1; i <= k && i <= 8; i++) printf " %s %.2f", order[i], c[order[i]] / n
+				printf "\n"
+			}' "$trace"
+	done
+}
+
 report_logs_http() {  # the warning/error lines of the daemons' logs
 	local f n any=0
 	for f in "$WORK/cb/cratebouncer.log" "$WORK/cb/stderr.log" "$WORK/nginx/error.log" "$WORK/nginx/stderr.log" \
@@ -849,6 +889,11 @@ echo " accepted during the run)"
 for wl in $WORKLOADS; do
 	proxy_rounds "$wl"
 done
+if ((STRACE)); then
+	for wl in $WORKLOADS; do
+		syscall_profile "$wl"
+	done
+fi
 check_all   # all still serve
 
 # 4. Anything the daemons complained about.
