@@ -340,8 +340,8 @@ static void handle_request(struct hc *c)
 	c->body_bytes = 0;
 	c->pin = false;
 	c->sql_known = true;
-	c->is_sql = c->head.url && strncmp(c->head.url, "/_sql", 5) == 0 &&
-		    (c->head.url[5] == '\0' || c->head.url[5] == '?' || c->head.url[5] == '/');
+	/* CrateDB's SqlHttpHandler runs any URI that starts with /_sql (/_sqlx, /_sql.json) */
+	c->is_sql = c->head.url && strncmp(c->head.url, "/_sql", 5) == 0;
 	const char *ce = http_head_get(&c->head, "Content-Encoding");
 	bool compressed = ce && *ce && strcasecmp(ce, "identity") != 0;
 	/* a compressed body is limited after decompression (inflate_body), as CrateDB does */

@@ -465,10 +465,10 @@ static void attach(struct hc *c, struct hu *u)
 	hc_send_body(c);
 }
 
-static void response_done(struct hu *u)
+/* keep: http_should_keep_alive of the response's parser, asked before anything resets it */
+static void response_done(struct hu *u, bool keep)
 {
 	struct hc *c = u->client;
-	bool keep = http_should_keep_alive(&u->parser);
 
 	u->client = NULL;
 	if (c)
@@ -645,6 +645,9 @@ static int response_head(struct hu *u)
 	u->head_done = true;
 	if (no_body) {
 		sio_flush(c->io);
+		/* asked before the reset below, which leaves a parser that knows no version
+		 * (as HTTP/1.0: every response without a body closed its connection) */
+		bool keep = http_should_keep_alive(&u->parser);
 		/* the parser may hold on to a HEAD response's announced length: a new one */
 		http_parser_init(&u->parser, HTTP_RESPONSE);
 		u->parser.data = u;
@@ -658,7 +661,7 @@ static int response_head(struct hu *u)
 			hc_request_done(c);
 			return -1;
 		}
-		response_done(u);
+		response_done(u, keep);
 		return -1;
 	}
 	resume_after_head(&u->parser, &resp_settings);
@@ -706,7 +709,7 @@ static void hu_read_cb(struct sio *io, void *arg)
 		if (e == HPE_PAUSED) {
 			/* message complete */
 			sio_flush(c->io);
-			response_done(u);
+			response_done(u, http_should_keep_alive(&u->parser));
 			return;
 		}
 	}

@@ -780,6 +780,44 @@ def test_plain_set_after_a_gzip_request_pins(proxy):
     assert r.status == 200 and body["rows"] == [["after_gz"]] and session_of(r) == pinned, body
 
 
+@pytest.mark.parametrize("path", ["/_sqlx", "/_sql.json?types"])
+def test_set_on_any_sql_path_pins(proxy, path):
+    """CrateDB runs any URI that starts with /_sql as SQL (SqlHttpHandler), so a SET there
+    must pin like one on /_sql."""
+    b = proxy(pool_size=1, queue_timeout=5)
+    a = conn(b)
+    r, body = sql(a, "SET application_name = 'other_path'", path=path)
+    assert r.status == 200, body
+    pinned = session_of(r)
+    r, body = sql(conn(b, timeout=15), "select current_setting('application_name')")
+    assert r.status == 200 and body["rows"] == [[""]] and session_of(r) != pinned, body
+    r, body = sql(a, "select current_setting('application_name')", path=path)
+    assert r.status == 200 and body["rows"] == [["other_path"]] and session_of(r) == pinned
+
+
+@pytest.mark.parametrize("pin", [False, True])
+def test_a_response_without_body_keeps_the_upstream_connection(proxy, pin):
+    """HEAD / (200, no body) leaves the upstream connection open: a pinned client keeps its
+    session, an unpinned one its pooled connection (was: closed after every bodiless
+    response, so a pinned client silently lost its SET)."""
+    b = proxy(pool_size=1)
+    a = conn(b)
+    if pin:
+        r, body = sql(a, "SET application_name = 'kept'")
+    else:
+        r, body = sql(a, "select 1")
+    assert r.status == 200, body
+    first = session_of(r)
+    for _ in range(2):
+        a.request("HEAD", "/", headers={"Accept": "application/json"})
+        r = a.getresponse()
+        assert r.status == 200 and r.read() == b""
+        assert session_of(r) == first
+    r, body = sql(a, "select current_setting('application_name')")
+    assert r.status == 200 and session_of(r) == first, body
+    assert body["rows"] == [["kept" if pin else ""]]
+
+
 @pytest.mark.parametrize("stmt", ["-- why\nSET application_name = 'leak'",
                                   "/* why */ set application_name = 'leak'"])
 def test_set_after_a_comment_pins(proxy, stmt):
