@@ -138,10 +138,13 @@ void hu_free(struct hu *u)
 	free(u);
 }
 
+static void refill_for_waiting(void);
+
 void hu_close(struct hu *u, const char *why)
 {
 	if (u->state == HU_CLOSING)
 		return;
+	bool was_busy = u->state == HU_BUSY && !u->oneoff;
 	log_debug("http: upstream connection %p closes: %s", (void *)u, why);
 	if (u->client) {
 		struct hc *c = u->client;
@@ -165,6 +168,8 @@ void hu_close(struct hu *u, const char *why)
 	TAILQ_INSERT_TAIL(&hp.up_graveyard, u, entry);
 	hp.nup--;
 	event_active(hp.reaper, 0, 0);
+	if (was_busy)
+		refill_for_waiting(); /* it had a client or a session: its place is free now */
 }
 
 /* Nothing may arrive on an idle connection: readable means closed (or garbage). */
@@ -200,12 +205,11 @@ void hu_fail(struct hu *u, const char *fmt, ...)
 	va_end(ap);
 	struct hc *fc = u->for_client;
 	u->for_client = NULL;
+	if (!fc)
+		fail_waiting(msg, 502); /* first: the close must not launch a connection for them */
 	hu_close(u, msg);
-	if (fc) {
+	if (fc)
 		hc_fail(fc, 502, 5022, "following CrateDB's redirect failed: %s", msg);
-		return;
-	}
-	fail_waiting(msg, 502);
 }
 
 static void hu_ready(struct hu *u)
@@ -433,6 +437,28 @@ void hu_acquire(struct hc *c)
 		}
 }
 
+/* A connection left the pool's count (closed after serving, or kept by a client whose
+ * session changed): the first waiting client gets a new one when there is room and none is
+ * on the way for its session, as hu_acquire would have launched (without this it waited
+ * for the next client to arrive, or its queue_timeout). */
+static void refill_for_waiting(void)
+{
+	struct hc *c = TAILQ_FIRST(&hp.waiting), *w;
+	struct hu *u;
+	int connecting = 0, waiters = 0;
+
+	if (!c || hp.stopping || hp.nup - pinned_count() >= hp.cfg->pool_size)
+		return;
+	TAILQ_FOREACH (u, &hp.ups, entry)
+		if (u->state == HU_CONNECTING && !u->oneoff && strcmp(u->key, c->key) == 0)
+			connecting++;
+	TAILQ_FOREACH (w, &hp.waiting, wait)
+		if (strcmp(w->key, c->key) == 0)
+			waiters++;
+	if (waiters > connecting)
+		hu_launch(c->key);
+}
+
 /* Ready to read a response head: the first one to a request, or the one after a 1xx. */
 static void new_response(struct hu *u)
 {
@@ -483,6 +509,7 @@ static void response_done(struct hu *u, bool keep)
 		hu_set_state(u, HU_BUSY);
 		log_debug("http: upstream connection %p stays with client %p (session changed)",
 			  (void *)u, (void *)c);
+		refill_for_waiting();
 	} else if (u->pinned && keep) {
 		hu_set_state(u, HU_BUSY);
 	} else if (keep) {

@@ -818,6 +818,42 @@ def test_a_response_without_body_keeps_the_upstream_connection(proxy, pin):
     assert body["rows"] == [["kept" if pin else ""]]
 
 
+@pytest.mark.parametrize("how", ["client leaves", "client pins"])
+def test_a_waiting_client_is_served_when_the_busy_connection_leaves_the_pool(proxy, how):
+    """pool_size 1: A holds the only upstream connection with a request whose body is still
+    coming, B waits. When A's connection leaves the pool (A goes away mid-body, or its
+    statement is a SET that pins it), B gets a new connection at once, not a 503 after its
+    queue_timeout (was: only a newly arriving client made the pool launch one)."""
+    b = proxy(pool_size=1, queue_timeout=4)
+    stmt = json.dumps({"stmt": "SET application_name = 'held'"}).encode()
+    body = stmt + b" " * 60
+    a = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+    a.sendall(b"POST /_sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    time.sleep(0.5)  # A's request is on the only connection
+    result = {}
+
+    def waiter():
+        t0 = time.monotonic()
+        r, out = sql(conn(b, timeout=15), "select current_setting('application_name')")
+        result.update(status=r.status, body=out, secs=time.monotonic() - t0)
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)  # B waits
+    if how == "client leaves":
+        a.close()
+    else:
+        a.sendall(body[10:])
+        head = a.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200"), head
+    t.join(15)
+    assert result.get("status") == 200, result
+    assert result["body"]["rows"] == [[""]], result
+    assert result["secs"] < 3, result
+    if how == "client pins":
+        a.close()
+
+
 @pytest.mark.parametrize("stmt", ["-- why\nSET application_name = 'leak'",
                                   "/* why */ set application_name = 'leak'"])
 def test_set_after_a_comment_pins(proxy, stmt):
