@@ -472,6 +472,14 @@ void hc_forward_body(struct hc *c)
 		}
 		evbuffer_remove_buffer(in, sio_output(u->io), n);
 		if (c->is_sql && (c->body_bytes > max || c->inflated > max)) {
+			if (u->response_started) {
+				/* CrateDB answered early: a 413 now would land inside its answer */
+				log_info("http: client %p: /_sql body over the limit after the "
+					 "response started; closed",
+					 (void *)c);
+				hc_close(c, "request body over the limit");
+				return;
+			}
 			hc_fail(c, 413, 4130,
 				"a /_sql body of more than %d MB%s is refused "
 				"(as CrateDB)",

@@ -603,6 +603,8 @@ static void login_refused(struct hu *u, struct hc *c)
 	u->client = NULL;
 	c->up = NULL;
 	hu_close(u, "401 from the upstream");
+	if (!c->keep_alive)
+		c->close_after = true; /* as the Connection: close just sent says */
 	if (c->body_done) {
 		hc_request_done(c);
 	} else {

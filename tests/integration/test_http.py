@@ -276,6 +276,8 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Expect", "").lower() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.flush()
+        if self.path == "/_sql-early":
+            return self._early()
         body = self._body()
         rec = {"conn": self.conn_id, "nth": self.nth, "method": self.command,
                "path": self.path, "headers": [[k, v] for k, v in self.headers.items()],
@@ -310,6 +312,15 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Keep-Alive", "timeout=60")
         self.end_headers()
         self.wfile.write(out)
+
+    def _early(self):
+        # answers before reading the body (its head and a first chunk), then reads it
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"5\r\nearly\r\n")
+        self.wfile.flush()
+        self._body()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def handle_expect_100(self):
         return True  # answered in _any, once the request is being handled
@@ -578,6 +589,38 @@ def test_bearer_token_signed_with_another_secret_is_401(proxy, crate_http, tmp_p
     assert "credentials cratebouncer injects" in body["error"]["message"], body
 
 
+def test_body_over_the_limit_after_an_early_answer_closes(proxy, echo):
+    """The upstream answers before the body has all gone and the body then passes
+    max_sql_body_mb: the client connection is closed (was: a 413 written into the middle
+    of the answer being relayed, breaking its framing)."""
+    b = echo_proxy(proxy, echo, max_sql_body_mb=1)
+    n = 2 << 20
+    s = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+    s.sendall(b"POST /_sql-early HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    got = b""
+    try:
+        sent = 0
+        while sent < n:
+            s.sendall(b"10000\r\n" + b" " * 65536 + b"\r\n")
+            sent += 65536
+        s.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # closed under us: expected once the limit is passed
+    try:
+        while True:
+            part = s.recv(65536)
+            if not part:
+                break
+            got += part
+    except OSError:
+        pass
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200"), got
+    assert b"early" in got and b"4130" not in got and b" 413 " not in got, got
+    assert b"HTTP/1.1" not in got[8:], got  # one response, nothing after it
+
+
 def test_request_head_rewritten(proxy, echo):
     """What reaches the upstream: Authorization is the injected one, X-User and the client's
     Host gone, hop-by-hop headers (and those Connection names) dropped, the rest kept; the
@@ -631,6 +674,27 @@ def test_wrong_password_is_401_logged_once(proxy):
     log = b.log_text()
     assert log.count("refused the credentials") == 1, log
     assert "wrong-password" not in log and "secret" not in log
+
+
+@pytest.mark.parametrize("request_line", [b"POST /_sql HTTP/1.0\r\n",
+                                          b"POST /_sql HTTP/1.1\r\nConnection: close\r\n"])
+def test_refused_credentials_401_closes_a_client_that_asked_to(proxy, request_line):
+    """The 401 for refused injected credentials says Connection: close to a client without
+    keep-alive, and then closes (was: said it, kept reading)."""
+    b = proxy(password="wrong-password")
+    body = b'{"stmt": "select 1"}'
+    s = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+    s.sendall(request_line + b"Host: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    got = b""
+    while True:
+        part = s.recv(65536)
+        if not part:
+            break
+        got += part
+    s.close()
+    assert got.startswith(b"HTTP/1.") and b" 401 " in got.split(b"\r\n")[0], got
+    assert b"credentials cratebouncer injects" in got
 
 
 # ---------------------------------------------------------------------------------------------
