@@ -164,6 +164,7 @@ int rl_push(struct rl_server *s, int kind, struct ps_stmt *st)
 	if ((kind == RQ_PARSE || kind == RQ_PARSE_DROP) && st)
 		s->parses++; /* a named statement others may come to rely on */
 	it->kind = (uint8_t)kind;
+	it->param = -1;
 	it->st = st;
 	it->fx = NULL;
 	if (st)
@@ -307,6 +308,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	if (d == 2) {
 		ps_map_free(&c->names);
 		ps_set_free(&s->prepared);
+		s->tx_noted = true;
 		return 0;
 	}
 	if (d != 1 || !(st = ps_map_get(c->names, name)))
@@ -330,6 +332,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 		evbuffer_add(to_server, sql + qlen, rest);
 	ps_set_del(&s->prepared, st);
 	ps_map_del(&c->names, name);
+	s->tx_noted = true;
 	return 1;
 }
 
@@ -505,6 +508,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					/* the server forgets every statement; so does this client */
 					ps_map_free(&c->names);
 					ps_set_free(&s->prepared);
+					s->tx_noted = true;
 				}
 			}
 			if (rl_push(s, RQ_QUERY, NULL) < 0)
@@ -773,16 +777,29 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				pop(s);
 			break;
 		case 'C':
+			if (s->tx_noted && !replay && mlen >= 4 + 8) {
+				/* ROLLBACK, ROLLBACK TO: what was noted may be undone */
+				char tag[8];
+				struct evbuffer_ptr at = pos;
+				if (evbuffer_ptr_set(in, &at, PG_HDR_LEN, EVBUFFER_PTR_ADD) == 0 &&
+				    evbuffer_copyout_from(in, &at, tag, sizeof(tag)) ==
+					    sizeof(tag) &&
+				    memcmp(tag, "ROLLBACK", 8) == 0)
+					s->tx_undone = true;
+			}
+			/* fall through */
 		case 'I':
 		case 's':
 			if (kind == RQ_EXECUTE)
 				pop(s);
 			break;
 		case 'E':
-			if (replay)
+			if (replay) {
 				s->inject_failed = true;
-			else
-				s->failed = true;
+				if (it->param >= 0)
+					s->replay_failed |= 1ull << it->param;
+			} else
+				s->failed = s->tx_undone = true;
 			if (!replay && kind >= 0 && kind != RQ_QUERY)
 				skip_to_sync(s);
 			break;
@@ -818,6 +835,20 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			/* CrateDB: 'I' after BEGIN (simple protocol), 'E' after an autocommit
 			 * error (extended): neither says what the session is */
 			s->status = o->crate ? crate_status(s) : raw;
+			if (!replay && s->status == 'I') {
+				if (s->tx_noted && s->tx_undone && !s->tainted && o->rename) {
+					/* PostgreSQL undoes the SETs, RESETs, DISCARDs and DEALLOCATEs
+					 * of a transaction that failed or was rolled back, which the
+					 * tracking took from their text: what the server has is not
+					 * known, so it is closed after this client, never handed on
+					 * (transaction and statement mode; a session's is reset) */
+					s->tainted = true;
+					log_debug(
+						"a session change was undone with its transaction: "
+						"the server connection is closed after this client");
+				}
+				s->tx_noted = s->tx_undone = false;
+			}
 			/* CrateDB's 'E' after an error is no failed transaction (there is none: the
 			 * next statement runs); told 'E', libpq clients (asyncpg's pool) send a
 			 * ROLLBACK, which CrateDB does not have: the client gets the real status */
@@ -829,7 +860,9 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			}
 			if (replay) {
 				flush(in, c ? to_client : NULL, &acc);
-				replay_done(s, c, o, to_client);
+				/* a replay is one Query per statement: done with its last answer */
+				if (!s->replay_left || --s->replay_left == 0)
+					replay_done(s, c, o, to_client);
 			}
 			break;
 		}

@@ -180,6 +180,8 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	char *value = NULL;
 	int rc = sp_parse_set(sql, len, &idx, &value);
 
+	if (rc == 1 || rc == 2)
+		s->tx_noted = true;
 	if (rc == 1 && !rl_reported(o, idx)) {
 		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
 			free(value);
@@ -254,10 +256,12 @@ void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts 
 		log_warn("a query cratebouncer sent to restore or clear a client's session state "
 			 "failed on the upstream; the server connection is closed after this "
 			 "transaction");
-		/* what failed was most likely a client's own SET the upstream had refused, which
-		 * was tracked from its text: those settings go back to the defaults */
+		/* what failed was a client's own SET the upstream had refused, which was tracked
+		 * from its text: that setting goes back to the default (the server has it:
+		 * rl_link reset it first); the client's other settings were given */
+		uint64_t bad = s->replay_failed ? s->replay_failed : s->replay_mask;
 		for (int i = 0; i < sp_count(); i++)
-			if ((s->replay_mask & (1ull << i)) && !rl_reported(o, i) &&
+			if ((bad & (1ull << i)) && !rl_reported(o, i) &&
 			    sp_put(&c->params, i, NULL, false) < 0)
 				log_warn("out of memory tracking %s", sp_name(i));
 	}
@@ -269,29 +273,54 @@ void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts 
 			log_warn("out of memory tracking %s", sp_name(i));
 		pg_put_param_status(to_client, sp_name(i), v ? v : o->defaults[i]);
 	}
-	s->replay_mask = 0;
+	s->replay_mask = s->replay_failed = 0;
+	s->replay_left = 0;
 }
 
-void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
-	     struct evbuffer *to_server)
+/* One Query of a replay, for parameter param (-1: a reset before its SET). */
+static int replay_one(struct rl_server *s, char *sql, int param, struct evbuffer *to_server)
 {
-	uint64_t mask;
-	char *sql;
-
-	if (sp_same(&c->params, &s->params))
-		return;
-	sql = sp_diff_sql(&c->params, &s->params, &mask, o->crate);
-	if (!sql)
-		return;
-	if (rl_push(s, RQ_QUERY_DROP, NULL) < 0) {
+	if (!sql || rl_push(s, RQ_QUERY_DROP, NULL) < 0) {
 		free(sql);
-		log_warn("out of memory: session parameters not replayed");
-		return;
+		return -1;
 	}
-	s->inject_failed = false;
+	rl_tail(s)->param = (int8_t)param;
 	pg_put_query(to_server, sql);
 	log_debug("replaying session state: %s", sql);
 	free(sql);
+	s->replay_left++;
+	return 0;
+}
+
+/* The client's settings, given to the server it is linked to: one Query per statement, so
+ * that one the upstream refuses (a client's own SET, tracked from its text, that failed
+ * then too) takes no other with it, as it would in one Query's implicit transaction. An
+ * unreported parameter the client has a value for is reset first: if its SET is refused,
+ * the server has the default, never the previous client's value. */
+void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
+	     struct evbuffer *to_server)
+{
+	uint64_t mask = 0;
+
+	if (sp_same(&c->params, &s->params))
+		return;
+	s->inject_failed = false;
+	s->replay_failed = 0;
+	s->replay_left = 0;
+	for (int i = 0; i < sp_count(); i++) {
+		if (!sp_differs(&c->params, &s->params, i))
+			continue;
+		bool raw = false;
+		const char *v = sp_get(&c->params, i, &raw);
+		if ((v && !rl_reported(o, i) && sp_get(&s->params, i, NULL) &&
+		     replay_one(s, sp_stmt(&c->params, i, o->crate, true), -1, to_server) < 0) ||
+		    replay_one(s, sp_stmt(&c->params, i, o->crate, false), i, to_server) < 0) {
+			log_warn("out of memory: session parameters not replayed");
+			s->tainted = true; /* what the server has is not known */
+			break;
+		}
+		mask |= 1ull << i;
+	}
 	s->replay_mask = mask;
 	/* unreported parameters: the server has the client's values from now on */
 	for (int i = 0; i < sp_count(); i++) {

@@ -512,7 +512,8 @@ void server_link(struct server *sv, struct client *c)
 void server_return(struct server *sv)
 {
 	if (sv->rl.tainted) {
-		server_close(sv, "session settings unknown after a failed replay");
+		server_close(sv, "session state unknown (a failed replay, or a session change "
+				 "its transaction undid)");
 		return;
 	}
 	if (sv->cancels) {

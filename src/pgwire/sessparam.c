@@ -198,39 +198,65 @@ static int add_literal(char **buf, size_t *len, size_t *cap, const char *v)
 	return add(buf, len, cap, "'", 1);
 }
 
+bool sp_differs(const struct sp_set *cl, const struct sp_set *sv, int i)
+{
+	bool raw, sraw;
+	const char *c = sp_get(cl, i, &raw), *s = sp_get(sv, i, &sraw);
+
+	return !(c ? s && raw == sraw && strcmp(c, s) == 0 : !s);
+}
+
+/* Appends the statement giving parameter i cl's value (reset: its default). */
+static int add_stmt(char **buf, size_t *len, size_t *cap, const struct sp_set *cl, int i,
+		    bool crate, bool reset)
+{
+	bool raw;
+	const char *c = reset ? NULL : sp_get(cl, i, &raw);
+	const char *name = names[i];
+	int rc = 0;
+
+	if (c) {
+		rc |= add(buf, len, cap, "SET ", 4);
+		rc |= add(buf, len, cap, name, strlen(name));
+		rc |= add(buf, len, cap, " TO ", 4);
+		rc |= raw ? add(buf, len, cap, c, strlen(c)) : add_literal(buf, len, cap, c);
+	} else if (crate) {
+		/* CrateDB has no RESET name (a syntax error that fails the whole Query) */
+		rc |= add(buf, len, cap, "SET ", 4);
+		rc |= add(buf, len, cap, name, strlen(name));
+		rc |= add(buf, len, cap, " TO DEFAULT", 11);
+	} else {
+		rc |= add(buf, len, cap, "RESET ", 6);
+		rc |= add(buf, len, cap, name, strlen(name));
+	}
+	return rc ? -1 : 0;
+}
+
+char *sp_stmt(const struct sp_set *cl, int i, bool crate, bool reset)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (add_stmt(&buf, &len, &cap, cl, i, crate, reset) < 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
 char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask, bool crate)
 {
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
-	bool raw, sraw;
 
 	*mask = 0;
 	if (sp_same(cl, sv))
 		return NULL;
 	for (int i = 0; i < nnames; i++) {
-		const char *c = sp_get(cl, i, &raw), *s = sp_get(sv, i, &sraw);
-		const char *name = names[i];
-		int rc = 0;
-		if (c ? s && raw == sraw && strcmp(c, s) == 0 : !s)
+		if (!sp_differs(cl, sv, i))
 			continue;
-		if (len)
-			rc |= add(&buf, &len, &cap, "; ", 2);
-		if (c) {
-			rc |= add(&buf, &len, &cap, "SET ", 4);
-			rc |= add(&buf, &len, &cap, name, strlen(name));
-			rc |= add(&buf, &len, &cap, " TO ", 4);
-			rc |= raw ? add(&buf, &len, &cap, c, strlen(c))
-				  : add_literal(&buf, &len, &cap, c);
-		} else if (crate) {
-			/* CrateDB has no RESET name (a syntax error that fails the whole Query) */
-			rc |= add(&buf, &len, &cap, "SET ", 4);
-			rc |= add(&buf, &len, &cap, name, strlen(name));
-			rc |= add(&buf, &len, &cap, " TO DEFAULT", 11);
-		} else {
-			rc |= add(&buf, &len, &cap, "RESET ", 6);
-			rc |= add(&buf, &len, &cap, name, strlen(name));
-		}
-		if (rc) {
+		if ((len && add(&buf, &len, &cap, "; ", 2) < 0) ||
+		    add_stmt(&buf, &len, &cap, cl, i, crate, false) < 0) {
 			free(buf);
 			return NULL;
 		}
@@ -304,6 +330,21 @@ static bool ident_char(char c)
 	return isalnum((unsigned char)c) || c == '_' || c == '$' || (unsigned char)c >= 0x80;
 }
 
+/* The closing quote of the string or quoted name whose opening quote is at p (NULL: none
+ * before end). An escape string, E'...', where a token starts: a backslash escapes the
+ * next character (a quote too), as in PostgreSQL and CrateDB. */
+static const char *close_quote(const char *start, const char *p, const char *end)
+{
+	if (*p == '\'' && p > start && (p[-1] == 'E' || p[-1] == 'e') &&
+	    (p - 1 == start || !ident_char(p[-2]))) {
+		const char *q = p + 1;
+		while (q < end && *q != '\'')
+			q += *q == '\\' && q + 1 < end ? 2 : 1;
+		return q < end ? q : NULL;
+	}
+	return memchr(p + 1, *p, (size_t)(end - p - 1));
+}
+
 const char *sp_next_statement(const char *p, const char *end)
 {
 	const char *start = p;
@@ -311,7 +352,7 @@ const char *sp_next_statement(const char *p, const char *end)
 	while (p < end) {
 		char c = *p;
 		if (c == '\'' || c == '"') {
-			const char *e = memchr(p + 1, c, (size_t)(end - p - 1));
+			const char *e = close_quote(start, p, end);
 			p = e ? e + 1 : end;
 		} else if (c == '-' && p + 1 < end && p[1] == '-') {
 			while (p < end && *p != '\n' && *p != '\r')
@@ -402,13 +443,26 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 			return 0;
 	}
 	p = skip_ws(p, end);
-	size_t n = ident_len(p, end);
+	const char *name = p, *after;
+	size_t n;
+	if (p < end && *p == '"') {
+		/* a quoted name: the same parameter (their names are case-insensitive) */
+		const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+		if (!q)
+			return 0;
+		name = p + 1;
+		n = (size_t)(q - name);
+		after = q + 1;
+	} else {
+		n = ident_len(p, end);
+		after = p + n;
+	}
 	if (n == 0)
 		return 0;
-	int i = sp_index(p, n);
+	int i = sp_index(name, n);
 	if (i < 0)
 		return 0;
-	p = skip_ws(p + n, end);
+	p = skip_ws(after, end);
 	if (reset) {
 		/* RESET name [;] and nothing else */
 		if (p < end && *p == ';')
@@ -432,7 +486,7 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 		ve--;
 	for (const char *s = v; s < ve; s++) {
 		if (*s == '\'' || *s == '"') {
-			const char *e = memchr(s + 1, *s, (size_t)(ve - s - 1));
+			const char *e = close_quote(v, s, ve);
 			if (!e)
 				return 0;
 			s = e;

@@ -43,6 +43,11 @@ static inline bool sp_same(const struct sp_set *a, const struct sp_set *b)
  * which has no RESET name, "SET b TO DEFAULT"), malloc'd; NULL when nothing differs.
  * *mask: the indexes touched. */
 char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *mask, bool crate);
+/* Whether parameter i differs between cl and sv. */
+bool sp_differs(const struct sp_set *cl, const struct sp_set *sv, int i);
+/* The one statement of sp_diff_sql for parameter i (reset: the reset whatever cl has),
+ * malloc'd; NULL: no memory. */
+char *sp_stmt(const struct sp_set *cl, int i, bool crate, bool reset);
 
 /* Recognises "SET [SESSION] name {TO|=} value" and "RESET name" for a tracked name in a
  * statement's text. 1 with *idx and *value (malloc'd SQL text; NULL for RESET); 2 for

@@ -295,3 +295,89 @@ def test_prepared_set_takes_effect_when_run(cratebouncer, pg):
     for _ in range(2):
         assert a.execute("SELECT v FROM tp").fetchall() == [("one",)]
         assert c.execute("SELECT v FROM tp").fetchall() == [("two",)]
+
+
+@pytest.mark.parametrize("undo", ["rollback", "error in the query", "failed block"])
+def test_a_session_change_its_transaction_undid_never_reaches_another_client(cratebouncer, undo):
+    """PostgreSQL undoes a RESET (or SET) with the transaction that failed or was rolled back;
+    the tracking took it from its text. One server: a's search_path must not reach b (the
+    server is closed after such a transaction instead of handed on)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    a.execute("set search_path to cb_undone, public")
+    assert a.execute("show search_path").fetchone()[0] == "cb_undone, public"
+    if undo == "rollback":
+        a.execute("begin")
+        a.execute("reset search_path")
+        a.execute("rollback")
+    elif undo == "error in the query":
+        with pytest.raises(psycopg.errors.DivisionByZero), a.cursor() as cur:
+            cur.execute(b"reset search_path; select 1/0")
+    else:
+        a.execute("begin")
+        a.execute("reset search_path")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            a.execute("select 1/0")
+        a.execute("rollback")
+    for _ in range(3):
+        assert other.execute("show search_path").fetchone()[0] == default
+        a.execute("select 1")
+
+
+def test_a_refused_deallocate_all_leaves_no_statement_behind(cratebouncer):
+    """DEALLOCATE ALL inside a failed transaction is refused by PostgreSQL, which keeps every
+    prepared statement: the next client preparing the same text must not hit 42P05."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    prep = psycopg.connect(b.conninfo(), autocommit=True, prepare_threshold=0)
+    later = psycopg.connect(b.conninfo(), autocommit=True, prepare_threshold=0)
+    a = b.connect()
+    try:
+        assert prep.execute("select %s::int + 7", (1,)).fetchone()[0] == 8
+        a.execute("begin")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            a.execute("select 1/0")
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            a.execute("deallocate all")
+        a.execute("rollback")
+        assert later.execute("select %s::int + 7", (2,)).fetchone()[0] == 9
+        assert prep.execute("select %s::int + 7", (3,)).fetchone()[0] == 10
+    finally:
+        prep.close()
+        later.close()
+
+
+def test_a_refused_replay_set_takes_no_other_setting_with_it(cratebouncer):
+    """The replay of a's settings holds a SET the upstream refuses (a's own, refused when a
+    sent it too) and the RESET of the search_path b left on the server. Sent as one Query,
+    the refusal took the RESET with it (one implicit transaction) and a's next query ran
+    under b's search_path; one Query per statement, only the refused SET fails."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = a.execute("show search_path").fetchone()[0]
+    other.execute("set search_path to cb_b, public")
+    with pytest.raises(psycopg.Error):
+        a.execute("set extra_float_digits to 99")  # out of range: refused, tracked
+    assert other.execute("show search_path").fetchone()[0] == "cb_b, public"
+    for _ in range(3):
+        assert a.execute("show search_path").fetchone()[0] == default
+        assert other.execute("show search_path").fetchone()[0] == "cb_b, public"
+    assert a.execute("show extra_float_digits").fetchone()[0] == "1"
+
+
+@pytest.mark.parametrize("stmt, want", [
+    (b'SET "search_path" TO cb_q, public', "cb_q, public"),
+    (b"select E'\\''; set search_path to cb_e, public", "cb_e, public"),
+])
+def test_a_set_hidden_by_quoting_is_still_tracked(cratebouncer, stmt, want):
+    """A quoted parameter name, or a SET behind an escape string's \\' in one Query: PostgreSQL
+    runs it, so the tracking must see it (was: neither was seen, and the setting reached the
+    next client of the server)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    with a.cursor() as cur:
+        cur.execute(stmt)
+    for _ in range(3):
+        assert other.execute("show search_path").fetchone()[0] == default
+        assert a.execute("show search_path").fetchone()[0] == want

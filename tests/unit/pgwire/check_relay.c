@@ -131,6 +131,31 @@ START_TEST(test_parse_set)
 	free(v);
 	ck_assert_ptr_eq(sp_next_statement(b2, e), e);
 	ck_assert_int_eq(sp_parse_set("SELECT 'SET search_path TO x'", 29, &idx, &v), 0);
+	/* a quoted name is the same parameter */
+	const char *qn = "SET \"search_path\" TO cb_q";
+	ck_assert_int_eq(sp_parse_set(qn, strlen(qn), &idx, &v), 1);
+	ck_assert_str_eq(sp_name(idx), "search_path");
+	ck_assert_str_eq(v, "cb_q");
+	free(v);
+	qn = "reset \"Search_Path\"";
+	ck_assert_int_eq(sp_parse_set(qn, strlen(qn), &idx, &v), 1);
+	ck_assert_str_eq(sp_name(idx), "search_path");
+	ck_assert_int_eq(sp_parse_set("SET \"search_path TO x", 22, &idx, &v), 0);
+	/* an escape string's \' does not end it: the SET behind it is a statement of its own */
+	q = "select E'\\''; set search_path to cb_e";
+	e = q + strlen(q);
+	a = sp_next_statement(q, e);
+	ck_assert_str_eq(a, " set search_path to cb_e");
+	ck_assert_int_eq(sp_parse_set(a, strlen(a), &idx, &v), 1);
+	ck_assert_str_eq(v, "cb_e");
+	free(v);
+	/* ... but E only where a token starts: in "note'..." the quote is a plain one */
+	q = "select note'\\'; set search_path to x'";
+	ck_assert_ptr_eq(sp_next_statement(q, q + strlen(q)), strchr(q, ';') + 1);
+	q = "SET search_path TO E'a\\'b', c";
+	ck_assert_int_eq(sp_parse_set(q, strlen(q), &idx, &v), 1);
+	ck_assert_str_eq(v, "E'a\\'b', c");
+	free(v);
 	ck_assert_int_eq(sp_init("bad-name"), -1);
 	ck_assert_int_eq(sp_init(NULL), 0);
 }
@@ -329,8 +354,8 @@ START_TEST(test_prepare_on_demand_and_errors)
 }
 END_TEST
 
-/* The session state replay: one SET, whose answers the client never sees, except the
- * canonical form of a value it asked for. */
+/* The session state replay: one Query per SET, whose answers the client never sees, except
+ * the canonical form of a value it asked for. */
 START_TEST(test_replay)
 {
 	struct rl_server s;
@@ -351,10 +376,17 @@ START_TEST(test_replay)
 					   &o),
 			 0);
 	rl_link(&s, &c, &o, to_s);
-	ck_assert(holds(to_s, "SET client_encoding TO 'utf8'; SET TimeZone TO 'Asia/Tokyo'"));
-	ck_assert_str_eq(types(to_s), "Q");
+	/* one Query per statement: a refused one takes no other with it */
+	ck_assert(holds(to_s, "SET client_encoding TO 'utf8'"));
+	ck_assert(holds(to_s, "SET TimeZone TO 'Asia/Tokyo'"));
+	ck_assert(holds(to_s, "SET application_name TO 'x'"));
+	ck_assert(!holds(to_s, "RESET")); /* the server has no value of its own to reset */
+	ck_assert_str_eq(types(to_s), "QQQ");
+	msg(up, 'C', "SET", 4);
+	msg(up, 'Z', "I", 1);
 	msg(up, 'S', "TimeZone\0Asia/Tokyo", 20);
 	msg(up, 'C', "SET", 4);
+	msg(up, 'Z', "I", 1);
 	msg(up, 'C', "SET", 4);
 	msg(up, 'Z', "I", 1);
 	readies = 0;
@@ -366,6 +398,26 @@ START_TEST(test_replay)
 	ck_assert(sp_same(&c.params, &s.params));
 	rl_link(&s, &c, &o, to_s);
 	ck_assert_uint_eq(evbuffer_get_length(to_s), 0); /* equal now: nothing to replay */
+
+	/* an unreported parameter the server has another value of is reset first: if the
+	 * client's SET is refused, the server has the default, not the last client's value */
+	int sp = sp_index("search_path", 11);
+	ck_assert_int_eq(sp_put(&s.params, sp, "cb_last", true), 0);
+	ck_assert_int_eq(sp_put(&c.params, sp, "cb_mine", true), 0);
+	rl_link(&s, &c, &o, to_s);
+	ck_assert(holds(to_s, "RESET search_path"));
+	ck_assert(holds(to_s, "SET search_path TO cb_mine"));
+	ck_assert_str_eq(types(to_s), "QQ");
+	evbuffer_drain(to_c, evbuffer_get_length(to_c));
+	msg(up, 'C', "RESET", 6);
+	msg(up, 'Z', "I", 1);
+	msg(up, 'E', "SERROR\0C22023\0Mrefused\0", 24);
+	msg(up, 'Z', "I", 1);
+	ck_assert_int_eq(rl_from_server(&s, &c, &o, up, to_c, on_ready, NULL, &err), 0);
+	ck_assert_uint_eq(evbuffer_get_length(to_c), 0); /* the replay's answers are dropped */
+	ck_assert(s.tainted);                            /* closed after this client */
+	ck_assert_ptr_null(sp_get(&c.params, sp, NULL)); /* the refused one: the default */
+	ck_assert_str_eq(sp_get(&c.params, sp_index("TimeZone", 8), NULL), "Asia/Tokyo");
 
 	rl_client_clear(&c);
 	rl_server_clear(&s);
