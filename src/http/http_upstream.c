@@ -355,10 +355,7 @@ static void hu_idle(struct hu *u)
 	u->client = NULL;
 	hu_set_state(u, HU_IDLE);
 	u->since = now_usec();
-	if (hp.stopping) {
-		hu_close(u, "shutting down");
-		return;
-	}
+	/* a client waiting is served even while stopping: its request came before the stop */
 	TAILQ_FOREACH (c, &hp.waiting, wait)
 		if (strcmp(c->key, u->key) == 0) {
 			TAILQ_REMOVE(&hp.waiting, c, wait);
@@ -373,6 +370,8 @@ static void hu_idle(struct hu *u)
 		if (key)
 			hu_launch(key);
 		free(key);
+	} else if (hp.stopping) {
+		hu_close(u, "shutting down");
 	}
 }
 
@@ -447,7 +446,7 @@ static void refill_for_waiting(void)
 	struct hu *u;
 	int connecting = 0, waiters = 0;
 
-	if (!c || hp.stopping || hp.nup - pinned_count() >= hp.cfg->pool_size)
+	if (!c || hp.nup - pinned_count() >= hp.cfg->pool_size)
 		return;
 	TAILQ_FOREACH (u, &hp.ups, entry)
 		if (u->state == HU_CONNECTING && !u->oneoff && strcmp(u->key, c->key) == 0)

@@ -17,6 +17,7 @@ import http.server
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -916,6 +917,35 @@ def test_a_waiting_client_is_served_when_the_busy_connection_leaves_the_pool(pro
     assert result["secs"] < 3, result
     if how == "client pins":
         a.close()
+
+
+def test_sigint_serves_the_clients_already_waiting(proxy):
+    """pool_size 1: A runs a slow statement, B waits for the connection, then SIGINT. Both
+    requests came before the stop: both are answered (was: the connection A left was
+    closed for the stop, and B waited for its queue_timeout)."""
+    b = proxy(pool_size=1, queue_timeout=8)
+    results = {}
+
+    def run(name, stmt):
+        t0 = time.monotonic()
+        try:
+            r, body = sql(conn(b, timeout=20), stmt)
+            results[name] = (r.status, body, time.monotonic() - t0)
+        except Exception as e:  # noqa: BLE001
+            results[name] = (None, repr(e), time.monotonic() - t0)
+    ta = threading.Thread(target=run, args=("a", "select pg_sleep(1.5), 'a'"))
+    ta.start()
+    time.sleep(0.4)
+    tb = threading.Thread(target=run, args=("b", "select 'b'"))
+    tb.start()
+    time.sleep(0.4)
+    b.proc.send_signal(signal.SIGINT)
+    ta.join(20)
+    tb.join(20)
+    assert results["a"][0] == 200 and results["a"][1]["rows"][0][1] == "a", results
+    assert results["b"][0] == 200 and results["b"][1]["rows"] == [["b"]], results
+    assert results["b"][2] < 5, results
+    assert b.reap(10) == 0
 
 
 @pytest.mark.parametrize("stmt", ["-- why\nSET application_name = 'leak'",
