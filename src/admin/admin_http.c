@@ -140,8 +140,7 @@ static int token_load(const struct cfg *cfg, bool *set, unsigned char out[DIGEST
 			 "chmod o-r it",
 			 path);
 	ok = digest(token, strlen(token), out);
-	OPENSSL_cleanse(token, strlen(token));
-	free(token);
+	free_secret(token);
 	free(path);
 	if (!ok) {
 		log_error("[admin] access_token_file: cannot hash the token");
@@ -554,8 +553,7 @@ int admin_http_check(const struct cfg *cfg, char **err)
 		free(path);
 		return -1;
 	}
-	OPENSSL_cleanse(token, strlen(token));
-	free(token);
+	free_secret(token);
 	free(path);
 	return 0;
 }

@@ -176,8 +176,7 @@ int http_proxy_check(const struct cfg *cfg, char **err)
 	char *auth = cred_make(cfg, false, err);
 	if (!auth)
 		return -1;
-	OPENSSL_cleanse(auth, strlen(auth));
-	free(auth);
+	free_secret(auth);
 	if (cfg->http_listen_port && !cfg->allow_unauthenticated_remote &&
 	    listen_addrs_remote(cfg->http_listen_addr, cfg->http_listen_port)) {
 		*err = xasprintf(

@@ -666,8 +666,8 @@ static int response_head(struct hu *u)
 	bool no_body = c->method == HTTP_HEAD || status == 204 || status == 304 ||
 		       (!(u->parser.flags & F_CHUNKED) && u->parser.content_length == 0);
 	bool until_eof = !no_body && needs_eof(&u->parser, c->method);
-	if (until_eof || !c->keep_alive)
-		c->close_after = true;
+	if (until_eof || !c->keep_alive || hp.stopping)
+		c->close_after = true; /* said in the head: Connection: close */
 	http_put_response(out, u->parser.http_major, u->parser.http_minor, status, &u->head,
 			  c->close_after);
 	u->head_done = true;

@@ -142,6 +142,7 @@ void pool_apply_cfg(struct pool *pool)
 	pool->rl.max_prepared = rt_cfg()->max_prepared_statements;
 	pool->rl.max_packet = (uint32_t)rt_cfg()->max_packet_size;
 	pool->rl.no_tx = pool->mode == POOL_STATEMENT;
+	pool->rl.pooled = pool->mode != POOL_SESSION;
 	pool->rl.defaults = (const char *const *)pool->defaults;
 	set_kind(pool);
 }

@@ -59,6 +59,8 @@ static void pop(struct rl_server *s)
 
 	if ((it->kind == RQ_PARSE || it->kind == RQ_PARSE_DROP) && it->st)
 		s->parses--;
+	if (it->noted)
+		s->tx_noted = true; /* answered: its transaction is the current one */
 	ps_unref(it->st);
 	it->st = NULL;
 	free(it->fx);
@@ -165,6 +167,8 @@ int rl_push(struct rl_server *s, int kind, struct ps_stmt *st)
 		s->parses++; /* a named statement others may come to rely on */
 	it->kind = (uint8_t)kind;
 	it->param = -1;
+	it->noted = s->noting;
+	s->noting = false;
 	it->st = st;
 	it->fx = NULL;
 	if (st)
@@ -308,7 +312,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	if (d == 2) {
 		ps_map_free(&c->names);
 		ps_set_free(&s->prepared);
-		s->tx_noted = true;
+		s->noting = true;
 		return 0;
 	}
 	if (d != 1 || !(st = ps_map_get(c->names, name)))
@@ -332,7 +336,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 		evbuffer_add(to_server, sql + qlen, rest);
 	ps_set_del(&s->prepared, st);
 	ps_map_del(&c->names, name);
-	s->tx_noted = true;
+	s->noting = true;
 	return 1;
 }
 
@@ -508,7 +512,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					/* the server forgets every statement; so does this client */
 					ps_map_free(&c->names);
 					ps_set_free(&s->prepared);
-					s->tx_noted = true;
+					s->noting = true;
 				}
 			}
 			if (rl_push(s, RQ_QUERY, NULL) < 0)
@@ -777,7 +781,8 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				pop(s);
 			break;
 		case 'C':
-			if (s->tx_noted && !replay && mlen >= 4 + 8) {
+			if ((s->tx_noted || (it && it->noted)) && !replay && !o->crate &&
+			    mlen >= 4 + 8) {
 				/* ROLLBACK, ROLLBACK TO: what was noted may be undone */
 				char tag[8];
 				struct evbuffer_ptr at = pos;
@@ -799,7 +804,11 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				if (it->param >= 0)
 					s->replay_failed |= 1ull << it->param;
 			} else
-				s->failed = s->tx_undone = true;
+				s->failed = true;
+			/* CrateDB undoes nothing: only a failure of the request that
+				 * made the change leaves its effect unknown */
+			if (!o->crate || (it && it->noted))
+				s->tx_undone = true;
 			if (!replay && kind >= 0 && kind != RQ_QUERY)
 				skip_to_sync(s);
 			break;
@@ -836,11 +845,12 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			 * error (extended): neither says what the session is */
 			s->status = o->crate ? crate_status(s) : raw;
 			if (!replay && s->status == 'I') {
-				if (s->tx_noted && s->tx_undone && !s->tainted && o->rename) {
-					/* PostgreSQL undoes the SETs, RESETs, DISCARDs and DEALLOCATEs
-					 * of a transaction that failed or was rolled back, which the
-					 * tracking took from their text: what the server has is not
-					 * known, so it is closed after this client, never handed on
+				if (s->tx_noted && s->tx_undone && !s->tainted && o->pooled) {
+					/* The tracking took the change from its text when it was sent,
+					 * but PostgreSQL undoes the SETs and RESETs of a transaction that
+					 * failed or was rolled back, and refuses a DISCARD ALL or
+					 * DEALLOCATE in a failed one: what the server has is not known,
+					 * so it is closed after this client, never handed on
 					 * (transaction and statement mode; a session's is reset) */
 					s->tainted = true;
 					log_debug(

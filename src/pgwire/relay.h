@@ -45,10 +45,11 @@ struct rl_server {
 	bool inject_failed;     /* an injected query (replay, reset) got an ErrorResponse */
 	bool violation;         /* statement mode: a ReadyForQuery T/E was held back */
 	bool tainted;           /* its session state is unknown: close, do not reuse */
-	bool tx_noted;          /* a tracked change (SET, RESET, DISCARD, DEALLOCATE) since the
-				* last ReadyForQuery 'I' ... */
-	bool tx_undone;         /* ... and an ErrorResponse or a ROLLBACK since then: the upstream
-				* may have undone it (PostgreSQL does, with the transaction) */
+	bool noting;            /* a tracked change (SET, RESET, DISCARD, DEALLOCATE) in the
+				 * message being read: the next request item carries it */
+	bool tx_noted;          /* an answered request of the transaction carried one ... */
+	bool tx_undone;         /* ... and it got an ErrorResponse or a ROLLBACK: the upstream
+				 * may have undone it or refused it (closed after its client) */
 	bool unsynced;          /* extended-protocol messages since the last Sync: the server
 				 * is mid-way (Flush answers do not end anything) */
 	bool stop_after_ready;  /* rl_from_server returns after each ReadyForQuery it passes
@@ -74,6 +75,8 @@ struct rl_opts {
 	uint32_t max_packet;         /* the largest client message, length word included;
 				 * 0: the protocol's own bound (1 GB) */
 	bool no_tx;                  /* statement mode: a transaction block is a violation */
+	bool pooled;                 /* transaction or statement mode: servers change hands
+				      * between transactions */
 	const char *const *defaults; /* per tracked parameter: the upstream's login value,
 					 * NULL when the upstream does not report it */
 	bool crate;                  /* the upstream is CrateDB (see docs/cratebouncer.md) */

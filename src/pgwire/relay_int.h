@@ -29,6 +29,7 @@ struct rl_item {
 	uint8_t kind;
 	int8_t param;       /* QUERY_DROP of a replay: the parameter its SET gives the client's
 			     * value (-1: none) */
+	bool noted;         /* its statements changed what is tracked (rl_server.noting) */
 	struct ps_stmt *st; /* PARSE, PARSE_DROP: a reference, to undo on error */
 	char *fx;           /* QUERY, SYNC on CrateDB: what its statements do to the
 				 * transaction and cursors (records: op, name, NUL) */

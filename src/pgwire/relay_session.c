@@ -181,7 +181,7 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	int rc = sp_parse_set(sql, len, &idx, &value);
 
 	if (rc == 1 || rc == 2)
-		s->tx_noted = true;
+		s->noting = true;
 	if (rc == 1 && !rl_reported(o, idx)) {
 		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
 			free(value);
@@ -259,9 +259,8 @@ void replay_done(struct rl_server *s, struct rl_client *c, const struct rl_opts 
 		/* what failed was a client's own SET the upstream had refused, which was tracked
 		 * from its text: that setting goes back to the default (the server has it:
 		 * rl_link reset it first); the client's other settings were given */
-		uint64_t bad = s->replay_failed ? s->replay_failed : s->replay_mask;
 		for (int i = 0; i < sp_count(); i++)
-			if ((bad & (1ull << i)) && !rl_reported(o, i) &&
+			if ((s->replay_failed & (1ull << i)) && !rl_reported(o, i) &&
 			    sp_put(&c->params, i, NULL, false) < 0)
 				log_warn("out of memory tracking %s", sp_name(i));
 	}

@@ -4,12 +4,13 @@ connections, pipelines, session state per client, limits)."""
 
 import datetime
 import re
+import struct
 import threading
 import time
 
 import psycopg
 import pytest
-from helpers import wait_until
+from helpers import RawConn, wait_until
 
 TX = {"pool_mode": "transaction", "default_pool_size": 2, "max_client_conn": 200}
 
@@ -297,12 +298,14 @@ def test_prepared_set_takes_effect_when_run(cratebouncer, pg):
         assert c.execute("SELECT v FROM tp").fetchall() == [("two",)]
 
 
+@pytest.mark.parametrize("prepared", [100, 0], ids=["renaming", "max_prepared_statements=0"])
 @pytest.mark.parametrize("undo", ["rollback", "error in the query", "failed block"])
-def test_a_session_change_its_transaction_undid_never_reaches_another_client(cratebouncer, undo):
+def test_a_session_change_its_transaction_undid_never_reaches_another_client(cratebouncer, undo,
+                                                                             prepared):
     """PostgreSQL undoes a RESET (or SET) with the transaction that failed or was rolled back;
     the tracking took it from its text. One server: a's search_path must not reach b (the
     server is closed after such a transaction instead of handed on)."""
-    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    b = cratebouncer(settings={**TX, "default_pool_size": 1, "max_prepared_statements": prepared})
     a, other = b.connect(), b.connect()
     default = other.execute("show search_path").fetchone()[0]
     a.execute("set search_path to cb_undone, public")
@@ -381,3 +384,25 @@ def test_a_set_hidden_by_quoting_is_still_tracked(cratebouncer, stmt, want):
     for _ in range(3):
         assert other.execute("show search_path").fetchone()[0] == default
         assert a.execute("show search_path").fetchone()[0] == want
+
+
+def test_an_undone_change_in_a_second_pipelined_query_is_seen(cratebouncer):
+    """Two Queries sent at once: a SET, then a transaction whose RESET is rolled back. The
+    first one's ReadyForQuery must not make the second's undoing go unseen (was: the mark was
+    taken when the Queries were sent, and cleared by the first answer)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    other = b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    raw = RawConn(b.host, b.port).login("crate", "doc")
+    try:
+        def q(sql):
+            body = sql.encode() + b"\0"
+            return b"Q" + struct.pack("!I", len(body) + 4) + body
+        raw.send(q("set search_path to cb_piped, public") +
+                 q("begin; reset search_path; rollback"))
+        raw.read_result()
+        raw.read_result()
+        for _ in range(3):
+            assert other.execute("show search_path").fetchone()[0] == default
+    finally:
+        raw.close()
