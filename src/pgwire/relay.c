@@ -59,8 +59,7 @@ static void pop(struct rl_server *s)
 
 	if ((it->kind == RQ_PARSE || it->kind == RQ_PARSE_DROP) && it->st)
 		s->parses--;
-	if (it->noted)
-		s->tx_noted = true; /* answered: its transaction is the current one */
+	s->tx_noted |= it->noted; /* answered: its transaction is the current one */
 	ps_unref(it->st);
 	it->st = NULL;
 	free(it->fx);
@@ -312,7 +311,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 	if (d == 2) {
 		ps_map_free(&c->names);
 		ps_set_free(&s->prepared);
-		s->noting = true;
+		s->noting |= RL_NOTE_REFUSE;
 		return 0;
 	}
 	if (d != 1 || !(st = ps_map_get(c->names, name)))
@@ -336,7 +335,7 @@ static int deallocate(struct rl_server *s, struct rl_client *c, const struct rl_
 		evbuffer_add(to_server, sql + qlen, rest);
 	ps_set_del(&s->prepared, st);
 	ps_map_del(&c->names, name);
-	s->noting = true;
+	s->noting |= RL_NOTE_REFUSE;
 	return 1;
 }
 
@@ -512,7 +511,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					/* the server forgets every statement; so does this client */
 					ps_map_free(&c->names);
 					ps_set_free(&s->prepared);
-					s->noting = true;
+					s->noting |= RL_NOTE_REFUSE;
 				}
 			}
 			if (rl_push(s, RQ_QUERY, NULL) < 0)
@@ -581,8 +580,13 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 					goto nomem;
 			}
 			if (st) {
+				/* what ensure queues (a Parse, an eviction's Close) is not what
+				 * made the change: the Bind's item carries it */
+				uint8_t nt = s->noting;
+				s->noting = 0;
 				if (ensure(s, o, st, to_server) < 0)
 					goto nomem;
+				s->noting = nt;
 				put_renamed(to_server, 'B', body, blen, n1, n2, st);
 				done = true;
 			}
@@ -684,6 +688,8 @@ static void skip_to_sync(struct rl_server *s)
 		if (it->kind == RQ_CLOSE_DROP && it->st &&
 		    ps_set_add(&s->prepared, it->st, 0, &ev) < 0)
 			s->tainted = true;
+		if (it->noted)
+			s->tx_error = true; /* a change tracked from a request that never ran */
 		pop(s);
 	}
 }
@@ -781,8 +787,8 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				pop(s);
 			break;
 		case 'C':
-			if ((s->tx_noted || (it && it->noted)) && !replay && !o->crate &&
-			    mlen >= 4 + 8) {
+			if (((s->tx_noted | (it ? it->noted : 0)) & RL_NOTE_UNDO) && !replay &&
+			    !o->crate && mlen >= 4 + 8) {
 				/* ROLLBACK, ROLLBACK TO: what was noted may be undone */
 				char tag[8];
 				struct evbuffer_ptr at = pos;
@@ -790,7 +796,7 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				    evbuffer_copyout_from(in, &at, tag, sizeof(tag)) ==
 					    sizeof(tag) &&
 				    memcmp(tag, "ROLLBACK", 8) == 0)
-					s->tx_undone = true;
+					s->tx_rolled = true;
 			}
 			/* fall through */
 		case 'I':
@@ -803,12 +809,13 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 				s->inject_failed = true;
 				if (it->param >= 0)
 					s->replay_failed |= 1ull << it->param;
-			} else
+			} else {
 				s->failed = true;
-			/* CrateDB undoes nothing: only a failure of the request that
+				/* CrateDB undoes nothing: only a failure of the requests that
 				 * made the change leaves its effect unknown */
-			if (!o->crate || (it && it->noted))
-				s->tx_undone = true;
+				if (!o->crate || s->tx_noted || (it && it->noted))
+					s->tx_error = true;
+			}
 			if (!replay && kind >= 0 && kind != RQ_QUERY)
 				skip_to_sync(s);
 			break;
@@ -845,7 +852,10 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			 * error (extended): neither says what the session is */
 			s->status = o->crate ? crate_status(s) : raw;
 			if (!replay && s->status == 'I') {
-				if (s->tx_noted && s->tx_undone && !s->tainted && o->pooled) {
+				bool unknown = ((s->tx_noted & RL_NOTE_UNDO) &&
+						(s->tx_rolled || s->tx_error)) ||
+					       ((s->tx_noted & RL_NOTE_REFUSE) && s->tx_error);
+				if (unknown && !s->tainted && o->pooled) {
 					/* The tracking took the change from its text when it was sent,
 					 * but PostgreSQL undoes the SETs and RESETs of a transaction that
 					 * failed or was rolled back, and refuses a DISCARD ALL or
@@ -857,7 +867,8 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 						"a session change was undone with its transaction: "
 						"the server connection is closed after this client");
 				}
-				s->tx_noted = s->tx_undone = false;
+				s->tx_noted = 0;
+				s->tx_rolled = s->tx_error = false;
 			}
 			/* CrateDB's 'E' after an error is no failed transaction (there is none: the
 			 * next statement runs); told 'E', libpq clients (asyncpg's pool) send a

@@ -37,24 +37,24 @@ struct rl_server {
 	uint32_t parses; /* Parse items of named statements not yet answered */
 	struct ps_set *prepared;
 	struct sp_set params;
-	uint64_t replay_mask;   /* parameters the pending replay sets */
-	uint64_t replay_failed; /* ... those whose SET the upstream refused */
-	uint32_t replay_left;   /* its Queries not answered yet */
-	uint32_t pass;          /* bytes of the current server message still to handle */
-	bool drop;              /* ... and they are dropped, not passed */
-	bool inject_failed;     /* an injected query (replay, reset) got an ErrorResponse */
-	bool violation;         /* statement mode: a ReadyForQuery T/E was held back */
-	bool tainted;           /* its session state is unknown: close, do not reuse */
-	bool noting;            /* a tracked change (SET, RESET, DISCARD, DEALLOCATE) in the
-				 * message being read: the next request item carries it */
-	bool tx_noted;          /* an answered request of the transaction carried one ... */
-	bool tx_undone;         /* ... and it got an ErrorResponse or a ROLLBACK: the upstream
-				 * may have undone it or refused it (closed after its client) */
-	bool unsynced;          /* extended-protocol messages since the last Sync: the server
+	uint64_t replay_mask;     /* parameters the pending replay sets */
+	uint64_t replay_failed;   /* ... those whose SET the upstream refused */
+	uint32_t replay_left;     /* its Queries not answered yet */
+	uint32_t pass;            /* bytes of the current server message still to handle */
+	bool drop;                /* ... and they are dropped, not passed */
+	bool inject_failed;       /* an injected query (replay, reset) got an ErrorResponse */
+	bool violation;           /* statement mode: a ReadyForQuery T/E was held back */
+	bool tainted;             /* its session state is unknown: close, do not reuse */
+	uint8_t noting;           /* RL_NOTE_* changes tracked in the message being read: the
+				 * next request item carries them */
+	uint8_t tx_noted;         /* RL_NOTE_* of the transaction's answered requests ... */
+	bool tx_rolled, tx_error; /* ... a ROLLBACK, an ErrorResponse in it: what the upstream
+				   * has may differ from the tracking (closed after its client) */
+	bool unsynced;            /* extended-protocol messages since the last Sync: the server
 				 * is mid-way (Flush answers do not end anything) */
-	bool stop_after_ready;  /* rl_from_server returns after each ReadyForQuery it passes
+	bool stop_after_ready;    /* rl_from_server returns after each ReadyForQuery it passes
 				 * (other clients' queries are pipelined behind this one's) */
-	char status;            /* from the last ReadyForQuery; on CrateDB what the session
+	char status;              /* from the last ReadyForQuery; on CrateDB what the session
 				 * really is: 'T' in a transaction or with a cursor open */
 	uint32_t client_parses, server_parses, binds; /* for the statistics */
 	/* CrateDB answers 'I' after BEGIN in the simple protocol and 'E' after an autocommit

@@ -29,11 +29,17 @@ struct rl_item {
 	uint8_t kind;
 	int8_t param;       /* QUERY_DROP of a replay: the parameter its SET gives the client's
 			     * value (-1: none) */
-	bool noted;         /* its statements changed what is tracked (rl_server.noting) */
+	uint8_t noted;      /* RL_NOTE_*: its statements changed what is tracked */
 	struct ps_stmt *st; /* PARSE, PARSE_DROP: a reference, to undo on error */
 	char *fx;           /* QUERY, SYNC on CrateDB: what its statements do to the
 				 * transaction and cursors (records: op, name, NUL) */
 };
+
+/* What a tracked change becomes unknown by: a SET or RESET (RESET ALL, DISCARD ALL) is
+ * undone by a ROLLBACK or an error of its transaction; a DEALLOCATE is refused in a
+ * failed transaction (an error) but not undone by a ROLLBACK. */
+#define RL_NOTE_UNDO 1
+#define RL_NOTE_REFUSE 2
 
 /* relay.c */
 /* CrateDB's reset (its DISCARD ALL keeps the settings and drops the session from the

@@ -181,7 +181,7 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	int rc = sp_parse_set(sql, len, &idx, &value);
 
 	if (rc == 1 || rc == 2)
-		s->noting = true;
+		s->noting |= RL_NOTE_UNDO;
 	if (rc == 1 && !rl_reported(o, idx)) {
 		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
 			free(value);
@@ -301,6 +301,7 @@ void rl_link(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 {
 	uint64_t mask = 0;
 
+	s->noting = 0; /* whatever an earlier client's message left (no memory for its item) */
 	if (sp_same(&c->params, &s->params))
 		return;
 	s->inject_failed = false;
