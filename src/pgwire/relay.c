@@ -851,7 +851,9 @@ int rl_from_server(struct rl_server *s, struct rl_client *c, const struct rl_opt
 			/* CrateDB: 'I' after BEGIN (simple protocol), 'E' after an autocommit
 			 * error (extended): neither says what the session is */
 			s->status = o->crate ? crate_status(s) : raw;
-			if (!replay && s->status == 'I') {
+			/* at every 'I', a reset's too (on CrateDB a session left in a transaction
+			 * comes back to 'I' by the reset): the marks never reach another client */
+			if (s->status == 'I') {
 				bool unknown = ((s->tx_noted & RL_NOTE_UNDO) &&
 						(s->tx_rolled || s->tx_error)) ||
 					       ((s->tx_noted & RL_NOTE_REFUSE) && s->tx_error);

@@ -338,6 +338,7 @@ void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
 	char *value = NULL;
 
 	s->inject_failed = false;
+	s->noting = 0; /* a mark an earlier message left (no memory for its item) is no reset's */
 	if (rl_push(s, RQ_QUERY_DROP, NULL) < 0) {
 		s->inject_failed = true;
 		return;
@@ -472,6 +473,7 @@ void rl_reset_crate(struct rl_server *s, const struct rl_opts *o, struct evbuffe
 
 	(void)o;
 	s->inject_failed = false;
+	s->noting = 0;
 	if (!sql || rl_push(s, RQ_QUERY_DROP, NULL) < 0 ||
 	    fx_add(&rl_tail(s)->fx, &fl, SP_TX_DISCARD_ALL, "") < 0) {
 		free(sql);
