@@ -410,9 +410,8 @@ class ServiceBouncer(Bouncer):
     def reap(self, timeout):
         """Wait up to timeout s for the daemon to exit on its own; its exit status, or None if
         it still runs (then it is left to the fixture's teardown)."""
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        rc = super().reap(timeout)
+        if rc is None:
             return None
         if not self.stopped:
             self.stopped = True
