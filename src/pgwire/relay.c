@@ -82,7 +82,7 @@ static bool discard_all(const uint8_t *sql, size_t len)
 
 	while (end > p && end[-1] == '\0')
 		end--;
-	const char *next = sp_next_statement(p, end);
+	const char *next = sp_next_statement(p, end, true);
 	if (sp_tx_statement(p, (size_t)(next - p), name, sizeof(name)) != SP_TX_DISCARD_ALL)
 		return false;
 	for (; next < end; next++)

@@ -67,7 +67,7 @@ int fx_of(const char *sql, size_t len, char **fx, uint32_t *fxlen)
 	while (end > p && end[-1] == '\0')
 		end--;
 	while (p < end) {
-		const char *next = sp_next_statement(p, end);
+		const char *next = sp_next_statement(p, end, true);
 		int op = sp_tx_statement(p, (size_t)(next - p), name, sizeof(name));
 		bool named = op == SP_TX_DECLARE || op == SP_TX_DECLARE_HOLD || op == SP_TX_CLOSE;
 		if (op != SP_TX_NONE && fx_add(fx, fxlen, op, named ? name : "") < 0)
@@ -178,10 +178,17 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 {
 	int idx = -1;
 	char *value = NULL;
-	int rc = sp_parse_set(sql, len, &idx, &value);
+	int rc = sp_parse_set(sql, len, o->crate, &idx, &value);
 
 	if (rc == 1 || rc == 2)
 		s->noting |= RL_NOTE_UNDO;
+	if (rc == 3 && !s->tainted) {
+		/* a change the tracking cannot follow: what the server has is not known */
+		s->tainted = true;
+		log_debug("a session change cratebouncer cannot track (the session's user or "
+			  "role, or a SET it cannot read): the server connection is closed after "
+			  "this client");
+	}
 	if (rc == 1 && !rl_reported(o, idx)) {
 		if (value && (strcasecmp(value, "DEFAULT") == 0 || raw_is_default(o, idx, value))) {
 			free(value);
@@ -209,7 +216,7 @@ void note_set(struct rl_server *s, struct rl_client *c, const struct rl_opts *o,
 	while (end > p && end[-1] == '\0')
 		end--;
 	while (p < end) {
-		const char *next = sp_next_statement(p, end);
+		const char *next = sp_next_statement(p, end, o->crate);
 		note_one(s, c, o, p, (size_t)(next - p));
 		p = next;
 	}
@@ -344,7 +351,7 @@ void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
 		return;
 	}
 	pg_put_query(to_server, sql);
-	if (sp_parse_set(sql, strlen(sql), &idx, &value) == 2) {
+	if (sp_parse_set(sql, strlen(sql), o->crate, &idx, &value) == 2) {
 		for (int i = 0; i < sp_count(); i++)
 			if (!rl_reported(o, i) && sp_put(&s->params, i, NULL, false) < 0)
 				log_warn("out of memory tracking RESET ALL");
@@ -361,10 +368,10 @@ static bool tracked_effect(const struct rl_opts *o, const char *p, const char *e
 	char name[128];
 
 	while (p < end) {
-		const char *next = sp_next_statement(p, end);
+		const char *next = sp_next_statement(p, end, o->crate);
 		int idx;
 		char *value = NULL;
-		int rc = sp_parse_set(p, (size_t)(next - p), &idx, &value);
+		int rc = sp_parse_set(p, (size_t)(next - p), o->crate, &idx, &value);
 		free(value);
 		if (rc != 0 || (o->crate && sp_tx_statement(p, (size_t)(next - p), name,
 							    sizeof(name)) != SP_TX_NONE))

@@ -512,8 +512,8 @@ void server_link(struct server *sv, struct client *c)
 void server_return(struct server *sv)
 {
 	if (sv->rl.tainted) {
-		server_close(sv, "session state unknown (a failed replay, or a session change "
-				 "its transaction undid)");
+		server_close(sv, "session state unknown (a failed replay, a change its "
+				 "transaction undid, or one the tracking cannot follow)");
 		return;
 	}
 	if (sv->cancels) {

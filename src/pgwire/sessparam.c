@@ -265,12 +265,24 @@ char *sp_diff_sql(const struct sp_set *cl, const struct sp_set *sv, uint64_t *ma
 	return buf;
 }
 
-/* Skips white space and SQL comments. */
-/* The end of the block comment starting at p: block comments nest, as in PostgreSQL. */
-static const char *comment_end(const char *p, const char *end)
+/* The lexing below follows PostgreSQL's scanner, or CrateDB's (its SqlBaseLexer.g4) when
+ * crate is set. CrateDB differs in four ways that decide where a statement ends: block
+ * comments do not nest; `name` is a quoted identifier as "name" is; a dollar quote's tag is
+ * [A-Za-z_][A-Za-z0-9_@]* and may follow any token ($ is no identifier character); and in
+ * E'...' a run of backslashes escapes the one character after it, so E'\\' is not closed
+ * by its second quote. */
+
+/* The end of the block comment starting at p: PostgreSQL's nest, CrateDB's do not. */
+static const char *comment_end(const char *p, const char *end, bool crate)
 {
 	int depth = 0;
 
+	if (crate) {
+		for (p += 2; end - p >= 2; p++)
+			if (p[0] == '*' && p[1] == '/')
+				return p + 2;
+		return end;
+	}
 	while (end - p >= 2) {
 		if (p[0] == '/' && p[1] == '*') {
 			depth++;
@@ -286,17 +298,18 @@ static const char *comment_end(const char *p, const char *end)
 	return end;
 }
 
-static const char *skip_ws(const char *p, const char *end)
+/* Skips white space and SQL comments. */
+static const char *skip_ws(const char *p, const char *end, bool crate)
 {
 	for (;;) {
 		while (p < end && isspace((unsigned char)*p))
 			p++;
 		if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-			/* PostgreSQL ends a -- comment at CR as well as at LF */
+			/* both end a -- comment at CR as well as at LF */
 			while (p < end && *p != '\n' && *p != '\r')
 				p++;
 		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
-			p = comment_end(p, end);
+			p = comment_end(p, end, crate);
 		} else {
 			return p;
 		}
@@ -325,57 +338,110 @@ static size_t ident_len(const char *p, const char *end)
 	return n;
 }
 
-static bool ident_char(char c)
+static bool ident_char(char c, bool crate)
 {
+	if (crate)
+		return isalnum((unsigned char)c) || c == '_' || c == '@';
 	return isalnum((unsigned char)c) || c == '_' || c == '$' || (unsigned char)c >= 0x80;
 }
 
+static bool quote_char(char c, bool crate)
+{
+	return c == '\'' || c == '"' || (crate && c == '`');
+}
+
+/* CrateDB's E'...' opening at p: the longest match of its ESCAPED_STRING, whose body is
+ * characters but quote and backslash, '' pairs, and backslash runs with the character
+ * after them. NULL when it has no end: CrateDB then reads E as a name and a plain string. */
+static const char *crate_escape_end(const char *p, const char *end)
+{
+	const char *q = p + 1, *last = NULL;
+
+	while (q < end) {
+		if (*q == '\\') {
+			while (q < end && *q == '\\')
+				q++;
+			if (q == end)
+				break;
+			q++;
+		} else if (*q == '\'') {
+			last = q;
+			if (q + 1 < end && q[1] == '\'') {
+				q += 2;
+				continue;
+			}
+			break;
+		} else {
+			q++;
+		}
+	}
+	return last;
+}
+
 /* The closing quote of the string or quoted name whose opening quote is at p (NULL: none
- * before end). An escape string, E'...', where a token starts: a backslash escapes the
- * next character (a quote too), as in PostgreSQL and CrateDB. */
-static const char *close_quote(const char *start, const char *p, const char *end)
+ * before end). An escape string, E'...', where a token starts: in PostgreSQL a backslash
+ * escapes the next character (a quote too); CrateDB's is crate_escape_end(). */
+static const char *close_quote(const char *start, const char *p, const char *end, bool crate)
 {
 	if (*p == '\'' && p > start && (p[-1] == 'E' || p[-1] == 'e') &&
-	    (p - 1 == start || !ident_char(p[-2]))) {
+	    (p - 1 == start || !ident_char(p[-2], crate))) {
 		const char *q = p + 1;
-		while (q < end && *q != '\'')
-			q += *q == '\\' && q + 1 < end ? 2 : 1;
-		return q < end ? q : NULL;
+		if (!crate) {
+			while (q < end && *q != '\'')
+				q += *q == '\\' && q + 1 < end ? 2 : 1;
+			return q < end ? q : NULL;
+		}
+		if ((q = crate_escape_end(p, end)))
+			return q;
+		/* no end: CrateDB reads a name E and a plain string */
 	}
 	return memchr(p + 1, *p, (size_t)(end - p - 1));
 }
 
-const char *sp_next_statement(const char *p, const char *end)
+/* The end of the dollar quote starting at p ($tag$ ... $tag$; end when it is not closed),
+ * or NULL when p starts none: in PostgreSQL only where a token starts, not $1 (a
+ * parameter: the tag does not start with a digit). */
+static const char *dollar_end(const char *start, const char *p, const char *end, bool crate)
 {
-	const char *start = p;
+	const char *t = p + 1;
+
+	if (crate) {
+		if (t < end && (isalpha((unsigned char)*t) || *t == '_'))
+			while (t < end && ident_char(*t, true))
+				t++;
+	} else {
+		if ((p > start && ident_char(p[-1], false)) ||
+		    (t < end && isdigit((unsigned char)*t)))
+			return NULL;
+		while (t < end &&
+		       (isalnum((unsigned char)*t) || *t == '_' || (unsigned char)*t >= 0x80))
+			t++;
+	}
+	if (t >= end || *t != '$')
+		return NULL;
+	size_t tl = (size_t)(t - p + 1);
+	const char *q = t + 1;
+	while (q + tl <= end && memcmp(q, p, tl) != 0)
+		q++;
+	return q + tl <= end ? q + tl : end;
+}
+
+const char *sp_next_statement(const char *p, const char *end, bool crate)
+{
+	const char *start = p, *e;
 
 	while (p < end) {
 		char c = *p;
-		if (c == '\'' || c == '"') {
-			const char *e = close_quote(start, p, end);
+		if (quote_char(c, crate)) {
+			e = close_quote(start, p, end, crate);
 			p = e ? e + 1 : end;
 		} else if (c == '-' && p + 1 < end && p[1] == '-') {
 			while (p < end && *p != '\n' && *p != '\r')
 				p++;
 		} else if (c == '/' && p + 1 < end && p[1] == '*') {
-			p = comment_end(p, end);
-		} else if (c == '$' && (p == start || !ident_char(p[-1])) &&
-			   (p + 1 >= end || !isdigit((unsigned char)p[1]))) {
-			/* a dollar-quoted string, $tag$ ... $tag$, only where a token starts
-			 * and not $1 (a parameter); the tag does not start with a digit */
-			const char *t = p + 1;
-			while (t < end && (isalnum((unsigned char)*t) || *t == '_' ||
-					   (unsigned char)*t >= 0x80))
-				t++;
-			if (t < end && *t == '$') {
-				size_t tl = (size_t)(t - p + 1);
-				const char *q = t + 1;
-				while (q + tl <= end && memcmp(q, p, tl) != 0)
-					q++;
-				p = q + tl <= end ? q + tl : end;
-			} else {
-				p++;
-			}
+			p = comment_end(p, end, crate);
+		} else if (c == '$' && (e = dollar_end(start, p, end, crate))) {
+			p = e;
 		} else if (c == ';') {
 			return p + 1;
 		} else {
@@ -389,7 +455,7 @@ bool sp_autocommit_statement(const char *sql, size_t len)
 {
 	static const char *const first[] = { "SELECT", "INSERT", "UPDATE", "DELETE",
 					     "VALUES", "TABLE",  "WITH" };
-	const char *end = sql + len, *p = skip_ws(sql, end);
+	const char *end = sql + len, *p = skip_ws(sql, end, false);
 	bool ok = false;
 
 	if (memchr(sql, '\\', len))
@@ -409,11 +475,27 @@ bool sp_autocommit_statement(const char *sql, size_t len)
 	}
 	if (!ok)
 		return false;
-	const char *e = sp_next_statement(p, end);
-	return skip_ws(e, end) == end;
+	const char *e = sp_next_statement(p, end, false);
+	return skip_ws(e, end, false) == end;
 }
 
-int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
+/* SET [SESSION] SESSION AUTHORIZATION or SET [SESSION] ROLE at p, after SET and its scope:
+ * the session's user or role, which nothing tracks and only DISCARD ALL (PostgreSQL) or
+ * RESET SESSION AUTHORIZATION undoes. */
+static bool sets_identity(const char *p, const char *end, bool scoped, bool crate)
+{
+	bool session = false;
+
+	if (word(&p, end, "ROLE"))
+		return sp_index("role", 4) < 0;
+	if (word(&p, end, "SESSION")) {
+		session = true;
+		p = skip_ws(p, end, crate);
+	}
+	return (scoped || session) && word(&p, end, "AUTHORIZATION");
+}
+
+int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value)
 {
 	const char *p = sql, *end = sql + len;
 	bool reset;
@@ -421,9 +503,9 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 	/* the query text of a Query or Parse message ends with its NUL */
 	while (end > p && end[-1] == '\0')
 		end--;
-	p = skip_ws(p, end);
+	p = skip_ws(p, end, crate);
 	if (word(&p, end, "DISCARD")) {
-		p = skip_ws(p, end);
+		p = skip_ws(p, end, crate);
 		return word(&p, end, "ALL") ? 2 : 0;
 	}
 	if (word(&p, end, "RESET"))
@@ -432,22 +514,29 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 		reset = false;
 	else
 		return 0;
-	p = skip_ws(p, end);
+	p = skip_ws(p, end, crate);
 	if (reset && word(&p, end, "ALL"))
 		return 2;
 	if (!reset && word(&p, end, "LOCAL"))
-		return 0; /* ends with the transaction */
-	if (!reset && word(&p, end, "SESSION")) {
-		p = skip_ws(p, end);
-		if (word(&p, end, "AUTHORIZATION") || word(&p, end, "CHARACTERISTICS"))
-			return 0;
-	}
-	p = skip_ws(p, end);
-	const char *name = p, *after;
+		return 0; /* ends with the transaction (CrateDB ignores it) */
+	bool scoped = !reset && word(&p, end, "SESSION");
+	p = skip_ws(p, end, crate);
+	if (scoped && word(&p, end, "CHARACTERISTICS"))
+		return 0;
+	if (!reset && sets_identity(p, end, scoped, crate))
+		return 3;
+	int i = -1;
+	const char *name = p, *after, *kw = p;
 	size_t n;
-	if (p < end && *p == '"') {
+	if (!reset && !crate && word(&kw, end, "SCHEMA")) {
+		/* PostgreSQL's SET SCHEMA 'x' is SET search_path TO 'x' */
+		i = sp_index("search_path", 11);
+		p = skip_ws(kw, end, crate);
+		goto value;
+	}
+	if (p < end && (*p == '"' || (crate && *p == '`'))) {
 		/* a quoted name: the same parameter (their names are case-insensitive) */
-		const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+		const char *q = memchr(p + 1, *p, (size_t)(end - p - 1));
 		if (!q)
 			return 0;
 		name = p + 1;
@@ -457,18 +546,16 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 		n = ident_len(p, end);
 		after = p + n;
 	}
-	if (n == 0)
+	if (n == 0 || (i = sp_index(name, n)) < 0)
 		return 0;
-	int i = sp_index(name, n);
-	if (i < 0)
-		return 0;
-	p = skip_ws(after, end);
+	/* from here on a tracked parameter changes: text that cannot be read is 3 */
+	p = skip_ws(after, end, crate);
 	if (reset) {
 		/* RESET name [;] and nothing else */
 		if (p < end && *p == ';')
-			p = skip_ws(p + 1, end);
+			p = skip_ws(p + 1, end, crate);
 		if (p != end)
-			return 0;
+			return 3;
 		*idx = i;
 		*value = NULL;
 		return 1;
@@ -476,35 +563,36 @@ int sp_parse_set(const char *sql, size_t len, int *idx, char **value)
 	if (p < end && *p == '=')
 		p++;
 	else if (!word(&p, end, "TO"))
-		return 0;
-	p = skip_ws(p, end);
+		return 3;
+	p = skip_ws(p, end, crate);
+value:;
 	const char *v = p, *ve = end;
 	/* one statement (sp_next_statement splits a Query): the value ends at its end or at
 	 * a comment; a value with a comment or a ';' inside is not taken */
-	ve = sp_next_statement(v, end);
+	ve = sp_next_statement(v, end, crate);
 	if (ve > v && ve[-1] == ';')
 		ve--;
 	for (const char *s = v; s < ve; s++) {
-		if (*s == '\'' || *s == '"') {
-			const char *e = close_quote(v, s, ve);
+		if (quote_char(*s, crate)) {
+			const char *e = close_quote(v, s, ve, crate);
 			if (!e)
-				return 0;
+				return 3;
 			s = e;
 		} else if ((*s == '-' && s + 1 < ve && s[1] == '-') ||
 			   (*s == '/' && s + 1 < ve && s[1] == '*')) {
-			if (skip_ws(s, ve) != ve)
-				return 0; /* something after the comment */
+			if (skip_ws(s, ve, crate) != ve)
+				return 3; /* something after the comment */
 			ve = s;
 			break;
 		}
 	}
-	const char *rest = skip_ws(ve, end);
-	if (rest != end && !(*rest == ';' && skip_ws(rest + 1, end) == end))
-		return 0;
+	const char *rest = skip_ws(ve, end, crate);
+	if (rest != end && !(*rest == ';' && skip_ws(rest + 1, end, crate) == end))
+		return 3;
 	while (ve > v && isspace((unsigned char)ve[-1]))
 		ve--;
 	if (ve == v)
-		return 0;
+		return 3;
 	*value = strndup(v, (size_t)(ve - v));
 	if (!*value)
 		return -1;
@@ -518,8 +606,8 @@ static size_t ident_folded(const char *p, const char *end, char *out, size_t max
 {
 	size_t n = 0, i = 0;
 
-	if (p < end && *p == '"') {
-		for (i = 1; p + i < end && p[i] != '"'; i++) {
+	if (p < end && (*p == '"' || *p == '`')) {
+		for (i = 1; p + i < end && p[i] != *p; i++) {
 			if (n + 1 >= max)
 				return 0;
 			out[n++] = p[i];
@@ -529,7 +617,7 @@ static size_t ident_folded(const char *p, const char *end, char *out, size_t max
 		out[n] = '\0';
 		return i + 1;
 	}
-	while (p + i < end && ident_char(p[i])) {
+	while (p + i < end && ident_char(p[i], true)) {
 		if (n + 1 >= max)
 			return 0;
 		out[n++] = (char)tolower((unsigned char)p[i]);
@@ -545,21 +633,21 @@ int sp_tx_statement(const char *sql, size_t len, char *name, size_t max)
 
 	while (end > p && end[-1] == '\0')
 		end--;
-	p = skip_ws(p, end);
+	p = skip_ws(p, end, true);
 	if (word(&p, end, "BEGIN"))
 		return SP_TX_BEGIN;
 	if (word(&p, end, "START")) {
-		p = skip_ws(p, end);
+		p = skip_ws(p, end, true);
 		return word(&p, end, "TRANSACTION") ? SP_TX_BEGIN : SP_TX_NONE;
 	}
 	if (word(&p, end, "COMMIT") || word(&p, end, "END"))
 		return SP_TX_COMMIT;
 	if (word(&p, end, "DISCARD")) {
-		p = skip_ws(p, end);
+		p = skip_ws(p, end, true);
 		return word(&p, end, "ALL") ? SP_TX_DISCARD_ALL : SP_TX_NONE;
 	}
 	if (word(&p, end, "CLOSE")) {
-		p = skip_ws(p, end);
+		p = skip_ws(p, end, true);
 		const char *q = p;
 		if (word(&q, end, "ALL"))
 			return SP_TX_CLOSE_ALL;
@@ -569,7 +657,7 @@ int sp_tx_statement(const char *sql, size_t len, char *name, size_t max)
 	}
 	if (!word(&p, end, "DECLARE"))
 		return SP_TX_NONE;
-	p = skip_ws(p, end);
+	p = skip_ws(p, end, true);
 	size_t n = ident_folded(p, end, name, max);
 	if (n == 0) {
 		/* an open cursor whose name cannot be tracked: it is never seen closed but by
@@ -580,16 +668,16 @@ int sp_tx_statement(const char *sql, size_t len, char *name, size_t max)
 	p += n;
 	/* declareCursorParams, then CURSOR [{WITH | WITHOUT} HOLD] FOR */
 	while (p < end) {
-		p = skip_ws(p, end);
+		p = skip_ws(p, end, true);
 		/* at the end (only white space or a comment was left): no step past it */
 		if (p == end || word(&p, end, "CURSOR"))
 			break;
 		size_t w = ident_len(p, end);
 		p += w ? w : 1;
 	}
-	p = skip_ws(p, end);
+	p = skip_ws(p, end, true);
 	if (word(&p, end, "WITH")) {
-		p = skip_ws(p, end);
+		p = skip_ws(p, end, true);
 		if (word(&p, end, "HOLD"))
 			return SP_TX_DECLARE_HOLD;
 	}

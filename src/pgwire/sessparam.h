@@ -50,12 +50,15 @@ bool sp_differs(const struct sp_set *cl, const struct sp_set *sv, int i);
 char *sp_stmt(const struct sp_set *cl, int i, bool crate, bool reset);
 
 /* Recognises "SET [SESSION] name {TO|=} value" and "RESET name" for a tracked name in a
- * statement's text. 1 with *idx and *value (malloc'd SQL text; NULL for RESET); 2 for
- * RESET ALL and DISCARD ALL; 0 when the text is not such a statement; -1: no memory. */
-int sp_parse_set(const char *sql, size_t len, int *idx, char **value);
+ * statement's text (PostgreSQL's SET SCHEMA too). 1 with *idx and *value (malloc'd SQL
+ * text; NULL for RESET); 2 for RESET ALL and DISCARD ALL; 3 for a change that cannot be
+ * tracked: a SET or RESET of a tracked name whose text cannot be read, SET SESSION
+ * AUTHORIZATION, SET ROLE; 0 when the text is none of these; -1: no memory. crate: read
+ * the text as CrateDB's lexer does (see sessparam.c). */
+int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value);
 /* The end of the statement starting at p (after its ';', or end): quotes, dollar quotes
- * and comments are skipped. */
-const char *sp_next_statement(const char *p, const char *end);
+ * and comments are skipped, as PostgreSQL's or (crate) CrateDB's lexer reads them. */
+const char *sp_next_statement(const char *p, const char *end, bool crate);
 /* One statement that cannot leave a transaction or session setting behind when run by
  * itself from idle: SELECT, INSERT, UPDATE, DELETE, VALUES, TABLE or WITH, nothing after
  * it but comments, no backslash anywhere (escape strings could hide a second statement),
@@ -65,7 +68,7 @@ bool sp_autocommit_statement(const char *sql, size_t len);
 
 /* What one statement does to a CrateDB session's transaction and cursors (CrateDB's
  * grammar: BEGIN/START TRANSACTION, COMMIT/END, DECLARE name ... CURSOR [WITH[OUT] HOLD],
- * CLOSE name | ALL, DISCARD ALL; there is no ROLLBACK). name gets the cursor name as
+ * CLOSE name | ALL, DISCARD ALL; there is no ROLLBACK; its lexer). name gets the cursor name as
  * CrateDB folds it (DECLARE, CLOSE; "" for a declared cursor whose name does not fit). */
 enum sp_tx {
 	SP_TX_NONE,

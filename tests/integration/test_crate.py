@@ -202,6 +202,36 @@ def test_settings_follow_clients_with_set_to_default(cratebouncer, target):
     assert "failed on the upstream" not in cb.log_text()
 
 
+@pytest.mark.parametrize("query", [
+    b"/* /* */ SELECT 1; SET search_path TO cb_lex; SELECT 2 -- */",
+    b"SELECT 1 AS `it's`; SET search_path TO cb_lex",
+    b"SELECT E'\\\\', '; SET search_path TO cb_lex; --'",
+], ids=["comments do not nest", "backquoted name", "escape string backslashes"])
+def test_a_set_read_as_crate_reads_it(cratebouncer, target, query):
+    """The Query's SET is a statement of its own only as CrateDB's lexer reads the text (its
+    block comments do not nest, `name` is quoted, E'\\\\' is still open): the tracking must
+    read it so too, or the next client of the server gets the search_path. The stand-in
+    splits statements its own way and runs them on PostgreSQL: real CrateDB only."""
+    if target.name != "cratedb":
+        pytest.skip("CrateDB's lexer: only a real CrateDB has it")
+    with target.direct() as d:
+        default = _show(d, "search_path")
+        d.execute("SET search_path TO cb_lex")
+        want = _show(d, "search_path")
+    cb = bouncer(cratebouncer, target, pool=1)
+    a = psycopg.connect(cb.conninfo(), autocommit=True)
+    b = psycopg.connect(cb.conninfo(), autocommit=True)
+    try:
+        with a.cursor() as cur:
+            cur.execute(query)
+        for _ in range(3):
+            assert _show(b, "search_path") == default
+            assert _show(a, "search_path") == want
+    finally:
+        a.close()
+        b.close()
+
+
 def test_startup_options_reach_crate(cratebouncer, target):
     """options=-c statement_timeout=... is applied, as CrateDB applies it directly."""
     cb = bouncer(cratebouncer, target, pool=1)

@@ -406,3 +406,52 @@ def test_an_undone_change_in_a_second_pipelined_query_is_seen(cratebouncer):
             assert other.execute("show search_path").fetchone()[0] == default
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize("stmt, want", [
+    (b"set schema 'cb_s'", "cb_s"),
+    (b"set session schema 'cb_s'", "cb_s"),
+])
+def test_set_schema_follows_its_client(cratebouncer, stmt, want):
+    """PostgreSQL's SET SCHEMA 'x' sets search_path (which PostgreSQL 15 does not report):
+    it follows its client to its next server and reaches no other client (was: not seen)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    a.execute(stmt)
+    for _ in range(3):
+        assert other.execute("show search_path").fetchone()[0] == default
+        assert a.execute("show search_path").fetchone()[0] == want
+
+
+def test_a_set_it_cannot_read_reaches_no_other_client(cratebouncer):
+    """A SET of a tracked parameter the tracking cannot read (a comment inside its value):
+    PostgreSQL runs it, so its server is closed after the transaction instead of handed to
+    the next client (was: the next client got the search_path)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    a.execute("set search_path to cb_c /* a comment */ , public")
+    for _ in range(3):
+        assert other.execute("show search_path").fetchone()[0] == default
+        a.execute("select 1")
+
+
+@pytest.mark.parametrize("stmt", ["set role md5user", "set session role md5user",
+                                  "set session authorization md5user"])
+def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):
+    """SET ROLE and SET SESSION AUTHORIZATION are not tracked: the next client of the server
+    would run as that role (was: it did). The server is closed after the transaction."""
+    pg.sql("grant md5user to crate")
+    if "authorization" in stmt:
+        pg.sql("alter role crate superuser")
+    try:
+        b = cratebouncer(settings={**TX, "default_pool_size": 1})
+        a, other = b.connect(), b.connect()
+        a.execute(stmt)
+        for _ in range(3):
+            assert other.execute("select current_user").fetchone()[0] == "crate"
+            a.execute("select 1")
+    finally:
+        pg.sql("alter role crate nosuperuser")
+        pg.sql("revoke md5user from crate")

@@ -96,68 +96,152 @@ START_TEST(test_parse_set)
 	char *v;
 
 	ck_assert_int_eq(sp_init("statement_timeout"), 0);
-	ck_assert_int_eq(sp_parse_set("SET search_path TO a, \"B\"", 25, &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO a, \"B\"", 25, false, &idx, &v), 1);
 	ck_assert_str_eq(sp_name(idx), "search_path");
 	ck_assert_str_eq(v, "a, \"B\"");
 	free(v);
-	ck_assert_int_eq(sp_parse_set(" set session TimeZone = 'UTC';", 30, &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set(" set session TimeZone = 'UTC';", 30, false, &idx, &v), 1);
 	ck_assert_str_eq(sp_name(idx), "TimeZone");
 	ck_assert_str_eq(v, "'UTC'");
 	free(v);
-	ck_assert_int_eq(sp_parse_set("SET statement_timeout = 5", 25, &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set("SET statement_timeout = 5", 25, false, &idx, &v), 1);
 	free(v);
-	ck_assert_int_eq(sp_parse_set("RESET search_path", 17, &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set("RESET search_path", 17, false, &idx, &v), 1);
 	ck_assert_ptr_null(v);
-	ck_assert_int_eq(sp_parse_set("reset all", 9, &idx, &v), 2);
-	ck_assert_int_eq(sp_parse_set("DISCARD ALL", 11, &idx, &v), 2);
-	ck_assert_int_eq(sp_parse_set("SET LOCAL search_path TO x", 26, &idx, &v), 0);
-	ck_assert_int_eq(sp_parse_set("SET work_mem TO '4MB'", 21, &idx, &v), 0);
-	ck_assert_int_eq(sp_parse_set("SET search_path TO x; SELECT 1", 30, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("reset all", 9, false, &idx, &v), 2);
+	ck_assert_int_eq(sp_parse_set("DISCARD ALL", 11, false, &idx, &v), 2);
+	ck_assert_int_eq(sp_parse_set("SET LOCAL search_path TO x", 26, false, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET work_mem TO '4MB'", 21, false, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO x; SELECT 1", 30, false, &idx, &v), 3);
 	/* a comment must not smuggle a second statement into the value */
 	const char *trick = "SET search_path TO x /* ' */ ; DELETE FROM t; /* ' */";
-	ck_assert_int_eq(sp_parse_set(trick, strlen(trick), &idx, &v), 0);
-	ck_assert_int_eq(sp_parse_set("SET search_path TO z /* c */;", 29, &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set(trick, strlen(trick), false, &idx, &v), 3);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO z /* c */;", 29, false, &idx, &v), 1);
 	ck_assert_str_eq(v, "z");
 	free(v);
-	ck_assert_int_eq(sp_parse_set("SET search_path TO x -- why\n", 28, &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set("SET search_path TO x -- why\n", 28, false, &idx, &v), 1);
 	ck_assert_str_eq(v, "x");
 	free(v);
 	const char *q = "SELECT ';'; SET search_path TO y; SELECT $$;$$";
-	const char *e = q + strlen(q), *a = sp_next_statement(q, e);
+	const char *e = q + strlen(q), *a = sp_next_statement(q, e, false);
 	ck_assert_str_eq(a, " SET search_path TO y; SELECT $$;$$");
-	const char *b2 = sp_next_statement(a, e);
-	ck_assert_int_eq(sp_parse_set(a, (size_t)(b2 - a), &idx, &v), 1);
+	const char *b2 = sp_next_statement(a, e, false);
+	ck_assert_int_eq(sp_parse_set(a, (size_t)(b2 - a), false, &idx, &v), 1);
 	ck_assert_str_eq(v, "y");
 	free(v);
-	ck_assert_ptr_eq(sp_next_statement(b2, e), e);
-	ck_assert_int_eq(sp_parse_set("SELECT 'SET search_path TO x'", 29, &idx, &v), 0);
+	ck_assert_ptr_eq(sp_next_statement(b2, e, false), e);
+	ck_assert_int_eq(sp_parse_set("SELECT 'SET search_path TO x'", 29, false, &idx, &v), 0);
 	/* a quoted name is the same parameter */
 	const char *qn = "SET \"search_path\" TO cb_q";
-	ck_assert_int_eq(sp_parse_set(qn, strlen(qn), &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set(qn, strlen(qn), false, &idx, &v), 1);
 	ck_assert_str_eq(sp_name(idx), "search_path");
 	ck_assert_str_eq(v, "cb_q");
 	free(v);
 	qn = "reset \"Search_Path\"";
-	ck_assert_int_eq(sp_parse_set(qn, strlen(qn), &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set(qn, strlen(qn), false, &idx, &v), 1);
 	ck_assert_str_eq(sp_name(idx), "search_path");
-	ck_assert_int_eq(sp_parse_set("SET \"search_path TO x", 22, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET \"search_path TO x", 22, false, &idx, &v), 0);
 	/* an escape string's \' does not end it: the SET behind it is a statement of its own */
 	q = "select E'\\''; set search_path to cb_e";
 	e = q + strlen(q);
-	a = sp_next_statement(q, e);
+	a = sp_next_statement(q, e, false);
 	ck_assert_str_eq(a, " set search_path to cb_e");
-	ck_assert_int_eq(sp_parse_set(a, strlen(a), &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set(a, strlen(a), false, &idx, &v), 1);
 	ck_assert_str_eq(v, "cb_e");
 	free(v);
 	/* ... but E only where a token starts: in "note'..." the quote is a plain one */
 	q = "select note'\\'; set search_path to x'";
-	ck_assert_ptr_eq(sp_next_statement(q, q + strlen(q)), strchr(q, ';') + 1);
+	ck_assert_ptr_eq(sp_next_statement(q, q + strlen(q), false), strchr(q, ';') + 1);
 	q = "SET search_path TO E'a\\'b', c";
-	ck_assert_int_eq(sp_parse_set(q, strlen(q), &idx, &v), 1);
+	ck_assert_int_eq(sp_parse_set(q, strlen(q), false, &idx, &v), 1);
 	ck_assert_str_eq(v, "E'a\\'b', c");
 	free(v);
+	/* changes the tracking cannot follow are 3: the server is closed after its client */
+	static const char *const unknown[] = { "SET search_path TO a /* c */ , b",
+					       "SET search_path TO 'a",
+					       "RESET search_path x",
+					       "SET search_path FROM CURRENT",
+					       "SET SESSION AUTHORIZATION bob",
+					       "set session session authorization 'bob'",
+					       "SET ROLE bob",
+					       "SET SESSION ROLE bob" };
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
+		for (int crate = 0; crate < 2; crate++)
+			ck_assert_msg(
+				sp_parse_set(unknown[i], strlen(unknown[i]), crate, &idx, &v) == 3,
+				"%s (crate %d)", unknown[i], crate);
+	ck_assert_int_eq(sp_parse_set("SET LOCAL ROLE bob", 18, false, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("RESET SESSION AUTHORIZATION", 27, true, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", 52,
+				      false, &idx, &v),
+			 0);
+	/* PostgreSQL's SET SCHEMA is a SET of search_path (CrateDB has no such statement) */
+	ck_assert_int_eq(sp_parse_set("set schema 'cb_s';", 18, false, &idx, &v), 1);
+	ck_assert_str_eq(sp_name(idx), "search_path");
+	ck_assert_str_eq(v, "'cb_s'");
+	free(v);
+	ck_assert_int_eq(sp_parse_set("set schema 'cb_s'", 17, true, &idx, &v), 0);
 	ck_assert_int_eq(sp_init("bad-name"), -1);
 	ck_assert_int_eq(sp_init(NULL), 0);
+}
+END_TEST
+
+/* Where a statement ends, read as CrateDB's lexer reads it (SqlBaseLexer.g4) and as
+ * PostgreSQL's: each text's first statement ends at the ';' before "SET" for one of them
+ * only, and that one must see the SET. */
+static const char *second(const char *q, bool crate)
+{
+	return sp_next_statement(q, q + strlen(q), crate);
+}
+
+START_TEST(test_crate_lexing)
+{
+	int idx;
+	char *v;
+	const char *q;
+
+	ck_assert_int_eq(sp_init(NULL), 0);
+	/* block comments do not nest on CrateDB */
+	q = "/* /* */ select 1; SET search_path TO cb_c; SELECT 1 -- */";
+	ck_assert_str_eq(second(q, true), " SET search_path TO cb_c; SELECT 1 -- */");
+	ck_assert_ptr_eq(second(q, false), q + strlen(q));
+	/* `name` is a quoted identifier on CrateDB */
+	q = "select 1 as `it's`; SET search_path TO cb_b; select '1'";
+	ck_assert_str_eq(second(q, true), " SET search_path TO cb_b; select '1'");
+	ck_assert_ptr_eq(second(q, false), q + strlen(q));
+	ck_assert_int_eq(sp_parse_set("SET `search_path` TO cb_b", 25, true, &idx, &v), 1);
+	ck_assert_str_eq(sp_name(idx), "search_path");
+	free(v);
+	/* in CrateDB's E'...' a backslash run escapes the character after it: E'\\' is
+	 * still open at its second quote */
+	q = "select E'\\\\', '; SET search_path TO cb_e; --'";
+	ck_assert_str_eq(second(q, true), " SET search_path TO cb_e; --'");
+	ck_assert_ptr_eq(second(q, false), q + strlen(q));
+	q = "select E'a'';'; SET search_path TO x";
+	ck_assert_str_eq(second(q, true), " SET search_path TO x");
+	/* an E'... CrateDB cannot close is a name E and a plain string */
+	q = "select E'\\\\'; SET search_path TO cb_p";
+	ck_assert_str_eq(second(q, true), " SET search_path TO cb_p");
+	/* a dollar quote may follow a name on CrateDB ($ is no identifier character) */
+	q = "select a$t$; SET search_path TO cb_d; $t$";
+	ck_assert_ptr_eq(second(q, true), q + strlen(q));
+	ck_assert_str_eq(second(q, false), " SET search_path TO cb_d; $t$");
+	/* ... its tag may hold @, and $1 starts none */
+	q = "select $a@b$;$a@b$; SET search_path TO x";
+	ck_assert_str_eq(second(q, true), " SET search_path TO x");
+	q = "select $1; SET search_path TO x";
+	ck_assert_str_eq(second(q, true), " SET search_path TO x");
+	/* the same on both */
+	q = "select $$;$$, '--', \"a;\" -- ;\n; SET search_path TO x";
+	ck_assert_str_eq(second(q, true), " SET search_path TO x");
+	ck_assert_str_eq(second(q, false), " SET search_path TO x");
+	/* cursor names and DISCARD ALL are read with CrateDB's lexer */
+	char name[64];
+	q = "DECLARE `Cu` CURSOR WITH HOLD FOR SELECT 1";
+	ck_assert_int_eq(sp_tx_statement(q, strlen(q), name, sizeof(name)), SP_TX_DECLARE_HOLD);
+	ck_assert_str_eq(name, "Cu");
+	q = "/* /* */ DISCARD ALL";
+	ck_assert_int_eq(sp_tx_statement(q, strlen(q), name, sizeof(name)), SP_TX_DISCARD_ALL);
 }
 END_TEST
 
@@ -961,6 +1045,7 @@ static Suite *relay_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_parse_set);
+	tcase_add_test(tc, test_crate_lexing);
 	tcase_add_test(tc, test_param_sets);
 	tcase_add_test(tc, test_prepared_lru);
 	tcase_add_test(tc, test_statements_across_clients);
