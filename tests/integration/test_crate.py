@@ -204,14 +204,14 @@ def test_settings_follow_clients_with_set_to_default(cratebouncer, target):
 
 @pytest.mark.parametrize("query", [
     b"/* /* */ SELECT 1; SET search_path TO cb_lex; SELECT 2 -- */",
-    b"SELECT 1 AS `it's`; SET search_path TO cb_lex",
-    b"SELECT E'\\\\', '; SET search_path TO cb_lex; --'",
-], ids=["comments do not nest", "backquoted name", "escape string backslashes"])
+    b"SELECT E'\\\\''; SET search_path TO cb_lex; SELECT ''",
+], ids=["comments do not nest", "escape string backslashes"])
 def test_a_set_read_as_crate_reads_it(cratebouncer, target, query):
     """The Query's SET is a statement of its own only as CrateDB's lexer reads the text (its
-    block comments do not nest, `name` is quoted, E'\\\\' is still open): the tracking must
-    read it so too, or the next client of the server gets the search_path. The stand-in
-    splits statements its own way and runs them on PostgreSQL: real CrateDB only."""
+    block comments do not nest; E'\\\\'' is closed by its last quote, where PostgreSQL reads
+    a backslash and a doubled quote): the tracking must read it so too, or the next client
+    of the server gets the search_path. The stand-in splits statements its own way and runs
+    them on PostgreSQL: real CrateDB only."""
     if target.name != "cratedb":
         pytest.skip("CrateDB's lexer: only a real CrateDB has it")
     with target.direct() as d:
@@ -230,6 +230,32 @@ def test_a_set_read_as_crate_reads_it(cratebouncer, target, query):
     finally:
         a.close()
         b.close()
+
+
+def test_a_changed_session_user_reaches_no_other_client(cratebouncer, target):
+    """SET SESSION AUTHORIZATION changes the session's user on CrateDB, and nothing resets it
+    but RESET SESSION AUTHORIZATION: the next client of the server would run as that user.
+    The server is closed after its client instead. Real CrateDB only (the stand-in's
+    PostgreSQL refuses the statement to a user that is no superuser)."""
+    if target.name != "cratedb":
+        pytest.skip("SET SESSION AUTHORIZATION: only a real CrateDB runs it for this user")
+    with target.direct() as d:
+        d.execute("DROP USER IF EXISTS cb_other")
+        d.execute("CREATE USER cb_other")
+        login = d.execute("SELECT current_user").fetchone()[0]
+    cb = bouncer(cratebouncer, target, pool=1)
+    a = psycopg.connect(cb.conninfo(), autocommit=True)
+    b = psycopg.connect(cb.conninfo(), autocommit=True)
+    try:
+        a.execute("SET SESSION AUTHORIZATION cb_other")
+        for _ in range(3):
+            assert b.execute("SELECT current_user").fetchone()[0] == login
+            a.execute("SELECT 1")
+    finally:
+        a.close()
+        b.close()
+        with target.direct() as d:
+            d.execute("DROP USER IF EXISTS cb_other")
 
 
 def test_startup_options_reach_crate(cratebouncer, target):
