@@ -478,7 +478,9 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 		bool done = false; /* consumed here, not passed as is */
 		switch (type) {
 		case 'Q': {
-			if (o->crate && discard_all(body, blen)) {
+			/* the server reads the text up to its first NUL, and so does the tracking */
+			size_t qlen = rl_text_len(body, blen);
+			if (o->crate && discard_all(body, qlen)) {
 				/* CrateDB's DISCARD ALL would make the session uncancellable (it leaves
 				 * the cancel map): what it clears is cleared this way instead */
 				if (o->rename)
@@ -505,8 +507,8 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 			}
 			done = d == 1;
 			if (!done) {
-				note_set(s, c, o, body, blen);
-				if (o->rename && blen >= 11 &&
+				note_set(s, c, o, body, qlen);
+				if (o->rename && qlen >= 11 &&
 				    strncasecmp((const char *)body, "DISCARD ALL", 11) == 0) {
 					/* the server forgets every statement; so does this client */
 					ps_map_free(&c->names);
@@ -518,7 +520,7 @@ enum rl_result rl_from_client(struct rl_server *s, struct rl_client *c, const st
 				goto nomem;
 			if (o->crate) {
 				uint32_t n = 0;
-				if (fx_of((const char *)body, blen, &rl_tail(s)->fx, &n) < 0)
+				if (fx_of((const char *)body, qlen, &rl_tail(s)->fx, &n) < 0)
 					goto nomem;
 			}
 			break;

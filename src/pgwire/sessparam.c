@@ -25,6 +25,7 @@ static const char *const builtin[] = { "client_encoding",
 				       "error_on_unknown_object_key",
 				       "memory.operation_limit",
 				       "insert_select_fail_fast",
+				       "role",
 				       NULL };
 static char *names[SP_MAX];
 static int nnames;
@@ -323,7 +324,9 @@ static bool word(const char **pp, const char *end, const char *w)
 
 	if ((size_t)(end - p) < n || strncasecmp(p, w, n) != 0)
 		return false;
-	if (p + n < end && (isalnum((unsigned char)p[n]) || p[n] == '_'))
+	/* a keyword is not the start of a longer or qualified name (schema.x, role$1) */
+	if (p + n < end && (isalnum((unsigned char)p[n]) || p[n] == '_' || p[n] == '.' ||
+			    p[n] == '$' || (unsigned char)p[n] >= 0x80))
 		return false;
 	*pp = p + n;
 	return true;
@@ -378,18 +381,52 @@ static const char *crate_escape_end(const char *p, const char *end)
 	return last;
 }
 
+/* PostgreSQL's string continuation: after a string's closing quote, white space with a
+ * newline in it (-- comments count as white space) and a quote go on with the same
+ * string, an E'...' one with its escapes (scan.l, quotecontinue). That quote, or NULL. */
+static const char *pg_continuation(const char *p, const char *end)
+{
+	bool newline = false;
+
+	while (p < end) {
+		if (*p == '\n' || *p == '\r') {
+			newline = true;
+			p++;
+		} else if (*p == ' ' || *p == '\t' || *p == '\f' || (newline && *p == '\v')) {
+			p++;
+		} else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+			while (p < end && *p != '\n' && *p != '\r')
+				p++;
+			if (p == end)
+				return NULL; /* a comment must end with a newline */
+		} else {
+			break;
+		}
+	}
+	return newline && p < end && *p == '\'' ? p : NULL;
+}
+
 /* The closing quote of the string or quoted name whose opening quote is at p (NULL: none
  * before end). An escape string, E'...', where a token starts: in PostgreSQL a backslash
- * escapes the next character (a quote too); CrateDB's is crate_escape_end(). */
+ * escapes the next character (a quote too), '' is a quote, and a continuation keeps the
+ * escapes; CrateDB's is crate_escape_end(). */
 static const char *close_quote(const char *start, const char *p, const char *end, bool crate)
 {
 	if (*p == '\'' && p > start && (p[-1] == 'E' || p[-1] == 'e') &&
 	    (p - 1 == start || !ident_char(p[-2], crate))) {
-		const char *q = p + 1;
+		const char *q = p + 1, *more;
 		if (!crate) {
-			while (q < end && *q != '\'')
-				q += *q == '\\' && q + 1 < end ? 2 : 1;
-			return q < end ? q : NULL;
+			for (;;) {
+				while (q < end && *q != '\'')
+					q += *q == '\\' && q + 1 < end ? 2 : 1;
+				if (q < end && q + 1 < end && q[1] == '\'') {
+					q += 2;
+					continue;
+				}
+				if (q >= end || !(more = pg_continuation(q + 1, end)))
+					return q < end ? q : NULL;
+				q = more + 1;
+			}
 		}
 		if ((q = crate_escape_end(p, end)))
 			return q;
@@ -479,20 +516,70 @@ bool sp_autocommit_statement(const char *sql, size_t len)
 	return skip_ws(e, end, false) == end;
 }
 
-/* SET [SESSION] SESSION AUTHORIZATION or SET [SESSION] ROLE at p, after SET and its scope:
- * the session's user or role, which nothing tracks and only DISCARD ALL (PostgreSQL) or
- * RESET SESSION AUTHORIZATION undoes. */
-static bool sets_identity(const char *p, const char *end, bool scoped, bool crate)
+/* SET [SESSION] SESSION AUTHORIZATION at p, after SET and its scope: the session's user,
+ * which nothing tracks and only DISCARD ALL (PostgreSQL) or RESET SESSION AUTHORIZATION
+ * undoes. */
+static bool sets_authorization(const char *p, const char *end, bool scoped, bool crate)
 {
 	bool session = false;
 
-	if (word(&p, end, "ROLE"))
-		return sp_index("role", 4) < 0;
 	if (word(&p, end, "SESSION")) {
 		session = true;
 		p = skip_ws(p, end, crate);
 	}
 	return (scoped || session) && word(&p, end, "AUTHORIZATION");
+}
+
+/* Whether nothing but white space, comments and a ';' is left at p. */
+static bool at_end(const char *p, const char *end, bool crate)
+{
+	p = skip_ws(p, end, crate);
+	if (p < end && *p == ';')
+		p = skip_ws(p + 1, end, crate);
+	return p == end;
+}
+
+/* A parameter's name at p as the server reads it, its parts joined with '.' into out:
+ * white space or comments may stand around the dots, and a part may be quoted (CrateDB's
+ * settings are lower-case, and it looks quoted names up as written: one with a capital
+ * names none of them). Its length, 0 for none; *after: behind it. */
+static size_t qualified_name(const char *p, const char *end, bool crate, char *out, size_t max,
+			     const char **after)
+{
+	size_t n = 0;
+
+	for (;;) {
+		const char *part = p;
+		size_t len;
+		if (p < end && (*p == '"' || (crate && *p == '`'))) {
+			const char *q = memchr(p + 1, *p, (size_t)(end - p - 1));
+			if (!q)
+				return 0;
+			part = p + 1;
+			len = (size_t)(q - part);
+			p = q + 1;
+			for (size_t k = 0; crate && k < len; k++)
+				if (isupper((unsigned char)part[k]))
+					return 0;
+		} else {
+			while (p < end && (isalnum((unsigned char)*p) || *p == '_'))
+				p++;
+			len = (size_t)(p - part);
+		}
+		if (len == 0 || n + len + 1 >= max)
+			return 0;
+		memcpy(out + n, part, len);
+		n += len;
+		const char *q = skip_ws(p, end, crate);
+		if (q < end && *q == '.') {
+			out[n++] = '.';
+			p = skip_ws(q + 1, end, crate);
+			continue;
+		}
+		out[n] = '\0';
+		*after = p;
+		return n;
+	}
 }
 
 int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value)
@@ -523,10 +610,11 @@ int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value
 	p = skip_ws(p, end, crate);
 	if (scoped && word(&p, end, "CHARACTERISTICS"))
 		return 0;
-	if (!reset && sets_identity(p, end, scoped, crate))
+	if (!reset && sets_authorization(p, end, scoped, crate))
 		return 3;
 	int i = -1;
-	const char *name = p, *after, *kw = p;
+	const char *after, *kw = p, *t;
+	char name[128];
 	size_t n;
 	if (!reset && !crate && word(&kw, end, "SCHEMA")) {
 		/* PostgreSQL's SET SCHEMA 'x' is SET search_path TO 'x' */
@@ -534,27 +622,32 @@ int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value
 		p = skip_ws(kw, end, crate);
 		goto value;
 	}
-	if (p < end && (*p == '"' || (crate && *p == '`'))) {
-		/* a quoted name: the same parameter (their names are case-insensitive) */
-		const char *q = memchr(p + 1, *p, (size_t)(end - p - 1));
-		if (!q)
-			return 0;
-		name = p + 1;
-		n = (size_t)(q - name);
-		after = q + 1;
-	} else {
-		n = ident_len(p, end);
-		after = p + n;
+	kw = p;
+	if (!reset && word(&kw, end, "ROLE")) {
+		/* SET ROLE x is SET role TO x; SET ROLE NONE goes back to the login's role */
+		const char *r = skip_ws(kw, end, crate), *to = r;
+		if (r < end && *r != '=' && !word(&to, end, "TO")) {
+			i = sp_index("role", 4);
+			p = t = r;
+			if (word(&t, end, "NONE") && at_end(t, end, crate)) {
+				*idx = i;
+				*value = NULL;
+				return 1;
+			}
+			goto value;
+		}
 	}
-	if (n == 0 || (i = sp_index(name, n)) < 0)
+	n = qualified_name(p, end, crate, name, sizeof(name), &after);
+	if (n == 0)
 		return 0;
+	if ((i = sp_index(name, n)) < 0)
+		/* PostgreSQL's SET session_authorization = 'x' */
+		return !reset && strcasecmp(name, "session_authorization") == 0 ? 3 : 0;
 	/* from here on a tracked parameter changes: text that cannot be read is 3 */
 	p = skip_ws(after, end, crate);
 	if (reset) {
 		/* RESET name [;] and nothing else */
-		if (p < end && *p == ';')
-			p = skip_ws(p + 1, end, crate);
-		if (p != end)
+		if (!at_end(p, end, crate))
 			return 3;
 		*idx = i;
 		*value = NULL;

@@ -50,11 +50,11 @@ bool sp_differs(const struct sp_set *cl, const struct sp_set *sv, int i);
 char *sp_stmt(const struct sp_set *cl, int i, bool crate, bool reset);
 
 /* Recognises "SET [SESSION] name {TO|=} value" and "RESET name" for a tracked name in a
- * statement's text (PostgreSQL's SET SCHEMA too). 1 with *idx and *value (malloc'd SQL
- * text; NULL for RESET); 2 for RESET ALL and DISCARD ALL; 3 for a change that cannot be
- * tracked: a SET or RESET of a tracked name whose text cannot be read, SET SESSION
- * AUTHORIZATION, SET ROLE; 0 when the text is none of these; -1: no memory. crate: read
- * the text as CrateDB's lexer does (see sessparam.c). */
+ * statement's text (PostgreSQL's SET SCHEMA and SET ROLE too). 1 with *idx and *value
+ * (malloc'd SQL text; NULL for RESET); 2 for RESET ALL and DISCARD ALL; 3 for a change
+ * that cannot be tracked: a SET or RESET of a tracked name whose text cannot be read, SET
+ * SESSION AUTHORIZATION; 0 when the text is none of these; -1: no memory. crate: read the
+ * text as CrateDB's lexer does (see sessparam.c). */
 int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value);
 /* The end of the statement starting at p (after its ';', or end): quotes, dollar quotes
  * and comments are skipped, as PostgreSQL's or (crate) CrateDB's lexer reads them. */

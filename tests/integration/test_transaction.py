@@ -437,14 +437,31 @@ def test_a_set_it_cannot_read_reaches_no_other_client(cratebouncer):
         a.execute("select 1")
 
 
-@pytest.mark.parametrize("stmt", ["set role md5user", "set session role md5user",
-                                  "set session authorization md5user"])
-def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):
-    """SET ROLE and SET SESSION AUTHORIZATION are not tracked: the next client of the server
-    would run as that role (was: it did). The server is closed after the transaction."""
+@pytest.mark.parametrize("stmt", ["set role md5user", "set session role 'md5user'",
+                                  "set role to md5user"])
+def test_set_role_follows_its_client(cratebouncer, pg, stmt):
+    """SET ROLE is tracked as the parameter role: the client keeps its role from server to
+    server, and no other client runs as it (was: the next client of the server did)."""
     pg.sql("grant md5user to crate")
-    if "authorization" in stmt:
-        pg.sql("alter role crate superuser")
+    try:
+        b = cratebouncer(settings={**TX, "default_pool_size": 1})
+        a, other = b.connect(), b.connect()
+        a.execute(stmt)
+        for _ in range(3):
+            assert other.execute("select current_user").fetchone()[0] == "crate"
+            assert a.execute("select current_user").fetchone()[0] == "md5user"
+        a.execute("set role none")
+        assert a.execute("select current_user").fetchone()[0] == "crate"
+    finally:
+        pg.sql("revoke md5user from crate")
+
+
+@pytest.mark.parametrize("stmt", ["set session authorization md5user",
+                                  "set session_authorization = 'md5user'"])
+def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):
+    """SET SESSION AUTHORIZATION is not tracked: the next client of the server would run as
+    that user (was: it did). The server is closed after the transaction."""
+    pg.sql("alter role crate superuser")
     try:
         b = cratebouncer(settings={**TX, "default_pool_size": 1})
         a, other = b.connect(), b.connect()
@@ -454,4 +471,20 @@ def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):
             a.execute("select 1")
     finally:
         pg.sql("alter role crate nosuperuser")
-        pg.sql("revoke md5user from crate")
+
+
+@pytest.mark.parametrize("query", [
+    b"SELECT E'a'\n'\\' AS x, ' ; SET search_path TO cb_cont, public ; SELECT 'x'",
+    b"SELECT E'a' -- c\n'\\' AS x, ' ; SET search_path TO cb_cont, public ; SELECT 'x'",
+], ids=["newline", "comment and newline"])
+def test_a_set_behind_a_continued_escape_string_is_tracked(cratebouncer, query):
+    """PostgreSQL goes on with E'a' after a newline and a quote, with its escapes: the SET is
+    a statement of its own (was: the tracking read a plain string there and missed it)."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    with a.cursor() as cur:
+        cur.execute(query)
+    for _ in range(3):
+        assert other.execute("show search_path").fetchone()[0] == default
+        assert a.execute("show search_path").fetchone()[0] == "cb_cont, public"

@@ -163,14 +163,65 @@ START_TEST(test_parse_set)
 					       "SET search_path FROM CURRENT",
 					       "SET SESSION AUTHORIZATION bob",
 					       "set session session authorization 'bob'",
-					       "SET ROLE bob",
-					       "SET SESSION ROLE bob" };
+					       "SET session_authorization = 'bob'",
+					       "SET SESSION \"session_authorization\" TO bob" };
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
 		for (int crate = 0; crate < 2; crate++)
 			ck_assert_msg(
 				sp_parse_set(unknown[i], strlen(unknown[i]), crate, &idx, &v) == 3,
 				"%s (crate %d)", unknown[i], crate);
+	/* SET ROLE x is a SET of role; NONE is its default */
+	static const char *const roles[][2] = { { "SET ROLE bob", "bob" },
+						{ "set session role 'bob';", "'bob'" },
+						{ "SET role TO bob", "bob" },
+						{ "SET ROLE NONE", NULL },
+						{ "RESET ROLE", NULL } };
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		ck_assert_msg(sp_parse_set(roles[i][0], strlen(roles[i][0]), false, &idx, &v) == 1,
+			      "%s", roles[i][0]);
+		ck_assert_str_eq(sp_name(idx), "role");
+		if (roles[i][1])
+			ck_assert_str_eq(v, roles[i][1]);
+		else
+			ck_assert_ptr_null(v);
+		free(v);
+	}
+	/* a keyword does not start a qualified name: these are other parameters */
+	ck_assert_int_eq(sp_parse_set("SET schema.tenant = 'a'", 23, false, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET role.x = 1", 14, false, &idx, &v), 0);
+	/* a qualified name in pieces, as both servers join it */
+	static const char *const dotted[] = { "SET memory . operation_limit = 1",
+					      "SET memory.\"operation_limit\" = 1",
+					      "SET \"memory\".operation_limit = 1",
+					      "SET memory/**/.operation_limit = 1" };
+	for (size_t i = 0; i < sizeof(dotted) / sizeof(dotted[0]); i++) {
+		ck_assert_msg(sp_parse_set(dotted[i], strlen(dotted[i]), true, &idx, &v) == 1, "%s",
+			      dotted[i]);
+		ck_assert_str_eq(sp_name(idx), "memory.operation_limit");
+		free(v);
+	}
+	/* CrateDB looks a quoted name up as written, and its settings are lower-case */
+	ck_assert_int_eq(sp_parse_set("SET \"Search_Path\" = x", 21, true, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET \"Search_Path\" = x", 21, false, &idx, &v), 1);
+	free(v);
+	/* PostgreSQL goes on with an E'...' string after a newline, escapes and all (checked
+	 * on PostgreSQL 15: the SET runs) */
+	static const char *const cont[] = {
+		"SELECT E'a'\n'\\' AS x, ' ; SET search_path TO x ; SELECT 'x'",
+		"SELECT E'a' -- c\n'\\' AS x, ' ; SET search_path TO x ; SELECT 'x'"
+	};
+	for (size_t i = 0; i < sizeof(cont) / sizeof(cont[0]); i++)
+		ck_assert_str_eq(sp_next_statement(cont[i], cont[i] + strlen(cont[i]), false),
+				 " SET search_path TO x ; SELECT 'x'");
+	/* ... and reads '' inside one as a quote: the string ends at its last quote */
+	q = "SELECT E'''\\'';SELECT 1";
+	ck_assert_str_eq(sp_next_statement(q, q + strlen(q), false), "SELECT 1");
+	/* ... but not without a newline */
+	q = "SELECT E'a' '\\'; SET search_path TO x";
+	ck_assert_ptr_eq(sp_next_statement(q, q + strlen(q), false), strchr(q, ';') + 1);
 	ck_assert_int_eq(sp_parse_set("SET LOCAL ROLE bob", 18, false, &idx, &v), 0);
+	ck_assert_int_eq(sp_parse_set("SET LOCAL SESSION AUTHORIZATION bob", 35, true, &idx, &v),
+			 0);
 	ck_assert_int_eq(sp_parse_set("RESET SESSION AUTHORIZATION", 27, true, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", 52,
 				      false, &idx, &v),
