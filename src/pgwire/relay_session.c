@@ -180,7 +180,7 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 	char *value = NULL;
 	int rc = sp_parse_set(sql, len, o->crate, &idx, &value);
 
-	if (rc == 1 || rc == 2)
+	if (rc == 1 || rc == 2 || rc == 4)
 		s->noting |= RL_NOTE_UNDO;
 	if (rc == 3 && !s->tainted) {
 		/* a change the tracking cannot follow: what the server has is not known */
@@ -197,11 +197,12 @@ static void note_one(struct rl_server *s, struct rl_client *c, const struct rl_o
 		if (sp_put(&c->params, idx, value, true) < 0 ||
 		    sp_put(&s->params, idx, value, true) < 0)
 			log_warn("out of memory tracking a SET of %s", sp_name(idx));
-	} else if (rc == 2 && !o->crate) {
+	} else if ((rc == 2 || rc == 4) && !o->crate) {
 		/* CrateDB has no RESET ALL, and its DISCARD ALL keeps the settings */
 		for (int i = 0; i < sp_count(); i++)
-			if (!rl_reported(o, i) && (sp_put(&c->params, i, NULL, false) < 0 ||
-						   sp_put(&s->params, i, NULL, false) < 0))
+			if (!rl_reported(o, i) && !(rc == 2 && sp_reset_all_keeps(i)) &&
+			    (sp_put(&c->params, i, NULL, false) < 0 ||
+			     sp_put(&s->params, i, NULL, false) < 0))
 				log_warn("out of memory tracking RESET ALL");
 	}
 	free(value);
@@ -351,11 +352,13 @@ void rl_inject(struct rl_server *s, const struct rl_opts *o, const char *sql,
 		return;
 	}
 	pg_put_query(to_server, sql);
-	if (sp_parse_set(sql, strlen(sql), o->crate, &idx, &value) == 2) {
+	int rc = sp_parse_set(sql, strlen(sql), o->crate, &idx, &value);
+	if (rc == 2 || rc == 4) {
 		for (int i = 0; i < sp_count(); i++)
-			if (!rl_reported(o, i) && sp_put(&s->params, i, NULL, false) < 0)
+			if (!rl_reported(o, i) && !(rc == 2 && sp_reset_all_keeps(i)) &&
+			    sp_put(&s->params, i, NULL, false) < 0)
 				log_warn("out of memory tracking RESET ALL");
-		if (strncasecmp(sql, "DISCARD", 7) == 0)
+		if (rc == 4)
 			ps_set_free(&s->prepared);
 	}
 	free(value);

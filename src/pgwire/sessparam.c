@@ -65,6 +65,11 @@ int sp_init(const char *extra)
 	return 0;
 }
 
+bool sp_reset_all_keeps(int i)
+{
+	return i >= 0 && i < nnames && strcasecmp(names[i], "role") == 0;
+}
+
 int sp_count(void)
 {
 	return nnames;
@@ -593,7 +598,7 @@ int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value
 	p = skip_ws(p, end, crate);
 	if (word(&p, end, "DISCARD")) {
 		p = skip_ws(p, end, crate);
-		return word(&p, end, "ALL") ? 2 : 0;
+		return word(&p, end, "ALL") ? 4 : 0;
 	}
 	if (word(&p, end, "RESET"))
 		reset = true;
@@ -610,10 +615,10 @@ int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value
 	p = skip_ws(p, end, crate);
 	if (scoped && word(&p, end, "CHARACTERISTICS"))
 		return 0;
-	if (!reset && sets_authorization(p, end, scoped, crate))
-		return 3;
+	if (sets_authorization(p, end, scoped || reset, crate))
+		return 3; /* RESET SESSION AUTHORIZATION ends a SET ROLE too */
 	int i = -1;
-	const char *after, *kw = p, *t;
+	const char *after, *kw = p;
 	char name[128];
 	size_t n;
 	if (!reset && !crate && word(&kw, end, "SCHEMA")) {
@@ -624,16 +629,12 @@ int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value
 	}
 	kw = p;
 	if (!reset && word(&kw, end, "ROLE")) {
-		/* SET ROLE x is SET role TO x; SET ROLE NONE goes back to the login's role */
+		/* SET ROLE x is SET role TO x (NONE too: the login user's role, which need not
+		 * be the default a RESET gives, set by ALTER ROLE ... SET role) */
 		const char *r = skip_ws(kw, end, crate), *to = r;
 		if (r < end && *r != '=' && !word(&to, end, "TO")) {
 			i = sp_index("role", 4);
-			p = t = r;
-			if (word(&t, end, "NONE") && at_end(t, end, crate)) {
-				*idx = i;
-				*value = NULL;
-				return 1;
-			}
+			p = r;
 			goto value;
 		}
 	}

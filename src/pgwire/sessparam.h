@@ -20,6 +20,9 @@ int sp_count(void);
 /* Index of a tracked parameter (case-insensitive), or -1. */
 int sp_index(const char *name, size_t len);
 const char *sp_name(int i);
+/* Whether RESET ALL leaves parameter i as it is (PostgreSQL's role: GUC_NO_RESET_ALL);
+ * DISCARD ALL resets it all the same. */
+bool sp_reset_all_keeps(int i);
 
 /* Values that differ from the defaults: entries [idx][raw][value\0]. */
 struct sp_set {
@@ -51,10 +54,10 @@ char *sp_stmt(const struct sp_set *cl, int i, bool crate, bool reset);
 
 /* Recognises "SET [SESSION] name {TO|=} value" and "RESET name" for a tracked name in a
  * statement's text (PostgreSQL's SET SCHEMA and SET ROLE too). 1 with *idx and *value
- * (malloc'd SQL text; NULL for RESET); 2 for RESET ALL and DISCARD ALL; 3 for a change
+ * (malloc'd SQL text; NULL for RESET); 2 for RESET ALL, 4 for DISCARD ALL; 3 for a change
  * that cannot be tracked: a SET or RESET of a tracked name whose text cannot be read, SET
- * SESSION AUTHORIZATION; 0 when the text is none of these; -1: no memory. crate: read the
- * text as CrateDB's lexer does (see sessparam.c). */
+ * or RESET SESSION AUTHORIZATION; 0 when the text is none of these; -1: no memory. crate:
+ * read the text as CrateDB's lexer does (see sessparam.c). */
 int sp_parse_set(const char *sql, size_t len, bool crate, int *idx, char **value);
 /* The end of the statement starting at p (after its ';', or end): quotes, dollar quotes
  * and comments are skipped, as PostgreSQL's or (crate) CrateDB's lexer reads them. */

@@ -456,6 +456,23 @@ def test_set_role_follows_its_client(cratebouncer, pg, stmt):
         pg.sql("revoke md5user from crate")
 
 
+def test_reset_all_keeps_the_role(cratebouncer, pg):
+    """PostgreSQL's RESET ALL leaves the role as it is (GUC_NO_RESET_ALL): the tracking must
+    too, or the server goes back to the pool as md5user while the pooler thinks it has the
+    login's role, and the next client runs as md5user (was: it did)."""
+    pg.sql("grant md5user to crate")
+    try:
+        b = cratebouncer(settings={**TX, "default_pool_size": 1})
+        a, other = b.connect(), b.connect()
+        a.execute("set role md5user")
+        a.execute("reset all")
+        for _ in range(3):
+            assert other.execute("select current_user").fetchone()[0] == "crate"
+            assert a.execute("select current_user").fetchone()[0] == "md5user"
+    finally:
+        pg.sql("revoke md5user from crate")
+
+
 @pytest.mark.parametrize("stmt", ["set session authorization md5user",
                                   "set session_authorization = 'md5user'"])
 def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):

@@ -109,7 +109,8 @@ START_TEST(test_parse_set)
 	ck_assert_int_eq(sp_parse_set("RESET search_path", 17, false, &idx, &v), 1);
 	ck_assert_ptr_null(v);
 	ck_assert_int_eq(sp_parse_set("reset all", 9, false, &idx, &v), 2);
-	ck_assert_int_eq(sp_parse_set("DISCARD ALL", 11, false, &idx, &v), 2);
+	ck_assert_int_eq(sp_parse_set("DISCARD ALL", 11, false, &idx, &v), 4);
+	ck_assert_int_eq(sp_parse_set("RESET SESSION AUTHORIZATION", 27, false, &idx, &v), 3);
 	ck_assert_int_eq(sp_parse_set("SET LOCAL search_path TO x", 26, false, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET work_mem TO '4MB'", 21, false, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET search_path TO x; SELECT 1", 30, false, &idx, &v), 3);
@@ -170,11 +171,11 @@ START_TEST(test_parse_set)
 			ck_assert_msg(
 				sp_parse_set(unknown[i], strlen(unknown[i]), crate, &idx, &v) == 3,
 				"%s (crate %d)", unknown[i], crate);
-	/* SET ROLE x is a SET of role; NONE is its default */
+	/* SET ROLE x is a SET of role */
 	static const char *const roles[][2] = { { "SET ROLE bob", "bob" },
 						{ "set session role 'bob';", "'bob'" },
 						{ "SET role TO bob", "bob" },
-						{ "SET ROLE NONE", NULL },
+						{ "SET ROLE NONE", "NONE" },
 						{ "RESET ROLE", NULL } };
 	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
 		ck_assert_msg(sp_parse_set(roles[i][0], strlen(roles[i][0]), false, &idx, &v) == 1,
@@ -222,7 +223,6 @@ START_TEST(test_parse_set)
 	ck_assert_int_eq(sp_parse_set("SET LOCAL ROLE bob", 18, false, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET LOCAL SESSION AUTHORIZATION bob", 35, true, &idx, &v),
 			 0);
-	ck_assert_int_eq(sp_parse_set("RESET SESSION AUTHORIZATION", 27, true, &idx, &v), 0);
 	ck_assert_int_eq(sp_parse_set("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", 52,
 				      false, &idx, &v),
 			 0);
