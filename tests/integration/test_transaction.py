@@ -368,6 +368,19 @@ def test_a_refused_replay_set_takes_no_other_setting_with_it(cratebouncer):
     assert a.execute("show extra_float_digits").fetchone()[0] == "1"
 
 
+def search_path_follows(cratebouncer, query, want):
+    """Client a runs query (one server): a sees search_path want on every server it gets, the
+    other client of that server keeps the default."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    default = other.execute("show search_path").fetchone()[0]
+    with a.cursor() as cur:
+        cur.execute(query)
+    for _ in range(3):
+        assert other.execute("show search_path").fetchone()[0] == default
+        assert a.execute("show search_path").fetchone()[0] == want
+
+
 @pytest.mark.parametrize("stmt, want", [
     (b'SET "search_path" TO cb_q, public', "cb_q, public"),
     (b"select E'\\''; set search_path to cb_e, public", "cb_e, public"),
@@ -376,14 +389,7 @@ def test_a_set_hidden_by_quoting_is_still_tracked(cratebouncer, stmt, want):
     """A quoted parameter name, or a SET behind an escape string's \\' in one Query: PostgreSQL
     runs it, so the tracking must see it (was: neither was seen, and the setting reached the
     next client of the server)."""
-    b = cratebouncer(settings={**TX, "default_pool_size": 1})
-    a, other = b.connect(), b.connect()
-    default = other.execute("show search_path").fetchone()[0]
-    with a.cursor() as cur:
-        cur.execute(stmt)
-    for _ in range(3):
-        assert other.execute("show search_path").fetchone()[0] == default
-        assert a.execute("show search_path").fetchone()[0] == want
+    search_path_follows(cratebouncer, stmt, want)
 
 
 def test_an_undone_change_in_a_second_pipelined_query_is_seen(cratebouncer):
@@ -415,13 +421,7 @@ def test_an_undone_change_in_a_second_pipelined_query_is_seen(cratebouncer):
 def test_set_schema_follows_its_client(cratebouncer, stmt, want):
     """PostgreSQL's SET SCHEMA 'x' sets search_path (which PostgreSQL 15 does not report):
     it follows its client to its next server and reaches no other client (was: not seen)."""
-    b = cratebouncer(settings={**TX, "default_pool_size": 1})
-    a, other = b.connect(), b.connect()
-    default = other.execute("show search_path").fetchone()[0]
-    a.execute(stmt)
-    for _ in range(3):
-        assert other.execute("show search_path").fetchone()[0] == default
-        assert a.execute("show search_path").fetchone()[0] == want
+    search_path_follows(cratebouncer, stmt, want)
 
 
 def test_a_set_it_cannot_read_reaches_no_other_client(cratebouncer):
@@ -437,6 +437,23 @@ def test_a_set_it_cannot_read_reaches_no_other_client(cratebouncer):
         a.execute("select 1")
 
 
+def user_follows(cratebouncer, stmts, want):
+    """Client a runs stmts (one server): the other client of that server always runs as
+    crate, and a as want on every server it gets (None: a only goes on running queries).
+    Returns a."""
+    b = cratebouncer(settings={**TX, "default_pool_size": 1})
+    a, other = b.connect(), b.connect()
+    for st in stmts:
+        a.execute(st)
+    for _ in range(3):
+        assert other.execute("select current_user").fetchone()[0] == "crate"
+        if want is None:
+            a.execute("select 1")
+        else:
+            assert a.execute("select current_user").fetchone()[0] == want
+    return a
+
+
 @pytest.mark.parametrize("stmt", ["set role md5user", "set session role 'md5user'",
                                   "set role to md5user"])
 def test_set_role_follows_its_client(cratebouncer, pg, stmt):
@@ -444,12 +461,7 @@ def test_set_role_follows_its_client(cratebouncer, pg, stmt):
     server, and no other client runs as it (was: the next client of the server did)."""
     pg.sql("grant md5user to crate")
     try:
-        b = cratebouncer(settings={**TX, "default_pool_size": 1})
-        a, other = b.connect(), b.connect()
-        a.execute(stmt)
-        for _ in range(3):
-            assert other.execute("select current_user").fetchone()[0] == "crate"
-            assert a.execute("select current_user").fetchone()[0] == "md5user"
+        a = user_follows(cratebouncer, [stmt], "md5user")
         a.execute("set role none")
         assert a.execute("select current_user").fetchone()[0] == "crate"
     finally:
@@ -462,13 +474,7 @@ def test_reset_all_keeps_the_role(cratebouncer, pg):
     login's role, and the next client runs as md5user (was: it did)."""
     pg.sql("grant md5user to crate")
     try:
-        b = cratebouncer(settings={**TX, "default_pool_size": 1})
-        a, other = b.connect(), b.connect()
-        a.execute("set role md5user")
-        a.execute("reset all")
-        for _ in range(3):
-            assert other.execute("select current_user").fetchone()[0] == "crate"
-            assert a.execute("select current_user").fetchone()[0] == "md5user"
+        user_follows(cratebouncer, ["set role md5user", "reset all"], "md5user")
     finally:
         pg.sql("revoke md5user from crate")
 
@@ -480,12 +486,7 @@ def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):
     that user (was: it did). The server is closed after the transaction."""
     pg.sql("alter role crate superuser")
     try:
-        b = cratebouncer(settings={**TX, "default_pool_size": 1})
-        a, other = b.connect(), b.connect()
-        a.execute(stmt)
-        for _ in range(3):
-            assert other.execute("select current_user").fetchone()[0] == "crate"
-            a.execute("select 1")
+        user_follows(cratebouncer, [stmt], None)
     finally:
         pg.sql("alter role crate nosuperuser")
 
@@ -497,11 +498,4 @@ def test_a_changed_session_user_reaches_no_other_client(cratebouncer, pg, stmt):
 def test_a_set_behind_a_continued_escape_string_is_tracked(cratebouncer, query):
     """PostgreSQL goes on with E'a' after a newline and a quote, with its escapes: the SET is
     a statement of its own (was: the tracking read a plain string there and missed it)."""
-    b = cratebouncer(settings={**TX, "default_pool_size": 1})
-    a, other = b.connect(), b.connect()
-    default = other.execute("show search_path").fetchone()[0]
-    with a.cursor() as cur:
-        cur.execute(query)
-    for _ in range(3):
-        assert other.execute("show search_path").fetchone()[0] == default
-        assert a.execute("show search_path").fetchone()[0] == "cb_cont, public"
+    search_path_follows(cratebouncer, query, "cb_cont, public")
